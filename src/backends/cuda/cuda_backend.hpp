@@ -1,0 +1,15 @@
+#pragma once
+// The CUDA backend (built when ATTN_HAVE_CUDA). Host code only; kernels live in kernels/cuda.
+#include <memory>
+#include <string>
+
+#include "core/backend.hpp"
+
+namespace ab {
+
+// True when the CUDA runtime finds a device; otherwise `why` gets the runtime's message
+// (e.g. "CUDA driver version is insufficient" where no NVIDIA driver exists).
+bool cuda_probe(std::string* why);
+std::unique_ptr<Backend> make_cuda_backend();
+
+}  // namespace ab

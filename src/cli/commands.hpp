@@ -1,0 +1,20 @@
+#pragma once
+// One file per subcommand (STYLE.md §11): each defines an options struct, a
+// `setup_<cmd>(app, action)` that registers the subcommand and sets `action` when it is
+// chosen, and a `run_<cmd>(opts)` returning the exit code (core/errors.hpp ExitCode).
+// InputError thrown from a run function is turned into exit 2 by main.
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace ab::cli {
+
+using Action = std::function<int()>;
+
+void setup_run(CLI::App& app, Action& action);
+void setup_list(CLI::App& app, Action& action);
+void setup_validate(CLI::App& app, Action& action);
+void setup_table(CLI::App& app, Action& action);
+void setup_compare(CLI::App& app, Action& action);
+void setup_env(CLI::App& app, Action& action);
+
+}  // namespace ab::cli

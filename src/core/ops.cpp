@@ -1,0 +1,9 @@
+#include "core/ops.hpp"
+
+#include <cmath>
+
+namespace ab {
+float SdpaArgs::effective_scale() const {
+  return scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
+}
+}  // namespace ab

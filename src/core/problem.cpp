@@ -1,0 +1,45 @@
+#include "core/problem.hpp"
+
+namespace ab {
+
+std::string_view mode_name(Mode m) { return m == Mode::prefill ? "prefill" : "decode"; }
+
+std::string Problem::key() const {
+  std::string k = std::string(mode_name(mode)) + "_b" + std::to_string(batch) + "_h" +
+                  std::to_string(heads) + "_kv" + std::to_string(kv_heads) + "_d" +
+                  std::to_string(head_dim);
+  if (v_dim != head_dim) k += "_dv" + std::to_string(v_dim);
+  k += "_q" + std::to_string(q_len) + "_k" + std::to_string(kv_len);
+  k += causal ? "_causal" : "_full";
+  k += "_" + std::string(dtype_name(dtype));
+  return k;
+}
+
+double AttnShape::allowed_pairs() const {
+  if (!causal) return static_cast<double>(q_len) * static_cast<double>(kv_len);
+  double s = 0;
+  const int64_t off = q_offset();
+  // Sum over rows of min(kv_len, i + off + 1), clipped at zero.
+  for (int64_t i = 0; i < q_len; ++i) {
+    const int64_t v = i + off + 1;
+    s += static_cast<double>(v < 0 ? 0 : (v > kv_len ? kv_len : v));
+  }
+  return s;
+}
+
+AttnShape shape_from_problem(const Problem& p) {
+  AttnShape s;
+  s.batch = p.batch;
+  s.q_heads = p.heads;
+  s.kv_heads = p.kv_heads;
+  s.head_dim = p.head_dim;
+  s.v_dim = p.v_dim;
+  s.q_len = p.q_len;
+  s.kv_len = p.kv_len;
+  s.causal = p.causal;
+  s.mode = p.mode;
+  s.dtype = p.dtype;
+  return s;
+}
+
+}  // namespace ab
