@@ -52,6 +52,14 @@ class Backend {
   // Ops.
   virtual Support supports_sdpa(const SdpaArgs& a) const = 0;
   virtual void sdpa(const SdpaArgs& a) = 0;
+
+  // Index lists for gather ops, copied where the kernels read them; valid until release_all().
+  virtual IndexLists upload_indices(const std::vector<int32_t>& offsets,
+                                    const std::vector<int32_t>& indices) = 0;
+  virtual Support supports_gather_decode(const GatherDecodeArgs& a) const {
+    (void)a; return Support::no(name() + ": token-gather decode is not implemented");
+  }
+  virtual void gather_decode(const GatherDecodeArgs& a) { (void)a; }
 };
 
 }  // namespace ab

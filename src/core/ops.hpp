@@ -37,4 +37,28 @@ struct SdpaArgs {
   float effective_scale() const;
 };
 
+// Per-(batch, kv head) lists of key indices, CSR-style: the keys of list r = b*Hkv + kvh are
+// indices[offsets[r] .. offsets[r+1]). Made by Backend::upload_indices, so they live where the
+// backend's kernels read them.
+struct IndexLists {
+  const int32_t* offsets = nullptr;  // B*Hkv + 1 entries
+  const int32_t* indices = nullptr;
+  int64_t lists = 0;
+  int64_t total = 0;
+  bool on_device = false;
+};
+
+// Op 3: token-gather decode. Every query row of query head h (batch b) attends to the keys
+// of list b*Hkv + kv_head_of(h) only (no causal mask: the list is the mask).
+//   q (B, Hq, Nq, D) with small Nq, k/v caches (B, Hkv, Nkv, D/Dv), o (B, Hq, Nq, Dv),
+//   lse (B, Hq, Nq, 1) fp32, for merging with other sources by LSE.
+struct GatherDecodeArgs {
+  AttnShape shape;
+  TensorRef q, k, v, o, lse;
+  float scale = 0.0f;
+  IndexLists lists;
+  int kv_head_of(int h) const { return h / (shape.q_heads / shape.kv_heads); }
+  float effective_scale() const;
+};
+
 }  // namespace ab

@@ -36,7 +36,10 @@ class CpuBackend final : public Backend {
     float* p = t.host_f32();
     std::fill(p, p + t.numel(), std::numeric_limits<float>::quiet_NaN());
   }
-  void release_all() override { buffers_.clear(); }
+  void release_all() override {
+    buffers_.clear();
+    index_store_.clear();
+  }
 
   double time(const std::function<void()>& fn, CacheMode mode) override {
     if (mode == CacheMode::cold) flush_caches();
@@ -52,6 +55,19 @@ class CpuBackend final : public Backend {
   }
   void sdpa(const SdpaArgs& a) override { cpu::sdpa_flash(a); }
 
+  IndexLists upload_indices(const std::vector<int32_t>& offsets,
+                            const std::vector<int32_t>& indices) override {
+    index_store_.push_back(offsets);
+    const int32_t* off = index_store_.back().data();
+    index_store_.push_back(indices);
+    IndexLists l;
+    l.offsets = off;
+    l.indices = index_store_.back().data();
+    l.lists = static_cast<int64_t>(offsets.size()) - 1;
+    l.total = static_cast<int64_t>(indices.size());
+    return l;
+  }
+
  private:
   // Evict the caches by streaming over a buffer larger than the last-level cache (EPYC: 32 MiB
   // L3 per CCX; 128 MiB covers it with margin).
@@ -65,6 +81,7 @@ class CpuBackend final : public Backend {
     sink_ = s;
   }
   std::list<std::vector<float>> buffers_;
+  std::list<std::vector<int32_t>> index_store_;
   std::vector<double> flush_;
   volatile double sink_ = 0;
 };
