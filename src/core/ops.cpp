@@ -1,4 +1,5 @@
 #include "core/ops.hpp"
+#include "core/variant.hpp"
 
 #include <cmath>
 
@@ -7,6 +8,9 @@ float SdpaArgs::effective_scale() const {
   return scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
 }
 float GatherDecodeArgs::effective_scale() const {
+  return scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
+}
+float Inputs::effective_scale() const {
   return scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
 }
 }  // namespace ab

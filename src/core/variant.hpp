@@ -1,6 +1,7 @@
 #pragma once
 // The variant contract (DESIGN.md §4). One file per variant under src/variants/<family>/,
 // one line in src/variants/variants.def.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,12 +33,21 @@ struct Cost {
   double density = 1.0;         // selected / allowed (query, key) pairs
 };
 
-// Inputs as the backend sees them, plus the host copies the metrics read.
+// Host copies of a case's inputs: fp32, values rounded to the case's dtype.
+struct HostInputs {
+  HostTensor q, k, v;                         // (B,Hq,Nq,D) (B,Hkv,Nkv,D) (B,Hkv,Nkv,Dv)
+  std::map<std::string, HostTensor> extra;    // variant-specific inputs (e.g. gate logits)
+};
+
+// Inputs as the backend sees them, plus the host copies the metrics and host-side planning
+// read. Several Inputs may share one HostInputs (input rotation on the GPU).
 struct Inputs {
   AttnShape shape;
-  HostTensor q, k, v;      // host fp32, values rounded to shape.dtype
-  TensorRef dq, dk, dv;    // backend copies
+  std::shared_ptr<const HostInputs> host;
+  TensorRef q, k, v;       // backend copies
+  std::map<std::string, TensorRef> extra;
   float scale = 0.0f;      // softmax scale (0 = 1/sqrt(D))
+  float effective_scale() const;
 };
 
 struct Outputs {
@@ -54,6 +64,8 @@ struct Plan {
   double estimation_flops = 0;
 };
 
+// Constructors store the ParamSet and must accept an empty one: the registry builds each
+// variant once with no parameters to read its info().
 class Variant {
  public:
   virtual ~Variant() = default;
@@ -65,8 +77,15 @@ class Variant {
   virtual Support supports(const AttnShape& s, const Backend& b) const = 0;
   // Plan may be null (before planning: the static estimate).
   virtual Cost cost(const AttnShape& s, const Plan* plan) const = 0;
+  // Estimation/selection phase; timed apart from run() when has_plan_phase().
+  virtual bool has_plan_phase() const { return false; }
   virtual Plan plan(const Inputs& in, Backend& b) { (void)in; (void)b; return {}; }
   virtual void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) = 0;
+  // Float64 reference of this variant's own formula (written in the most direct form, not a
+  // copy of the fast path) for query row i of query head h in batch b: o has v_dim entries;
+  // lse is NaN when the formula has none. Used by the accuracy metric.
+  virtual void reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i,
+                             double* o, double* lse) const = 0;
 };
 
 using VariantFactory = std::unique_ptr<Variant> (*)(const ParamSet&);

@@ -1,0 +1,536 @@
+// The CUDA backend: device memory, GPU timing (DESIGN.md §5) and the dispatch of the ops to
+// the kernels in kernels/cuda. Host code only, compiled by the C++ compiler against the CUDA
+// runtime (static in the portable build). NVML is loaded with dlopen, never linked, so the
+// binary starts where no NVIDIA driver exists (DESIGN.md §9).
+#include "backends/cuda/cuda_backend.hpp"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime_api.h>
+
+#include "cuda/decode/decode.hpp"
+#include "cuda/sdpa_prefill/sdpa_prefill.hpp"
+
+namespace ab {
+namespace {
+
+[[noreturn]] void throw_cuda(cudaError_t e, const char* what) {
+  throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) +
+                           " (" + cudaGetErrorString(e) + ")");
+}
+inline void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw_cuda(e, what);
+}
+
+std::string version_string(int v) {  // 13000 -> "13.0"
+  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+}
+
+// The few NVML entry points we use, resolved at run time from libnvidia-ml.so.1.
+class Nvml {
+ public:
+  Nvml() {
+    lib_ = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib_) return;
+    init_ = reinterpret_cast<int (*)()>(dlsym(lib_, "nvmlInit_v2"));
+    by_pci_ = reinterpret_cast<int (*)(const char*, void**)>(
+        dlsym(lib_, "nvmlDeviceGetHandleByPciBusId_v2"));
+    clock_ = reinterpret_cast<int (*)(void*, int, unsigned*)>(dlsym(lib_, "nvmlDeviceGetClockInfo"));
+    max_clock_ =
+        reinterpret_cast<int (*)(void*, int, unsigned*)>(dlsym(lib_, "nvmlDeviceGetMaxClockInfo"));
+    temp_ = reinterpret_cast<int (*)(void*, int, unsigned*)>(dlsym(lib_, "nvmlDeviceGetTemperature"));
+    driver_ = reinterpret_cast<int (*)(char*, unsigned)>(dlsym(lib_, "nvmlSystemGetDriverVersion"));
+    ok_ = init_ && by_pci_ && clock_ && temp_ && init_() == 0;
+  }
+  ~Nvml() {
+    // nvmlShutdown is deliberately not called: other backends in the process may still use it.
+    if (lib_) dlclose(lib_);
+  }
+  bool attach(const std::string& pci_bus_id) {
+    if (!ok_) return false;
+    ok_ = by_pci_(pci_bus_id.c_str(), &dev_) == 0;
+    return ok_;
+  }
+  bool ok() const { return ok_; }
+  // NVML_CLOCK_SM = 1, NVML_CLOCK_MEM = 2; NVML_TEMPERATURE_GPU = 0.
+  std::optional<unsigned> clock(int type) const {
+    unsigned v = 0;
+    if (!ok_ || clock_(dev_, type, &v) != 0) return std::nullopt;
+    return v;
+  }
+  std::optional<unsigned> max_clock(int type) const {
+    unsigned v = 0;
+    if (!ok_ || !max_clock_ || max_clock_(dev_, type, &v) != 0) return std::nullopt;
+    return v;
+  }
+  std::optional<unsigned> temperature() const {
+    unsigned v = 0;
+    if (!ok_ || temp_(dev_, 0, &v) != 0) return std::nullopt;
+    return v;
+  }
+  std::string driver_version() const {
+    char buf[96] = {0};
+    if (!ok_ || !driver_ || driver_(buf, sizeof buf) != 0) return "";
+    return buf;
+  }
+
+ private:
+  void* lib_ = nullptr;
+  void* dev_ = nullptr;
+  bool ok_ = false;
+  int (*init_)() = nullptr;
+  int (*by_pci_)(const char*, void**) = nullptr;
+  int (*clock_)(void*, int, unsigned*) = nullptr;
+  int (*max_clock_)(void*, int, unsigned*) = nullptr;
+  int (*temp_)(void*, int, unsigned*) = nullptr;
+  int (*driver_)(char*, unsigned) = nullptr;
+};
+
+cuda::ElemType elem_of(DType t) { return t == DType::f16 ? cuda::ElemType::f16 : cuda::ElemType::bf16; }
+
+cuda::MaskDesc mask_desc(const Mask& m, const AttnShape& s) {
+  cuda::MaskDesc d;
+  d.causal = m.causal ? 1 : 0;
+  d.window = m.window > 0 ? m.window : 0;
+  d.sinks = m.window > 0 ? std::max<int64_t>(0, m.sinks) : 0;
+  d.kv_len = s.kv_len;
+  return d;
+}
+
+// Which kernel runs an SDPA call, or why none does: the single answer behind both
+// supports_sdpa() and sdpa() (STYLE.md §2).
+struct SdpaRoute {
+  Support support;
+  bool decode = false;
+  cuda::PrefillLaunchFn prefill = nullptr;
+  cuda::DecodeLaunchFn dec = nullptr;
+};
+
+Support check_tensors(const char* op, const AttnShape& s, const TensorRef& q, const TensorRef& k,
+                      const TensorRef& v, const TensorRef& o, const TensorRef& lse) {
+  const std::string p = op;
+  if (s.dtype != DType::bf16 && s.dtype != DType::f16)
+    return Support::no(p + ": dtype " + std::string(dtype_name(s.dtype)) +
+                       " has no CUDA kernel (bf16, f16)");
+  for (const TensorRef* t : {&q, &k, &v, &o}) {
+    if (!t->on_device) return Support::no(p + ": tensors must be allocated by the cuda backend");
+    if (t->dtype != s.dtype) return Support::no(p + ": q/k/v/o must all have the problem's dtype");
+  }
+  if (lse.data && (!lse.on_device || lse.dtype != DType::f32))
+    return Support::no(p + ": lse must be an fp32 tensor of the cuda backend");
+  if (s.kv_heads <= 0 || s.q_heads % s.kv_heads != 0)
+    return Support::no(p + ": q_heads must be a multiple of kv_heads");
+  if (s.kv_len >= (int64_t(1) << 31) || s.q_len >= (int64_t(1) << 31))
+    return Support::no(p + ": sequence lengths must stay below 2^31");
+  if (s.batch > 65535 || s.q_heads > 65535 || int64_t(s.batch) * s.kv_heads > 65535)
+    return Support::no(p + ": batch × heads exceeds the grid limit (65535)");
+  return Support::yes();
+}
+
+SdpaRoute route_sdpa(const SdpaArgs& a) {
+  SdpaRoute r;
+  const AttnShape& s = a.shape;
+  if (a.transform != ScoreTransform::softmax) {
+    r.support = Support::no("cuda sdpa: only the softmax score transform has a kernel");
+    return r;
+  }
+  if (a.mask.extra) {
+    r.support = Support::no("cuda sdpa: mask predicate '" + a.mask.extra->name +
+                            "' has no CUDA implementation (causal, window and sinks only)");
+    return r;
+  }
+  if (a.head_map) {
+    for (int h = 0; h < s.q_heads; ++h)
+      if (a.head_map[h] != h / std::max(1, s.group())) {
+        r.support = Support::no("cuda sdpa: only the head map h -> h / group has a kernel");
+        return r;
+      }
+  }
+  if (!(a.effective_scale() > 0.f)) {
+    r.support = Support::no("cuda sdpa: the softmax scale must be positive");
+    return r;
+  }
+  r.support = check_tensors("cuda sdpa", s, a.q, a.k, a.v, a.o, a.lse);
+  if (!r.support.ok) return r;
+  std::string why;
+  if (s.q_len <= cuda::kDecodeMaxQLen) {
+    r.decode = true;
+    r.dec = cuda::decode_select(elem_of(s.dtype), s.head_dim, s.v_dim, false, &why);
+    if (!r.dec) r.support = Support::no(why);
+  } else {
+    const bool masked = a.mask.causal || a.mask.window > 0;
+    r.prefill = cuda::prefill_select(elem_of(s.dtype), s.head_dim, s.v_dim, masked, &why);
+    if (!r.prefill) r.support = Support::no(why);
+  }
+  return r;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend() {
+    check(cudaSetDevice(0), "cudaSetDevice");
+    check(cudaGetDeviceProperties(&prop_, 0), "cudaGetDeviceProperties");
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cudaEventCreate(&start_), "cudaEventCreate");
+    check(cudaEventCreate(&stop_), "cudaEventCreate");
+    char bus[32] = {0};
+    if (cudaDeviceGetPCIBusId(bus, sizeof bus, 0) == cudaSuccess) {
+      pci_bus_id_ = bus;
+      nvml_.attach(pci_bus_id_);
+    }
+    // Cold-cache flush: writing 2x the L2 (H200: 2 x 60 MiB) evicts every line the previous
+    // sample left there.
+    flush_bytes_ = std::max<size_t>(size_t(2) * size_t(prop_.l2CacheSize), size_t(64) << 20);
+    check(cudaMalloc(&flush_, flush_bytes_), "cudaMalloc(L2 flush buffer)");
+  }
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    for (void* p : buffers_) cudaFree(p);
+    if (ws_) cudaFree(ws_);
+    if (flush_) cudaFree(flush_);
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda"; }
+
+  TensorRef alloc(const Shape4& shape, DType dtype) override {
+    TensorRef t;
+    t.dtype = dtype;
+    t.shape = shape;
+    t.on_device = true;
+    const size_t bytes = size_t(ab::numel(shape)) * size_t(dtype_bytes(dtype));
+    if (bytes > 0) {
+      check(cudaMalloc(&t.data, bytes), "cudaMalloc");
+      buffers_.push_back(t.data);
+    }
+    return t;
+  }
+
+  // Host fp32 -> the tensor's dtype with the same round-to-nearest-even as the CPU backend's
+  // inputs (core/dtype.hpp), so both backends see bit-identical values.
+  void upload(const HostTensor& src, const TensorRef& dst) override {
+    if (src.numel() != dst.numel())
+      throw std::runtime_error("cuda upload: host tensor has " + std::to_string(src.numel()) +
+                               " elements, device tensor " + std::to_string(dst.numel()));
+    const size_t n = size_t(src.numel());
+    if (n == 0) return;
+    if (dst.dtype == DType::f32) {
+      check(cudaMemcpyAsync(dst.data, src.ptr(), n * 4, cudaMemcpyHostToDevice, stream_), "upload");
+    } else {
+      staging_.resize(n);
+      const float* s = src.ptr();
+      if (dst.dtype == DType::bf16)
+        for (size_t i = 0; i < n; ++i) staging_[i] = float_to_bf16_bits(s[i]);
+      else
+        for (size_t i = 0; i < n; ++i) staging_[i] = float_to_f16_bits(s[i]);
+      check(cudaMemcpyAsync(dst.data, staging_.data(), n * 2, cudaMemcpyHostToDevice, stream_),
+            "upload");
+    }
+    check(cudaStreamSynchronize(stream_), "upload (synchronize)");
+  }
+
+  HostTensor download(const TensorRef& src) override {
+    HostTensor h(src.shape);
+    const size_t n = size_t(h.numel());
+    if (n == 0) return h;
+    if (src.dtype == DType::f32) {
+      check(cudaMemcpyAsync(h.ptr(), src.data, n * 4, cudaMemcpyDeviceToHost, stream_), "download");
+      check(cudaStreamSynchronize(stream_), "download (synchronize)");
+    } else {
+      staging_.resize(n);
+      check(cudaMemcpyAsync(staging_.data(), src.data, n * 2, cudaMemcpyDeviceToHost, stream_),
+            "download");
+      check(cudaStreamSynchronize(stream_), "download (synchronize)");
+      float* d = h.ptr();
+      if (src.dtype == DType::bf16)
+        for (size_t i = 0; i < n; ++i) d[i] = bf16_bits_to_float(staging_[i]);
+      else
+        for (size_t i = 0; i < n; ++i) d[i] = f16_bits_to_float(staging_[i]);
+    }
+    return h;
+  }
+
+  // All-ones bytes are a NaN in fp32, fp16 and bf16 alike.
+  void poison(const TensorRef& t) override {
+    const size_t bytes = size_t(t.numel()) * size_t(dtype_bytes(t.dtype));
+    if (bytes) check(cudaMemsetAsync(t.data, 0xff, bytes, stream_), "poison");
+  }
+
+  void release_all() override {
+    check(cudaStreamSynchronize(stream_), "release_all (synchronize)");
+    for (void* p : buffers_) check(cudaFree(p), "cudaFree");
+    buffers_.clear();
+    list_max_.clear();
+  }
+
+  double time(const std::function<void()>& fn, CacheMode mode) override {
+    if (mode == CacheMode::cold)
+      check(cudaMemsetAsync(flush_, int(++flush_value_ & 0xff), flush_bytes_, stream_), "L2 flush");
+    check(cudaEventRecord(start_, stream_), "cudaEventRecord");
+    fn();
+    check(cudaEventRecord(stop_, stream_), "cudaEventRecord");
+    check(cudaEventSynchronize(stop_), "kernel execution (cudaEventSynchronize)");
+    check(cudaGetLastError(), "kernel execution");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, start_, stop_), "cudaEventElapsedTime");
+    return double(ms) * 1e-3;
+  }
+
+  void synchronize() override { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
+
+  // Enough copies that successive samples never find their inputs in the L2: copies × bytes
+  // > 2 × L2, within half the free memory. Cold mode flushes instead.
+  int rotation_copies(int64_t input_bytes, CacheMode mode) const override {
+    if (mode == CacheMode::cold || input_bytes <= 0) return 1;
+    const int64_t l2x2 = 2 * int64_t(prop_.l2CacheSize);
+    int64_t copies = l2x2 / input_bytes + 1;
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+      const int64_t cap = std::max<int64_t>(1, int64_t(free_b / 2) / input_bytes);
+      copies = std::min(copies, cap);
+    }
+    return int(std::clamp<int64_t>(copies, 1, 1024));
+  }
+
+  std::optional<ClockReading> read_clocks() override {
+    const auto sm = nvml_.clock(1);
+    const auto t = nvml_.temperature();
+    if (!sm && !t) return std::nullopt;
+    ClockReading r;
+    r.sm_mhz = sm ? double(*sm) : 0.0;
+    r.temperature_c = t ? double(*t) : 0.0;
+    return r;
+  }
+
+  nlohmann::ordered_json device_info() const override {
+    nlohmann::ordered_json j;
+    int drv = 0, rt = 0;
+    cudaDriverGetVersion(&drv);
+    cudaRuntimeGetVersion(&rt);
+    int sm_khz = 0, mem_khz = 0;
+    cudaDeviceGetAttribute(&sm_khz, cudaDevAttrClockRate, 0);
+    cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, 0);
+    j["backend"] = "cuda";
+    j["name"] = prop_.name;
+    j["compute_capability"] = std::to_string(prop_.major) + "." + std::to_string(prop_.minor);
+    j["sms"] = prop_.multiProcessorCount;
+    j["memory_bytes"] = uint64_t(prop_.totalGlobalMem);
+    j["l2_bytes"] = prop_.l2CacheSize;
+    j["smem_per_block_optin_bytes"] = uint64_t(prop_.sharedMemPerBlockOptin);
+    j["memory_bus_bits"] = prop_.memoryBusWidth;
+    j["pci_bus_id"] = pci_bus_id_;
+    j["driver"] = nvml_.driver_version();
+    j["driver_cuda"] = version_string(drv);
+    j["runtime"] = version_string(rt);
+    nlohmann::ordered_json c;
+    c["sm_max_mhz"] = nvml_.max_clock(1) ? double(*nvml_.max_clock(1)) : sm_khz / 1000.0;
+    c["mem_max_mhz"] = nvml_.max_clock(2) ? double(*nvml_.max_clock(2)) : mem_khz / 1000.0;
+    if (auto cur = nvml_.clock(1)) c["sm_mhz_now"] = double(*cur);
+    if (auto cur = nvml_.clock(2)) c["mem_mhz_now"] = double(*cur);
+    c["source"] = nvml_.ok() ? "nvml" : "cuda attributes (NVML not loaded)";
+    j["clocks"] = c;
+    return j;
+  }
+
+  Support supports_sdpa(const SdpaArgs& a) const override { return route_sdpa(a).support; }
+
+  void sdpa(const SdpaArgs& a) override {
+    const SdpaRoute r = route_sdpa(a);
+    if (!r.support.ok) throw std::runtime_error(r.support.reason);
+    const AttnShape& s = a.shape;
+    if (s.q_len == 0 || s.batch == 0 || s.q_heads == 0) return;
+    const float scale_log2 = a.effective_scale() * 1.4426950408889634f;
+    if (r.decode) {
+      cuda::DecodeParams p = decode_params(s, a.q, a.k, a.v, a.o, a.lse, scale_log2);
+      p.mask = mask_desc(a.mask, s);
+      run_decode(p, false, r.dec);
+    } else {
+      cuda::PrefillParams p;
+      p.q = a.q.data;
+      p.k = a.k.data;
+      p.v = a.v.data;
+      p.o = a.o.data;
+      p.lse = static_cast<float*>(a.lse.data);
+      p.batch = s.batch;
+      p.q_heads = s.q_heads;
+      p.kv_heads = s.kv_heads;
+      p.head_dim = s.head_dim;
+      p.q_len = s.q_len;
+      p.kv_len = s.kv_len;
+      p.scale_log2 = scale_log2;
+      p.mask = mask_desc(a.mask, s);
+      p.elem = elem_of(s.dtype);
+      check(r.prefill(p, stream_), "sdpa prefill launch");
+    }
+  }
+
+  IndexLists upload_indices(const std::vector<int32_t>& offsets,
+                            const std::vector<int32_t>& indices) override {
+    if (offsets.empty()) throw std::runtime_error("cuda upload_indices: offsets is empty");
+    int64_t max_len = 0;
+    for (size_t r = 0; r + 1 < offsets.size(); ++r) {
+      const int64_t len = int64_t(offsets[r + 1]) - offsets[r];
+      if (len < 0 || offsets[r] < 0 || size_t(offsets[r + 1]) > indices.size())
+        throw std::runtime_error("cuda upload_indices: offsets must be non-decreasing within indices");
+      max_len = std::max(max_len, len);
+    }
+    IndexLists l;
+    l.lists = int64_t(offsets.size()) - 1;
+    l.total = int64_t(indices.size());
+    l.on_device = true;
+    l.offsets = static_cast<const int32_t*>(device_copy(offsets.data(), offsets.size() * 4));
+    l.indices = indices.empty() ? nullptr
+                                : static_cast<const int32_t*>(device_copy(indices.data(), indices.size() * 4));
+    list_max_[l.offsets] = max_len;
+    return l;
+  }
+
+  Support supports_gather_decode(const GatherDecodeArgs& a) const override {
+    return route_gather(a).support;
+  }
+
+  void gather_decode(const GatherDecodeArgs& a) override {
+    const SdpaRoute r = route_gather(a);
+    if (!r.support.ok) throw std::runtime_error(r.support.reason);
+    const AttnShape& s = a.shape;
+    if (s.q_len == 0 || s.batch == 0 || s.q_heads == 0) return;
+    cuda::DecodeParams p = decode_params(s, a.q, a.k, a.v, a.o, a.lse,
+                                         a.effective_scale() * 1.4426950408889634f);
+    p.offsets = a.lists.offsets;
+    p.indices = a.lists.indices;
+    p.max_list_len = list_max_.at(a.lists.offsets);
+    run_decode(p, true, r.dec);
+  }
+
+ private:
+  SdpaRoute route_gather(const GatherDecodeArgs& a) const {
+    SdpaRoute r;
+    const AttnShape& s = a.shape;
+    r.support = check_tensors("cuda gather decode", s, a.q, a.k, a.v, a.o, a.lse);
+    if (!r.support.ok) return r;
+    if (!(a.effective_scale() > 0.f)) {
+      r.support = Support::no("cuda gather decode: the softmax scale must be positive");
+      return r;
+    }
+    if (!a.lists.on_device || !list_max_.count(a.lists.offsets)) {
+      r.support = Support::no("cuda gather decode: index lists must come from this backend's upload_indices");
+      return r;
+    }
+    if (a.lists.lists != int64_t(s.batch) * s.kv_heads) {
+      r.support = Support::no("cuda gather decode: expected batch × kv_heads = " +
+                              std::to_string(int64_t(s.batch) * s.kv_heads) + " index lists, got " +
+                              std::to_string(a.lists.lists));
+      return r;
+    }
+    std::string why;
+    r.decode = true;
+    r.dec = cuda::decode_select(elem_of(s.dtype), s.head_dim, s.v_dim, true, &why);
+    if (!r.dec) r.support = Support::no(why);
+    return r;
+  }
+
+  cuda::DecodeParams decode_params(const AttnShape& s, const TensorRef& q, const TensorRef& k,
+                                   const TensorRef& v, const TensorRef& o, const TensorRef& lse,
+                                   float scale_log2) const {
+    cuda::DecodeParams p;
+    p.q = q.data;
+    p.k = k.data;
+    p.v = v.data;
+    p.o = o.data;
+    p.lse = static_cast<float*>(lse.data);
+    p.batch = s.batch;
+    p.q_heads = s.q_heads;
+    p.kv_heads = s.kv_heads;
+    p.head_dim = s.head_dim;
+    p.q_len = s.q_len;
+    p.kv_len = s.kv_len;
+    p.scale_log2 = scale_log2;
+    p.mask.kv_len = s.kv_len;
+    p.elem = elem_of(s.dtype);
+    return p;
+  }
+
+  void run_decode(cuda::DecodeParams& p, bool gather, cuda::DecodeLaunchFn fn) {
+    cuda::decode_plan(p, gather, prop_.multiProcessorCount);
+    const size_t need = cuda::decode_workspace_bytes(p);
+    if (need > ws_bytes_) {
+      check(cudaStreamSynchronize(stream_), "decode workspace (synchronize)");
+      if (ws_) check(cudaFree(ws_), "cudaFree(workspace)");
+      ws_ = nullptr;
+      ws_bytes_ = 0;
+      check(cudaMalloc(&ws_, need), "cudaMalloc(decode workspace)");
+      ws_bytes_ = need;
+    }
+    const int64_t rows_total = int64_t(p.batch) * p.q_heads * p.q_len;
+    p.ws_o = static_cast<float*>(ws_);
+    p.ws_lse = p.ws_o + rows_total * p.splits * p.head_dim;
+    check(fn(p, stream_), gather ? "gather decode launch" : "decode launch");
+  }
+
+  void* device_copy(const void* src, size_t bytes) {
+    void* d = nullptr;
+    check(cudaMalloc(&d, std::max<size_t>(bytes, 4)), "cudaMalloc(index list)");
+    buffers_.push_back(d);
+    if (bytes) {
+      check(cudaMemcpyAsync(d, src, bytes, cudaMemcpyHostToDevice, stream_), "upload_indices");
+      check(cudaStreamSynchronize(stream_), "upload_indices (synchronize)");
+    }
+    return d;
+  }
+
+  cudaDeviceProp prop_{};
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+  std::string pci_bus_id_;
+  Nvml nvml_;
+  std::vector<void*> buffers_;
+  std::vector<uint16_t> staging_;
+  std::map<const int32_t*, int64_t> list_max_;  // longest list per uploaded IndexLists
+  void* ws_ = nullptr;
+  size_t ws_bytes_ = 0;
+  void* flush_ = nullptr;
+  size_t flush_bytes_ = 0;
+  unsigned flush_value_ = 0;
+};
+
+}  // namespace
+
+bool cuda_probe(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    if (why) *why = cudaGetErrorString(e);
+    cudaGetLastError();  // clear it so later calls start clean
+    return false;
+  }
+  if (n == 0) {
+    if (why) *why = "no CUDA-capable device is detected";
+    return false;
+  }
+  const cudaError_t img = cuda::prefill_image_check();
+  if (img != cudaSuccess) {
+    cudaDeviceProp prop{};
+    cudaGetDeviceProperties(&prop, 0);
+    if (why)
+      *why = std::string("device 0 (") + prop.name + ", sm_" + std::to_string(prop.major) +
+             std::to_string(prop.minor) + ") cannot run this build's kernels: " + cudaGetErrorString(img);
+    cudaGetLastError();
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+
+}  // namespace ab

@@ -1,0 +1,53 @@
+#pragma once
+// The experiment spec (YAML) and its expansion into cases. YAML types stop here: everything
+// below the parser sees plain values (DESIGN.md §2).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/params.hpp"
+#include "core/problem.hpp"
+
+namespace ab {
+
+struct VariantChoice {
+  std::string name;                // registry name
+  std::string label;               // unique within the experiment
+  ParamSet params;                 // every parameter (defaults filled in)
+  std::vector<std::string> given;  // parameters the spec set explicitly
+};
+
+struct Case {
+  int index = 0;
+  std::string id;  // label + "/" + problem key: stable across runs
+  Problem problem;
+  VariantChoice variant;
+};
+
+struct Experiment {
+  std::string path;    // spec file
+  std::string sha256;  // of the file's bytes
+  std::string name;
+  std::string description;
+  uint64_t seed = 1;
+  std::string device = "cpu";
+  int threads = 0;     // 0: every core
+  std::string baseline;
+  nlohmann::ordered_json input = {{"kind", "gaussian"}};  // workload options
+  // Metric name -> its options (defaults filled in), in the spec's order.
+  nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
+  std::vector<Case> cases;
+};
+
+// Parse and validate a spec file. `overrides` are --set KEY=VALUE strings applied to the YAML
+// tree before validation. Throws InputError with file:line:col, the field and the rule.
+Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides);
+// The same from a string (tests); `path` names it in messages.
+Experiment parse_experiment(const std::string& text, const std::string& path,
+                            const std::vector<std::string>& overrides);
+
+std::string sha256_hex(const std::string& bytes);
+
+}  // namespace ab

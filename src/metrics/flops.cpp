@@ -1,0 +1,20 @@
+#include "metrics/metrics.hpp"
+
+namespace ab {
+
+json measure_flops(MetricContext& ctx) {
+  const Cost c = ctx.variant.cost(ctx.inputs.shape, &ctx.plan);
+  json j;
+  j["convention"] =
+      "multiply-add = 2 FLOPs; dense = 2*B*Hq*pairs*(d + dv) with pairs = Nq*Nkv, causal "
+      "counting allowed (query, key) pairs only; executed counts the kernel's non-empty tiles "
+      "plus estimation; bytes_min reads Q, K, V once and writes O and LSE once";
+  j["executed"] = c.executed;
+  j["dense_equivalent"] = c.dense_equivalent;
+  j["estimation"] = c.estimation;
+  j["bytes_min"] = c.bytes_min;
+  j["density"] = c.density;
+  return j;
+}
+
+}  // namespace ab

@@ -1,0 +1,41 @@
+#pragma once
+// Runs an experiment's cases: workload -> plan -> run -> metrics -> report (DESIGN.md §2).
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/backend.hpp"
+#include "core/spec.hpp"
+
+namespace ab {
+
+struct RunOptions {
+  std::string output;      // report path; "" = results/runs/<name>-<UTC time>.json
+  std::string device;      // "" = the spec's
+  std::string filter;      // ECMAScript regex on case ids; "" = all
+  int threads = -1;        // -1 = the spec's (0 = every core)
+  bool dry_run = false;    // list the cases, run nothing
+  bool quiet = false;      // no progress lines
+  std::string emit_cases;  // write the cases as JSON (for peers) and run nothing
+  std::vector<std::string> argv;
+};
+
+// Runs one case on a backend and returns its report entry (never throws for a case's own
+// failure: that is recorded as status "failed" with the reason).
+nlohmann::ordered_json run_case(const Experiment& ex, const Case& c, Backend& backend,
+                                const std::function<bool()>& interrupted);
+
+// The whole sweep. Returns the exit code: 0 all ok/skipped, 1 a case failed, 130 interrupted.
+int run_experiment(const Experiment& ex, const RunOptions& opts);
+
+// Cases whose id matches the filter (InputError for a bad regex).
+std::vector<const Case*> select_cases(const Experiment& ex, const std::string& filter);
+
+// The case's problem, the shape its variant runs and the mask, as JSON (report and peers).
+nlohmann::ordered_json problem_json(const Problem& p);
+nlohmann::ordered_json shape_json(const AttnShape& s);
+
+}  // namespace ab

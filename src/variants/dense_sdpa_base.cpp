@@ -1,0 +1,81 @@
+#include "variants/dense_sdpa_base.hpp"
+
+#include "cpu/sdpa.hpp"
+
+namespace ab {
+
+double dense_flops(const AttnShape& s, double pairs_per_head) {
+  return 2.0 * s.batch * s.q_heads * pairs_per_head * (s.head_dim + s.v_dim);
+}
+
+double dense_bytes_min(const AttnShape& s) {
+  const double e = dtype_bytes(s.dtype);
+  const double q = double(s.batch) * s.q_heads * s.q_len * s.head_dim;
+  const double k = double(s.batch) * s.kv_heads * s.kv_len * s.head_dim;
+  const double v = double(s.batch) * s.kv_heads * s.kv_len * s.v_dim;
+  const double o = double(s.batch) * s.q_heads * s.q_len * s.v_dim;
+  const double lse = double(s.batch) * s.q_heads * s.q_len * 4.0;
+  return (q + k + v + o) * e + lse;
+}
+
+Mask DenseSdpaVariant::mask(const AttnShape& s) const {
+  Mask m;
+  m.causal = s.causal;
+  return m;
+}
+
+SdpaArgs DenseSdpaVariant::args(const Inputs& in, Outputs* out) const {
+  SdpaArgs a;
+  a.shape = in.shape;
+  a.q = in.q;
+  a.k = in.k;
+  a.v = in.v;
+  if (out) {
+    a.o = out->o;
+    a.lse = out->lse;
+  }
+  a.scale = in.scale;
+  a.mask = mask(in.shape);
+  return a;
+}
+
+Support DenseSdpaVariant::supports(const AttnShape& s, const Backend& b) const {
+  Inputs probe;
+  probe.shape = s;
+  return b.supports_sdpa(args(probe, nullptr));
+}
+
+Cost DenseSdpaVariant::cost(const AttnShape& s, const Plan* plan) const {
+  (void)plan;
+  const Mask m = mask(s);
+  Cost c;
+  const double pairs = s.allowed_pairs();  // causal-aware dense pairs
+  c.dense_equivalent = dense_flops(s, pairs);
+  const double all_pairs = double(s.q_len) * double(s.kv_len);
+  c.executed = dense_flops(s, all_pairs * cpu::sdpa_flash_executed_fraction(s, m));
+  c.bytes_min = dense_bytes_min(s);
+  c.density = 1.0;
+  return c;
+}
+
+Plan DenseSdpaVariant::plan(const Inputs& in, Backend& b) {
+  (void)b;
+  Plan p;
+  p.selection = std::make_shared<FullSelection>(in.shape, mask(in.shape));
+  return p;
+}
+
+void DenseSdpaVariant::run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) {
+  (void)plan;
+  b.sdpa(args(in, &out));
+}
+
+void DenseSdpaVariant::reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i,
+                                     double* o, double* lse) const {
+  (void)plan;
+  const SdpaArgs a = args(in, nullptr);
+  cpu::sdpa_reference_row(in.host->q, in.host->k, in.host->v, in.shape, a.mask,
+                          a.effective_scale(), a.kv_head_of(h), b, h, i, o, lse);
+}
+
+}  // namespace ab

@@ -1,0 +1,31 @@
+#pragma once
+// Shared body of the variants that are dense SDPA (op 1) with a mask: they differ only in
+// their head layout and mask. The selection they expose is every key the mask allows.
+#include "core/variant.hpp"
+
+namespace ab {
+
+class DenseSdpaVariant : public Variant {
+ public:
+  explicit DenseSdpaVariant(ParamSet params) : params_(std::move(params)) {}
+  // The mask this variant applies for a shape (causal from the problem by default).
+  virtual Mask mask(const AttnShape& s) const;
+
+  Support supports(const AttnShape& s, const Backend& b) const override;
+  Cost cost(const AttnShape& s, const Plan* plan) const override;
+  Plan plan(const Inputs& in, Backend& b) override;
+  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) override;
+  void reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i, double* o,
+                     double* lse) const override;
+
+ protected:
+  SdpaArgs args(const Inputs& in, Outputs* out) const;
+  ParamSet params_;
+};
+
+// FLOPs of dense attention over the pairs a mask allows: 2·pairs·(d + dv) per query head.
+double dense_flops(const AttnShape& s, double pairs_per_head);
+// Each input read once and each output (O and LSE) written once, at the case's dtype.
+double dense_bytes_min(const AttnShape& s);
+
+}  // namespace ab
