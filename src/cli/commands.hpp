@@ -5,10 +5,15 @@
 // InputError thrown from a run function is turned into exit 2 by main.
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+#include <vector>
 
 namespace ab::cli {
 
 using Action = std::function<int()>;
+
+// The command line as typed, for the report's meta.argv (set by main).
+std::vector<std::string>& program_argv();
 
 void setup_run(CLI::App& app, Action& action);
 void setup_list(CLI::App& app, Action& action);

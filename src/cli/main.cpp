@@ -5,7 +5,15 @@
 #include "cli/commands.hpp"
 #include "core/errors.hpp"
 
+namespace ab::cli {
+std::vector<std::string>& program_argv() {
+  static std::vector<std::string> argv;
+  return argv;
+}
+}  // namespace ab::cli
+
 int main(int argc, char** argv) {
+  ab::cli::program_argv().assign(argv, argv + argc);
   CLI::App app{"attn-bench: measure attention variants (FLOPs, latency, accuracy) from a YAML spec",
                "attn-bench"};
   app.require_subcommand(1);

@@ -32,8 +32,8 @@ void setup_run(CLI::App& app, Action& action) {
   sub->add_flag("--dry-run", opt->dry_run, "list the cases without running them");
   sub->add_flag("-q,--quiet", opt->quiet, "no progress lines on stderr");
   sub->add_option("--emit-cases", opt->emit_cases, "write the cases as JSON (for scripts/peers) and exit");
-  sub->callback([opt, &action, &app] {
-    action = [opt, &app] {
+  sub->callback([opt, &action] {
+    action = [opt] {
       const Experiment ex = load_experiment(opt->spec, opt->sets);
       RunOptions ro;
       ro.output = opt->output;
@@ -43,9 +43,7 @@ void setup_run(CLI::App& app, Action& action) {
       ro.dry_run = opt->dry_run;
       ro.quiet = opt->quiet;
       ro.emit_cases = opt->emit_cases;
-      ro.argv.push_back(app.get_name());
-      ro.argv.push_back("run");
-      for (const auto& r : app.get_subcommand("run")->remaining()) ro.argv.push_back(r);
+      ro.argv = program_argv();
       return run_experiment(ex, ro);
     };
   });

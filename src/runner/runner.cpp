@@ -265,7 +265,7 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
   if (!opts.quiet && tty) std::fprintf(stderr, "\r\033[K");
   const bool complete = !g_interrupted.load();
   report.finish(complete);
-  print_run_summary(report.doc(), ex.baseline, stdout);
+  if (opts.table_out) print_run_summary(report.doc(), ex.baseline, opts.table_out);
   std::fprintf(stderr, "report: %s (%zu cases%s)\n", out_path.c_str(), done,
                complete ? "" : ", interrupted: finished cases kept");
   if (!complete) return 130;

@@ -1,6 +1,7 @@
 #pragma once
 // Runs an experiment's cases: workload -> plan -> run -> metrics -> report (DESIGN.md §2).
 #include <atomic>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@ struct RunOptions {
   bool quiet = false;      // no progress lines
   std::string emit_cases;  // write the cases as JSON (for peers) and run nothing
   std::vector<std::string> argv;
+  std::FILE* table_out = stdout;  // the summary table; nullptr = none
 };
 
 // Runs one case on a backend and returns its report entry (never throws for a case's own

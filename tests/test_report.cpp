@@ -1,0 +1,112 @@
+// Golden test of the report's structure (docs/report-schema.md) from a real run, and the
+// atomic, incremental writer.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/errors.hpp"
+#include "core/report.hpp"
+#include "core/spec.hpp"
+#include "runner/runner.hpp"
+
+using json = nlohmann::ordered_json;
+
+namespace {
+// Keys in order and value types; arrays by their first element. Free-form objects (params,
+// options) are structural too, so the spec below fixes them.
+json skeleton(const json& j) {
+  if (j.is_object()) {
+    json s = json::object();
+    for (auto it = j.begin(); it != j.end(); ++it) s[it.key()] = skeleton(it.value());
+    return s;
+  }
+  // Arrays are data (ISA flags, samples, devices): only their being arrays is structure.
+  if (j.is_array()) return "array";
+  if (j.is_number()) return "number";
+  if (j.is_string()) return "string";
+  if (j.is_boolean()) return "boolean";
+  return "null";
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("attn_bench_test_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+}  // namespace
+
+TEST_CASE("report structure matches the golden skeleton") {
+  const std::string spec = R"(name: golden
+seed: 3
+problem: {heads: 4, kv_heads: 4, head_dim: 32, seq_len: 67, causal: true}
+variants: [mha, {name: gqa, kv_heads: 2}]
+metrics:
+  flops: {}
+  accuracy: {rows: 8}
+  latency: {warmup: 1, min_samples: 3, max_samples: 3}
+)";
+  const ab::Experiment ex = ab::parse_experiment(spec, "golden.yaml", {});
+  ab::RunOptions ro;
+  ro.output = temp_path("golden.json");
+  ro.quiet = true;
+  ro.argv = {"attn-bench", "run", "golden.yaml"};
+  ro.table_out = nullptr;
+  const int rc = ab::run_experiment(ex, ro);
+  CHECK(rc == 0);
+  const json r = ab::read_report(ro.output);
+  CHECK(!std::filesystem::exists(ro.output + ".tmp"));
+  CHECK(r["complete"] == true);
+  CHECK(r["schema_version"] == ab::kSchemaVersion);
+  REQUIRE(r["cases"].size() == 2);
+  CHECK(r["cases"][1]["id"] == "gqa(kv_heads=2)/prefill_b1_h4_kv4_d32_q67_k67_causal_f32");
+  CHECK(r["cases"][1]["shape"]["kv_heads"] == 2);
+  CHECK(r["cases"][0]["metrics"]["latency"]["samples"].size() == 3);
+  CHECK(r["cases"][0]["metrics"]["accuracy"]["pass"] == true);
+
+  json sk = skeleton(r);
+  sk["cases"] = json::array({skeleton(r["cases"][0])});
+  sk["meta"]["git"]["dirty"] = "boolean or null";  // null outside a git checkout
+  const std::string golden_path = std::string(ATTN_SOURCE_DIR) + "/tests/data/report_structure.golden.json";
+  if (std::getenv("ATTN_UPDATE_GOLDEN")) {
+    std::ofstream(golden_path) << sk.dump(2) << '\n';
+    MESSAGE("golden skeleton rewritten: " << golden_path);
+  }
+  std::ifstream g(golden_path);
+  REQUIRE_MESSAGE(g, "missing " << golden_path << " (run with ATTN_UPDATE_GOLDEN=1 to create it)");
+  std::stringstream ss;
+  ss << g.rdbuf();
+  const json golden = json::parse(ss.str());
+  CHECK_MESSAGE(sk == golden, "report structure changed; if intended, bump schema_version, update "
+                              "docs/report-schema.md and rerun with ATTN_UPDATE_GOLDEN=1\n"
+                                  << sk.dump(2));
+  std::filesystem::remove(ro.output);
+}
+
+TEST_CASE("the writer refuses an unwritable path before anything runs") {
+  CHECK_THROWS_AS(ab::ReportWriter("/nonexistent-dir/x/report.json", json::object()), ab::InputError);
+}
+
+TEST_CASE("the writer leaves a valid report after every case") {
+  const std::string p = temp_path("incremental.json");
+  ab::ReportWriter w(p, json{{"x", 1}});
+  CHECK(ab::read_report(p)["cases"].empty());
+  w.add_case(json{{"id", "a"}});
+  CHECK(ab::read_report(p)["cases"].size() == 1);
+  CHECK(ab::read_report(p)["complete"] == false);
+  w.finish(true);
+  CHECK(ab::read_report(p)["complete"] == true);
+  std::filesystem::remove(p);
+}
+
+TEST_CASE("read_report refuses what is not a report") {
+  const std::string p = temp_path("garbage.json");
+  std::ofstream(p) << "{\"hello\": 1}";
+  CHECK_THROWS_WITH_AS(ab::read_report(p), doctest::Contains("not an attn-bench report"), ab::InputError);
+  std::ofstream(p) << "{not json";
+  CHECK_THROWS_WITH_AS(ab::read_report(p), doctest::Contains("not valid JSON"), ab::InputError);
+  std::filesystem::remove(p);
+  CHECK_THROWS_WITH_AS(ab::read_report(p), doctest::Contains("cannot open"), ab::InputError);
+}
