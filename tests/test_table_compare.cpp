@@ -1,0 +1,409 @@
+// `table` and `compare` logic on the hand-made reports in tests/data (report_a.json: mha,
+// gqa, block_topk and linear at kv_len 1024 and 4096, with one skipped and one failed case;
+// report_slow.json: the same ids with gqa@4096 1.3x slower and block_topk@1024 1.02x).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "analysis/compare.hpp"
+#include "analysis/table.hpp"
+#include "core/errors.hpp"
+
+using namespace ab::analysis;
+using doctest::Approx;
+
+namespace {
+
+const std::string kData = std::string(ATTN_SOURCE_DIR) + "/tests/data/";
+const std::string kGqa = "gqa(kv_heads=4)";
+const std::string kTopk = "block_topk(block=64, keep=0.25)";
+const std::string kKey1k = "prefill_b1_h16_kv16_d64_q1024_k1024_full_f32";
+const std::string kKey4k = "prefill_b1_h16_kv16_d64_q4096_k4096_full_f32";
+
+// Options without designated initialisers (GCC 12 warns on the omitted members).
+TableOptions topt(std::string metric, std::string baseline = "", std::string rows = "",
+                  std::string cols = "") {
+  TableOptions o;
+  o.metric = std::move(metric);
+  o.baseline = std::move(baseline);
+  o.rows = std::move(rows);
+  o.cols = std::move(cols);
+  return o;
+}
+
+CompareOptions copt(std::string metric, double max_slowdown = 0.05, double alpha = 0.05,
+                    double max_drop = 0.01) {
+  CompareOptions o;
+  o.metric = std::move(metric);
+  o.max_slowdown = max_slowdown;
+  o.alpha = alpha;
+  o.max_drop = max_drop;
+  return o;
+}
+
+Report report_a() { return load_report(kData + "report_a.json"); }
+Report report_slow() { return load_report(kData + "report_slow.json"); }
+
+const Cell& cell(const Table& t, const std::string& row, const std::string& col) {
+  size_t r = 0, c = 0;
+  while (r < t.rows.size() && t.rows[r] != row) ++r;
+  while (c < t.cols.size() && t.cols[c] != col) ++c;
+  REQUIRE_MESSAGE(r < t.rows.size(), "no row " << row);
+  REQUIRE_MESSAGE(c < t.cols.size(), "no column " << col);
+  return t.cells[r][c];
+}
+
+Json& case_by_id(Json& doc, const std::string& id) {
+  for (auto& c : doc["cases"])
+    if (c["id"] == id) return c;
+  FAIL("no case " << id);
+  return doc;
+}
+
+std::string message_of(const auto& fn) {
+  try {
+    fn();
+  } catch (const ab::InputError& e) {
+    return e.what();
+  }
+  return "<no InputError>";
+}
+
+const CaseDelta& row_of(const Comparison& c, const std::string& id) {
+  for (const auto& d : c.rows)
+    if (d.id == id) return d;
+  FAIL("no compared row " << id);
+  return c.rows.front();
+}
+
+}  // namespace
+
+TEST_SUITE("table") {
+
+TEST_CASE("reading reports: errors name the file and the rule") {
+  CHECK(report_a().cases().size() == 8);
+  CHECK(report_a().baseline() == "mha");
+  CHECK(message_of([] { load_report(kData + "no_such_report.json"); }).find("cannot read report") !=
+        std::string::npos);
+  CHECK(message_of([] { report_from_json(Json::parse("[1, 2]"), "x.json"); })
+            .find("not an attn-bench report") != std::string::npos);
+  CHECK(message_of([] { report_from_json(Json::parse(R"({"schema_version": "1.0.0"})"), "x.json"); })
+            .find("not an attn-bench report") != std::string::npos);
+  Json doc = report_a().doc;
+  doc["schema_version"] = "2.0.0";
+  CHECK(message_of([&] { report_from_json(doc, "v2.json"); }).find("schema_version 2.0.0") !=
+        std::string::npos);
+  doc["schema_version"] = "1.3.0";  // a minor bump only adds keys: still readable
+  CHECK_NOTHROW(report_from_json(doc, "v13.json"));
+  doc["complete"] = false;
+  CHECK(report_from_json(doc, "partial.json").warnings.size() == 1);
+}
+
+TEST_CASE("lookup by dotted path; n/a blocks read as absent") {
+  const Report a = report_a();
+  const Json& topk = a.cases()[2];
+  CHECK(lookup_number(topk, "metrics.recall.mass_recall.mean").value() == Approx(0.962));
+  CHECK(lookup_text(topk, "problem.kv_len") == "1024");
+  CHECK(lookup_text(topk, "problem.causal") == "false");
+  const Json& linear = a.cases()[3];
+  CHECK_FALSE(lookup_number(linear, "metrics.recall.mass_recall.mean").has_value());
+  CHECK_FALSE(lookup_number(linear, "metrics.nothing.here").has_value());
+}
+
+TEST_CASE("speedup against the report's baseline, matched by problem key") {
+  const Table t = build_table({report_a()}, {});
+  CHECK(t.metric == "speedup");
+  CHECK(t.row_axis == "label");
+  CHECK(t.col_axis == "kv_len");  // q_len varies too but is fixed by kv_len
+  CHECK(t.rows == std::vector<std::string>{"mha", kGqa, kTopk, "linear(feature=elu)"});
+  CHECK(t.cols == std::vector<std::string>{"1024", "4096"});
+  CHECK(cell(t, "mha", "1024").value == Approx(1.0));
+  CHECK(cell(t, kGqa, "1024").value == Approx(1.25));
+  CHECK(cell(t, kGqa, "4096").value == Approx(1.6));
+  CHECK(cell(t, kTopk, "1024").value == Approx(2.0));
+  CHECK(cell(t, kTopk, "4096").kind == Cell::Kind::skipped);
+  CHECK(cell(t, "linear(feature=elu)", "1024").value == Approx(2.5));
+  CHECK(cell(t, "linear(feature=elu)", "4096").kind == Cell::Kind::failed);
+  CHECK(t.title.find("baseline mha") != std::string::npos);
+  CHECK(t.legend.find("same problem key") != std::string::npos);
+  CHECK(t.warnings.empty());
+}
+
+TEST_CASE("baseline lookup uses the problem key, not the position, and stays in its report") {
+  Json doc = report_a().doc;
+  // Move the 4096 baseline to the front and make the 1024 baseline disappear.
+  Json cases = Json::array();
+  for (auto& c : doc["cases"])
+    if (c["id"] == "mha/" + kKey4k) cases.push_back(c);
+  for (auto& c : doc["cases"])
+    if (c["id"] != "mha/" + kKey4k && c["id"] != "mha/" + kKey1k) cases.push_back(c);
+  doc["cases"] = cases;
+  const Table t = build_table({report_from_json(doc, "shuffled.json")}, {});
+  CHECK(cell(t, kGqa, "4096").value == Approx(1.6));
+  CHECK(cell(t, kGqa, "1024").kind == Cell::Kind::na);
+  CHECK(cell(t, kGqa, "1024").why == "no baseline");
+  CHECK_FALSE(t.warnings.empty());
+
+  // Two reports: report B's baseline is twice as slow, so only B's speedups double.
+  Json b = report_a().doc;
+  for (auto& c : b["cases"]) {
+    c["label"] = c["label"].get<std::string>() + "@b";
+    if (c["variant"] == "mha") c["metrics"]["latency"]["median"] = c["metrics"]["latency"]["median"].get<double>() * 2;
+  }
+  const Table two = build_table({report_a(), report_from_json(b, "b.json")}, {});
+  CHECK(cell(two, kGqa, "4096").value == Approx(1.6));
+  CHECK(cell(two, kGqa + "@b", "4096").value == Approx(3.2));
+  CHECK(cell(two, "mha@b", "1024").value == Approx(1.0));
+}
+
+TEST_CASE("explicit baseline by variant or label; unknown names suggest the closest") {
+  const Table by_variant = build_table({report_a()}, topt("", "gqa"));
+  CHECK(cell(by_variant, "mha", "1024").value == Approx(0.8));
+  CHECK(cell(by_variant, kGqa, "1024").value == Approx(1.0));
+  const Table by_label = build_table({report_a()}, topt("speedup", kGqa));
+  CHECK(cell(by_label, "mha", "4096").value == Approx(0.625));
+  const std::string msg = message_of([] { build_table({report_a()}, topt("", "mah")); });
+  CHECK(msg.find("did you mean 'mha'") != std::string::npos);
+  // No baseline at all: latency by default, an error when speedup is asked for.
+  Json doc = report_a().doc;
+  doc["meta"]["run"]["baseline"] = "";
+  CHECK(build_table({report_from_json(doc)}, {}).metric == "latency");
+  CHECK(message_of([&] { build_table({report_from_json(doc)}, topt("speedup")); })
+            .find("needs a baseline") != std::string::npos);
+}
+
+TEST_CASE("other metrics come from the name -> path table") {
+  const Table lat = build_table({report_a()}, topt("latency"));
+  CHECK(cell(lat, "mha", "1024").value == Approx(2.007));  // ms
+  CHECK(cell_text(lat, cell(lat, "mha", "1024")) == "2.01");
+  CHECK(cell_text(lat, cell(lat, "mha", "4096")) == "32.1");
+  const Table tf = build_table({report_a()}, topt("tflops"));
+  CHECK(cell(tf, "mha", "1024").value == Approx(4.0 * 16 * 1024 * 1024 * 64 / 2.007e-3 / 1e12));
+  const Table rec = build_table({report_a()}, topt("recall"));
+  CHECK(cell_text(rec, cell(rec, kTopk, "1024")) == "0.962");
+  CHECK(cell(rec, "mha", "1024").kind == Cell::Kind::na);
+  CHECK(cell(rec, "linear(feature=elu)", "1024").kind == Cell::Kind::na);  // {"status":"n/a"}
+  const Table den = build_table({report_a()}, topt("density"));
+  CHECK(cell(den, kTopk, "1024").value == Approx(0.25));
+  const Table err = build_table({report_a()}, topt("error"));
+  CHECK(cell_text(err, cell(err, "mha", "1024")) == "2.10e-07");
+  CHECK(message_of([] { build_table({report_a()}, topt("speedpu")); }).find("'speedup'") !=
+        std::string::npos);
+}
+
+TEST_CASE("axes: problem fields, param.NAME, key; unknown axes suggest") {
+  const Table t = build_table({report_a()}, topt("latency", "", "kv_len", "label"));
+  CHECK(t.rows == std::vector<std::string>{"1024", "4096"});
+  CHECK(cell(t, "4096", kGqa).value == Approx(20.07));
+  const Table p = build_table({report_a()}, topt("latency", "", "param.kv_heads", "seq_len"));
+  CHECK(p.rows == std::vector<std::string>{"-", "4"});
+  CHECK(cell(p, "4", "4096").value == Approx(20.07));
+  CHECK(!p.warnings.empty());  // mha, block_topk, linear share the "-" row
+  const Table k = build_table({report_a()}, topt("", "", "", "key"));
+  CHECK(k.cols == std::vector<std::string>{kKey1k, kKey4k});
+  // Default columns when rows is a problem field: the labels.
+  CHECK(build_table({report_a()}, topt("", "", "kv_len")).col_axis == "label");
+  CHECK(message_of([] { build_table({report_a()}, topt("", "", "kvlen")); }).find("'kv_len'") !=
+        std::string::npos);
+  CHECK(message_of([] { check_axis("lable"); }).find("'label'") != std::string::npos);
+  CHECK_NOTHROW(check_axis("param.block"));
+}
+
+TEST_CASE("markdown: title, table, legend") {
+  const std::string md = render_markdown(build_table({report_a()}, {}));
+  CHECK(md.find("**speedup vs baseline mha; rows: label, columns: kv_len**") == 0);
+  CHECK(md.find("| label | kv_len=1024 | kv_len=4096 |") != std::string::npos);
+  CHECK(md.find("| gqa(kv_heads=4) | 1.25 | 1.60 |") != std::string::npos);
+  CHECK(md.find("| block_topk(block=64, keep=0.25) | 2.00 | skipped |") != std::string::npos);
+  CHECK(md.find("| linear(feature=elu) | 2.50 | failed |") != std::string::npos);
+  CHECK(markdown_escape("a|b") == "a\\|b");
+}
+
+TEST_CASE("csv: RFC 4180 quoting, numeric cells, a status column") {
+  CHECK(csv_field("plain") == "plain");
+  CHECK(csv_field("a,b") == "\"a,b\"");
+  CHECK(csv_field("say \"hi\"") == "\"say \"\"hi\"\"\"");
+  CHECK(csv_field("two\nlines") == "\"two\nlines\"");
+  const std::string csv = render_csv(build_table({report_a()}, {}));
+  CHECK(csv.find("label,kv_len=1024,kv_len=4096,status\r\n") == 0);
+  CHECK(csv.find("\r\nmha,1.00,1.00,ok\r\n") != std::string::npos);
+  CHECK(csv.find("\r\n\"block_topk(block=64, keep=0.25)\",2.00,,kv_len=4096: skipped\r\n") !=
+        std::string::npos);
+  CHECK(csv.find("\r\nlinear(feature=elu),2.50,,kv_len=4096: failed\r\n") != std::string::npos);
+}
+
+TEST_CASE("latex: booktabs rules and escaped specials") {
+  CHECK(latex_escape("block_topk") == "block\\_topk");
+  CHECK(latex_escape("a&b 50% #1 $x {y}") == "a\\&b 50\\% \\#1 \\$x \\{y\\}");
+  CHECK(latex_escape("~^\\") == "\\textasciitilde{}\\textasciicircum{}\\textbackslash{}");
+  CHECK(latex_escape("a<b>c|d") == "a\\textless{}b\\textgreater{}c\\textbar{}d");
+  const std::string tex = render_latex(build_table({report_a()}, {}));
+  CHECK(tex.find("\\begin{tabular}{lrr}\n\\toprule\n") != std::string::npos);
+  CHECK(tex.find(" & \\multicolumn{2}{c}{kv\\_len} \\\\\n\\cmidrule(lr){2-3}\n") != std::string::npos);
+  CHECK(tex.find("label & 1024 & 4096 \\\\\n\\midrule\n") != std::string::npos);
+  CHECK(tex.find("block\\_topk(block=64, keep=0.25) & 2.00 & skipped \\\\\n") != std::string::npos);
+  CHECK(tex.find("gqa(kv\\_heads=4) & 1.25 & 1.60 \\\\\n") != std::string::npos);
+  CHECK(tex.find("\\bottomrule\n\\end{tabular}\n") != std::string::npos);
+  // Everything outside the tabular is a comment line.
+  CHECK(tex.rfind("\n% ") != std::string::npos);
+}
+
+TEST_CASE("number formatting") {
+  CHECK(format_number(1.25, NumberStyle::fixed2) == "1.25");
+  CHECK(format_number(123.4, NumberStyle::significant3) == "123");
+  CHECK(format_number(12.34, NumberStyle::significant3) == "12.3");
+  CHECK(format_number(0.01234, NumberStyle::significant3) == "0.0123");
+  CHECK(format_number(2.1e-7, NumberStyle::scientific) == "2.10e-07");
+}
+
+}  // TEST_SUITE
+
+TEST_SUITE("compare") {
+
+TEST_CASE("a report against itself: no regression") {
+  const Comparison c = compare_reports(report_a(), report_a(), {});
+  CHECK(c.rows.size() == 6);
+  CHECK(c.regressions == 0);
+  CHECK(comparison_exit_code(c) == 0);
+  for (const auto& d : c.rows) {
+    CHECK(d.verdict == Verdict::ok);
+    CHECK(d.ratio == Approx(1.0));
+    CHECK(d.p.value() == Approx(1.0));
+  }
+  CHECK(c.summary.value() == Approx(1.0));
+  CHECK(c.not_compared.size() == 2);  // the skipped and the failed case
+  CHECK(c.only_base.empty());
+  CHECK(c.only_next.empty());
+}
+
+TEST_CASE("a 1.3x slower case is REGRESSED; a 2% one is ok") {
+  const Comparison c = compare_reports(report_a(), report_slow(), {});
+  CHECK(c.regressions == 1);
+  CHECK(comparison_exit_code(c) == 1);
+  const CaseDelta& g = row_of(c, kGqa + "/" + kKey4k);
+  CHECK(g.verdict == Verdict::regressed);
+  CHECK(g.ratio == Approx(1.3));
+  CHECK(g.exact);                                  // 8 vs 8 samples, no ties
+  CHECK(g.p.value() == Approx(2.0 / 12870.0));     // complete separation: 2 / C(16, 8)
+  const CaseDelta& t = row_of(c, kTopk + "/" + kKey1k);
+  CHECK(t.ratio == Approx(1.02));
+  CHECK(t.verdict == Verdict::ok);
+  CHECK(c.summary.value() == Approx(std::pow(1.3 * 1.02, 1.0 / 6.0)));
+  const std::string out = render_comparison(c);
+  CHECK(out.find("REGRESSED") != std::string::npos);
+  CHECK(out.find("geometric mean") != std::string::npos);
+  CHECK(out.find("result: 1 regression(s)") != std::string::npos);
+
+  // The same change under a looser threshold or a stricter alpha is not a regression.
+  CHECK(compare_reports(report_a(), report_slow(), copt("latency", 0.5)).regressions == 0);
+  const Comparison strict = compare_reports(report_a(), report_slow(), copt("latency", 0.05, 1e-5));
+  CHECK(strict.regressions == 0);
+  CHECK(row_of(strict, kGqa + "/" + kKey4k).verdict == Verdict::slower_not_significant);
+  // And the other way round it is faster.
+  const Comparison back = compare_reports(report_slow(), report_a(), {});
+  CHECK(row_of(back, kGqa + "/" + kKey4k).verdict == Verdict::faster);
+  CHECK(back.regressions == 0);
+}
+
+TEST_CASE("unmatched ids, duplicate ids, and no matched case at all") {
+  Json next = report_slow().doc;
+  next["cases"].erase(0);  // drop mha@1024
+  Json extra = next["cases"][0];
+  extra["id"] = "new_variant/" + kKey1k;
+  next["cases"].push_back(extra);
+  const Comparison c = compare_reports(report_a(), report_from_json(next, "next.json"), {});
+  CHECK(c.only_base == std::vector<std::string>{"mha/" + kKey1k});
+  CHECK(c.only_next == std::vector<std::string>{"new_variant/" + kKey1k});
+  CHECK(c.rows.size() == 5);
+
+  Json renamed = report_a().doc;
+  for (auto& k : renamed["cases"]) k["id"] = "other/" + k["id"].get<std::string>();
+  const Comparison none = compare_reports(report_a(), report_from_json(renamed), {});
+  CHECK(none.rows.empty());
+  CHECK(comparison_exit_code(none) == 0);
+  CHECK(render_comparison(none).find("no matched cases") != std::string::npos);
+
+  Json dup = report_a().doc;
+  dup["cases"].push_back(dup["cases"][0]);
+  CHECK(compare_reports(report_a(), report_from_json(dup), {}).notes.size() == 1);
+}
+
+TEST_CASE("few or missing samples cannot make a regression") {
+  Json next = report_slow().doc;
+  Json& g = case_by_id(next, kGqa + "/" + kKey4k);
+  g["metrics"]["latency"]["samples"] = Json::array({0.026, 0.0261, 0.0262});
+  Json base = report_a().doc;
+  case_by_id(base, kGqa + "/" + kKey4k)["metrics"]["latency"]["samples"] = Json::array({0.020, 0.0201});
+  const Comparison few = compare_reports(report_from_json(base), report_from_json(next), {});
+  const CaseDelta& d = row_of(few, kGqa + "/" + kKey4k);
+  CHECK(d.verdict == Verdict::slower_not_significant);
+  CHECK(d.note.find("cannot reach") != std::string::npos);
+
+  g["metrics"]["latency"].erase("samples");
+  const Comparison none = compare_reports(report_a(), report_from_json(next), {});
+  const CaseDelta& e = row_of(none, kGqa + "/" + kKey4k);
+  CHECK_FALSE(e.p.has_value());
+  CHECK(e.ratio == Approx(0.026091 / 0.02007));
+  CHECK(e.verdict == Verdict::slower_not_significant);
+  CHECK(none.regressions == 0);
+}
+
+TEST_CASE("recall: an absolute drop beyond --max-drop regresses; no test is made") {
+  Json next = report_a().doc;
+  Json& t = case_by_id(next, kTopk + "/" + kKey1k);
+  t["metrics"]["recall"]["mass_recall"]["mean"] = 0.955;
+  const Comparison small = compare_reports(report_a(), report_from_json(next), copt("recall"));
+  CHECK(small.rows.size() == 1);  // only block_topk records recall
+  CHECK(small.rows[0].verdict == Verdict::ok);
+  CHECK(small.rows[0].delta == Approx(-0.007));
+  CHECK_FALSE(small.rows[0].p.has_value());
+  CHECK(small.notes.front().find("no significance test") != std::string::npos);
+  t["metrics"]["recall"]["mass_recall"]["mean"] = 0.94;
+  const Comparison big = compare_reports(report_a(), report_from_json(next), copt("recall"));
+  CHECK(big.rows[0].verdict == Verdict::regressed);
+  CHECK(comparison_exit_code(big) == 1);
+  CHECK(compare_reports(report_a(), report_from_json(next), copt("recall", 0.05, 0.05, 0.05))
+            .regressions == 0);
+  // Cases without recall are listed, not compared.
+  bool linear_listed = false;
+  for (const auto& n : big.not_compared)
+    if (n.id == "linear(feature=elu)/" + kKey1k) linear_listed = n.reason.find("recall not recorded") != std::string::npos;
+  CHECK(linear_listed);
+}
+
+TEST_CASE("error: a rise beyond factor x base + floor regresses") {
+  Json next = report_a().doc;
+  // 2.1e-7 -> 5e-7 is 2.4x but under 2 x 2.1e-7 + 1e-6: the floor absorbs rounding noise.
+  case_by_id(next, "mha/" + kKey1k)["metrics"]["accuracy"]["rel"] = 5e-7;
+  const Comparison ok = compare_reports(report_a(), report_from_json(next), copt("error"));
+  CHECK(ok.regressions == 0);
+  CHECK(row_of(ok, "mha/" + kKey1k).ratio == Approx(5e-7 / 2.1e-7));
+  case_by_id(next, "mha/" + kKey1k)["metrics"]["accuracy"]["rel"] = 2e-6;
+  const Comparison bad = compare_reports(report_a(), report_from_json(next), copt("error"));
+  CHECK(row_of(bad, "mha/" + kKey1k).verdict == Verdict::regressed);
+  // block_topk has recall.output_rel_error on both sides: that is the value compared.
+  CHECK(row_of(bad, kTopk + "/" + kKey1k).base == Approx(0.041));
+  case_by_id(next, kTopk + "/" + kKey1k)["metrics"]["recall"]["output_rel_error"]["mean"] = 0.09;
+  CHECK(row_of(compare_reports(report_a(), report_from_json(next), copt("error")),
+               kTopk + "/" + kKey1k)
+            .verdict == Verdict::regressed);
+  CHECK(message_of([] { compare_reports(report_a(), report_a(), copt("eror")); })
+            .find("did you mean 'error'") != std::string::npos);
+}
+
+TEST_CASE("threshold parsing") {
+  CHECK(parse_fraction("5%", "--max-slowdown") == Approx(0.05));
+  CHECK(parse_fraction("0.05", "--max-slowdown") == Approx(0.05));
+  CHECK(parse_fraction("12.5%", "--max-slowdown") == Approx(0.125));
+  CHECK(parse_fraction("0", "--max-slowdown") == Approx(0));
+  CHECK(message_of([] { parse_fraction("5", "--max-slowdown"); }).find("ambiguous") != std::string::npos);
+  CHECK(message_of([] { parse_fraction("fast", "--max-slowdown"); }).find("--max-slowdown") != std::string::npos);
+  CHECK_THROWS_AS(parse_fraction("-1%", "--max-slowdown"), ab::InputError);
+  CHECK(parse_factor("2", "--max-rise") == Approx(2));
+  CHECK(parse_factor("3x", "--max-rise") == Approx(3));
+  CHECK_THROWS_AS(parse_factor("0.5", "--max-rise"), ab::InputError);
+}
+
+}  // TEST_SUITE
