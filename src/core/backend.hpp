@@ -34,6 +34,8 @@ class Backend {
   // Fill with NaN so a kernel that skips writing an element is caught by the accuracy check.
   virtual void poison(const TensorRef& t) = 0;
   virtual void release_all() = 0;
+  // Free one tensor made by alloc() (metrics that run many trials free as they go).
+  virtual void free(const TensorRef& t) { (void)t; }
 
   // Timing of one call of fn, in seconds, measured the backend's way (steady clock on the
   // CPU; CUDA events on the GPU). cold: caches are flushed first, outside the timed region.

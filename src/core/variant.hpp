@@ -73,6 +73,16 @@ class Variant {
   // The attention shape this variant runs for a problem; throws InputError naming the field
   // and the rule when its parameters are impossible for the problem.
   virtual AttnShape shape(const Problem& p) const { return shape_from_problem(p); }
+  // Variant-specific inputs beyond Q, K, V (e.g. gate logits), added to `in.extra`,
+  // deterministic from the seed.
+  virtual void prepare_inputs(const AttnShape& s, HostInputs& in, uint64_t seed) const {
+    (void)s; (void)in; (void)seed;
+  }
+  // The output's shape; most variants give (B, Hq, Nq, Dv). A variant with another (pooled)
+  // output declares it here and must then say why recall/NIAH do not apply.
+  virtual Shape4 output_shape(const AttnShape& s) const {
+    return {s.batch, s.q_heads, s.q_len, s.v_dim};
+  }
   // Answered by the backend's dispatch for the ops this variant would call.
   virtual Support supports(const AttnShape& s, const Backend& b) const = 0;
   // Plan may be null (before planning: the static estimate).

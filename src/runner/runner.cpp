@@ -18,6 +18,7 @@
 #include "core/registry.hpp"
 #include "core/report.hpp"
 #include "metrics/metrics.hpp"
+#include "runner/execute.hpp"
 #include "runner/summary.hpp"
 #include "variants/dense_sdpa_base.hpp"
 #include "workloads/workloads.hpp"
@@ -107,34 +108,13 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
     CacheMode cache = CacheMode::hot;
     if (ex.metrics.contains("latency") && ex.metrics["latency"].value("cache", std::string("hot")) == "cold")
       cache = CacheMode::cold;
+    variant->prepare_inputs(shape, *host, input_seed(ex.seed, c.problem.key()) ^ 0xe7);
     const int copies = ex.metrics.contains("latency") ? std::max(1, backend.rotation_copies(in_bytes, cache)) : 1;
-    std::vector<Inputs> rotation;
-    for (int i = 0; i < copies; ++i) {
-      Inputs in;
-      in.shape = shape;
-      in.host = host;
-      in.q = backend.alloc(host->q.shape, shape.dtype);
-      in.k = backend.alloc(host->k.shape, shape.dtype);
-      in.v = backend.alloc(host->v.shape, shape.dtype);
-      backend.upload(host->q, in.q);
-      backend.upload(host->k, in.k);
-      backend.upload(host->v, in.v);
-      for (const auto& [name, t] : host->extra) {
-        in.extra[name] = backend.alloc(t.shape, shape.dtype);
-        backend.upload(t, in.extra[name]);
-      }
-      rotation.push_back(std::move(in));
-    }
-    Outputs out;
-    out.o = backend.alloc({shape.batch, shape.q_heads, shape.q_len, shape.v_dim}, shape.dtype);
-    out.lse = backend.alloc({shape.batch, shape.q_heads, shape.q_len, 1}, DType::f32);
-    backend.poison(out.o);
-    backend.poison(out.lse);
-
-    std::vector<Plan> plans(rotation.size());
-    for (size_t i = 0; i < rotation.size(); ++i) plans[i] = variant->plan(rotation[i], backend);
-    variant->run(rotation[0], plans[0], out, backend);
-    backend.synchronize();
+    Execution exe = prepare_execution(*variant, backend, shape, host, copies);
+    plan_and_run(*variant, backend, exe);
+    std::vector<Inputs>& rotation = exe.rotation;
+    std::vector<Plan>& plans = exe.plans;
+    Outputs& out = exe.out;
 
     for (auto it = ex.metrics.begin(); it != ex.metrics.end(); ++it) {
       const MetricDef* def = find_metric(it.key());

@@ -36,6 +36,9 @@ class CpuBackend final : public Backend {
     float* p = t.host_f32();
     std::fill(p, p + t.numel(), std::numeric_limits<float>::quiet_NaN());
   }
+  void free(const TensorRef& t) override {
+    buffers_.remove_if([&](const std::vector<float>& b) { return b.data() == t.data; });
+  }
   void release_all() override {
     buffers_.clear();
     index_store_.clear();

@@ -1,0 +1,66 @@
+#include "runner/execute.hpp"
+
+namespace ab {
+
+Execution prepare_execution(const Variant& v, Backend& b, const AttnShape& s,
+                            std::shared_ptr<const HostInputs> host, int copies) {
+  Execution e;
+  for (int i = 0; i < copies; ++i) {
+    Inputs in;
+    in.shape = s;
+    in.host = host;
+    in.q = b.alloc(host->q.shape, s.dtype);
+    in.k = b.alloc(host->k.shape, s.dtype);
+    in.v = b.alloc(host->v.shape, s.dtype);
+    b.upload(host->q, in.q);
+    b.upload(host->k, in.k);
+    b.upload(host->v, in.v);
+    for (const auto& [name, t] : host->extra) {
+      in.extra[name] = b.alloc(t.shape, s.dtype);
+      b.upload(t, in.extra[name]);
+    }
+    e.rotation.push_back(std::move(in));
+  }
+  e.out.o = b.alloc(v.output_shape(s), s.dtype);
+  e.out.lse = b.alloc({s.batch, s.q_heads, s.q_len, 1}, DType::f32);
+  b.poison(e.out.o);
+  b.poison(e.out.lse);
+  e.plans.resize(e.rotation.size());
+  return e;
+}
+
+void plan_and_run(Variant& v, Backend& b, Execution& e) {
+  for (size_t i = 0; i < e.rotation.size(); ++i) e.plans[i] = v.plan(e.rotation[i], b);
+  v.run(e.rotation[0], e.plans[0], e.out, b);
+  b.synchronize();
+}
+
+void release_execution(Backend& b, Execution& e) {
+  for (auto& in : e.rotation) {
+    b.free(in.q);
+    b.free(in.k);
+    b.free(in.v);
+    for (auto& [name, t] : in.extra) b.free(t);
+  }
+  b.free(e.out.o);
+  b.free(e.out.lse);
+  e.rotation.clear();
+}
+
+HostRun run_once(Variant& v, Backend& b, const AttnShape& s, std::shared_ptr<const HostInputs> host) {
+  Execution e = prepare_execution(v, b, s, std::move(host), 1);
+  HostRun r;
+  try {
+    plan_and_run(v, b, e);
+    r.o = b.download(e.out.o);
+    r.lse = b.download(e.out.lse);
+    r.plan = e.plans[0];
+  } catch (...) {
+    release_execution(b, e);
+    throw;
+  }
+  release_execution(b, e);
+  return r;
+}
+
+}  // namespace ab
