@@ -1,0 +1,390 @@
+// GPU ops against the float64 CPU reference (DESIGN.md §9, STYLE.md §4): fresh random inputs
+// of odd shapes, outputs poisoned before each run, O and LSE both checked with FlashAttention's
+// rule: the kernel's max error may be at most 2x that of a naive same-precision reference
+// (scores in fp32, P rounded to the input type before P·V, O rounded to the type) plus a
+// rounding floor. Skips, with the reason, where no usable CUDA device exists.
+#include <doctest/doctest.h>
+
+#ifndef ATTN_HAVE_CUDA
+
+TEST_CASE("cuda ops: skipped (built without CUDA)") {
+  MESSAGE("SKIPPED: this build has no CUDA backend (ATTN_HAVE_CUDA undefined)");
+}
+
+#else
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/cuda_backend.hpp"
+#include "cpu/sdpa.hpp"
+
+namespace {
+
+using ab::AttnShape;
+using ab::DType;
+using ab::HostTensor;
+
+// One backend for the whole file (creating a CUDA context per test costs ~0.3 s).
+ab::Backend* gpu(const char* test) {
+  static std::string why;
+  static int state = -1;
+  static std::unique_ptr<ab::Backend> be;
+  if (state < 0) {
+    state = ab::cuda_probe(&why) ? 1 : 0;
+    if (state) be = ab::make_cuda_backend();
+  }
+  if (!state) {
+    MESSAGE("SKIPPED " << std::string(test) << ": no usable CUDA device: " << why);
+    return nullptr;
+  }
+  return be.get();
+}
+
+std::mt19937_64& rng() {
+  static std::mt19937_64 r = [] {
+    const uint64_t seed = (uint64_t(std::random_device{}()) << 32) | std::random_device{}();
+    std::printf("test_cuda_ops: seed %llu\n", static_cast<unsigned long long>(seed));
+    return std::mt19937_64(seed);
+  }();
+  return r;
+}
+
+HostTensor random_tensor(ab::Shape4 s, DType dt) {
+  HostTensor t(s);
+  std::normal_distribution<float> n(0.f, 1.f);
+  for (float& x : t.data) x = ab::round_to(dt, n(rng()));
+  return t;
+}
+
+double unit_roundoff(DType dt) { return dt == DType::bf16 ? 1.0 / 256 : 1.0 / 2048; }
+
+// Naive attention at the kernel's precision for one row over the keys `allowed` admits.
+void naive_row(const HostTensor& q, const HostTensor& k, const HostTensor& v, const AttnShape& s,
+               DType dt, float scale, int kvh, int b, int h, int64_t i,
+               const std::function<bool(int64_t)>& allowed, std::vector<double>& o, double& lse) {
+  const int d = s.head_dim;
+  const float* qr = q.row(b, h, i);
+  std::vector<float> sc(size_t(s.kv_len), -std::numeric_limits<float>::infinity());
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < s.kv_len; ++j) {
+    if (!allowed(j)) continue;
+    const float* kr = k.row(b, kvh, j);
+    float dot = 0.f;
+    for (int c = 0; c < d; ++c) dot += qr[c] * kr[c];
+    sc[size_t(j)] = dot * scale;
+    m = std::max(m, sc[size_t(j)]);
+  }
+  o.assign(size_t(d), 0.0);
+  if (m == -std::numeric_limits<float>::infinity()) {
+    lse = -std::numeric_limits<double>::infinity();
+    return;
+  }
+  float l = 0.f;
+  std::vector<float> acc(size_t(d), 0.f);
+  for (int64_t j = 0; j < s.kv_len; ++j) {
+    if (sc[size_t(j)] == -std::numeric_limits<float>::infinity()) continue;
+    const float p = std::exp(sc[size_t(j)] - m);
+    l += p;
+    const float pr = ab::round_to(dt, p);
+    const float* vr = v.row(b, kvh, j);
+    for (int c = 0; c < d; ++c) acc[size_t(c)] += pr * vr[c];
+  }
+  for (int c = 0; c < d; ++c) o[size_t(c)] = ab::round_to(dt, acc[size_t(c)] / l);
+  lse = double(m) + std::log(double(l));
+}
+
+struct Errors {
+  double kernel_o = 0, naive_o = 0, kernel_lse = 0, naive_lse = 0, max_ref = 0;
+  double diff2 = 0, ref2 = 0;
+  int rows = 0, bad = 0;
+};
+
+// Compares sampled rows of (o, lse) against the fp64 reference and the naive one.
+// `allows(b, h, i, j)` is the attention pattern; every element of o must be finite.
+Errors compare(const HostTensor& q, const HostTensor& k, const HostTensor& v, const AttnShape& s,
+               DType dt, float scale, const HostTensor& o, const HostTensor& lse,
+               const std::function<bool(int, int, int64_t, int64_t)>& allows) {
+  Errors e;
+  for (float x : o.data)
+    if (!std::isfinite(x)) ++e.bad;
+  std::vector<int64_t> rows;
+  if (s.q_len <= 48) {
+    for (int64_t i = 0; i < s.q_len; ++i) rows.push_back(i);
+  } else {
+    std::set<int64_t> r{0, 1, s.q_len - 1, s.q_len - 2, s.q_len / 2};
+    std::uniform_int_distribution<int64_t> u(0, s.q_len - 1);
+    while (r.size() < 24) r.insert(u(rng()));
+    rows.assign(r.begin(), r.end());
+  }
+  const int d = s.head_dim;
+  std::vector<double> ref(static_cast<size_t>(d)), nv;
+  for (int b = 0; b < s.batch; ++b)
+    for (int h = 0; h < s.q_heads; ++h) {
+      const int kvh = h / s.group();
+      for (int64_t i : rows) {
+        ab::Mask m;
+        auto pred = std::make_shared<ab::MaskPredicate>();
+        pred->name = "test";
+        pred->allows = [&](int bb, int hh, int64_t qpos, int64_t j) {
+          return allows(bb, hh, qpos - s.q_offset(), j);
+        };
+        m.extra = pred;
+        double lse_ref = 0, lse_nv = 0;
+        ab::cpu::sdpa_reference_row(q, k, v, s, m, double(scale), kvh, b, h, i, ref.data(), &lse_ref);
+        naive_row(q, k, v, s, dt, scale, kvh, b, h, i, [&](int64_t j) { return allows(b, h, i, j); },
+                  nv, lse_nv);
+        const float* orow = o.row(b, h, i);
+        const double lk = lse.row(b, h, i)[0];
+        ++e.rows;
+        if (std::isinf(lse_ref)) {  // nothing visible: O = 0, LSE = -inf
+          if (!(std::isinf(lk) && lk < 0)) ++e.bad;
+          for (int c = 0; c < d; ++c)
+            if (orow[c] != 0.f) ++e.bad;
+          continue;
+        }
+        if (!std::isfinite(lk)) ++e.bad;
+        for (int c = 0; c < d; ++c) {
+          e.kernel_o = std::max(e.kernel_o, std::abs(double(orow[c]) - ref[size_t(c)]));
+          e.naive_o = std::max(e.naive_o, std::abs(nv[size_t(c)] - ref[size_t(c)]));
+          e.max_ref = std::max(e.max_ref, std::abs(ref[size_t(c)]));
+          e.diff2 += (double(orow[c]) - ref[size_t(c)]) * (double(orow[c]) - ref[size_t(c)]);
+          e.ref2 += ref[size_t(c)] * ref[size_t(c)];
+        }
+        e.kernel_lse = std::max(e.kernel_lse, std::abs(lk - lse_ref));
+        e.naive_lse = std::max(e.naive_lse, std::abs(lse_nv - lse_ref));
+      }
+    }
+  return e;
+}
+
+void check_errors(const Errors& e, DType dt, const std::string& name) {
+  const double floor_o = 1e-6 + 0.5 * unit_roundoff(dt) * e.max_ref;
+  const double tol_o = 2 * e.naive_o + floor_o;
+  const double tol_lse = 2 * e.naive_lse + 1e-4;
+  const double rel = e.ref2 > 0 ? std::sqrt(e.diff2 / e.ref2) : 0;
+  const ab::Tolerance table = ab::tolerance_for(dt, true);
+  MESSAGE(name << ": rows " << e.rows << "  max|o-o*| " << e.kernel_o << " (naive " << e.naive_o
+               << ", bound " << tol_o << ")  rel " << rel << "  max|lse-lse*| " << e.kernel_lse
+               << " (naive " << e.naive_lse << ")");
+  CHECK_MESSAGE(e.bad == 0, name << ": " << e.bad << " non-finite/unwritten or wrong masked values");
+  CHECK_MESSAGE(e.kernel_o <= tol_o, name << ": O error " << e.kernel_o << " > " << tol_o);
+  CHECK_MESSAGE(e.kernel_lse <= tol_lse, name << ": LSE error " << e.kernel_lse << " > " << tol_lse);
+  CHECK_MESSAGE(rel <= table.rel, name << ": relative error " << rel << " > " << table.rel);
+  CHECK_MESSAGE(e.rows > 0, name << ": no rows compared");
+}
+
+struct SdpaCase {
+  const char* name;
+  DType dt;
+  int batch, q_heads, kv_heads, d;
+  int64_t q_len, kv_len;
+  bool causal;
+  int64_t window = 0, sinks = 0;
+};
+
+void run_sdpa_case(ab::Backend& be, const SdpaCase& c) {
+  AttnShape s;
+  s.batch = c.batch;
+  s.q_heads = c.q_heads;
+  s.kv_heads = c.kv_heads;
+  s.head_dim = s.v_dim = c.d;
+  s.q_len = c.q_len;
+  s.kv_len = c.kv_len;
+  s.causal = c.causal;
+  s.mode = c.q_len <= 16 ? ab::Mode::decode : ab::Mode::prefill;
+  s.dtype = c.dt;
+  const HostTensor q = random_tensor({c.batch, c.q_heads, c.q_len, c.d}, c.dt);
+  const HostTensor k = random_tensor({c.batch, c.kv_heads, c.kv_len, c.d}, c.dt);
+  const HostTensor v = random_tensor({c.batch, c.kv_heads, c.kv_len, c.d}, c.dt);
+  ab::SdpaArgs a;
+  a.shape = s;
+  a.q = be.alloc(q.shape, c.dt);
+  a.k = be.alloc(k.shape, c.dt);
+  a.v = be.alloc(v.shape, c.dt);
+  a.o = be.alloc({c.batch, c.q_heads, c.q_len, c.d}, c.dt);
+  a.lse = be.alloc({c.batch, c.q_heads, c.q_len, 1}, DType::f32);
+  a.mask.causal = c.causal;
+  a.mask.window = c.window;
+  a.mask.sinks = c.sinks;
+  be.upload(q, a.q);
+  be.upload(k, a.k);
+  be.upload(v, a.v);
+  be.poison(a.o);
+  be.poison(a.lse);
+  const ab::Support sup = be.supports_sdpa(a);
+  REQUIRE_MESSAGE(sup.ok, c.name << ": " << sup.reason);
+  be.sdpa(a);
+  be.synchronize();
+  const HostTensor o = be.download(a.o), lse = be.download(a.lse);
+  const ab::Mask mask = a.mask;
+  const int64_t off = s.q_offset();
+  const Errors e = compare(q, k, v, s, c.dt, a.effective_scale(), o, lse,
+                           [&](int, int, int64_t i, int64_t j) { return mask.allows(0, 0, i + off, j); });
+  check_errors(e, c.dt, c.name);
+  be.release_all();
+}
+
+}  // namespace
+
+TEST_CASE("cuda sdpa prefill matches the float64 reference") {
+  ab::Backend* be = gpu("cuda sdpa prefill");
+  if (!be) return;
+  const SdpaCase cases[] = {
+      {"bf16 d128 mha N=1013 full", DType::bf16, 1, 4, 4, 128, 1013, 1013, false},
+      {"bf16 d128 gqa4 N=1013 causal", DType::bf16, 2, 8, 2, 128, 1013, 1013, true},
+      {"f16 d128 mha N=4097 causal", DType::f16, 1, 2, 2, 128, 4097, 4097, true},
+      {"bf16 d64 gqa8 N=4097 causal", DType::bf16, 1, 8, 1, 64, 4097, 4097, true},
+      {"f16 d64 mha N=1013 full", DType::f16, 1, 3, 3, 64, 1013, 1013, false},
+      {"bf16 d128 gqa4 N=4097 causal window256 sink4", DType::bf16, 1, 4, 1, 128, 4097, 4097, true, 256, 4},
+      {"f16 d64 mha N=1013 full window100 sink3", DType::f16, 1, 2, 2, 64, 1013, 1013, false, 100, 3},
+      {"bf16 d128 q1013 kv4097 causal (bottom-right)", DType::bf16, 1, 2, 2, 128, 1013, 4097, true},
+      {"bf16 d64 q300 kv200 causal (rows with no key)", DType::bf16, 1, 2, 1, 64, 300, 200, true},
+      {"f16 d128 sqa q8/kv8 of 32 N=1013 full", DType::f16, 1, 8, 8, 128, 1013, 1013, false},
+  };
+  for (const SdpaCase& c : cases) run_sdpa_case(*be, c);
+}
+
+TEST_CASE("cuda split-KV decode matches the float64 reference") {
+  ab::Backend* be = gpu("cuda decode");
+  if (!be) return;
+  const SdpaCase cases[] = {
+      {"bf16 d128 decode mha kv1013", DType::bf16, 2, 4, 4, 128, 1, 1013, false},
+      {"bf16 d128 decode gqa4 kv1013", DType::bf16, 2, 8, 2, 128, 1, 1013, true},
+      {"f16 d64 decode gqa8 kv100003", DType::f16, 1, 16, 2, 64, 1, 100003, true},
+      {"bf16 d128 decode mqa32 kv100003", DType::bf16, 1, 32, 1, 128, 1, 100003, false},
+      {"bf16 d128 decode q4 causal gqa4 kv1013", DType::bf16, 1, 8, 2, 128, 4, 1013, true},
+      {"f16 d128 decode streaming window512 sink4 kv100003", DType::f16, 1, 8, 2, 128, 1, 100003, true, 512, 4},
+      {"bf16 d64 decode q16 mha kv4097", DType::bf16, 1, 2, 2, 64, 16, 4097, false},
+  };
+  for (const SdpaCase& c : cases) run_sdpa_case(*be, c);
+}
+
+TEST_CASE("cuda token-gather decode matches the float64 reference") {
+  ab::Backend* be = gpu("cuda gather decode");
+  if (!be) return;
+  struct GCase {
+    const char* name;
+    DType dt;
+    int batch, q_heads, kv_heads, d;
+    int64_t q_len, kv_len;
+    double fraction;
+  };
+  const GCase cases[] = {
+      {"bf16 d128 gather 10% gqa4 kv100003", DType::bf16, 2, 8, 2, 128, 1, 100003, 0.10},
+      {"f16 d64 gather 3% mha kv1013 q2", DType::f16, 1, 4, 4, 64, 2, 1013, 0.03},
+      {"bf16 d128 gather 50% mqa16 kv4097", DType::bf16, 1, 16, 1, 128, 1, 4097, 0.5},
+  };
+  for (const GCase& c : cases) {
+    AttnShape s;
+    s.batch = c.batch;
+    s.q_heads = c.q_heads;
+    s.kv_heads = c.kv_heads;
+    s.head_dim = s.v_dim = c.d;
+    s.q_len = c.q_len;
+    s.kv_len = c.kv_len;
+    s.mode = ab::Mode::decode;
+    s.dtype = c.dt;
+    const HostTensor q = random_tensor({c.batch, c.q_heads, c.q_len, c.d}, c.dt);
+    const HostTensor k = random_tensor({c.batch, c.kv_heads, c.kv_len, c.d}, c.dt);
+    const HostTensor v = random_tensor({c.batch, c.kv_heads, c.kv_len, c.d}, c.dt);
+    // Lists: a random subset in random order; list 1 (when present) is empty, the last one
+    // holds a count that is not a multiple of the tile.
+    std::vector<int32_t> offsets{0}, indices;
+    std::vector<std::vector<char>> member;
+    const int lists = c.batch * c.kv_heads;
+    for (int r = 0; r < lists; ++r) {
+      std::vector<int32_t> all(size_t(c.kv_len));
+      for (int64_t j = 0; j < c.kv_len; ++j) all[size_t(j)] = int32_t(j);
+      std::shuffle(all.begin(), all.end(), rng());
+      int64_t n = int64_t(c.fraction * double(c.kv_len));
+      if (r == 1) n = 0;
+      if (r == lists - 1) n = n / 64 * 64 + 37;
+      n = std::min<int64_t>(n, c.kv_len);
+      member.emplace_back(size_t(c.kv_len), 0);
+      for (int64_t x = 0; x < n; ++x) {
+        indices.push_back(all[size_t(x)]);
+        member.back()[size_t(all[size_t(x)])] = 1;
+      }
+      offsets.push_back(int32_t(indices.size()));
+    }
+    ab::GatherDecodeArgs a;
+    a.shape = s;
+    a.q = be->alloc(q.shape, c.dt);
+    a.k = be->alloc(k.shape, c.dt);
+    a.v = be->alloc(v.shape, c.dt);
+    a.o = be->alloc({c.batch, c.q_heads, c.q_len, c.d}, c.dt);
+    a.lse = be->alloc({c.batch, c.q_heads, c.q_len, 1}, DType::f32);
+    be->upload(q, a.q);
+    be->upload(k, a.k);
+    be->upload(v, a.v);
+    a.lists = be->upload_indices(offsets, indices);
+    be->poison(a.o);
+    be->poison(a.lse);
+    const ab::Support sup = be->supports_gather_decode(a);
+    REQUIRE_MESSAGE(sup.ok, c.name << ": " << sup.reason);
+    be->gather_decode(a);
+    be->synchronize();
+    const HostTensor o = be->download(a.o), lse = be->download(a.lse);
+    const Errors e = compare(q, k, v, s, c.dt, a.effective_scale(), o, lse,
+                             [&](int b, int h, int64_t, int64_t j) {
+                               return member[size_t(b * c.kv_heads + h / s.group())][size_t(j)] != 0;
+                             });
+    check_errors(e, c.dt, c.name);
+    be->release_all();
+  }
+}
+
+TEST_CASE("cuda backend: refusals carry reasons, timing and device facts work") {
+  ab::Backend* be = gpu("cuda backend");
+  if (!be) return;
+  ab::SdpaArgs a;
+  a.shape.batch = 1;
+  a.shape.q_heads = a.shape.kv_heads = 2;
+  a.shape.head_dim = a.shape.v_dim = 80;
+  a.shape.q_len = a.shape.kv_len = 256;
+  a.shape.dtype = DType::bf16;
+  a.q = be->alloc({1, 2, 256, 80}, DType::bf16);
+  a.k = be->alloc({1, 2, 256, 80}, DType::bf16);
+  a.v = be->alloc({1, 2, 256, 80}, DType::bf16);
+  a.o = be->alloc({1, 2, 256, 80}, DType::bf16);
+  ab::Support s = be->supports_sdpa(a);
+  CHECK(!s.ok);
+  CHECK(s.reason.find("head_dim 80") != std::string::npos);
+  a.shape.dtype = DType::f32;
+  s = be->supports_sdpa(a);
+  CHECK(!s.ok);
+  CHECK(s.reason.find("f32") != std::string::npos);
+  a.shape.dtype = DType::bf16;
+  a.shape.head_dim = a.shape.v_dim = 64;
+  auto pred = std::make_shared<ab::MaskPredicate>();
+  pred->name = "blockdiag64";
+  pred->allows = [](int, int, int64_t, int64_t) { return true; };
+  a.mask.extra = pred;
+  s = be->supports_sdpa(a);
+  CHECK(!s.ok);
+  CHECK(s.reason.find("blockdiag64") != std::string::npos);
+
+  const double t_hot = be->time([] {}, ab::CacheMode::hot);
+  const double t_cold = be->time([] {}, ab::CacheMode::cold);
+  CHECK(t_hot >= 0);
+  CHECK(t_cold >= 0);
+  CHECK(be->rotation_copies(int64_t(1) << 20, ab::CacheMode::hot) > 100);
+  CHECK(be->rotation_copies(int64_t(1) << 20, ab::CacheMode::cold) == 1);
+  const auto info = be->device_info();
+  MESSAGE("device: " << info.dump());
+  CHECK(info.contains("name"));
+  CHECK(info["sms"].get<int>() > 0);
+  if (auto c = be->read_clocks()) MESSAGE("clock " << c->sm_mhz << " MHz, " << c->temperature_c << " C");
+  be->release_all();
+}
+
+#endif  // ATTN_HAVE_CUDA
