@@ -1,17 +1,16 @@
 #include "core/problem.hpp"
 
+#include <fmt/format.h>
+
 namespace ab {
 
 std::string_view mode_name(Mode m) { return m == Mode::prefill ? "prefill" : "decode"; }
 
 std::string Problem::key() const {
-  std::string k = std::string(mode_name(mode)) + "_b" + std::to_string(batch) + "_h" +
-                  std::to_string(heads) + "_kv" + std::to_string(kv_heads) + "_d" +
-                  std::to_string(head_dim);
-  if (v_dim != head_dim) k += "_dv" + std::to_string(v_dim);
-  k += "_q" + std::to_string(q_len) + "_k" + std::to_string(kv_len);
-  k += causal ? "_causal" : "_full";
-  k += "_" + std::string(dtype_name(dtype));
+  // fmt rather than chained operator+: GCC 12 warns falsely (-Wrestrict, PR 105329) on the latter.
+  std::string k = fmt::format("{}_b{}_h{}_kv{}_d{}", mode_name(mode), batch, heads, kv_heads, head_dim);
+  if (v_dim != head_dim) k += fmt::format("_dv{}", v_dim);
+  k += fmt::format("_q{}_k{}_{}_{}", q_len, kv_len, causal ? "causal" : "full", dtype_name(dtype));
   return k;
 }
 
