@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "core/errors.hpp"
 
@@ -45,26 +44,6 @@ void ReportWriter::write() {
     std::remove(tmp.c_str());
     throw InputError("report: cannot move the report into '" + path_ + "': " + why);
   }
-}
-
-nlohmann::ordered_json read_report(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw InputError(path + ": cannot open the report: " + std::strerror(errno));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  nlohmann::ordered_json j;
-  try {
-    j = nlohmann::ordered_json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(path + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object() || !j.contains("schema_version") || !j.contains("cases") || !j["cases"].is_array())
-    throw InputError(path + ": not an attn-bench report (no schema_version / cases)");
-  const std::string v = j["schema_version"].is_string() ? j["schema_version"].get<std::string>() : "";
-  if (v.substr(0, v.find('.')) != std::string(kSchemaVersion).substr(0, 1))
-    throw InputError(path + ": report schema " + v + " is not readable by this attn-bench (schema " +
-                     kSchemaVersion + ")");
-  return j;
 }
 
 }  // namespace ab

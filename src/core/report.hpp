@@ -26,7 +26,4 @@ class ReportWriter {
   nlohmann::ordered_json doc_;
 };
 
-// Read a report (for table/compare); InputError when unreadable or not a report.
-nlohmann::ordered_json read_report(const std::string& path);
-
 }  // namespace ab
