@@ -39,7 +39,10 @@ __device__ __forceinline__ void load_rows(T* smem, const T* g, int row0, int len
   }
 }
 
-template <typename T, int D, int BM, int BN, bool MASKED>
+// KV_STAGES = 1: FA2's schedule, single K and V buffers, two barriers per tile (V(j) loads
+// during Q·K(j)ᵀ, K(j+1) during softmax and P·V(j)). KV_STAGES = 2: double-buffered K and V,
+// one barrier per tile, tile j+1 loads during all of tile j's work.
+template <typename T, int D, int BM, int BN, bool MASKED, int KV_STAGES>
 __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const PrefillParams p) {
   static_assert(BM == 32 * (kThreads / 32), "each warp owns 32 query rows");
   constexpr int MT = 2;       // m16 tiles per warp
@@ -47,8 +50,8 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
   constexpr int DT = D / 8;   // n8 tiles of O
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);  // (BM, D)
-  T* sK = sQ + BM * D;                     // (BN, D)
-  T* sV = sK + BN * D;                     // (BN, D)
+  T* sK0 = sQ + BM * D;                    // KV_STAGES × (BN, D)
+  T* sV0 = sK0 + KV_STAGES * BN * D;       // KV_STAGES × (BN, D)
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, t4 = lane & 3;
@@ -94,17 +97,32 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
   if (n_tiles > 0) {
     load_rows<T, D, BM>(sQ, q, m0, q_len, tid);
     cp_async_commit();
-    load_rows<T, D, BN>(sK, k, int(walk.tile(0)) * BN, kv_len, tid);
+    load_rows<T, D, BN>(sK0, k, int(walk.tile(0)) * BN, kv_len, tid);
+    if constexpr (KV_STAGES == 2) load_rows<T, D, BN>(sV0, v, int(walk.tile(0)) * BN, kv_len, tid);
     cp_async_commit();
   }
 
 #pragma unroll 1
   for (int it = 0; it < n_tiles; ++it) {
     const int n0 = int(walk.tile(it)) * BN;
+    const T* sK = sK0 + (KV_STAGES == 2 ? (it & 1) * BN * D : 0);
+    const T* sV = sV0 + (KV_STAGES == 2 ? (it & 1) * BN * D : 0);
     cp_async_wait<0>();
-    __syncthreads();  // K(it) landed; every warp finished P·V(it-1), so sV is free
-    load_rows<T, D, BN>(sV, v, n0, kv_len, tid);
-    cp_async_commit();
+    if constexpr (KV_STAGES == 1) {
+      __syncthreads();  // K(it) landed; every warp finished P·V(it-1), so sV is free
+      load_rows<T, D, BN>(sV0, v, n0, kv_len, tid);
+      cp_async_commit();
+    } else {
+      __syncthreads();  // K/V(it) landed; every warp finished tile it-1, whose buffers refill now
+      if (it + 1 < n_tiles) {
+        const int n1 = int(walk.tile(it + 1)) * BN;
+        T* dK = sK0 + ((it + 1) & 1) * BN * D;
+        T* dV = sV0 + ((it + 1) & 1) * BN * D;
+        load_rows<T, D, BN>(dK, k, n1, kv_len, tid);
+        load_rows<T, D, BN>(dV, v, n1, kv_len, tid);
+        cp_async_commit();
+      }
+    }
 
     // S = Q·Kᵀ, (32 rows of this warp) x BN
     float s[MT][NT][4];
@@ -140,28 +158,42 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
     else
       partial = n0 + BN > kv_len;
     if (partial) {
+      // mask_allows as a per-row key interval [lo, hi) plus the sinks [0, sinks), in 32 bits.
+      const int window = int(imin(p.mask.window, 1 << 30));
+      const int sinks = window > 0 ? int(imin(p.mask.sinks, kv_len)) : 0;
 #pragma unroll
       for (int mi = 0; mi < MT; ++mi)
 #pragma unroll
         for (int hf = 0; hf < 2; ++hf) {
           const int qpos = m0 + warp * 32 + mi * 16 + g + 8 * hf + q_off;
+          int hi = kv_len, lo = 0;
+          if (MASKED && p.mask.causal) hi = min(hi, qpos + 1);
+          if (MASKED && window > 0) {
+            hi = min(hi, qpos + window);
+            lo = qpos - window + 1;
+          }
+          const int sink_hi = (MASKED && p.mask.causal) ? min(sinks, qpos + 1) : sinks;
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               const int j = n0 + nt * 8 + 2 * t4 + e;
-              if (!mask_allows(p.mask, qpos, j)) s[mi][nt][2 * hf + e] = -INFINITY;
+              if (!((j >= lo && j < hi) || j < sink_hi)) s[mi][nt][2 * hf + e] = -INFINITY;
             }
         }
     }
 
-    cp_async_wait<0>();
-    __syncthreads();  // V(it) landed; every warp finished reading K(it)
-    if (it + 1 < n_tiles) {
-      load_rows<T, D, BN>(sK, k, int(walk.tile(it + 1)) * BN, kv_len, tid);
-      cp_async_commit();
+    if constexpr (KV_STAGES == 1) {
+      cp_async_wait<0>();
+      __syncthreads();  // V(it) landed; every warp finished reading K(it)
+      if (it + 1 < n_tiles) {
+        load_rows<T, D, BN>(sK0, k, int(walk.tile(it + 1)) * BN, kv_len, tid);
+        cp_async_commit();
+      }
     }
 
+    static_assert(MT == 2);
+    float corr[MT][2];
     // Online softmax (exp2 domain). A row with no visible key so far keeps m = -inf; its
     // exponent base is then 0 so that exp2(-inf - base) = 0 rather than NaN.
 #pragma unroll
@@ -176,7 +208,7 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float m_new = fmaxf(row_m[mi][hf], mx * p.scale_log2);
         const float base = m_new == -INFINITY ? 0.f : m_new;
-        const float corr = fast_exp2(row_m[mi][hf] - base);
+        corr[mi][hf] = fast_exp2(row_m[mi][hf] - base);
         row_m[mi][hf] = m_new;
         float sum = 0.f;
 #pragma unroll
@@ -187,13 +219,22 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
             s[mi][nt][2 * hf + e] = pv;
             sum += pv;
           }
-        row_l[mi][hf] = row_l[mi][hf] * corr + sum;
+        row_l[mi][hf] = row_l[mi][hf] * corr[mi][hf] + sum;
+      }
+    // Rescale O only when some row of the warp found a new maximum (warp-uniform branch): late
+    // in a long row most tiles leave every maximum unchanged.
+    if (__any_sync(0xffffffffu, corr[0][0] != 1.f || corr[0][1] != 1.f || corr[1][0] != 1.f ||
+                                    corr[1][1] != 1.f)) {
+#pragma unroll
+      for (int mi = 0; mi < MT; ++mi)
 #pragma unroll
         for (int dt = 0; dt < DT; ++dt) {
-          acc[mi][dt][2 * hf] *= corr;
-          acc[mi][dt][2 * hf + 1] *= corr;
+          acc[mi][dt][0] *= corr[mi][0];
+          acc[mi][dt][1] *= corr[mi][0];
+          acc[mi][dt][2] *= corr[mi][1];
+          acc[mi][dt][3] *= corr[mi][1];
         }
-      }
+    }
 
     // O += P·V
 #pragma unroll
@@ -244,11 +285,11 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
 
 template <typename T, int D, bool MASKED>
 cudaError_t launch_prefill(const PrefillParams& p, cudaStream_t stream) {
-  constexpr PrefillTile tile = prefill_tile_policy(D);
-  constexpr int BM = tile.block_m, BN = tile.block_n;
+  constexpr PrefillTile tile = prefill_tile_policy(D, MASKED);
+  constexpr int BM = tile.block_m, BN = tile.block_n, KV_STAGES = tile.kv_stages;
   static_assert(tile.warps * 32 == kThreads);
-  const size_t smem = size_t(BM + 2 * BN) * D * sizeof(T);
-  auto kern = sdpa_prefill_kernel<T, D, BM, BN, MASKED>;
+  const size_t smem = size_t(BM + 2 * KV_STAGES * BN) * D * sizeof(T);
+  auto kern = sdpa_prefill_kernel<T, D, BM, BN, MASKED, KV_STAGES>;
   cudaError_t err =
       cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (err != cudaSuccess) return err;
@@ -261,7 +302,8 @@ cudaError_t launch_prefill(const PrefillParams& p, cudaStream_t stream) {
 
 cudaError_t prefill_image_check() {
   cudaFuncAttributes attr{};
-  return cudaFuncGetAttributes(&attr, sdpa_prefill_kernel<__nv_bfloat16, 128, 128, 64, false>);
+  return cudaFuncGetAttributes(&attr, sdpa_prefill_kernel<__nv_bfloat16, 128, 128, prefill_tile_policy(128, false).block_n, false,
+                                                    prefill_tile_policy(128, false).kv_stages>);
 }
 
 PrefillLaunchFn prefill_select(ElemType elem, int head_dim, int v_dim, bool masked,

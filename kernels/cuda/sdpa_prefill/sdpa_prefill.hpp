@@ -29,16 +29,26 @@ struct PrefillParams {
   ElemType elem = ElemType::bf16;
 };
 
-// The tile sizes of the prefill kernel, in one place (STYLE.md §6). Measured numbers are in
-// the comment above the definition in sdpa_prefill.cu.
+// The tile sizes of the prefill kernel, in one place (STYLE.md §6).
 struct PrefillTile {
-  int block_m;  // query rows per CTA (4 warps × 32 rows)
-  int block_n;  // keys per tile
+  int block_m;    // query rows per CTA (4 warps × 32 rows)
+  int block_n;    // keys per tile
+  int kv_stages;  // 1: FA2's single K/V buffers; 2: double-buffered K/V
   int warps;
 };
-constexpr PrefillTile prefill_tile_policy(int head_dim) {
-  // See sdpa_prefill.cu for the measurements behind these numbers.
-  return head_dim == 64 ? PrefillTile{128, 128, 4} : PrefillTile{128, 64, 4};
+// Measured on the H200 (132 SMs, 1980 MHz), bf16, B=1, H=32, N=16384, cold L2, CUDA events,
+// median TFLOP/s (attn_cuda_bench, 2026-11-28). block_m = 128 with 4 warps (32 rows a warp)
+// throughout: 16 rows a warp doubles the ldmatrix traffic per MMA.
+//   d=128 non-causal: 64x2 332.6 | 64x1 328.4 | 32x2 310.2 (no spills, but 2x the barriers)
+//   d=128 causal:     64x1 312.9 | 64x2 296.9 | 32x2 297.7
+//   d=64  non-causal: 128x1 331.8 | 128x2 331.7 | 64x2 308.1
+//   d=64  causal:     128x1 310.7 | 128x2 292.2 | 64x2 278.4
+//   d=128 causal window 1024 + 4 sinks: 64x1 249.4 | 64x2 234.3
+// (block_n x kv_stages.) Rejected: 128x128 at d=128 (256 accumulator + score registers per
+// thread exceed the 255 limit); one CTA per SM (no second CTA to cover the softmax phase).
+constexpr PrefillTile prefill_tile_policy(int head_dim, bool masked) {
+  if (head_dim == 64) return PrefillTile{128, 128, 1, 4};
+  return masked ? PrefillTile{128, 64, 1, 4} : PrefillTile{128, 64, 2, 4};
 }
 
 // Launches on `stream`; returns the launch's error (cudaGetLastError), cudaSuccess when fine.

@@ -121,7 +121,10 @@ Support check_tensors(const char* op, const AttnShape& s, const TensorRef& q, co
   if (s.dtype != DType::bf16 && s.dtype != DType::f16)
     return Support::no(p + ": dtype " + std::string(dtype_name(s.dtype)) +
                        " has no CUDA kernel (bf16, f16)");
+  // Variants ask supports() before any tensor exists (null data): only tensors that are there
+  // are checked; sdpa() itself refuses missing ones.
   for (const TensorRef* t : {&q, &k, &v, &o}) {
+    if (!t->data) continue;
     if (!t->on_device) return Support::no(p + ": tensors must be allocated by the cuda backend");
     if (t->dtype != s.dtype) return Support::no(p + ": q/k/v/o must all have the problem's dtype");
   }
@@ -172,6 +175,13 @@ SdpaRoute route_sdpa(const SdpaArgs& a) {
     if (!r.prefill) r.support = Support::no(why);
   }
   return r;
+}
+
+void require_tensors(const char* op, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                     const TensorRef& o) {
+  for (const TensorRef* t : {&q, &k, &v, &o})
+    if (!t->data && t->numel() > 0)
+      throw std::runtime_error(std::string(op) + ": q/k/v/o must be allocated by the cuda backend");
 }
 
 class CudaBackend final : public Backend {
@@ -348,6 +358,7 @@ class CudaBackend final : public Backend {
   void sdpa(const SdpaArgs& a) override {
     const SdpaRoute r = route_sdpa(a);
     if (!r.support.ok) throw std::runtime_error(r.support.reason);
+    require_tensors("cuda sdpa", a.q, a.k, a.v, a.o);
     const AttnShape& s = a.shape;
     if (s.q_len == 0 || s.batch == 0 || s.q_heads == 0) return;
     const float scale_log2 = a.effective_scale() * 1.4426950408889634f;
@@ -403,6 +414,8 @@ class CudaBackend final : public Backend {
   void gather_decode(const GatherDecodeArgs& a) override {
     const SdpaRoute r = route_gather(a);
     if (!r.support.ok) throw std::runtime_error(r.support.reason);
+    require_tensors("cuda gather decode", a.q, a.k, a.v, a.o);
+    if (!a.lists.offsets) throw std::runtime_error("cuda gather decode: no index lists (upload_indices)");
     const AttnShape& s = a.shape;
     if (s.q_len == 0 || s.batch == 0 || s.q_heads == 0) return;
     cuda::DecodeParams p = decode_params(s, a.q, a.k, a.v, a.o, a.lse,
@@ -423,11 +436,11 @@ class CudaBackend final : public Backend {
       r.support = Support::no("cuda gather decode: the softmax scale must be positive");
       return r;
     }
-    if (!a.lists.on_device || !list_max_.count(a.lists.offsets)) {
+    if (a.lists.offsets && (!a.lists.on_device || !list_max_.count(a.lists.offsets))) {
       r.support = Support::no("cuda gather decode: index lists must come from this backend's upload_indices");
       return r;
     }
-    if (a.lists.lists != int64_t(s.batch) * s.kv_heads) {
+    if (a.lists.offsets && a.lists.lists != int64_t(s.batch) * s.kv_heads) {
       r.support = Support::no("cuda gather decode: expected batch × kv_heads = " +
                               std::to_string(int64_t(s.batch) * s.kv_heads) + " index lists, got " +
                               std::to_string(a.lists.lists));
