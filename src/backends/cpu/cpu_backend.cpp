@@ -6,6 +6,7 @@
 #include <list>
 #include <vector>
 
+#include "cpu/gather_decode.hpp"
 #include "cpu/sdpa.hpp"
 
 namespace ab {
@@ -70,6 +71,13 @@ class CpuBackend final : public Backend {
     l.total = static_cast<int64_t>(indices.size());
     return l;
   }
+  Support supports_gather_decode(const GatherDecodeArgs& a) const override {
+    if (a.lists.on_device) return Support::no("cpu gather decode: index lists are on a device");
+    if (a.lists.lists != int64_t(a.shape.batch) * a.shape.kv_heads)
+      return Support::no("cpu gather decode: expected batch × kv_heads index lists");
+    return Support::yes();
+  }
+  void gather_decode(const GatherDecodeArgs& a) override { cpu::gather_decode(a); }
 
  private:
   // Evict the caches by streaming over a buffer larger than the last-level cache (EPYC: 32 MiB
