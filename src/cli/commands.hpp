@@ -21,5 +21,6 @@ void setup_validate(CLI::App& app, Action& action);
 void setup_table(CLI::App& app, Action& action);
 void setup_compare(CLI::App& app, Action& action);
 void setup_env(CLI::App& app, Action& action);
+void setup_inspect(CLI::App& app, Action& action);
 
 }  // namespace ab::cli

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   ab::cli::setup_table(app, action);
   ab::cli::setup_compare(app, action);
   ab::cli::setup_env(app, action);
+  ab::cli::setup_inspect(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -437,6 +437,13 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     const MetricDef* def = find_metric(name);
     if (!def) w.fail(key, "metrics." + name, "unknown metric: " + suggest(name, metric_names));
     ex.metrics[name] = merge_options(w, opts, "metrics." + name, def->defaults);
+    if (def->validate) {
+      try {
+        def->validate(ex.metrics[name]);
+      } catch (const InputError& e) {
+        w.fail(opts.IsDefined() && !opts.IsNull() ? opts : key, "metrics." + name, e.what());
+      }
+    }
   };
   if (!mets) {
     for (const char* m : {"flops", "latency", "accuracy"}) ex.metrics[m] = find_metric(m)->defaults;
@@ -480,6 +487,7 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
 
   // cases --------------------------------------------------------------------------------
   int index = 0;
+  std::set<std::string> validated_shapes;
   for (DType dt : dtypes) {
     for (Problem p : problems) {
       p.dtype = dt;
@@ -490,7 +498,20 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
         if (std::find(modes.begin(), modes.end(), p.mode) == modes.end())
           throw InputError(path + ": variant '" + c.label + "' does not support mode " + std::string(mode_name(p.mode)));
         try {
-          (void)variant->shape(p);  // impossible parameters fail here, before any case runs
+          const AttnShape shape = variant->shape(p);  // impossible parameters fail here, before any case runs
+          // Inputs that can be wrong for a shape (a file that does not match) fail here too,
+          // once per distinct shape.
+          const WorkloadDef* wdef = find_workload(ex.input["kind"].get<std::string>());
+          const std::string skey = p.key() + "/" + std::to_string(shape.q_heads) + "/" + std::to_string(shape.kv_heads) +
+                                   "/" + std::to_string(shape.head_dim) + "/" + std::to_string(shape.v_dim) +
+                                   "/" + std::to_string(shape.q_len) + "/" + std::to_string(shape.kv_len);
+          if (wdef->validate && validated_shapes.insert(skey).second) {
+            try {
+              wdef->validate(shape, ex.input);
+            } catch (const InputError& e) {
+              throw InputError(std::string(e.what()) + " (variant '" + c.label + "')");
+            }
+          }
         } catch (const InputError& e) {
           throw InputError(path + ": " + e.what() + " (problem " + p.key() + ")");
         }

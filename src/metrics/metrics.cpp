@@ -20,6 +20,31 @@ const std::vector<MetricDef>& metric_table() {
        "repeat until the median's relative standard error is under target_rse (or max_samples"
        " / max_time seconds); plan and attention phases timed apart",
        measure_latency},
+      {"recall",
+       {{"queries", "256"}, {"topk", {16, 64}}, {"per_head", false}, {"min_mass_recall", 0.0}},
+       "against float64 dense attention on sampled rows, every head: mass recall and top-k recall"
+       " of the plan's selection, density, output relative error and cosine (DESIGN.md §5)",
+       measure_recall, validate_recall},
+      {"niah",
+       {{"lengths", {1024, 2048, 4096}},
+        {"depths", {0.0, 0.25, 0.5, 0.75, 1.0}},
+        {"trials", 4},
+        {"margin", 2.0},
+        {"tau", 0.5},
+        {"probe_rows", 16},
+        {"value_scale", 1.0},
+        {"input", ""},
+        {"full_prefill", false},
+        {"min_success", 0.0},
+        {"heatmap", true}},
+       "model-free needle in a haystack: success rate (cos(o, v*) >= tau) and retained needle "
+       "mass per context length x depth cell",
+       measure_niah, validate_niah},
+      {"sink",
+       {{"epsilon", 0.3}, {"token", 0}, {"queries", "256"}},
+       "Sink_k^eps of 'When Attention Sink Emerges': % of heads whose mean attention on token k "
+       "exceeds epsilon, on the case's inputs",
+       measure_sink, validate_sink},
   };
   return table;
 }

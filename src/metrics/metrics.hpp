@@ -41,6 +41,9 @@ struct MetricDef {
   // Returns the metric's JSON. Throwing marks the case failed. A result holding
   // "pass": false also marks the case failed (e.g. accuracy out of tolerance).
   std::function<json(MetricContext&)> measure;
+  // Optional: checks the options when the spec is loaded (before any case runs); throws
+  // InputError naming the option and the rule.
+  std::function<void(const json& options)> validate = nullptr;
 };
 
 const std::vector<MetricDef>& metric_table();
@@ -49,5 +52,16 @@ const MetricDef* find_metric(const std::string& name);
 json measure_flops(MetricContext& ctx);
 json measure_latency(MetricContext& ctx);
 json measure_accuracy(MetricContext& ctx);
+
+// recall.cpp, niah.cpp, sink.cpp (docs/metrics.md: definitions and conventions).
+json measure_recall(MetricContext& ctx);
+void validate_recall(const json& options);
+json measure_niah(MetricContext& ctx);
+void validate_niah(const json& options);
+json measure_sink(MetricContext& ctx);
+void validate_sink(const json& options);
+// "all" or a positive integer given as a string or a number: the sampled query rows of the
+// recall and sink metrics (0 = all). Throws InputError naming `field`.
+int64_t parse_query_rows(const json& value, const std::string& field);
 
 }  // namespace ab

@@ -1,0 +1,199 @@
+// The needle overlay (DESIGN.md §5, NIAH): plants one needle key/value per (batch, kv head)
+// into any other input, aligned with the probe queries so that under dense attention the
+// needle holds a chosen share of each probe's mass, whatever the length and the haystack.
+//
+// Definition (docs/metrics.md, "niah"): with the haystack log-partition of probe row i
+//   Z_i = log Σ_{j ≠ p, j visible} exp(s_ij),   s_ij = scale·q_i·k_j,
+// the needle's logit is set to s_ip = Z_i + margin, so its dense probability is
+// σ(margin) = 1/(1 + e^−margin). For an i.i.d. haystack Z_i ≈ mean logit + ln N + var/2: the
+// margin is measured relative to ln N, which keeps the difficulty comparable across N.
+// Construction, per (b, kv head): a random unit direction u is projected out of every key
+// (one of D directions: the haystack barely changes), the needle key is κ·u (κ = the head's
+// RMS key norm, so its norm gives nothing away), and each probe query of each query head of
+// the group gets its u-component set to (Z_i + margin)/(scale·κ) — which moves no haystack
+// logit, since the haystack keys are orthogonal to u. The needle value v* is a random
+// direction with the head's RMS value norm (× value_scale).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "core/errors.hpp"
+#include "workloads/workloads.hpp"
+
+namespace ab {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+uint64_t splitmix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+std::vector<double> random_unit(int d, std::mt19937_64& rng) {
+  std::normal_distribution<double> dist;
+  std::vector<double> u(static_cast<size_t>(d));
+  double n2 = 0;
+  for (auto& x : u) {
+    x = dist(rng);
+    n2 += x * x;
+  }
+  const double inv = 1.0 / std::sqrt(std::max(n2, 1e-300));
+  for (auto& x : u) x *= inv;
+  return u;
+}
+
+double dot_f(const float* a, const double* u, int d) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int c = 0; c < d; ++c) s += static_cast<double>(a[c]) * u[c];
+  return s;
+}
+
+// log Σ exp(scale·q·k_j) over visible keys j ≠ skip (−inf when none).
+double haystack_lse(const float* q, const HostTensor& k, int b, int g, int64_t visible_end,
+                    int64_t skip, int d, double scale, std::vector<double>& buf) {
+  buf.resize(static_cast<size_t>(visible_end));
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < visible_end; ++j) {
+    if (j == skip) {
+      buf[j] = -std::numeric_limits<double>::infinity();
+      continue;
+    }
+    const float* kr = k.row(b, g, j);
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int c = 0; c < d; ++c) s += static_cast<double>(q[c]) * static_cast<double>(kr[c]);
+    buf[j] = s * scale;
+    mx = std::max(mx, buf[j]);
+  }
+  if (mx == -std::numeric_limits<double>::infinity()) return mx;
+  double sum = 0;
+  for (int64_t j = 0; j < visible_end; ++j) sum += std::exp(buf[j] - mx);
+  return mx + std::log(sum);
+}
+
+NeedleSpec needle_spec(const json& o) {
+  NeedleSpec n;
+  n.depth = o.value("depth", 0.5);
+  n.margin = o.value("margin", 2.0);
+  n.probe_rows = o.value("probe_rows", int64_t{1});
+  n.value_scale = o.value("value_scale", 1.0);
+  return n;
+}
+
+}  // namespace
+
+PlantedNeedle plant_needle(HostInputs& in, const AttnShape& s, const NeedleSpec& spec, double scale,
+                           uint64_t seed) {
+  if (scale <= 0) scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
+  const int d = s.head_dim, dv = s.v_dim;
+  const int64_t n = s.kv_len;
+  PlantedNeedle out;
+  const int64_t nprobe = std::clamp<int64_t>(spec.probe_rows, 1, s.q_len);
+  for (int64_t i = s.q_len - nprobe; i < s.q_len; ++i) out.probes.push_back(i);
+  const int64_t p0 = s.causal ? out.probes.front() + s.q_offset() : n - 1;
+  out.position = std::clamp<int64_t>(std::llround(spec.depth * double(p0)), 0, p0);
+  const int64_t pos = out.position;
+  out.value = HostTensor({s.batch, s.kv_heads, 1, dv});
+  out.dense_mass.assign(static_cast<size_t>(s.batch) * s.q_heads * nprobe, 0.0);
+  const int group = s.group();
+
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int bg = 0; bg < s.batch * s.kv_heads; ++bg) {
+    const int b = bg / s.kv_heads, g = bg % s.kv_heads;
+    std::mt19937_64 rng(splitmix(seed ^ splitmix(static_cast<uint64_t>(bg) + 1)));
+    const std::vector<double> u = random_unit(d, rng);
+    // Keys: project u out; the RMS key norm sets the needle key's norm.
+    double k2 = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      float* kr = in.k.row(b, g, j);
+      const double a = dot_f(kr, u.data(), d);
+      for (int c = 0; c < d; ++c) {
+        kr[c] = round_to(s.dtype, static_cast<float>(kr[c] - a * u[c]));
+        k2 += double(kr[c]) * kr[c];
+      }
+    }
+    double kappa = std::sqrt(k2 / double(n));
+    if (!(kappa > 0)) kappa = std::sqrt(double(d));
+    float* kp = in.k.row(b, g, pos);
+    for (int c = 0; c < d; ++c) kp[c] = round_to(s.dtype, static_cast<float>(kappa * u[c]));
+    const double kappa_eff = dot_f(kp, u.data(), d);  // κ after rounding (k_p ≈ κu)
+
+    // Value: a random direction with the head's RMS value norm.
+    double v2 = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const float* vr = in.v.row(b, g, j);
+      for (int c = 0; c < dv; ++c) v2 += double(vr[c]) * vr[c];
+    }
+    double vnorm = std::sqrt(v2 / double(n)) * spec.value_scale;
+    if (!(vnorm > 0)) vnorm = std::sqrt(double(dv)) * spec.value_scale;
+    const std::vector<double> vdir = random_unit(dv, rng);
+    float* vp = in.v.row(b, g, pos);
+    float* vstar = out.value.row(b, g, 0);
+    for (int c = 0; c < dv; ++c) vstar[c] = vp[c] = round_to(s.dtype, static_cast<float>(vnorm * vdir[c]));
+
+    // Probe queries: the u-component that puts the needle `margin` nats above the haystack.
+    std::vector<double> buf;
+    for (int h = g * group; h < (g + 1) * group; ++h) {
+      for (size_t r = 0; r < out.probes.size(); ++r) {
+        const int64_t i = out.probes[r];
+        const int64_t qpos = i + s.q_offset();
+        const int64_t vis = s.causal ? qpos + 1 : n;
+        float* qr = in.q.row(b, h, i);
+        const double z = haystack_lse(qr, in.k, b, g, vis, pos, d, scale, buf);
+        const double target = (std::isfinite(z) ? z : 0.0) + spec.margin;
+        const double shift = target / (scale * kappa_eff) - dot_f(qr, u.data(), d);
+        for (int c = 0; c < d; ++c) qr[c] = round_to(s.dtype, static_cast<float>(qr[c] + shift * u[c]));
+        // The needle's dense probability on the rounded inputs.
+        const double z2 = haystack_lse(qr, in.k, b, g, vis, pos, d, scale, buf);
+        double sp = 0;
+        for (int c = 0; c < d; ++c) sp += double(qr[c]) * kp[c];
+        sp *= scale;
+        const double mass = std::isfinite(z2) ? 1.0 / (1.0 + std::exp(z2 - sp)) : 1.0;
+        out.dense_mass[(static_cast<size_t>(b) * s.q_heads + h) * out.probes.size() + r] = mass;
+      }
+    }
+  }
+  return out;
+}
+
+void validate_needle(const AttnShape& s, const json& o) {
+  const NeedleSpec n = needle_spec(o);
+  auto fail = [](const std::string& f, const std::string& v, const std::string& rule) {
+    throw InputError("input." + f + " = " + v + ": " + rule);
+  };
+  if (!(n.depth >= 0 && n.depth <= 1)) fail("depth", json(n.depth).dump(), "must lie in [0, 1]");
+  if (!(std::isfinite(n.margin) && std::abs(n.margin) <= 50))
+    fail("margin", json(n.margin).dump(), "must lie in [-50, 50] nats");
+  if (n.probe_rows < 1) fail("probe_rows", std::to_string(n.probe_rows), "must be >= 1");
+  if (!(n.value_scale > 0 && std::isfinite(n.value_scale)))
+    fail("value_scale", json(n.value_scale).dump(), "must be > 0");
+  const std::string base = o.value("base", std::string("gaussian"));
+  std::vector<std::string> kinds;
+  for (const auto& w : workload_table())
+    if (w.name != "needle") kinds.push_back(w.name);
+  const WorkloadDef* def = find_workload(base);
+  if (!def || base == "needle")
+    throw InputError("input.base = '" + base + "': the needle's haystack must be one of the other input kinds: " +
+                     suggest(base, kinds));
+  const json bo = workload_options(*def, o.contains("base_options") ? o["base_options"] : json::object(),
+                                   "input.base_options");
+  if (def->validate) def->validate(s, bo);
+}
+
+HostInputs generate_needle(const AttnShape& s, const json& o, uint64_t seed) {
+  validate_needle(s, o);
+  const WorkloadDef* def = find_workload(o.value("base", std::string("gaussian")));
+  const json bo = workload_options(*def, o.contains("base_options") ? o["base_options"] : json::object(),
+                                   "input.base_options");
+  HostInputs in = def->generate(s, bo, seed);
+  plant_needle(in, s, needle_spec(o), 0.0, splitmix(seed ^ 0x6e656564ull));
+  return in;
+}
+
+}  // namespace ab
