@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "core/ops.hpp"
+#include "core/ops_sparse.hpp"
 #include "core/tensor.hpp"
 
 namespace ab {
@@ -62,6 +63,12 @@ class Backend {
     (void)a; return Support::no(name() + ": token-gather decode is not implemented");
   }
   virtual void gather_decode(const GatherDecodeArgs& a) { (void)a; }
+
+  // Op 2: sparse prefill SDPA over key-block or key-index lists (core/ops_sparse.hpp).
+  virtual Support supports_sparse_prefill(const SparsePrefillArgs& a) const {
+    (void)a; return Support::no(name() + ": sparse prefill SDPA is not implemented");
+  }
+  virtual void sparse_prefill(const SparsePrefillArgs& a) { (void)a; }
 };
 
 }  // namespace ab

@@ -8,6 +8,7 @@
 
 #include "cpu/gather_decode.hpp"
 #include "cpu/sdpa.hpp"
+#include "cpu/sparse_prefill.hpp"
 
 namespace ab {
 namespace {
@@ -58,6 +59,12 @@ class CpuBackend final : public Backend {
     return Support::yes();
   }
   void sdpa(const SdpaArgs& a) override { cpu::sdpa_flash(a); }
+  Support supports_sparse_prefill(const SparsePrefillArgs& a) const override {
+    if (a.blocks.on_device || a.indices.on_device)
+      return Support::no("cpu sparse prefill: the lists are on a device");
+    return Support::yes();
+  }
+  void sparse_prefill(const SparsePrefillArgs& a) override { cpu::sparse_prefill(a); }
 
   IndexLists upload_indices(const std::vector<int32_t>& offsets,
                             const std::vector<int32_t>& indices) override {

@@ -1,0 +1,307 @@
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // Eigen + AVX-512, GCC PR 105593
+#endif
+#include "cpu/selection.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include <Eigen/Core>
+
+namespace ab::cpu {
+namespace {
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MapRM = Eigen::Map<RowMat>;
+using CMapRM = Eigen::Map<const RowMat>;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+}  // namespace
+
+void pool_rows(const float* x, int64_t n, int d, int64_t block, Pool how, float* out) {
+  if (block <= 0) throw std::invalid_argument("pool_rows: block must be >= 1");
+  const int64_t nb = (n + block - 1) / block;
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t r0 = b * block, r1 = std::min(n, r0 + block);
+    float* o = out + b * d;
+    if (how == Pool::max) {
+      std::copy(x + r0 * d, x + r0 * d + d, o);
+      for (int64_t r = r0 + 1; r < r1; ++r)
+        for (int c = 0; c < d; ++c) o[c] = std::max(o[c], x[r * d + c]);
+    } else {
+      std::fill(o, o + d, 0.0f);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int c = 0; c < d; ++c) o[c] += x[r * d + c];
+      const float inv = 1.0f / float(r1 - r0);
+      for (int c = 0; c < d; ++c) o[c] *= inv;
+    }
+  }
+}
+
+void average_heads(const float* const* x, int count, int64_t elems, float* out) {
+  if (count <= 0) throw std::invalid_argument("average_heads: count must be >= 1");
+  std::copy(x[0], x[0] + elems, out);
+  for (int c = 1; c < count; ++c)
+    for (int64_t e = 0; e < elems; ++e) out[e] += x[c][e];
+  const float inv = 1.0f / float(count);
+  for (int64_t e = 0; e < elems; ++e) out[e] *= inv;
+}
+
+std::vector<int64_t> strided_rows(int64_t n, int64_t stride) {
+  if (stride <= 0) throw std::invalid_argument("strided_rows: stride must be >= 1");
+  std::vector<int64_t> rows;
+  for (int64_t w = 0; w * stride < n; ++w) rows.push_back(std::min(n - 1, w * stride + stride - 1));
+  return rows;
+}
+
+void softmax_probs(const float* q, int64_t rows, const int64_t* visible, const float* k,
+                   int64_t n_keys, int d, float scale, float* out) {
+  if (rows <= 0 || n_keys <= 0) return;
+  MapRM p(out, rows, n_keys);
+  p.noalias() = scale * (CMapRM(q, rows, d) * CMapRM(k, n_keys, d).transpose());
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t vis = visible ? std::clamp<int64_t>(visible[r], 0, n_keys) : n_keys;
+    float* row = out + r * n_keys;
+    std::fill(row + vis, row + n_keys, 0.0f);
+    if (vis == 0) continue;
+    Eigen::Map<Eigen::ArrayXf> a(row, vis);
+    const float mx = a.maxCoeff();
+    a = (a - mx).exp();
+    a /= a.sum();
+  }
+}
+
+void top_k(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out) {
+  out.clear();
+  k = std::clamp<int64_t>(k, 0, n);
+  if (k == 0) return;
+  std::vector<int32_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  // Strict weak order: larger score first, then lower index (NaN treated as -inf).
+  auto val = [&](int32_t i) { const float v = scores[i]; return std::isnan(v) ? kNegInf : v; };
+  auto before = [&](int32_t a, int32_t b) {
+    const float va = val(a), vb = val(b);
+    return va > vb || (va == vb && a < b);
+  };
+  if (k < n) std::nth_element(idx.begin(), idx.begin() + k, idx.end(), before);
+  idx.resize(static_cast<size_t>(k));
+  std::sort(idx.begin(), idx.end(), before);
+  out = std::move(idx);
+}
+
+int64_t cumulative_mass_count(const float* w, int64_t n, double gamma) {
+  if (gamma <= 0 || n <= 0) return 0;
+  std::vector<float> v(w, w + n);
+  std::sort(v.begin(), v.end(), std::greater<float>());
+  double total = 0;
+  for (float x : v) total += std::max(0.0f, x);
+  int64_t nonzero = 0;
+  for (float x : v) nonzero += x > 0.0f;
+  if (gamma >= 1.0 || total <= 0) return gamma >= 1.0 ? nonzero : 0;
+  const double target = gamma * total;
+  double acc = 0;
+  for (int64_t c = 0; c < n; ++c) {
+    acc += std::max(0.0f, v[size_t(c)]);
+    if (acc >= target) return c + 1;
+  }
+  return nonzero;
+}
+
+void cumulative_mass_set(const float* w, int64_t n, double gamma, std::vector<int32_t>& out) {
+  top_k(w, n, cumulative_mass_count(w, n, gamma), out);
+}
+
+float threshold_relative_to_sum(float m, float l, float tau) {
+  if (!(tau > 0.0f) || !(l > 0.0f)) return tau > 0.0f ? std::numeric_limits<float>::infinity() : kNegInf;
+  return m + std::log(tau * l);
+}
+
+Int4Rows quantize_int4(const float* x, int64_t rows, int d, int64_t block) {
+  if (block <= 0) throw std::invalid_argument("quantize_int4: block must be >= 1");
+  Int4Rows r;
+  r.rows = rows;
+  r.d = d;
+  r.block = block;
+  r.q.resize(size_t(rows * d));
+  r.qsum.resize(size_t(rows));
+  const int64_t nb = (rows + block - 1) / block;
+  r.scale.resize(size_t(nb));
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
+    float amax = 0;
+    for (int64_t e = r0 * d; e < r1 * d; ++e) amax = std::max(amax, std::abs(x[e]));
+    const float scale = amax / 7.0f;
+    r.scale[size_t(b)] = scale;
+    const float inv = scale > 0 ? 1.0f / scale : 0.0f;
+    for (int64_t row = r0; row < r1; ++row) {
+      int32_t s = 0;
+      for (int c = 0; c < d; ++c) {
+        const float v = std::nearbyint(x[row * d + c] * inv);
+        const int8_t qv = int8_t(std::clamp(v, -7.0f, 7.0f));
+        r.q[size_t(row * d + c)] = qv;
+        s += qv;
+      }
+      r.qsum[size_t(row)] = s;
+    }
+  }
+  return r;
+}
+
+void int4_scores(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t k0,
+                 int64_t nk, float* out) {
+  if (a.d != b.d) throw std::invalid_argument("int4_scores: a and b differ in d");
+  const int d = a.d;
+  if (nq <= 0 || nk <= 0) return;
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+  // VPDPBUSD multiplies unsigned bytes by signed bytes, 4 per int32 lane: a is shifted to
+  // a + 8 in [1, 15] and Σ_c (a+8)·b = Σ_c a·b + 8·Σ_c b is corrected with b's row sums.
+  // b is packed so that one 64-byte vector holds dims 4t..4t+3 of 16 consecutive keys.
+  const int dq = (d + 3) / 4;  // dim quads
+  const int64_t ng = (nk + 15) / 16;
+  thread_local std::vector<int8_t> bpack;
+  thread_local std::vector<uint8_t> apack;
+  bpack.assign(size_t(ng * dq * 64), 0);
+  for (int64_t j = 0; j < nk; ++j) {
+    const int8_t* src = b.q.data() + (k0 + j) * d;
+    int8_t* dst = bpack.data() + (j / 16) * dq * 64 + (j % 16) * 4;
+    for (int c = 0; c < d; ++c) dst[(c / 4) * 64 + (c % 4)] = src[c];
+  }
+  apack.assign(size_t(nq * dq * 4), 8);  // padding dims: (0+8)·0 contributes nothing
+  for (int64_t i = 0; i < nq; ++i) {
+    const int8_t* src = a.q.data() + (q0 + i) * d;
+    uint8_t* dst = apack.data() + i * dq * 4;
+    for (int c = 0; c < d; ++c) dst[c] = uint8_t(src[c] + 8);
+  }
+  alignas(64) int32_t tmp[16];
+  for (int64_t i0 = 0; i0 < nq; i0 += 4) {
+    const int ni = int(std::min<int64_t>(4, nq - i0));
+    for (int64_t g = 0; g < ng; g += 2) {
+      const int ngl = int(std::min<int64_t>(2, ng - g));
+      __m512i acc[4][2];
+      for (int r = 0; r < 4; ++r)
+        for (int t = 0; t < 2; ++t) acc[r][t] = _mm512_setzero_si512();
+      for (int t = 0; t < dq; ++t) {
+        const __m512i b0 = _mm512_loadu_si512(bpack.data() + (g * dq + t) * 64);
+        const __m512i b1 = ngl > 1 ? _mm512_loadu_si512(bpack.data() + ((g + 1) * dq + t) * 64) : b0;
+        for (int r = 0; r < ni; ++r) {
+          int32_t a4;
+          std::memcpy(&a4, apack.data() + (i0 + r) * dq * 4 + t * 4, 4);
+          const __m512i av = _mm512_set1_epi32(a4);
+          acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
+          acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
+        }
+      }
+      for (int r = 0; r < ni; ++r) {
+        const float sa = a.scale_of(q0 + i0 + r);
+        for (int t = 0; t < ngl; ++t) {
+          _mm512_store_si512(tmp, acc[r][t]);
+          const int64_t j0 = (g + t) * 16;
+          const int64_t nj = std::min<int64_t>(16, nk - j0);
+          float* o = out + (i0 + r) * nk + j0;
+          for (int64_t j = 0; j < nj; ++j) {
+            const int32_t dot = tmp[j] - 8 * b.qsum[size_t(k0 + j0 + j)];
+            o[j] = sa * b.scale_of(k0 + j0 + j) * float(dot);
+          }
+        }
+      }
+    }
+  }
+#else
+  for (int64_t i = 0; i < nq; ++i) {
+    const int8_t* ar = a.q.data() + (q0 + i) * d;
+    const float sa = a.scale_of(q0 + i);
+    for (int64_t j = 0; j < nk; ++j) {
+      const int8_t* br = b.q.data() + (k0 + j) * d;
+      int32_t dot = 0;
+      for (int c = 0; c < d; ++c) dot += int32_t(ar[c]) * int32_t(br[c]);
+      out[i * nk + j] = sa * b.scale_of(k0 + j) * float(dot);
+    }
+  }
+#endif
+}
+
+std::vector<int32_t> gray_code_sequence(int bits) {
+  if (bits < 1 || bits > 30) throw std::invalid_argument("gray_code_sequence: bits must be in [1, 30]");
+  std::vector<int32_t> a = {0, 1};
+  for (int n = 2; n <= bits; ++n) {
+    const size_t half = a.size();
+    a.resize(2 * half);
+    for (size_t i = 0; i < half; ++i) a[half + i] = a[half - 1 - i] + (int32_t(1) << (n - 1));
+  }
+  return a;
+}
+
+AngularLsh make_angular_lsh(int d, int bits, uint64_t seed) {
+  AngularLsh l;
+  l.d = d;
+  l.bits = bits;
+  l.gray = gray_code_sequence(bits);
+  l.proj.resize(size_t(d) * size_t(bits));
+  SeededRandom rng(seed);
+  for (float& p : l.proj) p = float(rng.normal());
+  return l;
+}
+
+void lsh_hash(const AngularLsh& lsh, const float* x, int64_t n, int32_t* out) {
+  if (n <= 0) return;
+  RowMat proj(n, lsh.bits);
+  proj.noalias() = CMapRM(x, n, lsh.d) * CMapRM(lsh.proj.data(), lsh.d, lsh.bits);
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t bin = 0;
+    for (int r = 0; r < lsh.bits; ++r)
+      if (proj(i, r) > 0.0f) bin |= int32_t(1) << r;
+    out[i] = lsh.gray[size_t(bin)];
+  }
+}
+
+std::vector<int32_t> stable_order(const int32_t* keys, int64_t n) {
+  std::vector<int32_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return keys[a] < keys[b]; });
+  return order;
+}
+
+uint64_t SeededRandom::next_u64() {
+  uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+double SeededRandom::uniform() { return double(next_u64() >> 11) * (1.0 / 9007199254740992.0); }
+
+int64_t SeededRandom::uniform_int(int64_t n) {
+  if (n <= 0) return 0;
+  // Lemire's multiply-shift with rejection: unbiased.
+  const uint64_t un = uint64_t(n);
+  const uint64_t threshold = (0 - un) % un;
+  for (;;) {
+    const unsigned __int128 m = (unsigned __int128)next_u64() * un;
+    if (uint64_t(m) >= threshold) return int64_t(m >> 64);
+  }
+}
+
+double SeededRandom::normal() {
+  double u1 = uniform();
+  while (u1 <= 0.0) u1 = uniform();
+  const double u2 = uniform();
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+
+uint64_t mix_seed(uint64_t base, uint64_t a, uint64_t b, uint64_t c) {
+  SeededRandom r(base ^ 0x5851f42d4c957f2dull);
+  uint64_t s = r.next_u64();
+  for (uint64_t v : {a, b, c}) {
+    SeededRandom t(s ^ (v * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull));
+    s = t.next_u64();
+  }
+  return s;
+}
+
+}  // namespace ab::cpu
