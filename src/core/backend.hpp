@@ -10,7 +10,7 @@
 #include <optional>
 
 #include "core/ops.hpp"
-#include "core/ops_sparse.hpp"
+#include "core/ops_linear.hpp"
 #include "core/tensor.hpp"
 
 namespace ab {
@@ -64,11 +64,21 @@ class Backend {
   }
   virtual void gather_decode(const GatherDecodeArgs& a) { (void)a; }
 
-  // Op 2: sparse prefill SDPA over key-block or key-index lists (core/ops_sparse.hpp).
-  virtual Support supports_sparse_prefill(const SparsePrefillArgs& a) const {
-    (void)a; return Support::no(name() + ": sparse prefill SDPA is not implemented");
+  // Op 4: chunked linear attention (core/ops_linear.hpp).
+  virtual Support supports_linear_attention(const LinearAttnArgs& a) const {
+    (void)a; return Support::no(name() + ": linear attention is not implemented");
   }
-  virtual void sparse_prefill(const SparsePrefillArgs& a) { (void)a; }
+  virtual void linear_attention(const LinearAttnArgs& a) { (void)a; }
+  // Sigmoid output gate after op 1.
+  virtual Support supports_output_gate(const OutputGateArgs& a) const {
+    (void)a; return Support::no(name() + ": the output gate is not implemented");
+  }
+  virtual void output_gate(const OutputGateArgs& a) { (void)a; }
+  // Op 1's probabilities: column mass, materialised P, P·V.
+  virtual Support supports_attention_probs(const AttnProbsArgs& a) const {
+    (void)a; return Support::no(name() + ": attention probabilities are not implemented");
+  }
+  virtual void attention_probs(const AttnProbsArgs& a) { (void)a; }
 };
 
 }  // namespace ab

@@ -37,9 +37,15 @@ struct Mask {
     return !extra || extra->allows(b, h, qpos, j);
   }
 
-  // Classify the block [q0, q1) x [k0, k1) of absolute query positions and keys. Exact for the
-  // structured part; the predicate's own classifier or an element scan for the rest.
+  // Classify the block [q0, q1) x [k0, k1) of absolute query positions and keys. Exact: the
+  // structured part by interval arithmetic, the predicate by its own classifier or an element
+  // scan, and their intersection by a scan when both are partial.
   BlockClass classify(int b, int h, int64_t q0, int64_t q1, int64_t k0, int64_t k1) const;
 };
+
+// Exact class of the block [q0, q1) x [k0, k1) by evaluating `allows` on its elements; stops
+// as soon as one allowed and one masked element are found.
+BlockClass classify_by_scan(const std::function<bool(int, int, int64_t, int64_t)>& allows, int b,
+                            int h, int64_t q0, int64_t q1, int64_t k0, int64_t k1);
 
 }  // namespace ab

@@ -19,7 +19,18 @@ struct Support {
   static Support no(std::string why) { return {false, std::move(why)}; }
 };
 
-enum class ScoreTransform { softmax };
+// Score transforms of op 1 (VARIANTS.md §26 S1). With s = scale·q·k, the weight of an
+// allowed key is
+//   softmax  exp(s - lse)                       rows sum to 1; lse = log Σ exp(s)
+//   sigmoid  σ(s + transform_bias)              (Attention-Sink §16a; unnormalised unless
+//                                                transform_normalize: w / (Σ w + 1e-8))
+//   relu     max(s, 0)                          (TransNormer's ReLA DiagAttention; same
+//                                                normalisation option)
+//   softcap  softmax of cap·tanh(s / cap)       (LAMA's tanh scores with cap 1; Gemma-2's
+//                                                logit soft-capping)
+// o = Σ w_j v_j. For every transform but softmax, lse receives log Σ_j w_j, the row's total
+// weight before normalisation (-inf when it is 0).
+enum class ScoreTransform { softmax, sigmoid, relu, softcap };
 
 // Op 1: dense SDPA with a query-head -> kv-head map and a mask.
 //   q   (B, Hq,  Nq,  D)     k (B, Hkv, Nkv, D)     v (B, Hkv, Nkv, Dv)
@@ -31,10 +42,34 @@ struct SdpaArgs {
   float scale = 0.0f;  // 0 = 1/sqrt(D)
   Mask mask;
   ScoreTransform transform = ScoreTransform::softmax;
+  float transform_bias = 0.0f;       // sigmoid: added to scale·q·k
+  bool transform_normalize = false;  // sigmoid, relu: divide each row by Σ w + 1e-8
+  float softcap = 0.0f;              // softcap: the cap (> 0)
   const int* head_map = nullptr;  // optional, Hq entries, host memory
 
   int kv_head_of(int h) const { return head_map ? head_map[h] : h / (shape.q_heads / shape.kv_heads); }
   float effective_scale() const;
+};
+
+// Sigmoid output gate after op 1 (Gated Attention, arXiv 2505.06708, position G1):
+// o <- o ⊙ σ(gate), where gate is (B, Hq, Nq, 1) (headwise) or (B, Hq, Nq, Dv) (elementwise)
+// and o is (B, Hq, Nq, Dv).
+struct OutputGateArgs {
+  TensorRef o, gate;
+};
+
+// What is built from op 1's probabilities P (VARIANTS.md §26 S1, "optionally P"): softmax
+// only, with sdpa's shape, mask, scale and head map.
+//   column_mass  column (B, Hq, 1, Nkv) fp32 <- Σ_i p_ij, from sdpa.q, sdpa.k and the rows'
+//                LSE in sdpa.lse (from a previous sdpa call); P is never materialised
+//   materialize  probs (B, Hq, Nq, Nkv) fp32 <- P from sdpa.q, sdpa.k
+//   apply        sdpa.o <- probs · V per head, with sdpa.v (B, Hkv, Nkv, Dv); probs may have
+//                batch 1 (one P shared by every batch entry, e.g. positional attention)
+enum class ProbsOp { column_mass, materialize, apply };
+struct AttnProbsArgs {
+  ProbsOp op = ProbsOp::column_mass;
+  SdpaArgs sdpa;
+  TensorRef probs, column;
 };
 
 // Per-(batch, kv head) lists of key indices, CSR-style: the keys of list r = b*Hkv + kvh are

@@ -7,8 +7,9 @@
 #include <vector>
 
 #include "cpu/gather_decode.hpp"
+#include "cpu/linear_attention.hpp"
 #include "cpu/sdpa.hpp"
-#include "cpu/sparse_prefill.hpp"
+#include "cpu/sdpa_transforms.hpp"
 
 namespace ab {
 namespace {
@@ -55,16 +56,31 @@ class CpuBackend final : public Backend {
   }
 
   Support supports_sdpa(const SdpaArgs& a) const override {
-    if (a.transform != ScoreTransform::softmax) return Support::no("cpu sdpa: only softmax");
+    if (a.transform == ScoreTransform::softcap && !(a.softcap > 0))
+      return Support::no("cpu sdpa: softcap needs a cap > 0");
     return Support::yes();
   }
-  void sdpa(const SdpaArgs& a) override { cpu::sdpa_flash(a); }
-  Support supports_sparse_prefill(const SparsePrefillArgs& a) const override {
-    if (a.blocks.on_device || a.indices.on_device)
-      return Support::no("cpu sparse prefill: the lists are on a device");
+  // Softmax: the tiled flash kernel; the other score transforms: cpu/sdpa_transforms.
+  void sdpa(const SdpaArgs& a) override {
+    if (a.transform == ScoreTransform::softmax) cpu::sdpa_flash(a);
+    else cpu::sdpa_transformed(a);
+  }
+  Support supports_output_gate(const OutputGateArgs& a) const override {
+    (void)a;
     return Support::yes();
   }
-  void sparse_prefill(const SparsePrefillArgs& a) override { cpu::sparse_prefill(a); }
+  void output_gate(const OutputGateArgs& a) override { cpu::output_gate(a); }
+  Support supports_attention_probs(const AttnProbsArgs& a) const override {
+    if (a.sdpa.transform != ScoreTransform::softmax)
+      return Support::no("cpu attention probabilities: softmax only");
+    return Support::yes();
+  }
+  void attention_probs(const AttnProbsArgs& a) override { cpu::attention_probs(a); }
+  Support supports_linear_attention(const LinearAttnArgs& a) const override {
+    const std::string why = cpu::linear_attention_refusal(a);
+    return why.empty() ? Support::yes() : Support::no("cpu linear attention: " + why);
+  }
+  void linear_attention(const LinearAttnArgs& a) override { cpu::linear_attention(a); }
 
   IndexLists upload_indices(const std::vector<int32_t>& offsets,
                             const std::vector<int32_t>& indices) override {

@@ -1,0 +1,65 @@
+#pragma once
+// Op 4 of the vocabulary: chunked linear attention (VARIANTS.md §26 S4), serving linear
+// attention (Katharopoulos et al.), TransNormer's NormAttention, Lightning Attention-1/-2 and
+// MALA. Plain arguments only (STYLE.md §5).
+//
+// For query row i at absolute position p_i = i + (Nkv - Nq) (bottom-right aligned), with
+// q̂ = φ(q), k̂ = φ(k), the keys it sees J_i = {j <= p_i} (causal) or all keys, and the decay
+// weight w_ij = λ_h^(p_i - j) (1 without decay):
+//   num_i = Σ_{j∈J_i} w_ij (q̂_i·k̂_j) v_j      den_i = Σ_{j∈J_i} w_ij (q̂_i·k̂_j)
+//   n_i = |J_i|                                 vsum_i = Σ_{j∈J_i} v_j
+// and the normaliser gives
+//   none         o_i = num_i                                  (TransNormer, Lightning)
+//   denominator  o_i = num_i / (den_i + eps)                  (linear attention)
+//   mala         z_i = (s / n_i)·den_i,                       (MALA, arXiv 2507.00698 §4)
+//                o_i = (1 + 1/z_i)(s / n_i)·num_i - (z_i / n_i)·vsum_i
+// then the optional output norm over the Dv channels of each row (no affine):
+//   rms    o / sqrt(mean(o²) + eps)     layer  (o - mean(o)) / sqrt(var(o) + eps)
+#include <cstdint>
+
+#include "core/ops.hpp"
+
+namespace ab {
+
+enum class FeatureMap { identity, elu, elu_plus_one, relu, silu };
+enum class LinearNormalizer { none, denominator, mala };
+enum class OutputNorm { none, rms, layer };
+// chunked: Lightning-2's block algorithm, O(N·(B·(d+dv) + d·dv)): intra-block masked left
+//   product plus a d×dv state carried between blocks (right product).
+// quadratic: Lightning-1's tiled masked left product over every key block, O(N²·(d+dv)),
+//   never materialising N×N.
+enum class LinearAlgorithm { chunked, quadratic };
+
+// The running state of one query head after a prefix of keys (what a decoder carries):
+//   kv (B, Hq, D, Dv) = Σ_j λ^(last - j) k̂_jᵀ v_j     ksum (B, Hq, 1, D) = Σ_j λ^(last - j) k̂_j
+//   vsum (B, Hq, 1, Dv) = Σ_j v_j                      (count = the prefix length)
+struct LinearState {
+  TensorRef kv, ksum, vsum;
+};
+
+struct LinearAttnArgs {
+  // q (B,Hq,Nq,D)  k (B,Hkv,Nkv,D)  v (B,Hkv,Nkv,Dv)  o (B,Hq,Nq,Dv)
+  AttnShape shape;  // shape.causal selects causal (prefix sums) or non-causal
+  TensorRef q, k, v, o;
+  FeatureMap feature_map = FeatureMap::identity;
+  LinearNormalizer normalizer = LinearNormalizer::none;
+  OutputNorm norm = OutputNorm::none;
+  LinearAlgorithm algorithm = LinearAlgorithm::chunked;
+  const float* slopes = nullptr;  // Hq entries, host memory: λ_h = exp(-slope_h); null = no decay
+  int block = 64;                 // rows/keys per block (Lightning's BLOCK)
+  float mala_scale = 0.0f;        // MALA's s (0 = 1/sqrt(D))
+  float eps = 1e-6f;              // denominator and output-norm epsilon
+
+  // Decode (VARIANTS.md §3: kv = λ·kv + kᵀv, o = q·kv). Phase `build_state` writes
+  // state_out = the state over the prefix keys [0, Nkv - Nq) and computes no output.
+  // Phase `attend`: when state_in is set it stands for the prefix keys [0, Nkv - Nq) (they
+  // are not read from k, v); without it the prefix is read from k, v. When state_out is set
+  // it receives the state over all Nkv keys. The quadratic algorithm takes no state.
+  enum class Phase { attend, build_state };
+  Phase phase = Phase::attend;
+  LinearState state_in, state_out;
+
+  int kv_head_of(int h) const { return h / (shape.q_heads / shape.kv_heads); }
+};
+
+}  // namespace ab

@@ -1,0 +1,169 @@
+#include "variants/linear_attention_base.hpp"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "cpu/linear_attention.hpp"
+#include "variants/dense_sdpa_base.hpp"
+
+namespace ab {
+
+namespace {
+
+constexpr const char* kNoSelection =
+    "linear attention selects no keys and its weights are not a softmax distribution: recall "
+    "is undefined (VARIANTS.md §0); the output error against dense softmax is reported instead";
+
+// The decode state of every query head, owned by the plan and freed with it.
+struct DecodeState {
+  Backend* backend = nullptr;
+  LinearState in, out;
+  DecodeState() = default;
+  DecodeState(const DecodeState&) = delete;
+  DecodeState& operator=(const DecodeState&) = delete;
+  ~DecodeState() {
+    for (const TensorRef* t : {&in.kv, &in.ksum, &in.vsum, &out.kv, &out.ksum, &out.vsum})
+      if (t->data) backend->free(*t);
+  }
+};
+
+LinearState alloc_state(Backend& b, const AttnShape& s) {
+  LinearState st;
+  st.kv = b.alloc({s.batch, s.q_heads, s.head_dim, s.v_dim}, DType::f32);
+  st.ksum = b.alloc({s.batch, s.q_heads, 1, s.head_dim}, DType::f32);
+  st.vsum = b.alloc({s.batch, s.q_heads, 1, s.v_dim}, DType::f32);
+  return st;
+}
+
+}  // namespace
+
+FeatureMap LinearAttentionVariant::feature_map_of(const std::string& n) {
+  if (n == "identity") return FeatureMap::identity;
+  if (n == "elu") return FeatureMap::elu;
+  if (n == "elu_plus_one") return FeatureMap::elu_plus_one;
+  if (n == "relu") return FeatureMap::relu;
+  if (n == "silu") return FeatureMap::silu;
+  throw std::invalid_argument("unknown feature map '" + n + "'");
+}
+
+OutputNorm LinearAttentionVariant::norm_of(const std::string& n) {
+  if (n == "none") return OutputNorm::none;
+  if (n == "rms") return OutputNorm::rms;
+  if (n == "layer") return OutputNorm::layer;
+  throw std::invalid_argument("unknown output norm '" + n + "'");
+}
+
+LinearAttnArgs LinearAttentionVariant::args(const Inputs& in, Outputs* out) const {
+  LinearAttnArgs a = options(in.shape, slopes_);
+  a.shape = in.shape;
+  a.q = in.q;
+  a.k = in.k;
+  a.v = in.v;
+  if (out) a.o = out->o;
+  return a;
+}
+
+Support LinearAttentionVariant::supports(const AttnShape& s, const Backend& b) const {
+  Inputs probe;
+  probe.shape = s;
+  LinearAttnArgs a = args(probe, nullptr);
+  const bool decode = s.mode == Mode::decode;
+  if (decode) {
+    // What run() will call: the step with a state in and a state out.
+    LinearState marker;
+    marker.kv.data = reinterpret_cast<void*>(uintptr_t{1});
+    a.state_in = a.state_out = marker;
+  }
+  return b.supports_linear_attention(a);
+}
+
+double LinearAttentionVariant::linear_flops(const LinearAttnArgs& a, bool state_in) {
+  const AttnShape& s = a.shape;
+  const double d = s.head_dim, dv = s.v_dim, B = a.block;
+  const double nq = double(s.q_len), nkv = double(s.kv_len);
+  const double prefix = state_in ? 0.0 : double(s.q_offset());
+  double per_head = 0;
+  if (a.algorithm == LinearAlgorithm::quadratic) {
+    // Every B×B tile up to the diagonal (or all tiles), each 2·B·B·(d + dv).
+    const int64_t off = s.q_offset();
+    for (int64_t i0 = 0; i0 < s.q_len; i0 += a.block) {
+      const double nb = double(std::min<int64_t>(a.block, s.q_len - i0));
+      const int64_t kend = s.causal ? off + i0 + int64_t(nb) : s.kv_len;
+      const double keys = double((kend + a.block - 1) / a.block) * B;
+      per_head += 2.0 * nb * std::min(keys, nkv) * (d + dv);
+    }
+  } else if (s.causal) {
+    // intra: full B×B blocks over the rows (masked product computed whole);
+    // inter: Q̂·S and Q̂·z per row; update: K̂ᵀV and Σ K̂ per key entering the state.
+    const double full = std::floor(nq / B), rest = nq - full * B;
+    per_head += 2.0 * (full * B * B + rest * rest) * (d + dv);
+    per_head += 2.0 * nq * d * (dv + 1);
+    per_head += 2.0 * (prefix + nq) * d * (dv + 1);
+  } else {
+    per_head += 2.0 * (prefix + (nkv - double(s.q_offset()))) * d * (dv + 1);
+    per_head += 2.0 * nq * d * (dv + 1);
+  }
+  return per_head * s.batch * s.q_heads;
+}
+
+Cost LinearAttentionVariant::cost(const AttnShape& s, const Plan* plan) const {
+  (void)plan;
+  Inputs probe;
+  probe.shape = s;
+  const LinearAttnArgs a = args(probe, nullptr);
+  const bool decode = s.mode == Mode::decode;
+  Cost c;
+  c.executed = linear_flops(a, decode);
+  c.dense_equivalent = dense_flops(s, s.allowed_pairs());
+  c.estimation = 0;
+  const double e = dtype_bytes(s.dtype);
+  const double q = double(s.batch) * s.q_heads * s.q_len * s.head_dim;
+  const double o = double(s.batch) * s.q_heads * s.q_len * s.v_dim;
+  // Prefill reads every key; a decode step reads only the new token(s) and the state.
+  const double keys = decode ? double(s.q_len) : double(s.kv_len);
+  const double kv = double(s.batch) * s.kv_heads * keys * (s.head_dim + s.v_dim);
+  c.bytes_min = (q + kv + o) * e;
+  if (decode)
+    c.bytes_min += 2.0 * 4.0 * s.batch * s.q_heads *
+                   (double(s.head_dim) * s.v_dim + s.head_dim + s.v_dim);
+  c.density = 1.0;
+  return c;
+}
+
+Plan LinearAttentionVariant::plan(const Inputs& in, Backend& b) {
+  Plan p;
+  p.selection_na_reason = kNoSelection;
+  if (in.shape.mode != Mode::decode) return p;
+  auto st = std::make_shared<DecodeState>();
+  st->backend = &b;
+  st->in = alloc_state(b, in.shape);
+  st->out = alloc_state(b, in.shape);
+  LinearAttnArgs a = args(in, nullptr);
+  a.phase = LinearAttnArgs::Phase::build_state;
+  a.state_out = st->in;
+  b.linear_attention(a);
+  p.state = st;
+  return p;
+}
+
+void LinearAttentionVariant::run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) {
+  LinearAttnArgs a = args(in, &out);
+  if (in.shape.mode == Mode::decode) {
+    const auto* st = static_cast<const DecodeState*>(plan.state.get());
+    if (!st) throw std::logic_error("linear attention decode: run() before plan()");
+    a.state_in = st->in;
+    a.state_out = st->out;
+  }
+  b.linear_attention(a);
+}
+
+void LinearAttentionVariant::reference_row(const Inputs& in, const Plan& plan, int b, int h,
+                                           int64_t i, double* o, double* lse) const {
+  (void)plan;
+  const LinearAttnArgs a = args(in, nullptr);
+  cpu::linear_attention_reference_row(a, in.host->q, in.host->k, in.host->v, b, h, i, o);
+  if (lse) *lse = std::numeric_limits<double>::quiet_NaN();  // no LSE in linear attention
+}
+
+}  // namespace ab

@@ -1,0 +1,285 @@
+// ACT: training-free post-softmax attention calibration of hidden attention sinks.
+// "Unveiling and Harnessing Hidden Attention Sinks: Training-Free Attention Calibration for
+// Enhancing Large Language Models", Yu et al., ICML 2024, arXiv 2406.15765
+// (GATECH-EIC/ACT models/llama_modelling_aug.py). VARIANTS.md §16c.
+//
+// For each calibrated head, on the dense probabilities A:
+//   1. column scores c_j = Σ_t A[t, j] / (T - j)  (T - j: the rows that see key j)
+//   2. sinks S = {j >= 1 : c_j > α}               (the first token is never a sink)
+//   3. A[:, S] *= β
+//   4. each row's removed mass (1 - β)·Σ_{j∈S} A[t, j] goes to its non-sink entries in
+//      proportion to their values (A[0, 0] = 1 then holds: row 0 sees key 0 only).
+// Composition of ops, never materialising A: dense SDPA gives O and LSE; the column mass op
+// gives Σ_t A[t, j] from Q, K and the LSE; a second SDPA restricted to the sink keys gives
+// their share m_t = exp(LSE_S - LSE) and their average o_S; then per row
+//   o <- β·m·o_S + (1 - β·m)/(1 - m)·(o - m·o_S).
+// That last combine runs on host tensors, so the variant runs on the CPU backend. It changes
+// the output on purpose (VARIANTS.md §25): its deviation from dense is reported as output
+// error, and the accuracy check is against this formula in float64 with the sinks the run
+// found (the test checks the sink sets against float64 column scores separately).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <sstream>
+
+#include "core/errors.hpp"
+#include "core/mask_library.hpp"
+#include "cpu/sdpa.hpp"
+#include "cpu/sdpa_transforms.hpp"
+#include "variants/dense_sdpa_base.hpp"
+
+namespace ab {
+namespace {
+
+// Scratch the plan owns, and the sink sets the last run found (read by reference_row and
+// cost).
+struct ActState {
+  Backend* backend = nullptr;
+  TensorRef column, sink_o, sink_lse;
+  std::vector<std::vector<int64_t>> sinks;  // per b·Hq + h, sorted
+  bool have_sinks = false;
+  ActState() = default;
+  ActState(const ActState&) = delete;
+  ActState& operator=(const ActState&) = delete;
+  ~ActState() {
+    for (const TensorRef* t : {&column, &sink_o, &sink_lse})
+      if (t->data) backend->free(*t);
+  }
+};
+
+// "all", or a comma list of heads and ranges ("0-3,7"); throws InputError naming the field.
+std::vector<bool> parse_heads(const std::string& spec, int heads) {
+  std::vector<bool> on(size_t(heads), spec == "all");
+  if (spec == "all") return on;
+  auto bad = [&](const std::string& why) {
+    throw InputError("act.heads = '" + spec + "': " + why);
+  };
+  std::stringstream ss(spec);
+  std::string item;
+  int count = 0;
+  while (std::getline(ss, item, ',')) {
+    const size_t dash = item.find('-');
+    int lo = 0, hi = 0;
+    try {
+      size_t pos = 0;
+      lo = std::stoi(item.substr(0, dash), &pos);
+      if (pos != (dash == std::string::npos ? item.size() : dash)) bad("not a head list");
+      hi = lo;
+      if (dash != std::string::npos) {
+        const std::string rest = item.substr(dash + 1);
+        hi = std::stoi(rest, &pos);
+        if (pos != rest.size()) bad("not a head list");
+      }
+    } catch (const std::logic_error&) {
+      bad("expected \"all\" or heads like \"0-3,7\"");
+    }
+    if (lo < 0 || hi < lo) bad("a range must be lo-hi with 0 <= lo <= hi");
+    if (hi >= heads)
+      bad("head " + std::to_string(hi) + " does not exist (the problem has " +
+          std::to_string(heads) + " query heads)");
+    for (int h = lo; h <= hi; ++h) on[size_t(h)] = true;
+    ++count;
+  }
+  if (count == 0) bad("expected \"all\" or heads like \"0-3,7\"");
+  return on;
+}
+
+// Key j is in the (b, h) sink list.
+MaskFn sink_keys_mask(const ActState* st, int q_heads) {
+  auto list = [st, q_heads](int b, int h) -> const std::vector<int64_t>& {
+    return st->sinks[size_t(b * q_heads + h)];
+  };
+  return make_mask_fn(
+      "act_sinks",
+      [list](int b, int h, int64_t, int64_t j) {
+        const auto& s = list(b, h);
+        return std::binary_search(s.begin(), s.end(), j);
+      },
+      [list](int b, int h, int64_t, int64_t, int64_t k0, int64_t k1) {
+        const auto& s = list(b, h);
+        const auto n = std::lower_bound(s.begin(), s.end(), k1) - std::lower_bound(s.begin(), s.end(), k0);
+        return n == 0 ? BlockClass::empty : (n == k1 - k0 ? BlockClass::full : BlockClass::partial);
+      });
+}
+
+class Act final : public DenseSdpaVariant {
+ public:
+  explicit Act(ParamSet p) : DenseSdpaVariant(std::move(p)) {
+    info_.name = "act";
+    info_.family = "modified";
+    info_.paper = "Unveiling and Harnessing Hidden Attention Sinks: Training-Free Attention "
+                  "Calibration (ACT), Yu et al., ICML 2024, arXiv 2406.15765";
+    info_.summary = "post-softmax calibration: columns with mean attention > alpha (not the "
+                    "first) are scaled by beta, their mass redistributed to the rest of the row";
+    info_.params = {
+        {"alpha", ParamType::number, 0.1, "sink threshold on the column score c_j; in (0, 1)"},
+        {"beta", ParamType::number, 0.4, "scale of the sink columns; in [0, 1]"},
+        {"heads", ParamType::string, std::string("all"),
+         "calibrated query heads: \"all\" or a list like \"0-3,7\" (ACT searches them per "
+         "model; its Llama-2 script calibrates heads 0-3)"},
+    };
+    info_.modes = {Mode::prefill};
+    info_.backends = {"cpu"};
+  }
+
+  const VariantInfo& info() const override { return info_; }
+
+  AttnShape shape(const Problem& p) const override {
+    const double a = params_.number("alpha"), be = params_.number("beta");
+    if (!(a > 0 && a < 1)) throw InputError("act.alpha = " + std::to_string(a) + ": must be in (0, 1)");
+    if (!(be >= 0 && be <= 1)) throw InputError("act.beta = " + std::to_string(be) + ": must be in [0, 1]");
+    AttnShape s = shape_from_problem(p);
+    parse_heads(params_.string("heads"), s.q_heads);
+    return s;
+  }
+
+  Support supports(const AttnShape& s, const Backend& b) const override {
+    if (b.name() != "cpu")
+      return Support::no("act: the calibration combine runs on host tensors (CPU backend)");
+    const Support sd = DenseSdpaVariant::supports(s, b);
+    if (!sd.ok) return sd;
+    AttnProbsArgs a;
+    a.op = ProbsOp::column_mass;
+    Inputs probe;
+    probe.shape = s;
+    a.sdpa = args(probe, nullptr);
+    return b.supports_attention_probs(a);
+  }
+
+  Cost cost(const AttnShape& s, const Plan* plan) const override {
+    Cost c = DenseSdpaVariant::cost(s, plan);
+    // The column pass recomputes Q·Kᵀ over the non-empty tiles (no P·V).
+    const double all_pairs = double(s.q_len) * double(s.kv_len);
+    const Mask m = mask(s);
+    c.estimation = 2.0 * s.batch * s.q_heads * all_pairs *
+                   cpu::sdpa_transformed_executed_fraction(s, m) * s.head_dim;
+    c.executed += c.estimation;
+    // The sink pass: the tiles holding sinks, known once a run found them.
+    const auto* st = plan ? static_cast<const ActState*>(plan->state.get()) : nullptr;
+    if (st && st->have_sinks) {
+      Mask sm = m;
+      sm.extra = sink_keys_mask(st, s.q_heads);
+      c.executed += dense_flops(s, all_pairs * cpu::sdpa_flash_executed_fraction(s, sm));
+    }
+    c.bytes_min = dense_bytes_min(s);
+    return c;
+  }
+
+  Plan plan(const Inputs& in, Backend& b) override {
+    const AttnShape& s = in.shape;
+    auto st = std::make_shared<ActState>();
+    st->backend = &b;
+    st->column = b.alloc({s.batch, s.q_heads, 1, s.kv_len}, DType::f32);
+    st->sink_o = b.alloc({s.batch, s.q_heads, s.q_len, s.v_dim}, s.dtype);
+    st->sink_lse = b.alloc({s.batch, s.q_heads, s.q_len, 1}, DType::f32);
+    st->sinks.assign(size_t(s.batch) * s.q_heads, {});
+    Plan p;
+    p.state = st;
+    p.selection_na_reason = "ACT recalibrates the softmax on purpose and selects no keys "
+                            "(VARIANTS.md §25): its deviation from dense is the output error";
+    return p;
+  }
+
+  // Rows that see key j: all rows, or (causal, bottom-right aligned) those at qpos >= j.
+  static int64_t rows_seeing(const AttnShape& s, int64_t j) {
+    return s.causal ? s.q_len - std::max<int64_t>(0, j - s.q_offset()) : s.q_len;
+  }
+
+  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) override {
+    auto* st = static_cast<ActState*>(plan.state.get());
+    if (!st) throw std::logic_error("act: run() before plan()");
+    const AttnShape& s = in.shape;
+    const double alpha = params_.number("alpha");
+    const float beta = float(params_.number("beta"));
+    const std::vector<bool> calibrated = parse_heads(params_.string("heads"), s.q_heads);
+
+    // 1. Dense O and LSE.
+    const SdpaArgs a = args(in, &out);
+    b.sdpa(a);
+    // 2. Column mass Σ_t A[t, j], then the sink sets.
+    AttnProbsArgs cm;
+    cm.op = ProbsOp::column_mass;
+    cm.sdpa = a;
+    cm.column = st->column;
+    b.attention_probs(cm);
+    const HostTensor col = b.download(st->column);
+    for (int bb = 0; bb < s.batch; ++bb)
+      for (int h = 0; h < s.q_heads; ++h) {
+        auto& list = st->sinks[size_t(bb * s.q_heads + h)];
+        list.clear();
+        if (!calibrated[size_t(h)]) continue;
+        const float* cr = col.row(bb, h, 0);
+        for (int64_t j = 1; j < s.kv_len; ++j) {
+          const int64_t n = rows_seeing(s, j);
+          if (n > 0 && double(cr[j]) / double(n) > alpha) list.push_back(j);
+        }
+      }
+    st->have_sinks = true;
+    // 3. The sinks' share of each row: SDPA restricted to the sink keys.
+    SdpaArgs sa = a;
+    sa.o = st->sink_o;
+    sa.lse = st->sink_lse;
+    sa.mask.extra = sink_keys_mask(st, s.q_heads);
+    b.sdpa(sa);
+    // 4. Combine, per row of the calibrated heads.
+    if (out.o.on_device || st->sink_o.on_device)
+      throw std::logic_error("act: the combine needs host tensors");
+    const int dv = s.v_dim;
+    const int64_t units = int64_t(s.batch) * s.q_heads;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; ++u) {
+      if (st->sinks[size_t(u)].empty()) continue;
+      for (int64_t t = 0; t < s.q_len; ++t) {
+        const int64_t row = u * s.q_len + t;
+        const float lg = st->sink_lse.host_f32()[row], l = out.lse.host_f32()[row];
+        if (lg == -std::numeric_limits<float>::infinity()) continue;  // no sink in view
+        const float m = std::exp(lg - l);
+        if (!(m < 1.0f)) continue;  // only sinks in view: no mass to redistribute to
+        const float f = (1.0f - beta * m) / (1.0f - m);
+        float* o = out.o.host_f32() + row * dv;
+        const float* og = st->sink_o.host_f32() + row * dv;
+        for (int c = 0; c < dv; ++c) o[c] = beta * m * og[c] + f * (o[c] - m * og[c]);
+      }
+    }
+  }
+
+  // Float64 from the definition, given the sink set the run found for (b, h): dense
+  // probabilities of the row, sink columns times β, the rest times (1 - β·m)/(1 - m).
+  void reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i, double* o,
+                     double* lse) const override {
+    const auto* st = static_cast<const ActState*>(plan.state.get());
+    if (!st || !st->have_sinks) throw std::logic_error("act: reference_row before run()");
+    const AttnShape& s = in.shape;
+    std::vector<double> p;
+    std::vector<double> dense(size_t(s.v_dim));
+    const SdpaArgs a = args(in, nullptr);
+    cpu::sdpa_reference_row(in.host->q, in.host->k, in.host->v, s, a.mask, a.effective_scale(),
+                            a.kv_head_of(h), b, h, i, dense.data(), lse, &p);
+    const auto& sinks = st->sinks[size_t(b * s.q_heads + h)];
+    double m = 0;
+    for (int64_t j : sinks) m += p[size_t(j)];
+    const double beta = params_.number("beta");
+    const bool apply = !sinks.empty() && m > 0 && m < 1;
+    const double f = apply ? (1 - beta * m) / (1 - m) : 1.0;
+    for (int c = 0; c < s.v_dim; ++c) o[c] = 0;
+    for (int64_t j = 0; j < s.kv_len; ++j) {
+      if (p[size_t(j)] == 0) continue;
+      const bool sink = apply && std::binary_search(sinks.begin(), sinks.end(), j);
+      const double w = p[size_t(j)] * (apply ? (sink ? beta : f) : 1.0);
+      const float* vr = in.host->v.row(b, a.kv_head_of(h), j);
+      for (int c = 0; c < s.v_dim; ++c) o[c] += w * vr[c];
+    }
+  }
+
+ private:
+  VariantInfo info_;
+};
+
+}  // namespace
+
+std::unique_ptr<Variant> make_act(const ParamSet& p) { return std::make_unique<Act>(p); }
+
+}  // namespace ab

@@ -1,0 +1,72 @@
+#pragma once
+// Shared body of the variants that are op 1 with a score transform other than softmax
+// (sigmoid attention, ReLU DiagAttention, LAMA's tanh scores): dense SDPA with a mask whose
+// weights are not a softmax distribution, so recall against dense softmax is undefined
+// (VARIANTS.md §0) and the plan exposes no selection. With the softmax transform the class
+// behaves exactly as DenseSdpaVariant.
+#include <string>
+
+#include "cpu/sdpa_transforms.hpp"
+#include "variants/dense_sdpa_base.hpp"
+
+namespace ab {
+
+class TransformedSdpaVariant : public DenseSdpaVariant {
+ public:
+  using DenseSdpaVariant::DenseSdpaVariant;
+
+  // The transform and its options for a shape (softmax by default).
+  virtual void set_transform(const AttnShape& s, SdpaArgs& a) const { (void)s; (void)a; }
+  // Why recall does not apply, when the transform is not softmax.
+  virtual std::string selection_na_reason() const {
+    return "the weights are not a softmax distribution over keys: recall against dense "
+           "softmax attention is undefined (VARIANTS.md §0); output error is reported instead";
+  }
+
+  SdpaArgs transformed_args(const Inputs& in, Outputs* out) const {
+    SdpaArgs a = args(in, out);
+    set_transform(in.shape, a);
+    return a;
+  }
+  bool is_softmax(const AttnShape& s) const {
+    SdpaArgs a;
+    set_transform(s, a);
+    return a.transform == ScoreTransform::softmax;
+  }
+
+  Support supports(const AttnShape& s, const Backend& b) const override {
+    Inputs probe;
+    probe.shape = s;
+    return b.supports_sdpa(transformed_args(probe, nullptr));
+  }
+
+  Cost cost(const AttnShape& s, const Plan* plan) const override {
+    Cost c = DenseSdpaVariant::cost(s, plan);
+    if (!is_softmax(s)) {
+      const double all_pairs = double(s.q_len) * double(s.kv_len);
+      c.executed = dense_flops(s, all_pairs * cpu::sdpa_transformed_executed_fraction(s, mask(s)));
+    }
+    return c;
+  }
+
+  Plan plan(const Inputs& in, Backend& b) override {
+    if (is_softmax(in.shape)) return DenseSdpaVariant::plan(in, b);
+    Plan p;
+    p.selection_na_reason = selection_na_reason();
+    return p;
+  }
+
+  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) override {
+    (void)plan;
+    b.sdpa(transformed_args(in, &out));
+  }
+
+  void reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i, double* o,
+                     double* lse) const override {
+    (void)plan;
+    cpu::sdpa_transformed_reference_row(transformed_args(in, nullptr), in.host->q, in.host->k,
+                                        in.host->v, b, h, i, o, lse);
+  }
+};
+
+}  // namespace ab
