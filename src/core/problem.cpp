@@ -11,6 +11,7 @@ std::string Problem::key() const {
   std::string k = fmt::format("{}_b{}_h{}_kv{}_d{}", mode_name(mode), batch, heads, kv_heads, head_dim);
   if (v_dim != head_dim) k += fmt::format("_dv{}", v_dim);
   k += fmt::format("_q{}_k{}_{}_{}", q_len, kv_len, causal ? "causal" : "full", dtype_name(dtype));
+  if (steps > 1) k += fmt::format("_s{}", steps);
   return k;
 }
 
@@ -38,6 +39,11 @@ AttnShape shape_from_problem(const Problem& p) {
   s.causal = p.causal;
   s.mode = p.mode;
   s.dtype = p.dtype;
+  if (p.mode == Mode::decode && p.steps > 1) {  // one query row per step (docs/decode.md)
+    s.steps = p.steps;
+    s.q_len = p.steps;
+    s.causal = true;
+  }
   return s;
 }
 

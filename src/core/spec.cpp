@@ -46,7 +46,7 @@ const std::vector<std::string> kTopKeys = {"name",   "description", "seed",    "
                                            "metrics", "baseline",   "input"};
 const std::vector<std::string> kProblemKeys = {"batch",  "heads",  "kv_heads", "head_dim",
                                                "v_dim",  "seq_len", "q_len",   "kv_len",
-                                               "causal", "mode"};
+                                               "causal", "mode",    "steps"};
 
 void check_keys(const Where& w, const YAML::Node& map, const std::string& path,
                 const std::vector<std::string>& allowed) {
@@ -290,7 +290,9 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
   std::vector<size_t> idx(axes.size(), 0);
   while (true) {
     Problem p;
-    bool q_given = false, h_kv_given = false, dv_given = false;
+    bool q_given = false, h_kv_given = false, dv_given = false, causal_given = false;
+    const YAML::Node* steps_node = nullptr;
+    std::string steps_path;
     int64_t seq = -1;
     for (size_t a = 0; a < axes.size(); ++a) {
       const std::string& k = axes[a].first;
@@ -308,7 +310,8 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
       else if (k == "seq_len") seq = positive(as_int(w, n, path));
       else if (k == "kv_len") seq = positive(as_int(w, n, path));
       else if (k == "q_len") p.q_len = positive(as_int(w, n, path)), q_given = true;
-      else if (k == "causal") p.causal = as_bool(w, n, path);
+      else if (k == "causal") p.causal = as_bool(w, n, path), causal_given = true;
+      else if (k == "steps") p.steps = positive(as_int(w, n, path)), steps_node = &n, steps_path = path;
       else if (k == "mode") {
         const std::string m = as_string(w, n, path);
         if (m == "prefill") p.mode = Mode::prefill;
@@ -320,6 +323,20 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     if (!dv_given) p.v_dim = p.head_dim;
     p.kv_len = seq;
     if (!q_given) p.q_len = p.mode == Mode::decode ? 1 : seq;
+    // Multi-step decode (docs/decode.md): one query token per step against a growing cache,
+    // causal by construction; kv_len is the cache at the last step.
+    if (p.steps > 1) {
+      const std::string sv = "problem.steps = " + std::to_string(p.steps);
+      if (p.mode != Mode::decode)
+        w.fail(*steps_node, steps_path, sv + ": steps > 1 needs mode: decode (prefill has no steps)");
+      if (p.q_len != 1)
+        w.fail(*steps_node, steps_path, sv + ": multi-step decode takes one query token per step (q_len 1, got " + std::to_string(p.q_len) + ")");
+      if (causal_given && !p.causal)
+        w.fail(prob["causal"], "problem.causal", "causal = false: a multi-step decode is causal (each step sees the cache up to its own token); drop `causal` or set it true");
+      if (p.steps > p.kv_len)
+        w.fail(*steps_node, steps_path, sv + ": must not exceed the cache length kv_len (" + std::to_string(p.kv_len) + ")");
+      p.causal = true;
+    }
     if (p.q_len > p.kv_len)
       w.fail(prob, "problem.q_len", "q_len (" + std::to_string(p.q_len) + ") must not exceed the key length (" + std::to_string(p.kv_len) + ")");
     if (p.kv_heads > p.heads || p.heads % p.kv_heads != 0)

@@ -101,6 +101,21 @@ json measure_latency(MetricContext& ctx) {
   for (auto it = all.begin(); it != all.end(); ++it) j[it.key()] = it.value();
   j["phases"] = {{"plan", summary(t_plan)}, {"attention", summary(t_attn)}};
   j["rotation_copies"] = rot.size();
+  // Multi-step decode (docs/decode.md): one sample runs every step; per-step figures are the
+  // sample's over the step count (the amortised cost of a step, full steps included).
+  if (const int64_t S = ctx.inputs.shape.steps; S > 1) {
+    auto per = [&](const json& src) {
+      return json{{"median", src["median"].get<double>() / double(S)},
+                  {"min", src["min"].get<double>() / double(S)},
+                  {"p10", src["p10"].get<double>() / double(S)},
+                  {"p90", src["p90"].get<double>() / double(S)}};
+    };
+    json ps = per(j);
+    ps["steps"] = S;
+    ps["plan"] = per(j["phases"]["plan"]);
+    ps["attention"] = per(j["phases"]["attention"]);
+    j["per_step"] = ps;
+  }
 
   const Cost c = var.cost(ctx.inputs.shape, &plans[0]);
   const double med = j["median"].get<double>();

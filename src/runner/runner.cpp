@@ -49,16 +49,20 @@ std::string fmt_seconds(double s) {
 }  // namespace
 
 json problem_json(const Problem& p) {
-  return {{"batch", p.batch},       {"heads", p.heads},   {"kv_heads", p.kv_heads},
-          {"head_dim", p.head_dim}, {"v_dim", p.v_dim},   {"q_len", p.q_len},
-          {"kv_len", p.kv_len},     {"causal", p.causal}, {"mode", std::string(mode_name(p.mode))},
-          {"dtype", std::string(dtype_name(p.dtype))},    {"key", p.key()}};
+  json j = {{"batch", p.batch},       {"heads", p.heads},   {"kv_heads", p.kv_heads},
+            {"head_dim", p.head_dim}, {"v_dim", p.v_dim},   {"q_len", p.q_len},
+            {"kv_len", p.kv_len},     {"causal", p.causal}, {"mode", std::string(mode_name(p.mode))},
+            {"dtype", std::string(dtype_name(p.dtype))},    {"key", p.key()}};
+  if (p.steps > 1) j["steps"] = p.steps;  // multi-step decode only (docs/decode.md)
+  return j;
 }
 
 json shape_json(const AttnShape& s) {
-  return {{"batch", s.batch},   {"q_heads", s.q_heads}, {"kv_heads", s.kv_heads},
-          {"head_dim", s.head_dim}, {"v_dim", s.v_dim}, {"q_len", s.q_len},
-          {"kv_len", s.kv_len}, {"causal", s.causal}};
+  json j = {{"batch", s.batch},   {"q_heads", s.q_heads}, {"kv_heads", s.kv_heads},
+            {"head_dim", s.head_dim}, {"v_dim", s.v_dim}, {"q_len", s.q_len},
+            {"kv_len", s.kv_len}, {"causal", s.causal}};
+  if (s.steps > 1) j["steps"] = s.steps;
+  return j;
 }
 
 std::vector<const Case*> select_cases(const Experiment& ex, const std::string& filter) {

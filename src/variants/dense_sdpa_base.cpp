@@ -1,6 +1,7 @@
 #include "variants/dense_sdpa_base.hpp"
 
 #include "cpu/sdpa.hpp"
+#include "variants/decode_steps.hpp"
 
 namespace ab {
 
@@ -42,7 +43,12 @@ SdpaArgs DenseSdpaVariant::args(const Inputs& in, Outputs* out) const {
 Support DenseSdpaVariant::supports(const AttnShape& s, const Backend& b) const {
   Inputs probe;
   probe.shape = s;
-  return b.supports_sdpa(args(probe, nullptr));
+  SdpaArgs a = args(probe, nullptr);
+  if (s.steps > 1) {  // multi-step decode runs one row per call (docs/decode.md)
+    a.shape = step_shape(s);
+    a.mask = step_mask(a.mask, s, 0);
+  }
+  return b.supports_sdpa(a);
 }
 
 Cost DenseSdpaVariant::cost(const AttnShape& s, const Plan* plan) const {
@@ -53,6 +59,13 @@ Cost DenseSdpaVariant::cost(const AttnShape& s, const Plan* plan) const {
   c.dense_equivalent = dense_flops(s, pairs);
   const double all_pairs = double(s.q_len) * double(s.kv_len);
   c.executed = dense_flops(s, all_pairs * cpu::sdpa_flash_executed_fraction(s, m));
+  if (s.steps > 1) {  // one call per step: the tiles each step's call visits
+    const AttnShape one = step_shape(s);
+    double pairs = 0;
+    for (int64_t t = 0; t < s.steps; ++t)
+      pairs += double(s.kv_len) * cpu::sdpa_flash_executed_fraction(one, step_mask(m, s, t));
+    c.executed = dense_flops(s, pairs);
+  }
   c.bytes_min = dense_bytes_min(s);
   c.density = 1.0;
   return c;
@@ -67,6 +80,25 @@ Plan DenseSdpaVariant::plan(const Inputs& in, Backend& b) {
 
 void DenseSdpaVariant::run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) {
   (void)plan;
+  if (in.shape.steps > 1) {
+    // Multi-step decode: one call per step, as a decoder runs (each step reads the cache
+    // afresh); a single call over the S rows would read it once for all steps.
+    StepRows rows(b, in, out);
+    SdpaArgs a = args(in, nullptr);
+    const Mask m = a.mask;
+    a.shape = step_shape(in.shape);
+    a.q = rows.q();
+    a.o = rows.o();
+    a.lse = rows.lse();
+    for (int64_t t = 0; t < in.shape.steps; ++t) {
+      rows.load_query(t);
+      a.mask = step_mask(m, in.shape, t);
+      b.sdpa(a);
+      rows.store(t);
+    }
+    rows.finish();
+    return;
+  }
   b.sdpa(args(in, &out));
 }
 
