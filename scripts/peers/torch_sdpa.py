@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -256,6 +257,8 @@ def main():
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "f16"])
     ap.add_argument("--mode", default="cold", choices=["cold", "hot"])
     ap.add_argument("--peers", default=",".join(PEERS), help="comma list of " + ",".join(PEERS))
+    ap.add_argument("--filter", default="", help="run only peer cases whose id matches this regex "
+                    "(e.g. 'torch_(cudnn|flash)|torch_flex/prefill_.*q16384': each new shape recompiles Flex)")
     ap.add_argument("--out", default="", help="report path (default results/runs/peers-<stamp>.json)")
     ap.add_argument("--target-rse", type=float, default=0.01)
     ap.add_argument("--max-time", type=float, default=3.0, help="seconds of sampling per case")
@@ -367,6 +370,8 @@ def main():
 
         for peer in peers:
             label = f"torch_{peer}{w['suffix']}"
+            if a.filter and not re.search(a.filter, f"{label}/{p['key']}"):
+                continue
             case = {"id": f"{label}/{p['key']}", "variant": f"torch_{peer}", "label": label, "params": {},
                     "problem": p, "shape": s, "backend": "cuda", "status": "ok", "reason": "", "metrics": {}}
             case["metrics"]["flops"] = flops
