@@ -20,7 +20,8 @@ void sparse_prefill(const SparsePrefillArgs& a);
 
 // (query, key) pairs the kernel computes scores for, over every batch and head: rows × keys
 // of each score tile it does not skip (tiles entirely above the causal diagonal are skipped;
-// masked elements inside a partial tile count). Executed FLOPs = 2·pairs·(D + Dv).
+// masked elements inside a partial tile count). Executed FLOPs = 2·pairs·(D + Dv). Reads only
+// the shape, the layout and the lists (no tensor needs to be set).
 double sparse_prefill_executed_pairs(const SparsePrefillArgs& a);
 
 }  // namespace ab::cpu
