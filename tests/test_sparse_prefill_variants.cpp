@@ -176,7 +176,7 @@ struct Spec {
   std::string budget;            // the swept parameter
   std::vector<ParamValue> sweep;  // growing budgets
   std::vector<std::pair<Params, std::string>> refused;  // parameters and the field named
-  bool random = false;           // has a seed parameter (deterministic for it)
+  bool causal_only = false;      // refuses non-causal problems
 };
 
 std::vector<Spec> specs() {
@@ -190,6 +190,15 @@ std::vector<Spec> specs() {
         {{{"gamma", 1.5}}, "proxyattn.gamma"},
         {{{"stride", int64_t{0}}}, "proxyattn.stride"},
         {{{"groups", int64_t{3}}}, "proxyattn.groups"}}},
+      {"anchor",
+       {{"theta", 1e9}, {"block", int64_t{16}}, {"step", int64_t{4}}},
+       {{"block", int64_t{16}}, {"step", int64_t{4}}, {"theta", 3.0}},
+       "theta",
+       {0.0, 1.0, 2.0, 4.0, 8.0, 16.0},
+       {{{{"theta", -1.0}}, "anchor.theta"},
+        {{{"block", int64_t{0}}}, "anchor.block"},
+        {{{"init_groups", int64_t{-1}}}, "anchor.init_groups"}},
+       true},
   };
 }
 
@@ -207,6 +216,11 @@ void check_common(const Spec& sp) {
   std::mt19937 rng(seed);
   // Full budget: dense attention to rounding (O and LSE against float64, derived tolerance).
   for (bool causal : {true, false}) {
+    if (!causal && sp.causal_only) {
+      CHECK_THROWS_WITH_AS(make(sp.name, sp.full)->shape(problem(4, 2, 64, 1013, false)),
+                           doctest::Contains("causal"), InputError);
+      continue;
+    }
     for (auto [hq, hkv, d] : {std::tuple{4, 2, 64}, std::tuple{3, 3, 128}}) {
       INFO("full budget, causal " << causal << " Hq " << hq << " Hkv " << hkv << " d " << d);
       const Result r = run_variant(sp.name, sp.full, problem(hq, hkv, d, 1013, causal), nullptr, seed);
@@ -393,4 +407,72 @@ TEST_CASE("proxyattn: the selection is the paper's rule recomputed in float64") 
     }
   }
   CHECK(checked > 0);
+}
+
+TEST_CASE("anchor: full budget, own selection, recall vs budget, determinism, refusals") {
+  check_common(spec_of("anchor"));
+}
+
+TEST_CASE("anchor: the stripes are the paper's rule recomputed in float64") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const int64_t block = 16, step = 4, G = block * step;
+  const double theta = 2.5;
+  const Problem p = problem(2, 1, 32, 400, true);
+  const Result r = run_variant("anchor", {{"block", block}, {"step", step}, {"theta", theta}}, p, nullptr, seed);
+  const AttnShape& s = r.shape;
+  const HostInputs& x = *r.host;
+  const int d = s.head_dim;
+  const double scale = 1.0 / std::sqrt(double(d));
+  const auto& sel = static_cast<const TokenSelection&>(*r.run.plan.selection);
+  const int64_t n_groups = (s.q_len + G - 1) / G;
+  int64_t decided = 0, close = 0, wrong = 0;
+  for (int h = 0; h < s.q_heads; ++h)
+    for (int64_t g = 0; g < n_groups; ++g) {
+      const int64_t r0 = g * G, r1 = std::min(s.q_len, r0 + G);
+      // Anchor m_i over init [0, G) ∪ local [gG, i], then the pooled anchors.
+      std::vector<double> m(size_t(r1 - r0));
+      for (int64_t i = r0; i < r1; ++i) {
+        double mx = -1e300;
+        for (int64_t j = 0; j <= i; ++j) {
+          if (j >= G && j < r0) continue;
+          double dot = 0;
+          for (int c = 0; c < d; ++c) dot += double(x.q.row(0, h, i)[c]) * x.k.row(0, 0, j)[c];
+          mx = std::max(mx, scale * dot);
+        }
+        m[size_t(i - r0)] = mx;
+      }
+      std::vector<int64_t> got;
+      sel.keys(0, h, r1 - 1, got);
+      std::set<int64_t> got_set(got.begin(), got.end());
+      for (int64_t j = G; j < r0; ++j) {
+        bool keep = r1 - r0 < G;  // the remainder group is dense
+        double margin = 1e300;
+        if (!keep)
+          for (int64_t t = 0; t < step; ++t) {
+            std::vector<double> qbar(size_t(d), 0.0);
+            double abar = 0;
+            for (int64_t i = r0 + t * block; i < r0 + (t + 1) * block; ++i) {
+              for (int c = 0; c < d; ++c) qbar[size_t(c)] += double(x.q.row(0, h, i)[c]) / double(block);
+              abar += m[size_t(i - r0)] / double(block);
+            }
+            double dot = 0;
+            for (int c = 0; c < d; ++c) dot += qbar[size_t(c)] * x.k.row(0, 0, j)[c];
+            const double v = scale * dot + theta - abar;
+            keep |= v >= 0;
+            margin = std::min(margin, std::fabs(v));
+          }
+        ++decided;
+        if (keep != bool(got_set.count(j))) {
+          if (margin < 1e-4) ++close;
+          else ++wrong;
+        }
+      }
+      // The initial and local regions are always there.
+      for (int64_t j = 0; j < std::min<int64_t>(G, r0); ++j) CHECK(got_set.count(j) == 1);
+      for (int64_t j = r0; j < r1; ++j) CHECK(got_set.count(j) == 1);
+    }
+  INFO("decided " << decided << " close " << close);
+  CHECK(decided > 1000);
+  CHECK(wrong == 0);
 }

@@ -1,0 +1,212 @@
+// AnchorAttention: "AnchorAttention: Difference-Aware Sparse Attention with Stripe
+// Granularity", EMNLP 2025, arXiv 2505.23520 — VARIANTS.md §7 (yuzhouzhang9/Anchor-Attention,
+// anchor_attn/src/ops/anchor_step_1_2_v2.py, get_mask_test.py, anchor_attn_v4.py).
+// Per query group of block·step rows:
+//  1. anchor pass: exact online softmax over the initial region and the group's own (local)
+//     region, causal; the running max m_i of each row is its anchor;
+//  2. stripe identification: with block-mean-pooled queries q̄_r and pooled anchors ā_r (the
+//     mean m_i of the same rows), key j outside both regions is a stripe of the group when
+//     some r has scale·q̄_r·k_j + θ >= ā_r; stripes are shared by the whole group;
+//  3. sparse pass: the anchor pass's state (m, ℓ, acc) is continued over the stripe keys and
+//     finalised.
+// Op 2 runs the anchor pass (key-block lists, state kept) in the plan and the stripe pass
+// (key-index lists, resumed from that state) in run(). As the reference code, a last group
+// shorter than block·step is computed densely; unlike it, the scan skips the initial region,
+// so no key is counted twice (VARIANTS.md §7 asks for the de-duplication).
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include <Eigen/Core>
+
+#include "cpu/selection.hpp"
+#include "cpu/sparse_prefill.hpp"
+#include "variants/sparse_prefill/sparse_prefill_base.hpp"
+
+namespace ab {
+namespace {
+
+struct AnchorPlan : SparsePlanBase {
+  std::shared_ptr<const HostIndexLists> stripes;  // per (b, h, group)
+  std::shared_ptr<HostSoftmaxState> state;         // after the anchor pass
+};
+
+class Anchor final : public SparsePrefillVariant {
+ public:
+  explicit Anchor(ParamSet p) : SparsePrefillVariant(std::move(p)) {
+    info_.name = "anchor";
+    info_.family = "block-sparse-prefill";
+    info_.paper = "AnchorAttention: Difference-Aware Sparse Attention with Stripe Granularity, "
+                  "EMNLP 2025, arXiv 2505.23520";
+    info_.summary = "exact anchor pass over initial + local region, stripes within θ of the pooled "
+                    "anchor, the softmax state continued over the stripe keys";
+    info_.params = {
+        {"theta", ParamType::number, 12.0,
+         "difference θ in nats of the scaled logit: keep key j when scale·q̄·k_j + θ >= ā (paper: 12)"},
+        {"block", ParamType::integer, int64_t{128}, "query pooling block b (paper: 128)"},
+        {"step", ParamType::integer, int64_t{16}, "pooling blocks per query group: groups of block·step rows (paper: 16)"},
+        {"init_groups", ParamType::integer, int64_t{1},
+         "initial region = the first init_groups·block·step keys (the code's init_cnt = 1)"},
+    };
+    info_.modes = {Mode::prefill};
+    info_.backends = {"cpu"};
+  }
+
+  AttnShape shape(const Problem& p) const override {
+    require_prefill(p);
+    AttnShape s = shape_from_problem(p);
+    if (!s.causal)
+      throw InputError("anchor: problem.causal = false: AnchorAttention is a causal prefill method (VARIANTS.md §7)");
+    if (s.q_len != s.kv_len)
+      throw InputError("anchor: problem q_len = " + std::to_string(s.q_len) + " != kv_len = " +
+                       std::to_string(s.kv_len) + ": the anchor and local regions assume self-attention");
+    number_param("theta", 0.0, 1e30);
+    const int64_t b = int_param("block", 1, 1 << 16);
+    const int64_t st = int_param("step", 1, 1 << 16);
+    if (b * st > (int64_t(1) << 30)) refuse("step", std::to_string(st), "block·step must stay below 2^30");
+    int_param("init_groups", 0);
+    return s;
+  }
+
+  Plan plan(const Inputs& in, Backend& be) override;
+  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override {
+    const AnchorPlan& st = state_of<AnchorPlan>(plan);
+    SparsePrefillArgs a = op_args(in);
+    a.layout = SparseLayout::key_indices;
+    a.indices = st.stripes->view();
+    a.state_in = st.state->view();
+    a.o = out.o;
+    a.lse = out.lse;
+    be.sparse_prefill(a);
+  }
+
+ protected:
+  StaticEstimate static_estimate(const AttnShape& s) const override {
+    // Before any input: the anchor pass alone (init + local), the stripes unknown.
+    const double g = double(params_.integer("block") * params_.integer("step"));
+    const double init = g * double(params_.integer("init_groups"));
+    StaticEstimate e;
+    const double pairs = std::min(s.allowed_pairs(), double(s.q_len) * (init + g / 2));
+    e.density = pairs / s.allowed_pairs();
+    e.estimation_flops = s.batch * s.q_heads * (2.0 * pairs * (s.head_dim + s.v_dim) +
+                                                2.0 * s.allowed_pairs() / double(params_.integer("block")) * s.head_dim);
+    return e;
+  }
+};
+
+Plan Anchor::plan(const Inputs& in, Backend& be) {
+  const AttnShape& s = in.shape;
+  const HostInputs& x = *in.host;
+  const int d = s.head_dim;
+  const int64_t block = params_.integer("block"), step = params_.integer("step");
+  const int64_t G = block * step;
+  const int64_t init = std::min(s.kv_len, G * params_.integer("init_groups"));
+  const double theta = params_.number("theta");
+  const float scale = in.effective_scale();
+  const int64_t n_groups = (s.q_len + G - 1) / G;
+  const int64_t init_blocks = (init + G - 1) / G;  // init is a whole number of groups
+
+  // 1. Anchor pass: group g attends to the initial groups and itself; state kept.
+  auto anchor_lists = std::make_shared<HostBlockLists>();
+  anchor_lists->q_block = G;
+  anchor_lists->k_block = G;
+  anchor_lists->list_heads = 1;
+  for (int b = 0; b < s.batch; ++b)
+    for (int64_t g = 0; g < n_groups; ++g) {
+      for (int64_t t = 0; t < std::min(init_blocks, g); ++t) anchor_lists->blocks.push_back(int32_t(t));
+      anchor_lists->blocks.push_back(int32_t(g));
+      anchor_lists->offsets.push_back(int32_t(anchor_lists->blocks.size()));
+    }
+  auto st = std::make_shared<AnchorPlan>();
+  st->state = std::make_shared<HostSoftmaxState>(s);
+  SparsePrefillArgs a = op_args(in);
+  a.layout = SparseLayout::key_blocks;
+  a.blocks = anchor_lists->view();
+  a.finalize = false;
+  a.state_out = st->state->view();
+  be.sparse_prefill(a);
+  const double anchor_pairs = cpu::sparse_prefill_executed_pairs(a);
+
+  // 2. Stripes of each (b, h, group): candidates are keys [init, g·G) (outside the initial
+  //    and local regions); a short last group keeps them all (computed densely).
+  auto stripes = std::make_shared<HostIndexLists>();
+  stripes->q_group = G;
+  stripes->n_groups = n_groups;
+  stripes->list_heads = s.q_heads;
+  const int64_t n_lists = int64_t(s.batch) * s.q_heads * n_groups;
+  std::vector<std::vector<int32_t>> per_list(static_cast<size_t>(n_lists));
+  double flops_scan = 0;
+  using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+#pragma omp parallel reduction(+ : flops_scan)
+  {
+    RowMat qbar, scores;
+    std::vector<float> abar;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t r = n_lists - 1; r >= 0; --r) {
+      const int64_t g = r % n_groups, bh = r / n_groups;
+      const int b = int(bh / s.q_heads), h = int(bh % s.q_heads);
+      const int64_t c0 = init, c1 = g * G;  // candidate keys
+      if (c1 <= c0) continue;
+      std::vector<int32_t>& out = per_list[size_t(r)];
+      const int64_t r0 = g * G, r1 = std::min(s.q_len, r0 + G);
+      if (r1 - r0 < G) {  // the remainder group: dense
+        for (int64_t j = c0; j < c1; ++j) out.push_back(int32_t(j));
+        continue;
+      }
+      // Pooled queries and anchors of the group's `step` sub-blocks.
+      qbar.resize(step, d);
+      abar.assign(size_t(step), 0.0f);
+      cpu::pool_rows(x.q.row(b, h, r0), r1 - r0, d, block, cpu::Pool::mean, qbar.data());
+      const float* m = st->state->m.data() + (int64_t(b) * s.q_heads + h) * s.q_len;
+      for (int64_t t = 0; t < step; ++t) {
+        double acc = 0;
+        for (int64_t i = r0 + t * block; i < r0 + (t + 1) * block; ++i) acc += m[i];
+        abar[size_t(t)] = float(acc / double(block));
+      }
+      // scale·q̄_t·k_j + θ >= ā_t  <=>  scale·q̄_t·k_j >= threshold_below_max(ā_t, θ).
+      scores.resize(step, c1 - c0);
+      scores.noalias() = (scale * qbar) * Eigen::Map<const RowMat>(x.k.row(b, h / s.group(), c0), c1 - c0, d).transpose();
+      for (int64_t j = 0; j < c1 - c0; ++j) {
+        bool keep = false;
+        for (int64_t t = 0; t < step && !keep; ++t)
+          keep = scores(t, j) >= cpu::threshold_below_max(abar[size_t(t)], float(theta));
+        if (keep) out.push_back(int32_t(c0 + j));
+      }
+      flops_scan += 2.0 * double(step) * double(c1 - c0) * d + double(r1 - r0) * d;
+    }
+  }
+  for (const auto& l : per_list) stripes->push_list(l);
+  st->stripes = stripes;
+
+  SparsePrefillArgs c = op_args(in);
+  c.layout = SparseLayout::key_indices;
+  c.indices = stripes->view();
+  st->executed_pairs = cpu::sparse_prefill_executed_pairs(c);
+
+  // The selection: initial region ∪ local region ∪ stripes, per (b, h, group).
+  auto keys = std::make_shared<HostIndexLists>();
+  keys->q_group = G;
+  keys->n_groups = n_groups;
+  keys->list_heads = s.q_heads;
+  std::vector<int32_t> l;
+  for (int64_t r = 0; r < n_lists; ++r) {
+    const int64_t g = r % n_groups;
+    l.clear();
+    for (int64_t j = 0; j < std::min(init, g * G); ++j) l.push_back(int32_t(j));
+    l.insert(l.end(), per_list[size_t(r)].begin(), per_list[size_t(r)].end());
+    for (int64_t j = std::max(g * G, std::min(init, g * G)); j < std::min(s.kv_len, (g + 1) * G); ++j) l.push_back(int32_t(j));
+    keys->push_list(l);
+  }
+  Plan p;
+  p.selection = std::make_shared<TokenSelection>(s, keys);
+  p.density = selected_pairs(*keys, s) / (s.allowed_pairs() * s.batch * s.q_heads);
+  p.estimation_flops = 2.0 * anchor_pairs * (s.head_dim + s.v_dim) + flops_scan;
+  set_state(p, st);
+  return p;
+}
+
+}  // namespace
+
+std::unique_ptr<Variant> make_anchor(const ParamSet& p) { return std::make_unique<Anchor>(p); }
+
+}  // namespace ab
