@@ -199,6 +199,15 @@ std::vector<Spec> specs() {
         {{{"block", int64_t{0}}}, "anchor.block"},
         {{{"init_groups", int64_t{-1}}}, "anchor.init_groups"}},
        true},
+      {"sale",
+       {{"tau", 0.0}, {"block_k", int64_t{16}}, {"local_window", int64_t{32}}, {"block_seg", int64_t{64}}},
+       {{"block_k", int64_t{16}}, {"local_window", int64_t{32}}, {"block_seg", int64_t{64}}, {"tau", 0.05}},
+       "tau",
+       {0.5, 0.1, 0.02, 0.004, 0.0005, 0.0},
+       {{{{"tau", -0.1}}, "sale.tau"},
+        {{{"block_seg", int64_t{40}}}, "sale.block_seg"},
+        {{{"block_k", int64_t{0}}}, "sale.block_k"}},
+       true},
   };
 }
 
@@ -475,4 +484,117 @@ TEST_CASE("anchor: the stripes are the paper's rule recomputed in float64") {
   INFO("decided " << decided << " close " << close);
   CHECK(decided > 1000);
   CHECK(wrong == 0);
+}
+
+TEST_CASE("sale: full budget, own selection, recall vs budget, determinism, refusals") {
+  check_common(spec_of("sale"));
+}
+
+TEST_CASE("sale: kept blocks are the paper's rule recomputed in float64 (both refresh modes)") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const int64_t bq = 32, bk = 16, window = 32, seg = 4;  // segments of 4 blocks
+  const double tau = 0.01;
+  const Problem p = problem(2, 1, 32, 500, true);
+  for (const char* mode : {"once", "segment"}) {
+    INFO("threshold_refresh " << mode);
+    const Result r = run_variant("sale", {{"tau", tau}, {"block_q", bq}, {"block_k", bk}, {"local_window", window},
+                                          {"block_seg", seg * bk}, {"threshold_refresh", std::string(mode)}},
+                                 p, nullptr, seed);
+    const AttnShape& s = r.shape;
+    const HostInputs& x = *r.host;
+    const int d = s.head_dim;
+    const double scale = 1.0 / std::sqrt(double(d));
+    const auto& lists = static_cast<const BlockSelection&>(*r.run.plan.selection).lists();
+    // Quantisation in float64 from the definition: K minus its mean key, one scale per 16 rows.
+    auto quantize = [&](const std::vector<std::vector<double>>& rows, std::vector<std::vector<int>>& qv, std::vector<double>& sc) {
+      qv.assign(rows.size(), std::vector<int>(size_t(d)));
+      sc.assign((rows.size() + bk - 1) / bk, 0.0);
+      for (size_t b0 = 0; b0 < rows.size(); b0 += size_t(bk)) {
+        double amax = 0;
+        for (size_t rr = b0; rr < std::min(rows.size(), b0 + bk); ++rr)
+          for (double v : rows[rr]) amax = std::max(amax, std::fabs(v));
+        sc[b0 / bk] = amax / 7.0;
+        for (size_t rr = b0; rr < std::min(rows.size(), b0 + bk); ++rr)
+          for (int c = 0; c < d; ++c)
+            qv[rr][size_t(c)] = amax > 0 ? int(std::clamp(std::nearbyint(rows[rr][size_t(c)] / (amax / 7.0)), -7.0, 7.0)) : 0;
+      }
+    };
+    std::vector<double> kmean(size_t(d), 0.0);
+    for (int64_t j = 0; j < s.kv_len; ++j)
+      for (int c = 0; c < d; ++c) kmean[size_t(c)] += double(x.k.row(0, 0, j)[c]) / double(s.kv_len);
+    std::vector<std::vector<double>> krows(size_t(s.kv_len), std::vector<double>(size_t(d)));
+    for (int64_t j = 0; j < s.kv_len; ++j)
+      for (int c = 0; c < d; ++c) krows[size_t(j)][size_t(c)] = double(float(x.k.row(0, 0, j)[c] - float(kmean[size_t(c)])));
+    std::vector<std::vector<int>> kq;
+    std::vector<double> ksc;
+    quantize(krows, kq, ksc);
+    int64_t decided = 0, close = 0, wrong = 0;
+    for (int h = 0; h < s.q_heads; ++h) {
+      std::vector<std::vector<double>> qrows(size_t(s.q_len), std::vector<double>(size_t(d)));
+      for (int64_t i = 0; i < s.q_len; ++i)
+        for (int c = 0; c < d; ++c) qrows[size_t(i)][size_t(c)] = x.q.row(0, h, i)[c];
+      std::vector<std::vector<int>> qq;
+      std::vector<double> qsc;
+      quantize(qrows, qq, qsc);
+      auto logit = [&](int64_t i, int64_t j) {
+        double dot = 0;
+        for (int c = 0; c < d; ++c) dot += qrows[size_t(i)][size_t(c)] * x.k.row(0, 0, j)[c];
+        return scale * dot;
+      };
+      for (int64_t qb = 0; qb * bq < s.q_len; ++qb) {
+        const int64_t r0 = qb * bq, r1 = std::min(s.q_len, r0 + bq);
+        const int64_t lb0 = std::max<int64_t>(0, r0 - window) / bk, lb1 = (r1 - 1) / bk;
+        const int64_t lr = int64_t(h) * ((s.q_len + bq - 1) / bq) + qb;
+        std::set<int32_t> got(lists.blocks.begin() + lists.offsets[size_t(lr)], lists.blocks.begin() + lists.offsets[size_t(lr) + 1]);
+        for (int64_t kb = std::max<int64_t>(lb0, 1); kb <= lb1; ++kb) CHECK(got.count(int32_t(kb)) == 1);
+        CHECK(got.count(0) == 1);
+        if (lb0 <= 1) continue;
+        std::vector<double> m(size_t(r1 - r0), -1e300), l(size_t(r1 - r0), 0.0);
+        auto add = [&](int64_t k0, int64_t k1) {
+          for (int64_t i = r0; i < r1; ++i) {
+            const int64_t lim = std::min(k1, i + 1);
+            double mx = m[size_t(i - r0)];
+            for (int64_t j = k0; j < lim; ++j) mx = std::max(mx, logit(i, j));
+            double sum = l[size_t(i - r0)] * std::exp(m[size_t(i - r0)] - mx);
+            for (int64_t j = k0; j < lim; ++j) sum += std::exp(logit(i, j) - mx);
+            m[size_t(i - r0)] = mx;
+            l[size_t(i - r0)] = sum;
+          }
+        };
+        add(0, bk);
+        add(lb0 * bk, r1);
+        for (int64_t s0 = 1; s0 < lb0; s0 += seg) {
+          std::vector<int64_t> kept;
+          for (int64_t kb = s0; kb < std::min(lb0, s0 + seg); ++kb) {
+            double best = -1e300;
+            for (int64_t i = r0; i < r1; ++i) {
+              double qk = 0;
+              for (int c = 0; c < d; ++c) qk += qrows[size_t(i)][size_t(c)] * double(float(kmean[size_t(c)]));
+              const double t = m[size_t(i - r0)] + std::log(tau * l[size_t(i - r0)]);
+              for (int64_t j = kb * bk; j < (kb + 1) * bk; ++j) {
+                int dot = 0;
+                for (int c = 0; c < d; ++c) dot += qq[size_t(i)][size_t(c)] * kq[size_t(j)][size_t(c)];
+                best = std::max(best, scale * (qsc[size_t(i / bk)] * ksc[size_t(j / bk)] * dot + qk) - t);
+              }
+            }
+            const bool keep = best >= 0;
+            ++decided;
+            if (keep != bool(got.count(int32_t(kb)))) {
+              if (std::fabs(best) < 1e-4) ++close;
+              else ++wrong;
+            }
+            // Follow the variant's decision, so that a tolerated near-tie does not cascade
+            // through the refreshed thresholds.
+            if (got.count(int32_t(kb))) kept.push_back(kb);
+          }
+          if (std::string(mode) == "segment")
+            for (int64_t kb : kept) add(kb * bk, (kb + 1) * bk);
+        }
+      }
+    }
+    INFO("decided " << decided << " close " << close);
+    CHECK(decided > 300);
+    CHECK(wrong == 0);
+  }
 }

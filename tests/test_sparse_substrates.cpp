@@ -6,6 +6,7 @@
 #include <cmath>
 #include <memory>
 #include <numeric>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -519,6 +520,20 @@ TEST_CASE("selection primitives agree with direct computations") {
           const double want = double(a.scale_of(i + 3)) * double(b.scale_of(j + 5)) * dot;
           CHECK(s[size_t(i * (nk - 5) + j)] == doctest::Approx(want).epsilon(1e-6));
         }
+      // Row maxima of the integer dots over key ranges that start and end inside 16-key groups.
+      for (auto [k0, kn] : {std::pair<int64_t, int64_t>{5, 60}, {16, 32}, {33, 1}, {0, 70}}) {
+        std::vector<int32_t> mx(size_t(nq - 2));
+        cpu::int4_row_max(a, 2, nq - 2, b, k0, kn, mx.data());
+        for (int64_t i = 0; i < nq - 2; ++i) {
+          int32_t want = std::numeric_limits<int32_t>::min();
+          for (int64_t j = k0; j < k0 + kn; ++j) {
+            int32_t dot = 0;
+            for (int c = 0; c < d; ++c) dot += int32_t(a.q[size_t((i + 2) * d + c)]) * b.q[size_t(j * d + c)];
+            want = std::max(want, dot);
+          }
+          CHECK(mx[size_t(i)] == want);
+        }
+      }
     }
   }
 

@@ -128,6 +128,7 @@ Int4Rows quantize_int4(const float* x, int64_t rows, int d, int64_t block) {
   r.rows = rows;
   r.d = d;
   r.block = block;
+  r.dq = (d + 3) / 4;
   r.q.resize(size_t(rows * d));
   r.qsum.resize(size_t(rows));
   const int64_t nb = (rows + block - 1) / block;
@@ -150,79 +151,124 @@ Int4Rows quantize_int4(const float* x, int64_t rows, int d, int64_t block) {
       r.qsum[size_t(row)] = s;
     }
   }
+  // Packed copies (see the header). Padding dims hold 8 on the left and 0 on the right, so
+  // they add 8·0 = 0; the qsum correction covers the real dims only.
+  const int dq = r.dq;
+  r.left.assign(size_t(rows * dq * 4), 8);
+  r.right.assign(size_t(((rows + 15) / 16) * dq * 64), 0);
+  r.corr.assign(size_t(((rows + 15) / 16) * 16), 0);
+  for (int64_t row = 0; row < rows; ++row) r.corr[size_t(row)] = 8 * r.qsum[size_t(row)];
+  for (int64_t row = 0; row < rows; ++row)
+    for (int c = 0; c < d; ++c) {
+      const int8_t v = r.q[size_t(row * d + c)];
+      r.left[size_t(row * dq * 4 + c)] = uint8_t(v + 8);
+      r.right[size_t(((row / 16) * dq + c / 4) * 64 + (row % 16) * 4 + c % 4)] = v;
+    }
   return r;
 }
 
-void int4_scores(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t k0,
-                 int64_t nk, float* out) {
-  if (a.d != b.d) throw std::invalid_argument("int4_scores: a and b differ in d");
-  const int d = a.d;
-  if (nq <= 0 || nk <= 0) return;
+namespace {
+// Calls emit(i, g, dots) for rows [q0, q0+nq) of a and each aligned 16-row group g of b that
+// covers [k0, k0+nk), with dots[t] = Σ_c a.q[i][c]·b.q[16g+t][c] (lanes past b's rows are 0;
+// lanes outside [k0, k0+nk) are the caller's to ignore). VNNI: Σ_c (a+8)·b − 8·Σ_c b, with
+// 4 rows × 2 groups of accumulators per step.
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
-  // VPDPBUSD multiplies unsigned bytes by signed bytes, 4 per int32 lane: a is shifted to
-  // a + 8 in [1, 15] and Σ_c (a+8)·b = Σ_c a·b + 8·Σ_c b is corrected with b's row sums.
-  // b is packed so that one 64-byte vector holds dims 4t..4t+3 of 16 consecutive keys.
-  const int dq = (d + 3) / 4;  // dim quads
-  const int64_t ng = (nk + 15) / 16;
-  thread_local std::vector<int8_t> bpack;
-  thread_local std::vector<uint8_t> apack;
-  bpack.assign(size_t(ng * dq * 64), 0);
-  for (int64_t j = 0; j < nk; ++j) {
-    const int8_t* src = b.q.data() + (k0 + j) * d;
-    int8_t* dst = bpack.data() + (j / 16) * dq * 64 + (j % 16) * 4;
-    for (int c = 0; c < d; ++c) dst[(c / 4) * 64 + (c % 4)] = src[c];
-  }
-  apack.assign(size_t(nq * dq * 4), 8);  // padding dims: (0+8)·0 contributes nothing
-  for (int64_t i = 0; i < nq; ++i) {
-    const int8_t* src = a.q.data() + (q0 + i) * d;
-    uint8_t* dst = apack.data() + i * dq * 4;
-    for (int c = 0; c < d; ++c) dst[c] = uint8_t(src[c] + 8);
-  }
-  alignas(64) int32_t tmp[16];
+template <class Emit>
+void int4_dot_groups(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t k0,
+                     int64_t nk, Emit&& emit) {
+  const int dq = a.dq;
+  const int64_t g0 = k0 / 16, g1 = (k0 + nk + 15) / 16;
   for (int64_t i0 = 0; i0 < nq; i0 += 4) {
     const int ni = int(std::min<int64_t>(4, nq - i0));
-    for (int64_t g = 0; g < ng; g += 2) {
-      const int ngl = int(std::min<int64_t>(2, ng - g));
+    for (int64_t g = g0; g < g1; g += 2) {
+      const bool two = g + 1 < g1;
       __m512i acc[4][2];
-      for (int r = 0; r < 4; ++r)
-        for (int t = 0; t < 2; ++t) acc[r][t] = _mm512_setzero_si512();
+      for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+      const int8_t* bp0 = b.right.data() + g * dq * 64;
+      const int8_t* bp1 = two ? bp0 + dq * 64 : bp0;
+      const uint8_t* ap = a.left.data() + (q0 + i0) * dq * 4;
       for (int t = 0; t < dq; ++t) {
-        const __m512i b0 = _mm512_loadu_si512(bpack.data() + (g * dq + t) * 64);
-        const __m512i b1 = ngl > 1 ? _mm512_loadu_si512(bpack.data() + ((g + 1) * dq + t) * 64) : b0;
+        const __m512i b0 = _mm512_loadu_si512(bp0 + t * 64);
+        const __m512i b1 = _mm512_loadu_si512(bp1 + t * 64);
         for (int r = 0; r < ni; ++r) {
           int32_t a4;
-          std::memcpy(&a4, apack.data() + (i0 + r) * dq * 4 + t * 4, 4);
+          std::memcpy(&a4, ap + r * dq * 4 + t * 4, 4);
           const __m512i av = _mm512_set1_epi32(a4);
           acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
           acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
         }
       }
-      for (int r = 0; r < ni; ++r) {
-        const float sa = a.scale_of(q0 + i0 + r);
-        for (int t = 0; t < ngl; ++t) {
-          _mm512_store_si512(tmp, acc[r][t]);
-          const int64_t j0 = (g + t) * 16;
-          const int64_t nj = std::min<int64_t>(16, nk - j0);
-          float* o = out + (i0 + r) * nk + j0;
-          for (int64_t j = 0; j < nj; ++j) {
-            const int32_t dot = tmp[j] - 8 * b.qsum[size_t(k0 + j0 + j)];
-            o[j] = sa * b.scale_of(k0 + j0 + j) * float(dot);
-          }
-        }
+      for (int t = 0; t < (two ? 2 : 1); ++t) {
+        const __m512i corr = _mm512_loadu_si512(b.corr.data() + (g + t) * 16);
+        for (int r = 0; r < ni; ++r) emit(i0 + r, g + t, _mm512_sub_epi32(acc[r][t], corr));
       }
     }
   }
-#else
-  for (int64_t i = 0; i < nq; ++i) {
-    const int8_t* ar = a.q.data() + (q0 + i) * d;
-    const float sa = a.scale_of(q0 + i);
-    for (int64_t j = 0; j < nk; ++j) {
-      const int8_t* br = b.q.data() + (k0 + j) * d;
-      int32_t dot = 0;
-      for (int c = 0; c < d; ++c) dot += int32_t(ar[c]) * int32_t(br[c]);
-      out[i * nk + j] = sa * b.scale_of(k0 + j) * float(dot);
-    }
+}
+#endif
+
+// Lanes of group g that fall in [k0, k0+nk).
+[[maybe_unused]] inline uint32_t lane_mask(int64_t g, int64_t k0, int64_t nk) {
+  uint32_t m = 0;
+  for (int l = 0; l < 16; ++l) {
+    const int64_t j = g * 16 + l;
+    if (j >= k0 && j < k0 + nk) m |= 1u << l;
   }
+  return m;
+}
+
+[[maybe_unused]] int32_t scalar_dot(const Int4Rows& a, int64_t i, const Int4Rows& b, int64_t j) {
+  int32_t dot = 0;
+  for (int c = 0; c < a.d; ++c) dot += int32_t(a.q[size_t(i * a.d + c)]) * b.q[size_t(j * a.d + c)];
+  return dot;
+}
+}  // namespace
+
+void int4_scores(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t k0,
+                 int64_t nk, float* out) {
+  if (a.d != b.d) throw std::invalid_argument("int4_scores: a and b differ in d");
+  if (nq <= 0 || nk <= 0) return;
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+  alignas(64) int32_t lanes[16];
+  int4_dot_groups(a, q0, nq, b, k0, nk, [&](int64_t i, int64_t g, __m512i dots) {
+    _mm512_store_si512(lanes, dots);
+    const float sa = a.scale_of(q0 + i);
+    for (int l = 0; l < 16; ++l) {
+      const int64_t j = g * 16 + l;
+      if (j >= k0 && j < k0 + nk) out[i * nk + (j - k0)] = sa * b.scale_of(j) * float(lanes[l]);
+    }
+  });
+#else
+  for (int64_t i = 0; i < nq; ++i)
+    for (int64_t j = 0; j < nk; ++j)
+      out[i * nk + j] = a.scale_of(q0 + i) * b.scale_of(k0 + j) * float(scalar_dot(a, q0 + i, b, k0 + j));
+#endif
+}
+
+void int4_row_max(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t k0,
+                  int64_t nk, int32_t* out) {
+  if (a.d != b.d) throw std::invalid_argument("int4_row_max: a and b differ in d");
+  std::fill(out, out + std::max<int64_t>(nq, 0), std::numeric_limits<int32_t>::min());
+  if (nq <= 0 || nk <= 0) return;
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+  // Whole groups inside the range need no lane mask; the (at most two) edge groups do.
+  const int64_t g0 = k0 / 16, g1 = (k0 + nk + 15) / 16;
+  const __mmask16 m0 = __mmask16(lane_mask(g0, k0, nk)), m1 = __mmask16(lane_mask(g1 - 1, k0, nk));
+  const __m512i lowest = _mm512_set1_epi32(std::numeric_limits<int32_t>::min());
+  constexpr int64_t kRows = 64;
+  __m512i best[kRows];
+  for (int64_t c0 = 0; c0 < nq; c0 += kRows) {
+    const int64_t cn = std::min(kRows, nq - c0);
+    for (int64_t r = 0; r < cn; ++r) best[r] = lowest;
+    int4_dot_groups(a, q0 + c0, cn, b, k0, nk, [&](int64_t i, int64_t g, __m512i dots) {
+      const __mmask16 m = g == g0 ? m0 : (g == g1 - 1 ? m1 : __mmask16(0xFFFF));
+      best[i] = _mm512_mask_max_epi32(best[i], m, best[i], dots);
+    });
+    for (int64_t r = 0; r < cn; ++r) out[c0 + r] = _mm512_reduce_max_epi32(best[r]);
+  }
+#else
+  for (int64_t i = 0; i < nq; ++i)
+    for (int64_t j = 0; j < nk; ++j) out[i] = std::max(out[i], scalar_dot(a, q0 + i, b, k0 + j));
 #endif
 }
 

@@ -55,23 +55,36 @@ float threshold_relative_to_sum(float m, float l, float tau);
 
 // Symmetric int4 quantisation with one scale per block of `block` consecutive rows:
 // scale_b = max |x| over the block / 7, q = round(x / scale_b) clamped to [-7, 7]
-// (an all-zero block has scale 0 and q = 0). Values are kept one per int8.
+// (an all-zero block has scale 0 and q = 0). Values are kept one per int8, plus two packed
+// copies for the integer dot kernel (AVX-512 VNNI's VPDPBUSD multiplies unsigned by signed
+// bytes, four per int32 lane): `left` holds q + 8 in [1, 15] as unsigned bytes, d padded to a
+// multiple of 4; `right` holds groups of 16 rows with dims 4t..4t+3 of the 16 rows in one
+// 64-byte vector. Built once per tensor, so the scan pays no repacking.
 struct Int4Rows {
   int64_t rows = 0;
   int d = 0;
   int64_t block = 0;
+  int dq = 0;                 // ceil(d / 4)
   std::vector<int8_t> q;      // (rows, d)
   std::vector<float> scale;   // (ceil(rows / block))
-  std::vector<int32_t> qsum;  // Σ_c q[r][c], per row (the u8-offset correction of the dot kernel)
+  std::vector<int32_t> qsum;  // Σ_c q[r][c], per row (corrects the +8 shift of `left`)
+  std::vector<uint8_t> left;  // (rows, 4·dq)
+  std::vector<int8_t> right;  // (ceil(rows / 16), dq, 16, 4)
+  std::vector<int32_t> corr;  // (ceil(rows / 16)·16): 8·qsum, 0 past the last row
   float scale_of(int64_t row) const { return scale[std::size_t(row / block)]; }
 };
 Int4Rows quantize_int4(const float* x, int64_t rows, int d, int64_t block);
 
 // Dequantised scores of rows [q0, q0+nq) of `a` against rows [k0, k0+nk) of `b`:
 //   out (nq, nk), out[i][j] = scale_a(i)·scale_b(j)·Σ_c a.q[i][c]·b.q[j][c]
-// The integer dot product is exact (int32); AVX-512 VNNI when the build has it.
+// The integer dot product is exact (int32).
 void int4_scores(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t k0,
                  int64_t nk, float* out);
+// The integer part only, reduced by row: out[i] = max_{j in [k0, k0+nk)} Σ_c a.q[i][c]·b.q[j][c].
+// For a key block that shares one scale (scale_b >= 0), the block's largest estimated score
+// of row i is scale_a(i)·scale_b·out[i]: SALE's per-block test needs nothing else.
+void int4_row_max(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t k0,
+                  int64_t nk, int32_t* out);
 
 // ---- angular LSH with Gray-code bucket order (HyperAttention §10) ---------------------------
 
