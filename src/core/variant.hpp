@@ -62,6 +62,9 @@ struct Plan {
   std::shared_ptr<void> state;                 // variant-private
   double density = 1.0;
   double estimation_flops = 0;
+  // Variant-specific figures of this plan for the report (metrics.flops.plan_stats), e.g. the
+  // fraction of keys an index scanned per decode step. Names carry their unit.
+  std::map<std::string, double> stats;
 };
 
 // Constructors store the ParamSet and must accept an empty one: the registry builds each

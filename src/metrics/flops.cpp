@@ -14,6 +14,7 @@ json measure_flops(MetricContext& ctx) {
   j["estimation"] = c.estimation;
   j["bytes_min"] = c.bytes_min;
   j["density"] = c.density;
+  if (!ctx.plan.stats.empty()) j["plan_stats"] = ctx.plan.stats;
   if (const int64_t S = ctx.inputs.shape.steps; S > 1)  // multi-step decode: amortised per step
     j["per_step"] = {{"steps", S}, {"executed", c.executed / double(S)},
                      {"dense_equivalent", c.dense_equivalent / double(S)},

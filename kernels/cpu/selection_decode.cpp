@@ -1,0 +1,79 @@
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // Eigen + AVX-512, GCC PR 105593
+#endif
+#include "cpu/selection_decode.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <Eigen/Core>
+
+namespace ab::cpu {
+namespace {
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MapRM = Eigen::Map<RowMat>;
+using CMapRM = Eigen::Map<const RowMat>;
+// Keys per scoring chunk: a (rows, 2048) product per thread item keeps the key chunk
+// (2048·d floats, 1 MiB at d = 128) streaming through L2 once.
+constexpr int64_t kScoreChunk = 2048;
+}  // namespace
+
+void group_scores(const float* q, int64_t rows, const float* k, int64_t n, int d, float scale,
+                  float* out) {
+  if (rows <= 0 || n <= 0) return;
+  const int64_t chunks = (n + kScoreChunk - 1) / kScoreChunk;
+  const CMapRM qm(q, rows, d);
+  // Each chunk writes its own column block of `out` (rows, n): a strided view.
+  using Stride = Eigen::OuterStride<>;
+#pragma omp parallel for schedule(static) if (chunks > 1 && !omp_in_parallel())
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t k0 = c * kScoreChunk, nc = std::min(kScoreChunk, n - k0);
+    Eigen::Map<RowMat, 0, Stride> o(out + k0, rows, nc, Stride(n));
+    o.noalias() = scale * (qm * CMapRM(k + k0 * d, nc, d).transpose());
+  }
+}
+
+void soft_vote(const float* scores, int64_t heads, int64_t n, float* votes) {
+  if (n <= 0) return;
+  std::vector<float> row(static_cast<size_t>(n));
+  for (int64_t h = 0; h < heads; ++h) {
+    const float* s = scores + h * n;
+    const float mx = *std::max_element(s, s + n);
+    double sum = 0;
+    for (int64_t j = 0; j < n; ++j) sum += (row[size_t(j)] = std::exp(s[j] - mx));
+    const float inv = float(1.0 / sum);
+    for (int64_t j = 0; j < n; ++j) votes[j] += row[size_t(j)] * inv;
+  }
+}
+
+double cosine(const float* a, const float* b, int64_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
+}
+
+const std::vector<int32_t>* SelectionCache::lookup(const float* f, int64_t n, double* cos_out) {
+  const bool stored = int64_t(fingerprint_.size()) == n && n > 0;
+  const double c = stored ? cosine(f, fingerprint_.data(), n) : std::numeric_limits<double>::quiet_NaN();
+  if (cos_out) *cos_out = c;
+  if (stored && c >= threshold_) {
+    ++hits_;
+    return &selection_;
+  }
+  ++misses_;
+  return nullptr;
+}
+
+void SelectionCache::store(const float* f, int64_t n, std::vector<int32_t> selection) {
+  fingerprint_.assign(f, f + n);
+  selection_ = std::move(selection);
+}
+
+}  // namespace ab::cpu

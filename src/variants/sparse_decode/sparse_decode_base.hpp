@@ -1,0 +1,104 @@
+#pragma once
+// Shared body of the selection-based decode variants (VARIANTS.md §9, §12–15, §17, §24): a plan
+// phase that walks the decode steps in order and decides, per step and per (batch, kv head),
+// which keys the step attends to — carrying each method's state across steps — and an
+// attention phase that runs op 3 (token-gather decode) once per step over those lists, merging
+// several key sources by LSE (docs/decode.md). The lists are also the selection the recall and
+// NIAH metrics read, so they see exactly the keys the kernel used.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/variant.hpp"
+
+namespace ab {
+
+// Key lists of one source for every step: step t, list r = b·Hkv + kv head, ascending keys,
+// each at most the step's position (docs/decode.md).
+class StepKeyLists {
+ public:
+  StepKeyLists(int64_t steps, int64_t lists);
+  // Appends the next list of step t (a step's lists are pushed in order r = 0, 1, ...).
+  void push(int64_t t, const std::vector<int32_t>& keys);
+  int64_t steps() const { return int64_t(offsets_.size()); }
+  int64_t lists() const { return lists_; }
+  int64_t size(int64_t t, int64_t r) const { return offsets_[size_t(t)][size_t(r) + 1] - offsets_[size_t(t)][size_t(r)]; }
+  const int32_t* keys(int64_t t, int64_t r) const { return indices_[size_t(t)].data() + offsets_[size_t(t)][size_t(r)]; }
+  // Op 3's lists of step t, in host memory.
+  IndexLists view(int64_t t) const;
+  double entries() const;  // over every step and list
+
+ private:
+  int64_t lists_;
+  std::vector<std::vector<int32_t>> offsets_;  // per step: lists + 1
+  std::vector<std::vector<int32_t>> indices_;  // per step
+};
+
+// One key source of a decode plan. A source may score its keys with its own fp32 copies of Q
+// and K (SpAtten's fake-quantised MSB pass); null means the case's inputs.
+struct DecodeSource {
+  std::shared_ptr<const StepKeyLists> lists;
+  std::shared_ptr<const HostTensor> q, k;
+};
+
+// What the recall and NIAH metrics read: row t of head h sees the union over sources of step
+// t's list of (b, h's kv head).
+class DecodeTokenSelection final : public Selection {
+ public:
+  DecodeTokenSelection(AttnShape shape, std::vector<std::shared_ptr<const StepKeyLists>> sources)
+      : shape_(shape), sources_(std::move(sources)) {}
+  std::string kind() const override { return "tokens"; }
+  void keys(int b, int h, int64_t i, std::vector<int64_t>& out) const override;
+
+ private:
+  AttnShape shape_;
+  std::vector<std::shared_ptr<const StepKeyLists>> sources_;
+};
+
+class SparseDecodeVariant : public Variant {
+ public:
+  explicit SparseDecodeVariant(ParamSet params) : params_(std::move(params)) {}
+
+  AttnShape shape(const Problem& p) const override;
+  Support supports(const AttnShape& s, const Backend& b) const override;
+  Cost cost(const AttnShape& s, const Plan* plan) const override;
+  bool has_plan_phase() const override { return true; }
+  Plan plan(const Inputs& in, Backend& b) override;
+  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) override;
+  // Float64 softmax attention over exactly the keys the plan selected for step i (each
+  // source's terms with that source's Q and K): checks the kernels and the merge, while the
+  // selection rules themselves are checked against their own direct recomputations in
+  // tests/test_sparse_decode_variants.cpp.
+  void reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i, double* o,
+                     double* lse) const override;
+
+ protected:
+  struct Selected {
+    std::vector<DecodeSource> sources;
+    double estimation_flops = 0;  // the plan phase over every step (scores, index search)
+    double estimation_bytes = 0;  // bytes it reads over every step (keys it scores)
+    std::map<std::string, double> stats;
+  };
+  // Throws InputError naming the parameter and the rule broken for this shape.
+  virtual void check(const AttnShape& s) const = 0;
+  // Every step's lists, decided in step order from what each step may know.
+  virtual Selected select(const Inputs& in) = 0;
+  // Before planning (cost without a plan): the keys one list holds at step t, and the
+  // estimation FLOPs of all steps.
+  virtual double nominal_keys(const AttnShape& s, int64_t t) const = 0;
+  virtual double nominal_estimation_flops(const AttnShape& s) const = 0;
+
+  ParamSet params_;
+};
+
+// Keys [a, b) appended to `out` (a helper for sink, local and block ranges).
+void append_range(std::vector<int32_t>& out, int64_t a, int64_t b);
+// Sorts and removes repeats.
+void sort_unique(std::vector<int32_t>& v);
+// "<variant>.<param> = <value>: <rule>" as an InputError.
+[[noreturn]] void refuse_param(const std::string& variant, const std::string& param,
+                               const std::string& value, const std::string& rule);
+
+}  // namespace ab
