@@ -179,6 +179,7 @@ struct VariantCase {
 std::vector<VariantCase> variant_cases() {
   return {
       {"tokenselect", {{"top_k", int64_t{100000}}}, "top_k", {8, 32, 128, 512}, {{"n_init", int64_t{4}}, {"n_local", int64_t{16}}}},
+      {"recycled", {{"recycle_k", int64_t{100000}}, {"stride", int64_t{2}}}, "recycle_k", {8, 32, 128, 512}, {{"stride", int64_t{4}}}},
   };
 }
 
@@ -312,4 +313,76 @@ TEST_CASE("tokenselect: refused parameters are named with their rule") {
   pre.mode = Mode::prefill;
   pre.steps = 1;
   CHECK_THROWS_WITH_AS(make("tokenselect", {})->shape(pre), doctest::Contains("mode: decode only"), InputError);
+}
+
+// ---- Recycled Attention (§13) ----------------------------------------------------------------
+
+TEST_CASE("recycled: full step every `stride` steps; in between the float64 top-K of the last full step plus new tokens") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const Setup u{8, 2, 64, 301, 7, 1};
+  const int64_t K = 40, stride = 3;
+  for (const char* pool : {"sum", "max"}) {
+    INFO("pool " << pool);
+    const Run x = run("recycled", {{"recycle_k", K}, {"stride", stride}, {"pool", std::string(pool)}}, u, seed);
+    const AttnShape& s = x.shape;
+    CHECK(x.r.plan.stats.at("full_steps") == 3.0);  // steps 0, 3, 6
+    for (int kh = 0; kh < s.kv_heads; ++kh) {
+      std::vector<double> score;  // pooled float64 probabilities of the last full step
+      for (int64_t t = 0; t < s.steps; ++t) {
+        const int64_t T = step_position(s, t) + 1;
+        const auto keys = keys_of(x, 0, kh * s.group(), t);
+        for (int g = 1; g < s.group(); ++g) CHECK(keys_of(x, 0, kh * s.group() + g, t) == keys);
+        INFO("kv head " << kh << " step " << t);
+        if (t % stride == 0) {
+          CHECK(int64_t(keys.size()) == T);  // a full step sees every key
+          score.assign(size_t(T), 0.0);
+          for (int g = 0; g < s.group(); ++g) {
+            std::vector<double> o, probs;
+            double lse = 0;
+            dense_row(x, 0, kh * s.group() + g, t, o, lse, probs);
+            for (int64_t j = 0; j < T; ++j)
+              score[size_t(j)] = std::string(pool) == "max" ? std::max(score[size_t(j)], probs[size_t(j)])
+                                                            : score[size_t(j)] + probs[size_t(j)];
+          }
+          continue;
+        }
+        // m new tokens since the full step are kept; the rest are the top K - m by score.
+        const int64_t full_pos = step_position(s, t - t % stride), m = t % stride;
+        std::vector<double> sorted(score);
+        std::sort(sorted.rbegin(), sorted.rend());
+        const double kth = sorted[size_t(K - m - 1)];
+        int64_t old = 0;
+        for (int64_t j : keys) {
+          if (j > full_pos) continue;
+          ++old;
+          CHECK(score[size_t(j)] >= kth - 1e-6);
+        }
+        CHECK(old == K - m);
+        for (int64_t j = full_pos + 1; j < T; ++j) CHECK(std::count(keys.begin(), keys.end(), j) == 1);
+        CHECK(int64_t(keys.size()) == K);
+      }
+    }
+  }
+}
+
+TEST_CASE("recycled: the dynamic schedule refreshes only when the query drifts") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const Setup u{8, 2, 64, 301, 7, 1};
+  const Params base = {{"recycle_k", int64_t{30}}, {"stride", int64_t{2}}, {"schedule", std::string("dynamic")}};
+  Params never = base, always = base;
+  never["similarity"] = -1.0;  // cos >= -1 always: never refresh after step 0
+  always["similarity"] = 1.0;  // distinct queries: refresh at every check (steps 0, 2, 4, 6)
+  CHECK(run("recycled", never, u, seed).r.plan.stats.at("full_steps") == 1.0);
+  CHECK(run("recycled", always, u, seed).r.plan.stats.at("full_steps") == 4.0);
+}
+
+TEST_CASE("recycled: refused parameters are named with their rule") {
+  const Problem p = problem_of(Setup{});
+  CHECK_THROWS_WITH_AS(make("recycled", {{"recycle_k", int64_t{0}}})->shape(p), "recycled.recycle_k = 0: must be >= 1", InputError);
+  CHECK_THROWS_WITH_AS(make("recycled", {{"stride", int64_t{-2}}})->shape(p), "recycled.stride = -2: must be >= 1", InputError);
+  CHECK_THROWS_WITH_AS(make("recycled", {{"similarity", 2.0}})->shape(p), doctest::Contains("recycled.similarity"), InputError);
+  const auto& info = find_variant("recycled")->info;
+  CHECK_THROWS_WITH_AS(resolve_params(info, {{"pool", std::string("mean")}}), doctest::Contains("pool"), InputError);
 }
