@@ -349,11 +349,12 @@ def main():
         causal, window, sinks = bool(m.get("causal")), int(m.get("window") or 0), int(m.get("sinks") or 0)
         dtype = dt.get(p["dtype"])
         pairs = allowed_pairs(Nq, Nkv, causal, window, sinks)
-        dense_pairs = allowed_pairs(p["q_len"], p["kv_len"], p["causal"])
+        # As attn-bench's dense_equivalent: the run shape's heads, causal-aware pairs, no window.
+        dense_pairs = allowed_pairs(Nq, Nkv, causal)
         e = 2 if p["dtype"] in ("bf16", "f16") else 4
         flops = {"convention": FLOPS_CONVENTION,
                  "executed": 2.0 * B * Hq * pairs * (D + Dv),
-                 "dense_equivalent": 2.0 * p["batch"] * p["heads"] * dense_pairs * (p["head_dim"] + p["v_dim"]),
+                 "dense_equivalent": 2.0 * B * Hq * dense_pairs * (D + Dv),
                  "estimation": 0.0,
                  "bytes_min": float((B * Hq * Nq * D + B * Hkv * Nkv * (D + Dv) + B * Hq * Nq * Dv) * e),
                  "density": 1.0}
