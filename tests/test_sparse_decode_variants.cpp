@@ -180,6 +180,7 @@ std::vector<VariantCase> variant_cases() {
   return {
       {"tokenselect", {{"top_k", int64_t{100000}}}, "top_k", {8, 32, 128, 512}, {{"n_init", int64_t{4}}, {"n_local", int64_t{16}}}},
       {"recycled", {{"recycle_k", int64_t{100000}}, {"stride", int64_t{2}}}, "recycle_k", {8, 32, 128, 512}, {{"stride", int64_t{4}}}},
+      {"spatten", {{"important", int64_t{100000}}}, "important", {8, 32, 128, 512}, {{"start", int64_t{2}}, {"recent", int64_t{8}}}},
   };
 }
 
@@ -385,4 +386,89 @@ TEST_CASE("recycled: refused parameters are named with their rule") {
   CHECK_THROWS_WITH_AS(make("recycled", {{"similarity", 2.0}})->shape(p), doctest::Contains("recycled.similarity"), InputError);
   const auto& info = find_variant("recycled")->info;
   CHECK_THROWS_WITH_AS(resolve_params(info, {{"pool", std::string("mean")}}), doctest::Contains("pool"), InputError);
+}
+
+// ---- SpAtten (§15) ---------------------------------------------------------------------------
+
+TEST_CASE("spatten: each step keeps start + the float64 top-important by cumulative importance + recent") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const Setup u{8, 2, 64, 301, 6, 1};
+  const int64_t start = 2, important = 30, recent = 5;
+  const Run x = run("spatten", {{"start", start}, {"important", important}, {"recent", recent}}, u, seed);
+  const AttnShape& s = x.shape;
+  const int G = s.group();
+  for (int kh = 0; kh < s.kv_heads; ++kh) {
+    std::vector<double> imp(size_t(s.kv_len), 0.0);
+    for (int64_t t = 0; t + 1 < s.steps; ++t) {
+      INFO("kv head " << kh << " step " << t);
+      const auto C = keys_of(x, 0, kh * G, t);
+      if (t == 0) CHECK(int64_t(C.size()) == step_position(s, 0) + 1);  // step 0 sees the cache
+      // s[j] += Σ_h p_hj, probabilities over the step's kept set C, in float64.
+      for (int g = 0; g < G; ++g) {
+        std::vector<double> logit;
+        for (int64_t j : C) {
+          double dot = 0;
+          for (int c = 0; c < s.head_dim; ++c) dot += double(x.host->q.row(0, kh * G + g, t)[c]) * x.host->k.row(0, kh, j)[c];
+          logit.push_back(dot / std::sqrt(double(s.head_dim)));
+        }
+        const double mx = *std::max_element(logit.begin(), logit.end());
+        double z = 0;
+        for (double l : logit) z += std::exp(l - mx);
+        for (size_t e = 0; e < C.size(); ++e) imp[size_t(C[e])] += std::exp(logit[e] - mx) / z;
+      }
+      // The next step's set: start + top-important middle + recent of C, plus the new token.
+      const auto next = keys_of(x, 0, kh * G, t + 1);
+      const int64_t P1 = step_position(s, t + 1);
+      CHECK(next.back() == P1);
+      CHECK(int64_t(next.size()) == std::min<int64_t>(int64_t(C.size()), start + important + recent) + 1);
+      std::vector<double> middle;
+      for (size_t e = size_t(start); e + size_t(recent) < C.size(); ++e) middle.push_back(imp[size_t(C[e])]);
+      std::sort(middle.rbegin(), middle.rend());
+      const double kth = middle[size_t(important - 1)];
+      for (size_t e = 0; e < size_t(start); ++e) CHECK(std::count(next.begin(), next.end(), C[e]) == 1);
+      for (size_t e = C.size() - size_t(recent); e < C.size(); ++e) CHECK(std::count(next.begin(), next.end(), C[e]) == 1);
+      for (int64_t j : next)
+        if (j >= C[size_t(start)] && j < C[C.size() - size_t(recent)]) CHECK(imp[size_t(j)] >= kth - 1e-6);
+      // Cascade: nothing evicted comes back.
+      for (int64_t j : next) CHECK((j == P1 || std::count(C.begin(), C.end(), j) == 1));
+    }
+  }
+}
+
+TEST_CASE("spatten: head pruning empties the least important kv heads; MSB pass with LSB refetch") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const Setup u{8, 4, 64, 301, 4, 1};
+  const Run x = run("spatten", {{"important", int64_t{40}}, {"recent", int64_t{8}}, {"head_keep", 0.5}}, u, seed);
+  CHECK(x.r.plan.stats.at("kv_heads_kept") == 2.0);
+  for (int64_t t = 1; t < u.steps; ++t) {
+    int empty = 0;
+    for (int kh = 0; kh < 4; ++kh) empty += keys_of(x, 0, kh * 2, t).empty();
+    CHECK(empty == 2);
+    for (int kh = 0; kh < 4; ++kh)
+      if (keys_of(x, 0, kh * 2, t).empty()) CHECK(x.r.o.row(0, kh * 2, t)[0] == 0.0f);
+  }
+  CHECK(max_error_vs_own_reference(x) < 2e-5);
+  // MSB pass: confidence 1 forces the full-precision recompute everywhere (equal to no
+  // quantisation); a tiny threshold keeps the MSB pass, whose output the own reference checks.
+  const Params base = {{"important", int64_t{40}}, {"recent", int64_t{8}}, {"msb_bits", int64_t{4}}};
+  Params strict = base, loose = base;
+  strict["confidence"] = 1.0;
+  loose["confidence"] = 1e-9;
+  const Run a = run("spatten", strict, u, seed), b = run("spatten", loose, u, seed);
+  const Run plain = run("spatten", {{"important", int64_t{40}}, {"recent", int64_t{8}}}, u, seed);
+  CHECK(a.r.plan.stats.at("lsb_refetch_rate") == 1.0);
+  CHECK(b.r.plan.stats.at("lsb_refetch_rate") == 0.0);
+  CHECK(a.r.o.data == plain.r.o.data);
+  CHECK(max_error_vs_own_reference(b) < 2e-5);
+  CHECK(max_error_vs_dense(b) > 1e-4);  // 4-bit scores do change the output
+}
+
+TEST_CASE("spatten: refused parameters are named with their rule") {
+  const Problem p = problem_of(Setup{});
+  CHECK_THROWS_WITH_AS(make("spatten", {{"recent", int64_t{0}}})->shape(p), doctest::Contains("spatten.recent = 0"), InputError);
+  CHECK_THROWS_WITH_AS(make("spatten", {{"head_keep", 0.0}})->shape(p), doctest::Contains("spatten.head_keep"), InputError);
+  CHECK_THROWS_WITH_AS(make("spatten", {{"msb_bits", int64_t{1}}})->shape(p), "spatten.msb_bits = 1: must be 0 (off) or 2..16", InputError);
+  CHECK_THROWS_WITH_AS(make("spatten", {{"important", int64_t{-1}}})->shape(p), doctest::Contains("spatten.important = -1"), InputError);
 }

@@ -1,0 +1,231 @@
+// SpAtten: cascade token and head pruning by cumulative attention importance, with optional
+// progressive (MSB-first) quantisation.
+// "SpAtten: Efficient Sparse Attention Architecture with Cascade Token and Head Pruning", Wang,
+// Zhang, Han, HPCA 2021, arXiv 2012.09852; LLM port mit-han-lab/spatten
+// spatten_llm/kv_cache_token_pruning.py. VARIANTS.md §15.
+//
+// Per (batch, kv head), in step order (the LLM port's cache policy):
+//   1. The step's token joins the kept set C; the step attends to C.
+//   2. Cumulative token importance s[j] += Σ_{h in group} p_hj over the step's probabilities.
+//   3. When |C| > start + important + recent, keep the first `start` and the last `recent`
+//      tokens of C and the `important` middle tokens of highest s; the rest are evicted for good
+//      (cascade: a pruned token never returns).
+// Cascade head pruning (head_keep < 1): kv heads accumulate Σ|O| over their query heads'
+// outputs; after each step only the ceil(head_keep·Hkv) most important of the heads still
+// alive stay; a pruned head's output is 0 (its list is empty) from the next step on. The
+// paper prunes query heads; op 3's lists are per kv head, so pruning is per kv group here
+// (the same thing for MHA).
+// Progressive quantisation (msb_bits > 0), emulated: Q and K fake-quantised to msb_bits bits
+// (symmetric, one scale per row) give the step's probabilities; when a group's most confident
+// row has max_j p_j < confidence, the "LSBs are fetched" and the step is recomputed in full
+// precision. The two precisions are two key sources (each row in exactly one), merged by LSE.
+// The paper's first step has the prompt's importance from prefill; a decode case has no prompt
+// queries, so step 0 attends to the whole cache and its probabilities seed the importance.
+// Probabilities and (with head pruning) outputs are a second pass over the kept keys — a fused
+// attention kernel returns neither — and are counted as estimation.
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <numeric>
+
+#include "cpu/selection.hpp"
+#include "variants/decode_steps.hpp"
+#include "variants/sparse_decode/sparse_decode_base.hpp"
+
+namespace ab {
+namespace {
+
+// x̃ = round(x / s)·s, s = max|x| / (2^(bits-1) - 1), per row of n values.
+void fake_quantize_row(const float* x, float* out, int n, int bits) {
+  float mx = 0;
+  for (int c = 0; c < n; ++c) mx = std::max(mx, std::abs(x[c]));
+  const float levels = float((1 << (bits - 1)) - 1);
+  if (mx == 0) {
+    std::fill(out, out + n, 0.0f);
+    return;
+  }
+  const float s = mx / levels;
+  for (int c = 0; c < n; ++c) out[c] = std::round(x[c] / s) * s;
+}
+
+std::shared_ptr<HostTensor> fake_quantize(const HostTensor& t, int bits) {
+  auto q = std::make_shared<HostTensor>(t.shape);
+  const int n = int(t.shape[3]);
+  for (int64_t r = 0; r < t.numel() / n; ++r) fake_quantize_row(t.ptr() + r * n, q->ptr() + r * n, n, bits);
+  return q;
+}
+
+class SpAtten final : public SparseDecodeVariant {
+ public:
+  explicit SpAtten(ParamSet p) : SparseDecodeVariant(std::move(p)) {
+    info_.name = "spatten";
+    info_.family = "token-selection-decode";
+    info_.paper = "SpAtten: Efficient Sparse Attention Architecture with Cascade Token and Head "
+                  "Pruning, Wang, Zhang, Han, HPCA 2021, arXiv 2012.09852";
+    info_.summary = "cascade token pruning by cumulative attention importance (start + important + "
+                    "recent kept, evicted for good), optional head pruning and MSB-first fake quantisation";
+    info_.params = {
+        {"start", ParamType::integer, int64_t{0}, "first tokens always kept (start_size; the port's run "
+                                                  "script: 0, class default 4); >= 0"},
+        {"important", ParamType::integer, int64_t{150}, "middle tokens kept by cumulative importance "
+                                                        "(important_size; port: 150); >= 0"},
+        {"recent", ParamType::integer, int64_t{150}, "most recent tokens always kept, the step's own "
+                                                     "included (recent_size; port: 150); >= 1"},
+        {"head_keep", ParamType::number, 1.0, "fraction of kv heads kept by accumulated output "
+                                              "magnitude (cascade head pruning); in (0, 1], 1 = off"},
+        {"msb_bits", ParamType::integer, int64_t{0}, "progressive quantisation: bits of the MSB pass "
+                                                     "(fake-quantised Q and K); 0 = off, else 2..16"},
+        {"confidence", ParamType::number, 0.1, "MSB pass kept when max_j p_j >= confidence for every "
+                                               "row of the group, else recomputed at full precision; "
+                                               "(0, 1] (the paper's value was not retrieved)"},
+    };
+    info_.modes = {Mode::decode};
+    info_.backends = {"cpu"};
+  }
+  const VariantInfo& info() const override { return info_; }
+
+ protected:
+  void check(const AttnShape& s) const override {
+    (void)s;
+    const int64_t st = params_.integer("start"), im = params_.integer("important"), re = params_.integer("recent"),
+                  mb = params_.integer("msb_bits");
+    const double hk = params_.number("head_keep"), cf = params_.number("confidence");
+    if (st < 0) refuse_param("spatten", "start", std::to_string(st), "must be >= 0");
+    if (im < 0) refuse_param("spatten", "important", std::to_string(im), "must be >= 0");
+    if (re < 1) refuse_param("spatten", "recent", std::to_string(re), "must be >= 1 (the step's own token)");
+    if (!(hk > 0 && hk <= 1)) refuse_param("spatten", "head_keep", std::to_string(hk), "must be in (0, 1]");
+    if (mb != 0 && (mb < 2 || mb > 16)) refuse_param("spatten", "msb_bits", std::to_string(mb), "must be 0 (off) or 2..16");
+    if (!(cf > 0 && cf <= 1)) refuse_param("spatten", "confidence", std::to_string(cf), "must be in (0, 1]");
+  }
+
+  double budget() const {
+    return double(params_.integer("start") + params_.integer("important") + params_.integer("recent"));
+  }
+  double nominal_keys(const AttnShape& s, int64_t t) const override {
+    const double T = double(step_position(s, t) + 1);
+    return t == 0 ? T : std::min(T, budget() + 1);
+  }
+  double nominal_estimation_flops(const AttnShape& s) const override {
+    double f = 0;
+    for (int64_t t = 0; t < s.steps; ++t) f += 2.0 * s.batch * s.q_heads * s.head_dim * nominal_keys(s, t);
+    return f;
+  }
+
+  Selected select(const Inputs& in) override {
+    const AttnShape& s = in.shape;
+    const int64_t start = params_.integer("start"), important = params_.integer("important"),
+                  recent = params_.integer("recent"), msb = params_.integer("msb_bits");
+    const double confidence = params_.number("confidence");
+    const int heads_kept = int(std::ceil(params_.number("head_keep") * s.kv_heads - 1e-9));
+    const int G = s.group(), d = s.head_dim, dv = s.v_dim;
+    const float scale = in.effective_scale();
+    const HostTensor& Q = in.host->q;
+    const HostTensor& K = in.host->k;
+    const HostTensor& V = in.host->v;
+    const int64_t nl = int64_t(s.batch) * s.kv_heads;
+    auto full = std::make_shared<StepKeyLists>(s.steps, nl);
+    std::shared_ptr<StepKeyLists> coarse;
+    std::shared_ptr<HostTensor> q_msb, k_msb;
+    Selected out;
+    if (msb > 0) {
+      coarse = std::make_shared<StepKeyLists>(s.steps, nl);
+      q_msb = fake_quantize(Q, int(msb));
+      k_msb = fake_quantize(K, int(msb));
+    }
+
+    const int64_t N = step_position(s, 0);  // prompt tokens
+    std::vector<std::vector<int32_t>> kept(static_cast<size_t>(nl));
+    std::vector<std::vector<double>> imp(size_t(nl), std::vector<double>(size_t(s.kv_len), 0.0));
+    for (int64_t r = 0; r < nl; ++r) append_range(kept[size_t(r)], 0, N);
+    std::vector<double> head_imp(size_t(nl), 0.0);
+    std::vector<char> alive(size_t(nl), 1);
+    std::vector<float> qg(size_t(G) * d), kbuf, probs;
+    std::vector<int32_t> empty, order;
+    int64_t refetch = 0, checks = 0;
+    for (int64_t t = 0; t < s.steps; ++t) {
+      const int64_t P = step_position(s, t);
+      for (int64_t r = 0; r < nl; ++r) {
+        const int b = int(r / s.kv_heads), kh = int(r % s.kv_heads);
+        auto& C = kept[size_t(r)];
+        C.push_back(int32_t(P));
+        if (!alive[size_t(r)]) {  // a pruned head attends to nothing
+          full->push(t, empty);
+          if (coarse) coarse->push(t, empty);
+          continue;
+        }
+        // The step's probabilities over C: MSB pass first when enabled.
+        const int64_t n = int64_t(C.size());
+        kbuf.resize(size_t(n) * d);
+        probs.resize(size_t(G) * size_t(n));
+        bool use_msb = false;
+        if (msb > 0) {
+          for (int g = 0; g < G; ++g) std::copy_n(q_msb->row(b, kh * G + g, t), d, qg.data() + size_t(g) * d);
+          for (int64_t e = 0; e < n; ++e) std::copy_n(k_msb->row(b, kh, C[size_t(e)]), d, kbuf.data() + e * d);
+          cpu::softmax_probs(qg.data(), G, nullptr, kbuf.data(), n, d, scale, probs.data());
+          out.estimation_flops += 2.0 * G * d * double(n);
+          use_msb = true;
+          for (int g = 0; g < G; ++g)
+            use_msb &= *std::max_element(probs.begin() + g * n, probs.begin() + (g + 1) * n) >= confidence;
+          ++checks;
+          refetch += use_msb ? 0 : 1;
+        }
+        if (!use_msb) {
+          for (int g = 0; g < G; ++g) std::copy_n(Q.row(b, kh * G + g, t), d, qg.data() + size_t(g) * d);
+          for (int64_t e = 0; e < n; ++e) std::copy_n(K.row(b, kh, C[size_t(e)]), d, kbuf.data() + e * d);
+          cpu::softmax_probs(qg.data(), G, nullptr, kbuf.data(), n, d, scale, probs.data());
+          out.estimation_flops += 2.0 * G * d * double(n);
+        }
+        out.estimation_bytes += double(n) * d * dtype_bytes(s.dtype);
+        full->push(t, use_msb ? empty : C);
+        if (coarse) coarse->push(t, use_msb ? C : empty);
+        auto& sc = imp[size_t(r)];
+        for (int g = 0; g < G; ++g)
+          for (int64_t e = 0; e < n; ++e) sc[size_t(C[size_t(e)])] += probs[size_t(g * n + e)];
+        if (heads_kept < s.kv_heads) {  // Σ|O_h| of the group's outputs
+          for (int g = 0; g < G; ++g)
+            for (int c = 0; c < dv; ++c) {
+              double o = 0;
+              for (int64_t e = 0; e < n; ++e) o += double(probs[size_t(g * n + e)]) * V.row(b, kh, C[size_t(e)])[c];
+              head_imp[size_t(r)] += std::abs(o);
+            }
+          out.estimation_flops += 2.0 * G * dv * double(n);
+        }
+        // Evict down to start + important + recent (cascade: for good).
+        if (n > start + important + recent) {
+          std::vector<int32_t> next(C.begin(), C.begin() + start);
+          order.assign(C.begin() + start, C.end() - recent);
+          std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t c) { return sc[size_t(a)] > sc[size_t(c)]; });
+          order.resize(size_t(important));
+          next.insert(next.end(), order.begin(), order.end());
+          next.insert(next.end(), C.end() - recent, C.end());
+          sort_unique(next);
+          C = std::move(next);
+        }
+      }
+      if (heads_kept < s.kv_heads)  // after the step: only the most important live heads stay
+        for (int b = 0; b < s.batch; ++b) {
+          std::vector<int> live;
+          for (int kh = 0; kh < s.kv_heads; ++kh)
+            if (alive[size_t(b) * s.kv_heads + kh]) live.push_back(kh);
+          std::stable_sort(live.begin(), live.end(), [&](int a, int c) {
+            return head_imp[size_t(b) * s.kv_heads + a] > head_imp[size_t(b) * s.kv_heads + c];
+          });
+          for (size_t e = size_t(heads_kept); e < live.size(); ++e) alive[size_t(b) * s.kv_heads + live[e]] = 0;
+        }
+    }
+    if (msb > 0) out.stats["lsb_refetch_rate"] = checks ? double(refetch) / double(checks) : 0.0;
+    if (heads_kept < s.kv_heads) out.stats["kv_heads_kept"] = heads_kept;
+    out.sources.push_back({full, nullptr, nullptr});
+    if (coarse) out.sources.push_back({coarse, q_msb, k_msb});
+    return out;
+  }
+
+ private:
+  VariantInfo info_;
+};
+
+}  // namespace
+
+std::unique_ptr<Variant> make_spatten(const ParamSet& p) { return std::make_unique<SpAtten>(p); }
+
+}  // namespace ab
