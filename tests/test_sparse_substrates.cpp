@@ -168,7 +168,7 @@ TEST_CASE("op 2 over key-index lists: implicit and explicit row groups, repeats,
   SUBCASE("explicit groups: a random partition of most rows; the rest see no keys") {
     HostIndexLists L;
     L.list_heads = 1;
-    std::vector<int32_t> perm(size_t(s.q_len));
+    std::vector<int32_t> perm(static_cast<size_t>(s.q_len));
     std::iota(perm.begin(), perm.end(), 0);
     std::shuffle(perm.begin(), perm.end(), rng);
     const int64_t covered = s.q_len - 37;
@@ -214,7 +214,7 @@ TEST_CASE("op 2 over key-index lists: implicit and explicit row groups, repeats,
       uniq.push_back(j);
       w.push_back(j % 3 == 0 ? 2.0 : 1.0);
     }
-    std::vector<double> ref(size_t(s.v_dim));
+    std::vector<double> ref(static_cast<size_t>(s.v_dim));
     for (int64_t i : {int64_t(250), int64_t(1012)}) {
       double rl;
       f64_row(x, 0, 3, i, uniq, 1.0 / 8.0, ref.data(), &rl, &w);
@@ -346,7 +346,7 @@ TEST_CASE("LSE merge of two halves equals the whole") {
     L.q_group = s.q_len;
     L.n_groups = 1;
     L.list_heads = 1;
-    std::vector<int32_t> keys(size_t(hi - lo));
+    std::vector<int32_t> keys(static_cast<size_t>(hi - lo));
     std::iota(keys.begin(), keys.end(), int32_t(lo));
     L.push_list(keys);
     SparsePrefillArgs a = args_for(x);
@@ -369,8 +369,8 @@ TEST_CASE("LSE merge of two halves equals the whole") {
   // In place, with an offset: part 2 weighted by 2 = the keys of part 2 each counted twice.
   std::vector<float> o1 = half1.o.data, l1 = half1.lse.data;
   cpu::lse_merge_into(o1.data(), l1.data(), half2.o.ptr(), half2.lse.ptr(), rows, s.v_dim, std::log(2.0f));
-  std::vector<double> ref(size_t(s.v_dim));
-  std::vector<int64_t> keys(size_t(s.kv_len));
+  std::vector<double> ref(static_cast<size_t>(s.v_dim));
+  std::vector<int64_t> keys(static_cast<size_t>(s.kv_len));
   std::iota(keys.begin(), keys.end(), 0);
   std::vector<double> w(size_t(s.kv_len), 1.0);
   for (int64_t j = 507; j < s.kv_len; ++j) w[size_t(j)] = 2.0;
@@ -404,7 +404,7 @@ TEST_CASE("selection primitives agree with direct computations") {
   SUBCASE("mean/max block pooling with a short last block") {
     const int64_t n = 103;
     const int d = 5;
-    std::vector<float> x(size_t(n * d));
+    std::vector<float> x(static_cast<size_t>(n * d));
     for (float& e : x) e = n01(rng);
     for (cpu::Pool how : {cpu::Pool::mean, cpu::Pool::max}) {
       std::vector<float> out(size_t(((n + 15) / 16) * d));
@@ -432,13 +432,13 @@ TEST_CASE("selection primitives agree with direct computations") {
 
     const int d = 24;
     const int64_t rows = 5, nk = 37;
-    std::vector<float> q(size_t(rows * d)), k(size_t(nk * d)), p(size_t(rows * nk));
+    std::vector<float> q(static_cast<size_t>(rows * d)), k(size_t(nk * d)), p(size_t(rows * nk));
     for (float& e : q) e = n01(rng);
     for (float& e : k) e = n01(rng);
     const int64_t vis[5] = {37, 1, 20, 0, 36};
     cpu::softmax_probs(q.data(), rows, vis, k.data(), nk, d, 0.3f, p.data());
     for (int64_t r = 0; r < rows; ++r) {
-      std::vector<double> logit(size_t(vis[r]));
+      std::vector<double> logit(static_cast<size_t>(vis[r]));
       double mx = -1e300, sum = 0;
       for (int64_t j = 0; j < vis[r]; ++j) {
         double dot = 0;
@@ -495,7 +495,7 @@ TEST_CASE("selection primitives agree with direct computations") {
   SUBCASE("int4 fake-quantised QKᵀ with per-block scales") {
     for (int d : {64, 80, 7}) {
       const int64_t nq = 45, nk = 70;
-      std::vector<float> q(size_t(nq * d)), k(size_t(nk * d));
+      std::vector<float> q(static_cast<size_t>(nq * d)), k(size_t(nk * d));
       for (float& e : q) e = n01(rng);
       for (float& e : k) e = 3.0f * n01(rng);
       std::fill(k.begin(), k.begin() + 32 * d, 0.0f);  // an all-zero block: scale 0
@@ -522,7 +522,7 @@ TEST_CASE("selection primitives agree with direct computations") {
         }
       // Row maxima of the integer dots over key ranges that start and end inside 16-key groups.
       for (auto [k0, kn] : {std::pair<int64_t, int64_t>{5, 60}, {16, 32}, {33, 1}, {0, 70}}) {
-        std::vector<int32_t> mx(size_t(nq - 2));
+        std::vector<int32_t> mx(static_cast<size_t>(nq - 2));
         cpu::int4_row_max(a, 2, nq - 2, b, k0, kn, mx.data());
         for (int64_t i = 0; i < nq - 2; ++i) {
           int32_t want = std::numeric_limits<int32_t>::min();
@@ -547,7 +547,7 @@ TEST_CASE("selection primitives agree with direct computations") {
     const cpu::AngularLsh lsh = cpu::make_angular_lsh(d, 7, 123);
     const cpu::AngularLsh same = cpu::make_angular_lsh(d, 7, 123);
     CHECK(lsh.proj == same.proj);
-    std::vector<float> x(size_t(50 * d));
+    std::vector<float> x(static_cast<size_t>(50 * d));
     for (float& e : x) e = n01(rng);
     std::vector<int32_t> h(50);
     cpu::lsh_hash(lsh, x.data(), 50, h.data());

@@ -272,6 +272,49 @@ void int4_row_max(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, 
 #endif
 }
 
+std::vector<int32_t> cosine_boundaries(const float* kf, int64_t n, int d, int64_t n_chunks, int64_t w,
+                                       int64_t nms, int64_t force) {
+  // Window sums by prefix sums: mean(k[a..b)) ∝ P[b] − P[a].
+  std::vector<double> P(static_cast<size_t>((n + 1) * d), 0.0);
+  for (int64_t j = 0; j < n; ++j)
+    for (int c = 0; c < d; ++c) P[size_t((j + 1) * d + c)] = P[size_t(j * d + c)] + kf[j * d + c];
+  std::vector<float> score(static_cast<size_t>(n), -std::numeric_limits<float>::infinity());
+  for (int64_t t = w - 1; t < n - w; ++t) {  // the reference's valid range: both windows inside
+    double dot = 0, na = 0, nb = 0;
+    for (int c = 0; c < d; ++c) {
+      const double a = P[size_t((t + 1) * d + c)] - P[size_t((t + 1 - w) * d + c)];
+      const double b = P[size_t((t + 1 + w) * d + c)] - P[size_t((t + 1) * d + c)];
+      dot += a * b;
+      na += a * a;
+      nb += b * b;
+    }
+    score[size_t(t)] = float(1.0 - dot / std::max(1e-30, std::sqrt(na * nb)));
+  }
+  // Greedy NMS in score order (ties: lower position), as _select_boundary_candidates.
+  std::vector<int32_t> order;
+  top_k(score.data(), n, n, order);
+  std::vector<int64_t> selected;
+  std::vector<char> blocked(static_cast<size_t>(n), 0);
+  auto accept = [&](int64_t t) {
+    selected.push_back(t);
+    for (int64_t u = std::max<int64_t>(0, t - nms); u <= std::min(n - 1, t + nms); ++u) blocked[size_t(u)] = 1;
+  };
+  if (force > 0) accept(force - 1);  // the boundary after token force − 1
+  for (int32_t t : order) {
+    if (int64_t(selected.size()) >= n_chunks) break;  // the forced boundary counts, as in the code
+    if (score[size_t(t)] == -std::numeric_limits<float>::infinity()) break;
+    if (force > 0 && t > force - 1) continue;
+    if (nms > 0 ? blocked[size_t(t)] : std::find(selected.begin(), selected.end(), t) != selected.end()) continue;
+    accept(t);
+  }
+  std::vector<int32_t> b = {0};
+  for (int64_t t : selected) b.push_back(int32_t(t + 1));
+  b.push_back(int32_t(n));
+  std::sort(b.begin(), b.end());
+  b.erase(std::unique(b.begin(), b.end()), b.end());
+  return b;
+}
+
 std::vector<int32_t> gray_code_sequence(int bits) {
   if (bits < 1 || bits > 30) throw std::invalid_argument("gray_code_sequence: bits must be in [1, 30]");
   std::vector<int32_t> a = {0, 1};

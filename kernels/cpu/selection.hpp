@@ -86,6 +86,16 @@ void int4_scores(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, i
 void int4_row_max(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t k0,
                   int64_t nk, int32_t* out);
 
+// ---- chunk boundaries (DHSA §18, training-free stand-in for its trained predictor) --------
+
+// Chunk starts of keys kf (n, d), ascending, with 0 and n. A boundary after position t scores
+// 1 − cos(Σ kf[t−w+1 .. t], Σ kf[t+1 .. t+w]) for w−1 <= t < n−w (both windows inside); the
+// best candidates are accepted greedily in score order (ties: lower t), skipping any within
+// `nms` of an accepted one (DHSA's _select_boundary_candidates), until n_chunks are accepted.
+// force > 0 accepts a boundary at `force` first (it counts) and ignores candidates after it.
+std::vector<int32_t> cosine_boundaries(const float* kf, int64_t n, int d, int64_t n_chunks, int64_t w,
+                                       int64_t nms, int64_t force);
+
 // ---- angular LSH with Gray-code bucket order (HyperAttention §10) ---------------------------
 
 // The reflected Gray code sequence of `bits` bits, built as insuhan/hyper-attn's

@@ -106,7 +106,7 @@ Plan ProxyAttn::plan(const Inputs& in, Backend& be) {
   };
 
   // 1. Proxy keys K_g = mean of the group's heads' keys (B, G, Nkv, D).
-  std::vector<float> kg(size_t(int64_t(s.batch) * G * s.kv_len * d));
+  std::vector<float> kg(static_cast<size_t>(int64_t(s.batch) * G * s.kv_len * d));
 #pragma omp parallel for schedule(static)
   for (int64_t bg = 0; bg < int64_t(s.batch) * G; ++bg) {
     const int b = int(bg / G), g = int(bg % G);
@@ -188,7 +188,7 @@ Plan ProxyAttn::plan(const Inputs& in, Backend& be) {
   lists->q_block = block;
   lists->k_block = block;
   lists->list_heads = s.q_heads;
-  std::vector<std::vector<int32_t>> per_list(size_t(int64_t(s.batch) * s.q_heads * n_qb));
+  std::vector<std::vector<int32_t>> per_list(static_cast<size_t>(int64_t(s.batch) * s.q_heads * n_qb));
 #pragma omp parallel
   {
     std::vector<int32_t> top;
