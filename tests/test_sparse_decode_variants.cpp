@@ -149,7 +149,7 @@ double max_error_vs_dense(const Run& x) {
 // The variant's own float64 reference on every row (its kernels and merge).
 double max_error_vs_own_reference(const Run& x) {
   const Inputs in = inputs_of(x);
-  std::vector<double> o(size_t(x.shape.v_dim));
+  std::vector<double> o(static_cast<size_t>(x.shape.v_dim));
   double err = 0, lse = 0;
   for (int b = 0; b < x.shape.batch; ++b)
     for (int h = 0; h < x.shape.q_heads; ++h)
@@ -181,6 +181,8 @@ std::vector<VariantCase> variant_cases() {
       {"tokenselect", {{"top_k", int64_t{100000}}}, "top_k", {8, 32, 128, 512}, {{"n_init", int64_t{4}}, {"n_local", int64_t{16}}}},
       {"recycled", {{"recycle_k", int64_t{100000}}, {"stride", int64_t{2}}}, "recycle_k", {8, 32, 128, 512}, {{"stride", int64_t{4}}}},
       {"spatten", {{"important", int64_t{100000}}}, "important", {8, 32, 128, 512}, {{"start", int64_t{2}}, {"recent", int64_t{8}}}},
+      {"landmark", {{"top_k", int64_t{100000}}}, "top_k", {1, 2, 4, 8}, {{"block_size", int64_t{16}}}},
+      {"kinetics", {{"topk_blocks", int64_t{100000}}}, "topk_blocks", {1, 4, 16, 32}, {{"block_size", int64_t{8}}, {"sinks", int64_t{2}}, {"local", int64_t{8}}}},
   };
 }
 
@@ -248,7 +250,7 @@ TEST_CASE("tokenselect: selection = init ∪ top-k of the float64 soft vote ∪ 
   for (int64_t t = 0; t < s.steps; ++t) {
     const int64_t T = step_position(s, t) + 1;
     // v_j = Σ_h softmax_j(q_h·k_j) over candidates j ∈ [n_init, T − n_local), raw dot products.
-    std::vector<double> v(size_t(T), 0.0);
+    std::vector<double> v(static_cast<size_t>(T), 0.0);
     for (int h = 0; h < s.q_heads; ++h) {
       std::vector<double> sc;
       for (int64_t j = n_init; j < T - n_local; ++j) {
@@ -399,7 +401,7 @@ TEST_CASE("spatten: each step keeps start + the float64 top-important by cumulat
   const AttnShape& s = x.shape;
   const int G = s.group();
   for (int kh = 0; kh < s.kv_heads; ++kh) {
-    std::vector<double> imp(size_t(s.kv_len), 0.0);
+    std::vector<double> imp(static_cast<size_t>(s.kv_len), 0.0);
     for (int64_t t = 0; t + 1 < s.steps; ++t) {
       INFO("kv head " << kh << " step " << t);
       const auto C = keys_of(x, 0, kh * G, t);
@@ -471,4 +473,91 @@ TEST_CASE("spatten: refused parameters are named with their rule") {
   CHECK_THROWS_WITH_AS(make("spatten", {{"head_keep", 0.0}})->shape(p), doctest::Contains("spatten.head_keep"), InputError);
   CHECK_THROWS_WITH_AS(make("spatten", {{"msb_bits", int64_t{1}}})->shape(p), "spatten.msb_bits = 1: must be 0 (off) or 2..16", InputError);
   CHECK_THROWS_WITH_AS(make("spatten", {{"important", int64_t{-1}}})->shape(p), doctest::Contains("spatten.important = -1"), InputError);
+}
+
+// ---- Landmark (§14, block-mean key stand-in) --------------------------------------------------
+
+TEST_CASE("landmark: top-k blocks by the float64 summed softmax over block-mean scores, plus the own block") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const Setup u{8, 2, 64, 517, 3, 1};
+  const int64_t L = 10, top_k = 6;
+  const Run x = run("landmark", {{"block_size", L}, {"top_k", top_k}}, u, seed);
+  const AttnShape& s = x.shape;
+  const int G = s.group(), d = s.head_dim;
+  for (int kh = 0; kh < s.kv_heads; ++kh)
+    for (int64_t t = 0; t < s.steps; ++t) {
+      const int64_t P = step_position(s, t), cb = P / L;
+      std::vector<double> pooled(static_cast<size_t>(cb), 0.0);
+      for (int g = 0; g < G; ++g) {
+        std::vector<double> sc(static_cast<size_t>(cb));
+        for (int64_t blk = 0; blk < cb; ++blk) {
+          double dot = 0;
+          for (int c = 0; c < d; ++c) {
+            double mean = 0;
+            for (int64_t j = blk * L; j < (blk + 1) * L; ++j) mean += x.host->k.row(0, kh, j)[c];
+            dot += double(x.host->q.row(0, kh * G + g, t)[c]) * mean / double(L);
+          }
+          sc[size_t(blk)] = dot / std::sqrt(double(d));
+        }
+        const double mx = *std::max_element(sc.begin(), sc.end());
+        double z = 0;
+        for (double e : sc) z += std::exp(e - mx);
+        for (int64_t blk = 0; blk < cb; ++blk) pooled[size_t(blk)] += std::exp(sc[size_t(blk)] - mx) / z;
+      }
+      std::vector<double> sorted(pooled);
+      std::sort(sorted.rbegin(), sorted.rend());
+      const auto keys = keys_of(x, 0, kh * G, t);
+      INFO("kv head " << kh << " step " << t);
+      CHECK(int64_t(keys.size()) == top_k * L + (P - cb * L + 1));
+      std::set<int64_t> blocks;
+      for (int64_t j : keys) if (j < cb * L) blocks.insert(j / L);
+      CHECK(int64_t(blocks.size()) == top_k);
+      for (int64_t blk : blocks) CHECK(pooled[size_t(blk)] >= sorted[size_t(top_k - 1)] - 1e-6);
+      for (int64_t j = cb * L; j <= P; ++j) CHECK(std::count(keys.begin(), keys.end(), j) == 1);
+    }
+}
+
+// ---- Kinetics (§17) ---------------------------------------------------------------------------
+
+TEST_CASE("kinetics: top-k pages by the float64 group-mean logit against the page mean key, plus sinks and local") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const Setup u{8, 2, 64, 601, 3, 1};
+  const int64_t bs = 8, topk = 5, sinks = 3, local = 13;
+  const Run x = run("kinetics", {{"block_size", bs}, {"topk_blocks", topk}, {"sinks", sinks}, {"local", local}}, u, seed);
+  const AttnShape& s = x.shape;
+  const int G = s.group(), d = s.head_dim;
+  for (int kh = 0; kh < s.kv_heads; ++kh)
+    for (int64_t t = 0; t < s.steps; ++t) {
+      const int64_t T = step_position(s, t) + 1, np = (T - local - sinks) / bs, local_from = sinks + np * bs;
+      std::vector<double> u_p(static_cast<size_t>(np), 0.0);
+      for (int64_t p = 0; p < np; ++p)
+        for (int g = 0; g < G; ++g)
+          for (int64_t j = sinks + p * bs; j < sinks + (p + 1) * bs; ++j) {
+            double dot = 0;
+            for (int c = 0; c < d; ++c) dot += double(x.host->q.row(0, kh * G + g, t)[c]) * x.host->k.row(0, kh, j)[c];
+            u_p[size_t(p)] += dot / double(G * bs);  // the block-averaged exact logits (the simulation's form)
+          }
+      std::vector<double> sorted(u_p);
+      std::sort(sorted.rbegin(), sorted.rend());
+      const auto keys = keys_of(x, 0, kh * G, t);
+      INFO("kv head " << kh << " step " << t);
+      CHECK(int64_t(keys.size()) == sinks + topk * bs + (T - local_from));
+      CHECK(T - local_from >= local);
+      std::set<int64_t> pages;
+      for (int64_t j : keys) if (j >= sinks && j < local_from) pages.insert((j - sinks) / bs);
+      CHECK(int64_t(pages.size()) == topk);
+      for (int64_t p : pages) CHECK(u_p[size_t(p)] >= sorted[size_t(topk - 1)] - 1e-6);
+      for (int64_t j = 0; j < sinks; ++j) CHECK(std::count(keys.begin(), keys.end(), j) == 1);
+    }
+}
+
+TEST_CASE("landmark and kinetics: refused parameters are named with their rule") {
+  const Problem p = problem_of(Setup{});
+  CHECK_THROWS_WITH_AS(make("landmark", {{"block_size", int64_t{0}}})->shape(p), "landmark.block_size = 0: must be >= 1", InputError);
+  CHECK_THROWS_WITH_AS(make("landmark", {{"top_k", int64_t{0}}})->shape(p), "landmark.top_k = 0: must be >= 1", InputError);
+  CHECK_THROWS_WITH_AS(make("kinetics", {{"topk_blocks", int64_t{0}}})->shape(p), "kinetics.topk_blocks = 0: must be >= 1", InputError);
+  CHECK_THROWS_WITH_AS(make("kinetics", {{"local", int64_t{0}}})->shape(p), doctest::Contains("kinetics.local = 0"), InputError);
+  CHECK_THROWS_WITH_AS(make("kinetics", {{"sinks", int64_t{-1}}})->shape(p), "kinetics.sinks = -1: must be >= 0", InputError);
 }

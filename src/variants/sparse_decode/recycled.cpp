@@ -92,8 +92,8 @@ class Recycled final : public SparseDecodeVariant {
     // the last full step (all heads) and its step.
     struct Entry { float score; int32_t key; };
     std::vector<std::vector<Entry>> cache(size_t(s.batch) * s.kv_heads);
-    std::vector<std::vector<float>> q_full(size_t(s.batch));
-    std::vector<int64_t> last_full(size_t(s.batch), -1);
+    std::vector<std::vector<float>> q_full(static_cast<size_t>(s.batch));
+    std::vector<int64_t> last_full(static_cast<size_t>(s.batch), -1);
     std::vector<float> qg(size_t(G) * d), probs, pooled, qnow(size_t(s.q_heads) * d);
     std::vector<int32_t> top, keys;
     int64_t full_steps = 0;

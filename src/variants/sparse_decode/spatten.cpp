@@ -135,10 +135,10 @@ class SpAtten final : public SparseDecodeVariant {
 
     const int64_t N = step_position(s, 0);  // prompt tokens
     std::vector<std::vector<int32_t>> kept(static_cast<size_t>(nl));
-    std::vector<std::vector<double>> imp(size_t(nl), std::vector<double>(size_t(s.kv_len), 0.0));
+    std::vector<std::vector<double>> imp(static_cast<size_t>(nl), std::vector<double>(size_t(s.kv_len), 0.0));
     for (int64_t r = 0; r < nl; ++r) append_range(kept[size_t(r)], 0, N);
-    std::vector<double> head_imp(size_t(nl), 0.0);
-    std::vector<char> alive(size_t(nl), 1);
+    std::vector<double> head_imp(static_cast<size_t>(nl), 0.0);
+    std::vector<char> alive(static_cast<size_t>(nl), 1);
     std::vector<float> qg(size_t(G) * d), kbuf, probs;
     std::vector<int32_t> empty, order;
     int64_t refetch = 0, checks = 0;

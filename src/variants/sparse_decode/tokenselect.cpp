@@ -87,7 +87,7 @@ class TokenSelect final : public SparseDecodeVariant {
     const HostTensor& K = in.host->k;
     auto lists = std::make_shared<StepKeyLists>(s.steps, int64_t(s.batch) * s.kv_heads);
     Selected out;
-    std::vector<cpu::SelectionCache> caches(size_t(s.batch), cpu::SelectionCache(params_.number("cache_threshold")));
+    std::vector<cpu::SelectionCache> caches(static_cast<size_t>(s.batch), cpu::SelectionCache(params_.number("cache_threshold")));
     std::vector<float> f(size_t(s.q_heads) * d), qg(size_t(G) * d), scores, votes;
     std::vector<int32_t> top, keys;
     int64_t scored_steps = 0;

@@ -1,0 +1,140 @@
+// Kinetics block top-k decode attention: pages scored by their mean-pooled key, top-k pages
+// plus sink and local tokens. "Kinetics: Rethinking Test-Time Scaling Laws", Sadhukhan et al.,
+// arXiv 2506.05333; Infini-AI-Lab/Kinetics LiteSys/litesys/attention/sparsity_utils.py
+// (blockwise_topk_sparsity), benchmark/blocktopk_decoder.py. VARIANTS.md §17. Its eFLOPs cost
+// model is the `ecost` metric (src/metrics/ecost.cpp).
+//
+// Per decode step (T keys) and kv group, as blockwise_topk_sparsity:
+//   dense when T ≤ n_full = ceil((sinks + local + topk_blocks·block_size) / block_size)·block_size;
+//   else the dynamic part is the whole pages [sinks, sinks + n_dyn), n_dyn =
+//   ⌊(T − local − sinks)/b⌋·b, and the local part the remaining T − n_dyn − sinks ≥ local keys;
+//   page score u_p = mean over the group's query heads of q_h·k̄_p (k̄_p the mean key of the page:
+//   the benchmark's compressed keys; the simulation's block-averaged exact logits are the same
+//   number, since a mean of q·k_j is q·mean(k_j));
+//   keep the top `topk_blocks` pages plus [0, sinks) and the local part.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "cpu/selection.hpp"
+#include "cpu/selection_decode.hpp"
+#include "variants/decode_steps.hpp"
+#include "variants/sparse_decode/sparse_decode_base.hpp"
+
+namespace ab {
+namespace {
+
+class Kinetics final : public SparseDecodeVariant {
+ public:
+  explicit Kinetics(ParamSet p) : SparseDecodeVariant(std::move(p)) {
+    info_.name = "kinetics";
+    info_.family = "token-selection-decode";
+    info_.paper = "Kinetics: Rethinking Test-Time Scaling Laws, Sadhukhan et al., arXiv 2506.05333";
+    info_.summary = "block top-k decode attention: pages scored by the group-mean query against the "
+                    "page's mean key, top-k pages plus sinks and a local window (eFLOPs: metric ecost)";
+    info_.params = {
+        {"block_size", ParamType::integer, int64_t{16}, "tokens per page (block_size / page_size 16); >= 1"},
+        {"topk_blocks", ParamType::integer, int64_t{64}, "pages kept per step (topk_page 64: a 1024-token "
+                                                         "budget); >= 1"},
+        {"sinks", ParamType::integer, int64_t{4}, "first tokens always kept (sink = 4); >= 0"},
+        {"local", ParamType::integer, int64_t{64}, "most recent tokens always kept, the step's own included "
+                                                   "(attn_local; the code takes it as an argument, 64 here); >= 1"},
+    };
+    info_.modes = {Mode::decode};
+    info_.backends = {"cpu"};
+  }
+  const VariantInfo& info() const override { return info_; }
+
+ protected:
+  void check(const AttnShape& s) const override {
+    (void)s;
+    const int64_t b = params_.integer("block_size"), k = params_.integer("topk_blocks"),
+                  sk = params_.integer("sinks"), l = params_.integer("local");
+    if (b < 1) refuse_param("kinetics", "block_size", std::to_string(b), "must be >= 1");
+    if (k < 1) refuse_param("kinetics", "topk_blocks", std::to_string(k), "must be >= 1");
+    if (sk < 0) refuse_param("kinetics", "sinks", std::to_string(sk), "must be >= 0");
+    if (l < 1) refuse_param("kinetics", "local", std::to_string(l), "must be >= 1 (the step's own token)");
+  }
+
+  int64_t n_full() const {
+    const int64_t b = params_.integer("block_size");
+    return (params_.integer("sinks") + params_.integer("local") + params_.integer("topk_blocks") * b + b - 1) / b * b;
+  }
+  double nominal_keys(const AttnShape& s, int64_t t) const override {
+    const int64_t T = step_position(s, t) + 1;
+    return T <= n_full() ? double(T)
+                         : double(params_.integer("sinks") + params_.integer("local") +
+                                  params_.integer("topk_blocks") * params_.integer("block_size"));
+  }
+  double nominal_estimation_flops(const AttnShape& s) const override {
+    double f = 0;
+    for (int64_t t = 0; t < s.steps; ++t)
+      if (step_position(s, t) + 1 > n_full())
+        f += 2.0 * s.batch * s.kv_heads * s.head_dim * double((step_position(s, t) + 1) / params_.integer("block_size"));
+    return f;
+  }
+
+  Selected select(const Inputs& in) override {
+    const AttnShape& s = in.shape;
+    const int64_t bs = params_.integer("block_size"), topk = params_.integer("topk_blocks"),
+                  sinks = params_.integer("sinks"), local = params_.integer("local");
+    const int G = s.group(), d = s.head_dim;
+    const HostTensor& Q = in.host->q;
+    const HostTensor& K = in.host->k;
+    auto lists = std::make_shared<StepKeyLists>(s.steps, int64_t(s.batch) * s.kv_heads);
+    Selected out;
+    // Mean keys of the pages [sinks + p·b, sinks + (p+1)·b) that the last step can score.
+    const int64_t T_last = step_position(s, s.steps - 1) + 1;
+    const int64_t np_max = std::max<int64_t>(0, (T_last - local - sinks) / bs);
+    std::vector<std::vector<float>> means(size_t(s.batch) * s.kv_heads);
+    for (int b = 0; b < s.batch; ++b)
+      for (int kh = 0; kh < s.kv_heads; ++kh) {
+        auto& m = means[size_t(b) * s.kv_heads + kh];
+        m.resize(size_t(np_max) * d);
+        if (np_max > 0) cpu::pool_rows(K.row(b, kh, sinks), np_max * bs, d, bs, cpu::Pool::mean, m.data());
+        out.estimation_flops += double(np_max * bs) * d;
+        out.estimation_bytes += double(np_max * bs) * d * dtype_bytes(s.dtype);
+      }
+    std::vector<float> qmean(static_cast<size_t>(d)), scores;
+    std::vector<int32_t> top, keys;
+    for (int64_t t = 0; t < s.steps; ++t) {
+      const int64_t T = step_position(s, t) + 1;
+      for (int b = 0; b < s.batch; ++b)
+        for (int kh = 0; kh < s.kv_heads; ++kh) {
+          keys.clear();
+          if (T <= n_full()) {
+            append_range(keys, 0, T);
+          } else {
+            const int64_t np = (T - local - sinks) / bs, local_from = sinks + np * bs;
+            // mean_h q_h·k̄_p = (mean_h q_h)·k̄_p: one product per page.
+            std::fill(qmean.begin(), qmean.end(), 0.0f);
+            for (int g = 0; g < G; ++g)
+              for (int c = 0; c < d; ++c) qmean[size_t(c)] += Q.row(b, kh * G + g, t)[c] / float(G);
+            scores.resize(size_t(np));
+            cpu::group_scores(qmean.data(), 1, means[size_t(b) * s.kv_heads + kh].data(), np, d, 1.0f, scores.data());
+            cpu::top_k(scores.data(), np, topk, top);
+            std::sort(top.begin(), top.end());
+            append_range(keys, 0, sinks);
+            for (int32_t p : top) append_range(keys, sinks + int64_t(p) * bs, sinks + int64_t(p + 1) * bs);
+            append_range(keys, local_from, T);
+            // What is computed: the group-mean query, then one product per page (the cost model's
+            // search term counts a product per query head; ecost reports that form).
+            out.estimation_flops += double(G) * d + 2.0 * d * double(np);
+            out.estimation_bytes += double(np) * d * dtype_bytes(s.dtype);
+          }
+          lists->push(t, keys);
+        }
+    }
+    out.sources.push_back({lists, nullptr, nullptr});
+    return out;
+  }
+
+ private:
+  VariantInfo info_;
+};
+
+}  // namespace
+
+std::unique_ptr<Variant> make_kinetics(const ParamSet& p) { return std::make_unique<Kinetics>(p); }
+
+}  // namespace ab

@@ -1,0 +1,125 @@
+// Landmark Attention at inference, with the block-mean key standing in for the trained landmark.
+// "Landmark Attention: Random-Access Infinite Context Length for Transformers", Mohtashami &
+// Jaggi, NeurIPS 2023, arXiv 2305.16300; epfml/landmark-attention llama/llama_mem.py
+// (cache_top_k path). VARIANTS.md §14.
+//
+// The paper inserts a trained landmark token after every block of mem_freq tokens; a query
+// scores the landmarks, keeps the top-k blocks and attends to them plus the current block.
+// Without fine-tuned weights there are no landmark keys, so this variant scores each complete
+// block by the MEAN OF ITS KEYS (a training-free stand-in, named so in `list`): per step and
+// kv group,
+//   s_hb = softmax_b(q_h·k̄_b/√d) over the complete blocks before the step's own block,
+//   pooled over the group's query heads by summing (exactly per head for MHA; the repo's
+//   max_over_tokens aggregation concerns several queries of one head),
+//   keep the top `top_k` blocks (ascending), plus the step's own block up to its token.
+// Attention over the gathered keys is plain softmax (the repo's last section reuses the
+// grouped-softmax path; with mean keys there is no landmark probability to group by).
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "cpu/selection.hpp"
+#include "cpu/selection_decode.hpp"
+#include "variants/decode_steps.hpp"
+#include "variants/sparse_decode/sparse_decode_base.hpp"
+
+namespace ab {
+namespace {
+
+class Landmark final : public SparseDecodeVariant {
+ public:
+  explicit Landmark(ParamSet p) : SparseDecodeVariant(std::move(p)) {
+    info_.name = "landmark";
+    info_.family = "token-selection-decode";
+    info_.paper = "Landmark Attention: Random-Access Infinite Context Length for Transformers, "
+                  "Mohtashami & Jaggi, NeurIPS 2023, arXiv 2305.16300";
+    info_.summary = "block retrieval with the BLOCK-MEAN KEY standing in for trained landmark tokens: "
+                    "top-k blocks by softmax over block scores, plus the current block";
+    info_.params = {
+        {"block_size", ParamType::integer, int64_t{50}, "tokens per block (mem_freq; the landmark token "
+                                                        "itself is absent); >= 1"},
+        {"top_k", ParamType::integer, int64_t{5}, "blocks retrieved per step (cache_top_k in run_test.py); >= 1"},
+    };
+    info_.modes = {Mode::decode};
+    info_.backends = {"cpu"};
+  }
+  const VariantInfo& info() const override { return info_; }
+
+ protected:
+  void check(const AttnShape& s) const override {
+    (void)s;
+    const int64_t b = params_.integer("block_size"), k = params_.integer("top_k");
+    if (b < 1) refuse_param("landmark", "block_size", std::to_string(b), "must be >= 1");
+    if (k < 1) refuse_param("landmark", "top_k", std::to_string(k), "must be >= 1");
+  }
+
+  double nominal_keys(const AttnShape& s, int64_t t) const override {
+    const int64_t L = params_.integer("block_size"), P = step_position(s, t);
+    return std::min(double(P + 1), double(params_.integer("top_k") * L + P % L + 1));
+  }
+  double nominal_estimation_flops(const AttnShape& s) const override {
+    double f = 0;
+    for (int64_t t = 0; t < s.steps; ++t)
+      f += 2.0 * s.batch * s.q_heads * s.head_dim * double(step_position(s, t) / params_.integer("block_size"));
+    return f;
+  }
+
+  Selected select(const Inputs& in) override {
+    const AttnShape& s = in.shape;
+    const int64_t L = params_.integer("block_size"), top_k = params_.integer("top_k");
+    const int G = s.group(), d = s.head_dim;
+    const float scale = in.effective_scale();
+    const HostTensor& Q = in.host->q;
+    const HostTensor& K = in.host->k;
+    auto lists = std::make_shared<StepKeyLists>(s.steps, int64_t(s.batch) * s.kv_heads);
+    Selected out;
+    // Mean keys of every block complete by the last step (a block's mean exists once its last
+    // key has arrived, and only blocks before the step's own block are scored).
+    const int64_t last = step_position(s, s.steps - 1), nb_max = last / L;
+    std::vector<std::vector<float>> means(size_t(s.batch) * s.kv_heads);
+    for (int b = 0; b < s.batch; ++b)
+      for (int kh = 0; kh < s.kv_heads; ++kh) {
+        auto& m = means[size_t(b) * s.kv_heads + kh];
+        m.resize(size_t(nb_max) * d);
+        if (nb_max > 0) cpu::pool_rows(K.row(b, kh, 0), nb_max * L, d, L, cpu::Pool::mean, m.data());
+        out.estimation_flops += double(nb_max * L) * d;  // one add per pooled element
+        out.estimation_bytes += double(nb_max * L) * d * dtype_bytes(s.dtype);
+      }
+    std::vector<float> qg(size_t(G) * d), scores, pooled;
+    std::vector<int32_t> top, keys;
+    for (int64_t t = 0; t < s.steps; ++t) {
+      const int64_t P = step_position(s, t), cb = P / L;
+      for (int b = 0; b < s.batch; ++b)
+        for (int kh = 0; kh < s.kv_heads; ++kh) {
+          keys.clear();
+          if (cb <= top_k) {
+            append_range(keys, 0, P + 1);
+          } else {
+            for (int g = 0; g < G; ++g) std::copy_n(Q.row(b, kh * G + g, t), d, qg.data() + size_t(g) * d);
+            scores.resize(size_t(G) * size_t(cb));
+            cpu::group_scores(qg.data(), G, means[size_t(b) * s.kv_heads + kh].data(), cb, d, scale, scores.data());
+            pooled.assign(size_t(cb), 0.0f);
+            cpu::soft_vote(scores.data(), G, cb, pooled.data());  // Σ_h softmax_b(s_hb)
+            cpu::top_k(pooled.data(), cb, top_k, top);
+            std::sort(top.begin(), top.end());
+            for (int32_t blk : top) append_range(keys, int64_t(blk) * L, int64_t(blk + 1) * L);
+            append_range(keys, cb * L, P + 1);
+            out.estimation_flops += 2.0 * G * d * double(cb);
+            out.estimation_bytes += double(cb) * d * dtype_bytes(s.dtype);
+          }
+          lists->push(t, keys);
+        }
+    }
+    out.sources.push_back({lists, nullptr, nullptr});
+    return out;
+  }
+
+ private:
+  VariantInfo info_;
+};
+
+}  // namespace
+
+std::unique_ptr<Variant> make_landmark(const ParamSet& p) { return std::make_unique<Landmark>(p); }
+
+}  // namespace ab
