@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include <Eigen/Dense>
+
 namespace ab {
 
 std::vector<int64_t> sample_rows(int64_t q_len, int64_t count, int64_t first) {
@@ -21,54 +23,81 @@ std::vector<int64_t> sample_rows(int64_t q_len, int64_t count, int64_t first) {
   return rows;
 }
 
+void dense_attention_rows(const HostTensor& q, const HostTensor& k, const HostTensor* v,
+                          const AttnShape& s, const Mask& m, double scale, int kv_head, int b,
+                          int h, const int64_t* rows, int count, double* p, double* o, double* lse) {
+  using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Strided = Eigen::Map<MatD, 0, Eigen::OuterStride<>>;
+  constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+  constexpr int64_t kTile = 256;  // keys widened to float64 per GEMM
+  const int d = s.head_dim, dv = s.v_dim;
+  const int64_t n = s.kv_len;
+  const bool plain = !m.extra && m.window <= 0;
+  // Keys past the last row's causal horizon are masked for every row of the block.
+  int64_t hi = 0;
+  for (int r = 0; r < count; ++r)
+    hi = std::max(hi, m.causal ? std::min<int64_t>(n, rows[r] + s.q_offset() + 1) : n);
+  MatD qd(count, d), tile(kTile, std::max(d, dv));
+  for (int r = 0; r < count; ++r) {
+    const float* qr = q.row(b, h, rows[r]);
+    for (int c = 0; c < d; ++c) qd(r, c) = qr[c];
+  }
+  // Logits: float64 GEMMs over tiles of keys (the same sums as the definition, in another order).
+  for (int64_t j0 = 0; j0 < hi; j0 += kTile) {
+    const int64_t jt = std::min(kTile, hi - j0);
+    for (int64_t j = 0; j < jt; ++j) {
+      const float* kr = k.row(b, kv_head, j0 + j);
+      for (int c = 0; c < d; ++c) tile(j, c) = kr[c];
+    }
+    Strided(p + j0, count, jt, Eigen::OuterStride<>(n)).noalias() =
+        scale * (qd * tile.topLeftCorner(jt, d).transpose());
+  }
+  for (int r = 0; r < count; ++r) {
+    double* pr = p + r * n;
+    const int64_t qpos = rows[r] + s.q_offset();
+    const int64_t rhi = m.causal ? std::min<int64_t>(n, qpos + 1) : n;
+    double mx = kNegInf;
+    for (int64_t j = 0; j < n; ++j) {
+      if (j >= rhi || (!plain && !m.allows(b, h, qpos, j))) {
+        pr[j] = kNegInf;
+        continue;
+      }
+      mx = std::max(mx, pr[j]);
+    }
+    if (mx == kNegInf) {
+      std::fill(pr, pr + n, 0.0);
+      lse[r] = kNegInf;
+      continue;
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      pr[j] = pr[j] == kNegInf ? 0.0 : std::exp(pr[j] - mx);
+      sum += pr[j];
+    }
+    const double inv = 1.0 / sum;
+    for (int64_t j = 0; j < n; ++j) pr[j] *= inv;
+    lse[r] = mx + std::log(sum);
+  }
+  if (!o) return;
+  Eigen::Map<MatD> om(o, count, dv);
+  om.setZero();
+  if (!v) return;
+  for (int64_t j0 = 0; j0 < hi; j0 += kTile) {
+    const int64_t jt = std::min(kTile, hi - j0);
+    for (int64_t j = 0; j < jt; ++j) {
+      const float* vr = v->row(b, kv_head, j0 + j);
+      for (int c = 0; c < dv; ++c) tile(j, c) = vr[c];
+    }
+    om.noalias() += Strided(p + j0, count, jt, Eigen::OuterStride<>(n)) * tile.topLeftCorner(jt, dv);
+  }
+}
+
 double dense_attention_row(const HostTensor& q, const HostTensor& k, const HostTensor* v,
                            const AttnShape& s, const Mask& m, double scale, int kv_head, int b,
                            int h, int64_t i, double* p, double* o) {
-  constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-  const int d = s.head_dim;
-  const int64_t n = s.kv_len;
-  const int64_t qpos = i + s.q_offset();
-  const float* qr = q.row(b, h, i);
-  // Keys outside [lo, hi) are masked for the structured part of every mask: skip them whole.
-  const int64_t hi = m.causal ? std::min<int64_t>(n, qpos + 1) : n;
-  const bool plain = !m.extra && m.window <= 0;
-  double mx = kNegInf;
-  for (int64_t j = 0; j < n; ++j) {
-    if (j >= hi || (!plain && !m.allows(b, h, qpos, j))) {
-      p[j] = kNegInf;
-      continue;
-    }
-    const float* kr = k.row(b, kv_head, j);
-    double dot = 0;
-#pragma omp simd reduction(+ : dot)
-    for (int c = 0; c < d; ++c) dot += static_cast<double>(qr[c]) * static_cast<double>(kr[c]);
-    p[j] = dot * scale;
-    mx = std::max(mx, p[j]);
-  }
-  if (o)
-    for (int c = 0; c < s.v_dim; ++c) o[c] = 0;
-  if (mx == kNegInf) {
-    std::fill(p, p + n, 0.0);
-    return kNegInf;
-  }
-  double sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    p[j] = p[j] == kNegInf ? 0.0 : std::exp(p[j] - mx);
-    sum += p[j];
-  }
-  const double inv = 1.0 / sum;
-  for (int64_t j = 0; j < n; ++j) p[j] *= inv;
-  if (o && v) {
-    const int dv = s.v_dim;
-    for (int64_t j = 0; j < n; ++j) {
-      const double pj = p[j];
-      if (pj == 0.0) continue;
-      const float* vr = v->row(b, kv_head, j);
-#pragma omp simd
-      for (int c = 0; c < dv; ++c) o[c] += pj * static_cast<double>(vr[c]);
-    }
-  }
-  return mx + std::log(sum);
+  double lse = 0;
+  dense_attention_rows(q, k, v, s, m, scale, kv_head, b, h, &i, 1, p, o, &lse);
+  return lse;
 }
 
 RowStats row_stats(const double* p, const AttnShape& s, const Mask& m, int b, int h, int64_t qpos,
@@ -86,7 +115,8 @@ RowStats row_stats(const double* p, const AttnShape& s, const Mask& m, int b, in
   if (sink_token >= 0 && sink_token < s.kv_len) r.first_mass = p[sink_token];
   if (r.visible == 0) return r;
   auto top_mass = [&](double frac) {
-    const int64_t kk = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(frac * r.visible)), 1, r.visible);
+    // k = ceil(frac · N) keys (N = kv_len, as the capture's README measures), at most the visible ones.
+    const int64_t kk = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(frac * double(s.kv_len))), 1, r.visible);
     std::nth_element(scratch.begin(), scratch.begin() + (kk - 1), scratch.end(), std::greater<>());
     double sum = 0;
     for (int64_t t = 0; t < kk; ++t) sum += scratch[t];
@@ -113,17 +143,23 @@ std::vector<HeadStats> attention_stats(const HostTensor& q, const HostTensor& k,
   // its row's statistics into a slot, summed per head afterwards in a fixed order (the result
   // does not depend on the thread count).
   std::vector<RowStats> per_row(static_cast<size_t>(heads * nrows));
+  constexpr int64_t kBlock = 16;  // rows per pass over K (dense_attention_rows)
+  const int64_t blocks = (nrows + kBlock - 1) / kBlock;
 #pragma omp parallel
   {
-    std::vector<double> p(static_cast<size_t>(s.kv_len)), scratch;
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t t = 0; t < heads * nrows; ++t) {
-      const int bh = static_cast<int>(t / nrows);
+    std::vector<double> p(static_cast<size_t>(kBlock * s.kv_len)), scratch, lse(kBlock);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < heads * blocks; ++t) {
+      const int bh = static_cast<int>(t / blocks);
       const int b = bh / s.q_heads, h = bh % s.q_heads;
-      const int64_t i = rows[static_cast<size_t>(t % nrows)];
-      dense_attention_row(q, k, nullptr, s, mask, scale, h / s.group(), b, h, i, p.data(), nullptr);
-      per_row[static_cast<size_t>(t)] =
-          row_stats(p.data(), s, mask, b, h, i + s.q_offset(), opts.window, opts.sink_token, scratch);
+      const int64_t r0 = (t % blocks) * kBlock;
+      const int cnt = static_cast<int>(std::min(kBlock, nrows - r0));
+      dense_attention_rows(q, k, nullptr, s, mask, scale, h / s.group(), b, h, &rows[static_cast<size_t>(r0)], cnt,
+                           p.data(), nullptr, lse.data());
+      for (int r = 0; r < cnt; ++r)
+        per_row[static_cast<size_t>(bh * nrows + r0 + r)] =
+            row_stats(p.data() + r * s.kv_len, s, mask, b, h, rows[static_cast<size_t>(r0 + r)] + s.q_offset(),
+                      opts.window, opts.sink_token, scratch);
     }
   }
   for (int bh = 0; bh < heads; ++bh) {

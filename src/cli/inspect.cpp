@@ -115,7 +115,7 @@ int run_inspect(const InspectOptions& opt) {
     std::printf("%s\n", doc.dump(2).c_str());
   } else {
     std::printf("entropy: nats; %s: mass on token %lld; local%lld: mass on the %lld nearest keys; "
-                "top1%%/top10%%: mass of the largest 1%%/10%% of the visible keys; float64 dense "
+                "top1%%/top10%%: mass of the ceil(1%%/10%% of kv_len) largest probabilities; float64 dense "
                 "attention under the problem's mask, means over the sampled rows\n",
                 fmt::format("tok{}", opt.token).c_str(), static_cast<long long>(opt.token),
                 static_cast<long long>(opt.window), static_cast<long long>(opt.window));

@@ -187,6 +187,9 @@ json measure_niah(MetricContext& ctx) {
       skipped.push_back({{"length", p.kv_len}, {"reason", sup.reason}});
       continue;
     }
+    // One buffer per length for the planted copies: reused across depths and trials (fresh
+    // pages for 100 copies of a 16k haystack cost more than planting them).
+    auto host = std::make_shared<HostInputs>();
     std::vector<int64_t> cell_hits(nd, 0), cell_n(nd, 0);
     std::vector<double> cell_mass(nd, 0.0), cell_dense(nd, 0.0), cell_cos(nd, 0.0);
     for (int64_t t = 0; t < o.trials && !interrupted; ++t) {
@@ -198,7 +201,7 @@ json measure_niah(MetricContext& ctx) {
           interrupted = true;
           break;
         }
-        auto host = std::make_shared<HostInputs>(hay);
+        *host = hay;  // vector assignment keeps the buffers
         NeedleSpec ns;
         ns.depth = o.depths[di];
         ns.margin = o.margin;

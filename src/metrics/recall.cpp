@@ -105,67 +105,96 @@ json measure_recall(MetricContext& ctx) {
   std::vector<int64_t> selected(static_cast<size_t>(tasks), 0), allowed(static_cast<size_t>(tasks), 0);
   bool nonfinite = false;
 
+  const int64_t kmax_all = ks.empty() ? 0 : *std::max_element(ks.begin(), ks.end());
+  constexpr int64_t kBlock = 16;  // rows per pass over K and V (dense_attention_rows)
+  const int64_t blocks = (nrows + kBlock - 1) / kBlock;
 #pragma omp parallel
   {
-    std::vector<double> p(static_cast<size_t>(s.kv_len)), ostar(static_cast<size_t>(s.v_dim));
-    std::vector<int64_t> keys, idx;
+    std::vector<double> pb(static_cast<size_t>(kBlock * s.kv_len)), ob(static_cast<size_t>(kBlock * s.v_dim)),
+        lse(kBlock);
+    std::vector<int64_t> keys;
+    std::vector<std::pair<double, int64_t>> best;
+    auto better = [](const std::pair<double, int64_t>& a, const std::pair<double, int64_t>& c) {
+      return a.first != c.first ? a.first > c.first : a.second < c.second;
+    };
     std::vector<char> mark(sel ? static_cast<size_t>(s.kv_len) : 0, 0);
-#pragma omp for schedule(dynamic, 2)
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int bh = static_cast<int>(t / nrows);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < heads * blocks; ++blk) {
+      const int bh = static_cast<int>(blk / blocks);
       const int b = bh / s.q_heads, h = bh % s.q_heads;
-      const int64_t i = rows[static_cast<size_t>(t % nrows)];
-      dense_attention_row(in.q, in.k, &in.v, s, dense, scale, h / s.group(), b, h, i, p.data(), ostar.data());
-      const float* got = o.row(b, h, i);
-      double e2 = 0, r2 = 0, g2 = 0, dot = 0;
-      for (int c = 0; c < s.v_dim; ++c) {
-        if (!std::isfinite(got[c])) {
+      const int64_t r0 = (blk % blocks) * kBlock;
+      const int cnt = static_cast<int>(std::min(kBlock, nrows - r0));
+      dense_attention_rows(in.q, in.k, &in.v, s, dense, scale, h / s.group(), b, h, &rows[static_cast<size_t>(r0)],
+                           cnt, pb.data(), ob.data(), lse.data());
+      for (int rr = 0; rr < cnt; ++rr) {
+        const int64_t t = bh * nrows + r0 + rr;
+        const int64_t i = rows[static_cast<size_t>(r0 + rr)];
+        const double* p = pb.data() + rr * s.kv_len;
+        const double* ostar = ob.data() + rr * s.v_dim;
+        const float* got = o.row(b, h, i);
+        double e2 = 0, r2 = 0, g2 = 0, dot = 0;
+        for (int c = 0; c < s.v_dim; ++c) {
+          if (!std::isfinite(got[c])) {
 #pragma omp atomic write
-          nonfinite = true;
+            nonfinite = true;
+          }
+          const double d = got[c] - ostar[c];
+          e2 += d * d;
+          r2 += ostar[c] * ostar[c];
+          g2 += double(got[c]) * got[c];
+          dot += double(got[c]) * ostar[c];
         }
-        const double d = got[c] - ostar[c];
-        e2 += d * d;
-        r2 += ostar[c] * ostar[c];
-        g2 += double(got[c]) * got[c];
-        dot += double(got[c]) * ostar[c];
-      }
-      err[t] = r2 > 0 ? std::sqrt(e2 / r2) : std::sqrt(e2);
-      cosine[t] = (r2 > 0 && g2 > 0) ? dot / std::sqrt(r2 * g2) : (r2 == g2 ? 1.0 : 0.0);
-      if (!sel) continue;
+        err[t] = r2 > 0 ? std::sqrt(e2 / r2) : std::sqrt(e2);
+        cosine[t] = (r2 > 0 && g2 > 0) ? dot / std::sqrt(r2 * g2) : (r2 == g2 ? 1.0 : 0.0);
+        if (!sel) continue;
 
-      const int64_t qpos = i + s.q_offset();
-      sel->keys(b, h, i, keys);
-      double m = 0;
-      int64_t nsel = 0;
-      for (int64_t j : keys) {
-        if (j < 0 || j >= s.kv_len || !dense.allows(b, h, qpos, j)) continue;
-        m += p[j];
-        ++nsel;
-        mark[j] = 1;
-      }
-      const int64_t nallowed = s.visible_keys(i);  // the dense mask is causal or nothing
-      idx.clear();
-      if (!ks.empty())
-        for (int64_t j = 0; j < nallowed; ++j) idx.push_back(j);
-      mass[t] = std::min(1.0, m);
-      selected[t] = nsel;
-      allowed[t] = nallowed;
-      // Top-k of the dense row (ties broken by key index), intersected with the selection.
-      for (size_t q = 0; q < ks.size(); ++q) {
-        const int64_t kk = std::min<int64_t>(ks[q], nallowed);
-        if (kk <= 0) {
-          topk[q][t] = 1.0;
-          continue;
+        const int64_t qpos = i + s.q_offset();
+        sel->keys(b, h, i, keys);
+        int64_t nsel = 0;
+        for (int64_t j : keys) {
+          if (j < 0 || j >= s.kv_len || !dense.allows(b, h, qpos, j) || mark[j]) continue;
+          ++nsel;
+          mark[j] = 1;
         }
-        std::nth_element(idx.begin(), idx.begin() + (kk - 1), idx.end(), [&](int64_t a, int64_t c) {
-          return p[a] != p[c] ? p[a] > p[c] : a < c;
-        });
-        int64_t hit = 0;
-        for (int64_t r = 0; r < kk; ++r) hit += mark[idx[r]];
-        topk[q][t] = double(hit) / double(kk);
+        // Mass recall as 1 − the mass left out: exact (1) for a selection of every allowed key,
+        // and accurate near 1, where the interesting differences are.
+        double lost = 0;
+        for (int64_t j = 0; j < s.kv_len; ++j)
+          if (!mark[j]) lost += p[j];
+        const int64_t nallowed = s.visible_keys(i);  // the dense mask is causal or nothing
+        mass[t] = std::clamp(1.0 - lost, 0.0, 1.0);
+        selected[t] = nsel;
+        allowed[t] = nallowed;
+        // Top-k of the dense row (ties broken by the lower key index), intersected with the
+        // selection: one pass keeping the best kmax keys in a heap whose top is the worst kept
+        // (most keys fail the first comparison), then sorted best first.
+        const int64_t kmax = std::min(kmax_all, nallowed);
+        best.clear();
+        for (int64_t j = 0; j < nallowed && kmax > 0; ++j) {
+          const std::pair<double, int64_t> c{p[j], j};
+          if (static_cast<int64_t>(best.size()) < kmax) {
+            best.push_back(c);
+            std::push_heap(best.begin(), best.end(), better);
+          } else if (better(c, best.front())) {
+            std::pop_heap(best.begin(), best.end(), better);
+            best.back() = c;
+            std::push_heap(best.begin(), best.end(), better);
+          }
+        }
+        std::sort(best.begin(), best.end(), better);
+        for (size_t q = 0; q < ks.size(); ++q) {
+          const int64_t kk = std::min<int64_t>(ks[q], nallowed);
+          if (kk <= 0) {
+            topk[q][t] = 1.0;
+            continue;
+          }
+          int64_t hit = 0;
+          for (int64_t r = 0; r < kk; ++r) hit += mark[best[r].second];
+          topk[q][t] = double(hit) / double(kk);
+        }
+        for (int64_t j : keys)
+          if (j >= 0 && j < s.kv_len) mark[j] = 0;
       }
-      for (int64_t j : keys)
-        if (j >= 0 && j < s.kv_len) mark[j] = 0;
     }
   }
 

@@ -54,27 +54,42 @@ double dot_f(const float* a, const double* u, int d) {
   return s;
 }
 
-// log Σ exp(scale·q·k_j) over visible keys j ≠ skip (−inf when none).
-double haystack_lse(const float* q, const HostTensor& k, int b, int g, int64_t visible_end,
-                    int64_t skip, int d, double scale, std::vector<double>& buf) {
-  buf.resize(static_cast<size_t>(visible_end));
-  double mx = -std::numeric_limits<double>::infinity();
-  for (int64_t j = 0; j < visible_end; ++j) {
-    if (j == skip) {
-      buf[j] = -std::numeric_limits<double>::infinity();
-      continue;
-    }
+// Haystack log-partitions of several query rows of one head at once: out[r] = log Σ_{j < vis[r],
+// j ≠ skip} exp(scale·q_r·k_j) (−inf when empty). Keys outer, rows inner: each key row is read
+// and widened once for all rows (the NIAH grid plants 100 needles up to 16k keys: this loop
+// is most of its cost). `logits` is scratch (rows × max vis).
+void haystack_lse(const std::vector<const float*>& q, const std::vector<int64_t>& vis, const HostTensor& k,
+                  int b, int g, int64_t skip, int d, double scale, std::vector<double>& logits,
+                  std::vector<double>& out) {
+  const size_t rows = q.size();
+  const int64_t n = *std::max_element(vis.begin(), vis.end());
+  logits.resize(rows * static_cast<size_t>(n));
+  std::vector<double> qd(rows * static_cast<size_t>(d)), kd(static_cast<size_t>(d));
+  for (size_t r = 0; r < rows; ++r)
+    for (int c = 0; c < d; ++c) qd[r * d + c] = q[r][c];
+  for (int64_t j = 0; j < n; ++j) {
     const float* kr = k.row(b, g, j);
-    double s = 0;
+    for (int c = 0; c < d; ++c) kd[c] = kr[c];
+    for (size_t r = 0; r < rows; ++r) {
+      const double* qr = &qd[r * d];
+      double s = 0;
 #pragma omp simd reduction(+ : s)
-    for (int c = 0; c < d; ++c) s += static_cast<double>(q[c]) * static_cast<double>(kr[c]);
-    buf[j] = s * scale;
-    mx = std::max(mx, buf[j]);
+      for (int c = 0; c < d; ++c) s += qr[c] * kd[c];
+      logits[r * n + j] = s * scale;
+    }
   }
-  if (mx == -std::numeric_limits<double>::infinity()) return mx;
-  double sum = 0;
-  for (int64_t j = 0; j < visible_end; ++j) sum += std::exp(buf[j] - mx);
-  return mx + std::log(sum);
+  out.assign(rows, -std::numeric_limits<double>::infinity());
+  for (size_t r = 0; r < rows; ++r) {
+    const double* l = &logits[r * n];
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j < vis[r]; ++j)
+      if (j != skip) mx = std::max(mx, l[j]);
+    if (mx == -std::numeric_limits<double>::infinity()) continue;
+    double sum = 0;
+    for (int64_t j = 0; j < vis[r]; ++j)
+      if (j != skip) sum += std::exp(l[j] - mx);
+    out[r] = mx + std::log(sum);
+  }
 }
 
 NeedleSpec needle_spec(const json& o) {
@@ -113,10 +128,13 @@ PlantedNeedle plant_needle(HostInputs& in, const AttnShape& s, const NeedleSpec&
     for (int64_t j = 0; j < n; ++j) {
       float* kr = in.k.row(b, g, j);
       const double a = dot_f(kr, u.data(), d);
-      for (int c = 0; c < d; ++c) {
-        kr[c] = round_to(s.dtype, static_cast<float>(kr[c] - a * u[c]));
-        k2 += double(kr[c]) * kr[c];
-      }
+      for (int c = 0; c < d; ++c) kr[c] = static_cast<float>(kr[c] - a * u[c]);
+      if (s.dtype != DType::f32)
+        for (int c = 0; c < d; ++c) kr[c] = round_to(s.dtype, kr[c]);
+      double r2 = 0;
+#pragma omp simd reduction(+ : r2)
+      for (int c = 0; c < d; ++c) r2 += double(kr[c]) * kr[c];
+      k2 += r2;
     }
     double kappa = std::sqrt(k2 / double(n));
     if (!(kappa > 0)) kappa = std::sqrt(double(d));
@@ -128,7 +146,10 @@ PlantedNeedle plant_needle(HostInputs& in, const AttnShape& s, const NeedleSpec&
     double v2 = 0;
     for (int64_t j = 0; j < n; ++j) {
       const float* vr = in.v.row(b, g, j);
-      for (int c = 0; c < dv; ++c) v2 += double(vr[c]) * vr[c];
+      double r2 = 0;
+#pragma omp simd reduction(+ : r2)
+      for (int c = 0; c < dv; ++c) r2 += double(vr[c]) * vr[c];
+      v2 += r2;
     }
     double vnorm = std::sqrt(v2 / double(n)) * spec.value_scale;
     if (!(vnorm > 0)) vnorm = std::sqrt(double(dv)) * spec.value_scale;
@@ -138,23 +159,34 @@ PlantedNeedle plant_needle(HostInputs& in, const AttnShape& s, const NeedleSpec&
     for (int c = 0; c < dv; ++c) vstar[c] = vp[c] = round_to(s.dtype, static_cast<float>(vnorm * vdir[c]));
 
     // Probe queries: the u-component that puts the needle `margin` nats above the haystack.
-    std::vector<double> buf;
+    std::vector<double> logits, z, z2;
+    std::vector<const float*> rows;
+    std::vector<int64_t> vis;
     for (int h = g * group; h < (g + 1) * group; ++h) {
+      rows.clear();
+      vis.clear();
+      for (int64_t i : out.probes) {
+        rows.push_back(in.q.row(b, h, i));
+        vis.push_back(s.causal ? i + s.q_offset() + 1 : n);
+      }
+      haystack_lse(rows, vis, in.k, b, g, pos, d, scale, logits, z);
       for (size_t r = 0; r < out.probes.size(); ++r) {
-        const int64_t i = out.probes[r];
-        const int64_t qpos = i + s.q_offset();
-        const int64_t vis = s.causal ? qpos + 1 : n;
-        float* qr = in.q.row(b, h, i);
-        const double z = haystack_lse(qr, in.k, b, g, vis, pos, d, scale, buf);
-        const double target = (std::isfinite(z) ? z : 0.0) + spec.margin;
+        float* qr = in.q.row(b, h, out.probes[r]);
+        const double target = (std::isfinite(z[r]) ? z[r] : 0.0) + spec.margin;
         const double shift = target / (scale * kappa_eff) - dot_f(qr, u.data(), d);
         for (int c = 0; c < d; ++c) qr[c] = round_to(s.dtype, static_cast<float>(qr[c] + shift * u[c]));
-        // The needle's dense probability on the rounded inputs.
-        const double z2 = haystack_lse(qr, in.k, b, g, vis, pos, d, scale, buf);
+      }
+      // The needle's dense probability on the final inputs. In fp32 the haystack logits did not
+      // move (its keys are orthogonal to u up to fp32 rounding, ~1e-7 relative); rounding the
+      // query to bf16/fp16 moves every logit a little, so the log-partition is measured again.
+      if (s.dtype != DType::f32) haystack_lse(rows, vis, in.k, b, g, pos, d, scale, logits, z2);
+      else z2 = z;
+      for (size_t r = 0; r < out.probes.size(); ++r) {
+        const float* qr = in.q.row(b, h, out.probes[r]);
         double sp = 0;
         for (int c = 0; c < d; ++c) sp += double(qr[c]) * kp[c];
         sp *= scale;
-        const double mass = std::isfinite(z2) ? 1.0 / (1.0 + std::exp(z2 - sp)) : 1.0;
+        const double mass = std::isfinite(z2[r]) ? 1.0 / (1.0 + std::exp(z2[r] - sp)) : 1.0;
         out.dense_mass[(static_cast<size_t>(b) * s.q_heads + h) * out.probes.size() + r] = mass;
       }
     }

@@ -93,9 +93,80 @@ Layout layout_for(int d, const Params& p) {
   return l;
 }
 
-void fill_normal(float* x, int64_t n, std::mt19937_64& rng, double stddev) {
-  std::normal_distribution<double> dist(0.0, stddev);
-  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(dist(rng));
+// Standard normal variates by the ziggurat method (Marsaglia & Tsang, "The Ziggurat Method for
+// Generating Random Variables", J. Stat. Softw. 5(8), 2000; 128 layers) on a splitmix64
+// stream, with the layer index and the value taken from different bits (the original shares
+// them). std::normal_distribution took 12% of a 16k NIAH grid; this is several times faster.
+class NormalStream {
+ public:
+  explicit NormalStream(uint64_t seed) : state_(seed) {}
+  double operator()() {
+    const uint64_t u = next();
+    const int iz = static_cast<int>(u & 127);
+    const int64_t hz = static_cast<int32_t>(u >> 32);
+    if (static_cast<uint64_t>(hz < 0 ? -hz : hz) < table().kn[iz]) return double(hz) * table().wn[iz];
+    return tail(hz, iz);
+  }
+
+ private:
+  struct Tables {
+    uint64_t kn[128];
+    double wn[128], fn[128];
+    Tables() {
+      const double m1 = 2147483648.0, vn = 9.91256303526217e-3;
+      double dn = 3.442619855899, tn = dn;
+      const double q = vn / std::exp(-0.5 * dn * dn);
+      kn[0] = static_cast<uint64_t>((dn / q) * m1);
+      kn[1] = 0;
+      wn[0] = q / m1;
+      wn[127] = dn / m1;
+      fn[0] = 1.0;
+      fn[127] = std::exp(-0.5 * dn * dn);
+      for (int i = 126; i >= 1; --i) {
+        dn = std::sqrt(-2.0 * std::log(vn / dn + std::exp(-0.5 * dn * dn)));
+        kn[i + 1] = static_cast<uint64_t>((dn / tn) * m1);
+        tn = dn;
+        fn[i] = std::exp(-0.5 * dn * dn);
+        wn[i] = dn / m1;
+      }
+    }
+  };
+  static const Tables& table() {
+    static const Tables t;
+    return t;
+  }
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (double(next() >> 11) + 0.5) * 0x1.0p-53; }
+  double tail(int64_t hz, int iz) {
+    const Tables& t = table();
+    constexpr double r = 3.442619855899;
+    for (;;) {
+      double x = double(hz) * t.wn[iz];
+      if (iz == 0) {
+        double y;
+        do {
+          x = -std::log(uniform()) / r;
+          y = -std::log(uniform());
+        } while (y + y < x * x);
+        return hz > 0 ? r + x : -r - x;
+      }
+      if (t.fn[iz] + uniform() * (t.fn[iz - 1] - t.fn[iz]) < std::exp(-0.5 * x * x)) return x;
+      const uint64_t u = next();
+      iz = static_cast<int>(u & 127);
+      hz = static_cast<int32_t>(u >> 32);
+      if (static_cast<uint64_t>(hz < 0 ? -hz : hz) < t.kn[iz]) return double(hz) * t.wn[iz];
+    }
+  }
+  uint64_t state_;
+};
+
+void fill_normal(float* x, int64_t n, NormalStream& rng, double stddev) {
+  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(stddev * rng());
 }
 
 // Random unit vector.
@@ -183,6 +254,23 @@ HostInputs generate_structured(const AttnShape& s, const json& options, uint64_t
     return component == dominant ? 1.0 : 1.0 - p.head_diversity;
   };
 
+  // Rotary and slash angles of every position, shared by all heads: (cos, sin) per pair.
+  const int nang = L.pairs + L.harmonics;
+  std::vector<float> rot(static_cast<size_t>(n * nang * 2));
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < n; ++j) {
+    float* r = &rot[static_cast<size_t>(j * nang * 2)];
+    for (int f = 0; f < L.pairs; ++f) {
+      r[2 * f] = static_cast<float>(std::cos(theta[f] * double(j)));
+      r[2 * f + 1] = static_cast<float>(std::sin(theta[f] * double(j)));
+    }
+    for (int m = 0; m < L.harmonics; ++m) {
+      const double ang = (m + 1) * omega * double(j);
+      r[2 * (L.pairs + m)] = static_cast<float>(std::cos(ang));
+      r[2 * (L.pairs + m) + 1] = static_cast<float>(std::sin(ang));
+    }
+  }
+
   HostInputs in;
   in.q = HostTensor({s.batch, s.q_heads, s.q_len, d});
   in.k = HostTensor({s.batch, s.kv_heads, n, d});
@@ -194,16 +282,14 @@ HostInputs generate_structured(const AttnShape& s, const json& options, uint64_t
   for (int bg = 0; bg < s.batch * s.kv_heads; ++bg) {
     const int b = bg / s.kv_heads, g = bg % s.kv_heads;
     std::mt19937_64 rng(mix_seed(seed, 1, b, g));
+    NormalStream normal(mix_seed(seed, 3, b, g));
     // Latent z (n × 2F), AR(1) per coordinate with unit variance.
     const int zd = 2 * L.pairs;
     std::vector<float> z(static_cast<size_t>(n * zd));
-    {
-      std::normal_distribution<double> dist;
-      for (int c = 0; c < zd; ++c) z[c] = static_cast<float>(dist(rng));
-      for (int64_t j = 1; j < n; ++j)
-        for (int c = 0; c < zd; ++c)
-          z[j * zd + c] = static_cast<float>(rho * z[(j - 1) * zd + c] + innov * dist(rng));
-    }
+    for (int c = 0; c < zd; ++c) z[c] = static_cast<float>(normal());
+    for (int64_t j = 1; j < n; ++j)
+      for (int c = 0; c < zd; ++c)
+        z[j * zd + c] = static_cast<float>(rho * z[(j - 1) * zd + c] + innov * normal());
     // Heavy-hitter keys: distinct positions after the sinks.
     std::vector<char> heavy(static_cast<size_t>(n), 0);
     {
@@ -223,14 +309,14 @@ HostInputs generate_structured(const AttnShape& s, const json& options, uint64_t
                               double g_local, bool is_key) {
       x[L.sink] = static_cast<float>(a_sink * g_sink * (is_key ? (pos < p.sinks ? 1.0 : 0.0) : 1.0));
       x[L.heavy] = static_cast<float>(a_heavy * g_heavy * (is_key ? (heavy[pos] ? 1.0 : 0.0) : 1.0));
+      const float* r = &rot[static_cast<size_t>(pos * nang * 2)];
       for (int m = 0; m < L.harmonics; ++m) {
-        const double ang = (m + 1) * omega * double(pos);
-        x[L.slash + 2 * m] = static_cast<float>(a_slash * g_slash * std::cos(ang));
-        x[L.slash + 2 * m + 1] = static_cast<float>(a_slash * g_slash * std::sin(ang));
+        x[L.slash + 2 * m] = static_cast<float>(a_slash * g_slash * r[2 * (L.pairs + m)]);
+        x[L.slash + 2 * m + 1] = static_cast<float>(a_slash * g_slash * r[2 * (L.pairs + m) + 1]);
       }
       const float* zr = &z[static_cast<size_t>(pos * zd)];
       for (int f = 0; f < L.pairs; ++f) {
-        const double c = std::cos(theta[f] * double(pos)), sn = std::sin(theta[f] * double(pos));
+        const double c = r[2 * f], sn = r[2 * f + 1];
         const double x0 = zr[2 * f], x1 = zr[2 * f + 1];
         x[L.local + 2 * f] = static_cast<float>(a_local * g_local * (x0 * c - x1 * sn));
         x[L.local + 2 * f + 1] = static_cast<float>(a_local * g_local * (x0 * sn + x1 * c));
@@ -239,12 +325,12 @@ HostInputs generate_structured(const AttnShape& s, const json& options, uint64_t
     for (int64_t j = 0; j < n; ++j) {
       float* kr = in.k.row(b, g, j);
       structured_row(kr, j, 1, 1, 1, 1, true);
-      fill_normal(kr + L.noise, L.noise_dims, rng, sd_noise);
+      fill_normal(kr + L.noise, L.noise_dims, normal, sd_noise);
       if (p.mix) reflect(kr, w1), reflect(kr, w2);
     }
-    fill_normal(in.v.row(b, g, 0), n * s.v_dim, rng, p.v_std);
+    fill_normal(in.v.row(b, g, 0), n * s.v_dim, normal, p.v_std);
     for (int h = g * group; h < (g + 1) * group; ++h) {
-      std::mt19937_64 qrng(mix_seed(seed, 2, b, h));
+      NormalStream qrng(mix_seed(seed, 2, b, h));
       const double gs = gain(h, kSink), gh = gain(h, kHeavy), gl = gain(h, kLocal), gsl = gain(h, kSlash);
       for (int64_t i = 0; i < s.q_len; ++i) {
         float* qr = in.q.row(b, h, i);
