@@ -20,6 +20,8 @@
 #include "core/registry.hpp"
 #include "cpu/sdpa.hpp"
 #include "runner/execute.hpp"
+#include "runner/runner.hpp"
+#include "core/spec.hpp"
 #include "variants/decode_steps.hpp"
 #include "workloads/workloads.hpp"
 
@@ -560,4 +562,36 @@ TEST_CASE("landmark and kinetics: refused parameters are named with their rule")
   CHECK_THROWS_WITH_AS(make("kinetics", {{"topk_blocks", int64_t{0}}})->shape(p), "kinetics.topk_blocks = 0: must be >= 1", InputError);
   CHECK_THROWS_WITH_AS(make("kinetics", {{"local", int64_t{0}}})->shape(p), doctest::Contains("kinetics.local = 0"), InputError);
   CHECK_THROWS_WITH_AS(make("kinetics", {{"sinks", int64_t{-1}}})->shape(p), "kinetics.sinks = -1: must be >= 0", InputError);
+}
+
+TEST_CASE("ecost: the Kinetics eFLOPs model, hand-computed, and the case's measured cost") {
+  using json = nlohmann::ordered_json;
+  const std::string spec = R"(problem: {heads: 4, kv_heads: 2, head_dim: 32, seq_len: 600, mode: decode, steps: 4}
+variants: [{name: kinetics, block_size: 8, topk_blocks: 4, sinks: 2, local: 8}, gqa]
+metrics: {ecost: {E: 10, params: 1000, trials: 2}}
+)";
+  const Experiment ex = parse_experiment(spec, "ecost.yaml", {});
+  auto be = make_cpu_backend();
+  const json k = run_case(ex, ex.cases[0], *be, nullptr);
+  REQUIRE(k["status"] == "ok");
+  const json& m = k["metrics"]["ecost"]["model"];
+  // L = 600 - 4 prompt tokens, g = 4 steps, n = 2 trials, P = 1000, H = 4, H_kv = 2, d = 32, e = 2 B.
+  const double L = 596, g = 4, n = 2, P = 1000, H = 4, Hkv = 2, d = 32, E = 10;
+  const double dc = (2 * P * g + 2 * (2 * L + g) * g * H * d) * n, dm = 2 * (2 * L + g * n) * g * Hkv * d;
+  CHECK(m["dense"]["compute"].get<double>() == doctest::Approx(dc));
+  CHECK(m["dense"]["memory_bytes"].get<double>() == doctest::Approx(dm));
+  const double B = 8 + 2 + 8 * 4, kv = B * g;  // B < L: no correction
+  const double search = std::floor((2 * L + g) / 8) * g * H * d, search_mem = std::floor((2 * L + g * n) / 8) * g * Hkv * d;
+  const double sc = (2 * P * g + 4 * kv * H * d + search) * n, sm = 2 * 2 * kv * Hkv * d * n + search_mem;
+  CHECK(m["sparse"]["budget"].get<double>() == B);
+  CHECK(m["sparse"]["compute"].get<double>() == doctest::Approx(sc));
+  CHECK(m["sparse"]["memory_bytes"].get<double>() == doctest::Approx(sm));
+  CHECK(m["ratio"].get<double>() == doctest::Approx((dc + E * dm) / (sc + E * sm)));
+  // The case: kinetics reads far fewer K/V bytes than dense decode over the same steps.
+  CHECK(k["metrics"]["ecost"]["case"]["ratio"].get<double>() > 2.0);
+  const json g2 = run_case(ex, ex.cases[1], *be, nullptr);
+  REQUIRE(g2["status"] == "ok");
+  CHECK(g2["metrics"]["ecost"]["model"]["ratio"].get<double>() == 1.0);
+  CHECK(g2["metrics"]["ecost"]["case"]["ratio"].get<double>() == doctest::Approx(1.0).epsilon(1e-3));  // tile rounding only
+  CHECK_THROWS_WITH_AS(parse_experiment(spec, "ecost.yaml", {"metrics.ecost.E=0"}), doctest::Contains("metrics.ecost.E = 0"), InputError);
 }

@@ -45,6 +45,12 @@ const std::vector<MetricDef>& metric_table() {
        "Sink_k^eps of 'When Attention Sink Emerges': % of heads whose mean attention on token k "
        "exceeds epsilon, on the case's inputs",
        measure_sink, validate_sink},
+      {"ecost",
+       {{"E", 562.5}, {"params", 0.0}, {"trials", 1.0}, {"element_bytes", 2.0}, {"generation", 0.0}},
+       "Kinetics eFLOPs = compute + E x memory bytes: the case's measured cost and the closed-form "
+       "model for its shape (E: hardware FLOPs per byte; params: model parameters P, 0 = attention "
+       "only; generation: tokens g, 0 = the case's steps)",
+       measure_ecost, validate_ecost},
   };
   return table;
 }

@@ -123,6 +123,7 @@ Plan SparseDecodeVariant::plan(const Inputs& in, Backend& b) {
   p.estimation_flops = sel.estimation_flops;
   p.stats = std::move(sel.stats);
   p.stats["keys_per_step_per_kv_head"] = entries / double(in.shape.steps) / (double(in.shape.batch) * in.shape.kv_heads);
+  p.stats["estimation_bytes"] = sel.estimation_bytes;
   p.state = st;
   return p;
 }
