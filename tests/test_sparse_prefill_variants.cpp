@@ -218,6 +218,14 @@ std::vector<Spec> specs() {
         {{{"block", int64_t{0}}}, "dhsa.block"},
         {{{"chunk_beta", int64_t{0}}}, "dhsa.chunk_beta"}},
        true},
+      {"hyperattention",
+       {{"min_seq_len", int64_t{100000}}},
+       {{"min_seq_len", int64_t{128}}, {"block_size", int64_t{32}}, {"sample_size", int64_t{32}}, {"lsh_num_projs", int64_t{3}}},
+       "sample_size",
+       {int64_t{0}, int64_t{16}, int64_t{32}, int64_t{64}, int64_t{128}},
+       {{{{"lsh_num_projs", int64_t{0}}}, "hyperattention.lsh_num_projs"},
+        {{{"block_size", int64_t{0}}}, "hyperattention.block_size"},
+        {{{"sample_size", int64_t{-1}}}, "hyperattention.sample_size"}}},
   };
 }
 
@@ -715,4 +723,85 @@ TEST_CASE("dhsa: the cosine boundary heuristic finds planted segment boundaries"
   // NMS: with a window wider than a segment, neighbours of an accepted edge are suppressed.
   const std::vector<int32_t> wide = cpu::cosine_boundaries(k.data(), n, d, 4, 4, 150, 0);
   for (size_t t = 2; t + 1 < wide.size(); ++t) CHECK(wide[t] - wide[t - 1] > 150);
+}
+
+TEST_CASE("hyperattention: full budget, own formula, recall vs samples, determinism, refusals") {
+  check_common(spec_of("hyperattention"));
+  // The recursion's depth is a budget too: a larger min_seq_len keeps more exact pairs.
+  const uint32_t seed = test_seed();
+  std::mt19937 rng(seed);
+  const Problem p = problem(2, 2, 32, 1013, true);
+  auto host = make_inputs(make("hyperattention", {})->shape(p), seed);
+  double prev = -1;
+  DenseProbs dp;
+  for (int64_t min_len : {64, 128, 256, 512, 2048}) {
+    const Result r = run_variant("hyperattention", {{"min_seq_len", min_len}, {"block_size", int64_t{32}}, {"sample_size", int64_t{16}}}, p, host);
+    if (dp.rows.empty()) dp = dense_probs(r, 64, rng);
+    const double rec = mass_recall(dp, r.run.plan);
+    INFO("min_seq_len " << min_len << " recall " << rec << " density " << r.run.plan.density);
+    CHECK(rec >= prev - 1e-12);
+    prev = rec;
+  }
+  CHECK(prev == doctest::Approx(1.0));
+  // Another seed draws other columns.
+  const Result a = run_variant("hyperattention", {{"min_seq_len", int64_t{128}}, {"sample_size", int64_t{32}}, {"block_size", int64_t{32}}}, p, host);
+  const Result b = run_variant("hyperattention", {{"min_seq_len", int64_t{128}}, {"sample_size", int64_t{32}}, {"block_size", int64_t{32}}, {"seed", int64_t{9}}}, p, host);
+  CHECK(a.run.o.data != b.run.o.data);
+}
+
+TEST_CASE("hyperattention: sorted blocks and samples are the paper's rule recomputed in float64") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const int64_t bits = 4, bs = 64, m = 40, hseed = 5;
+  const Problem p = problem(2, 1, 32, 600, false);
+  const Result r = run_variant("hyperattention", {{"lsh_num_projs", bits}, {"block_size", bs}, {"sample_size", m},
+                                                  {"min_seq_len", int64_t{64}}, {"seed", hseed}},
+                               p, nullptr, seed);
+  const AttnShape& s = r.shape;
+  const HostInputs& x = *r.host;
+  const int d = s.head_dim;
+  const cpu::AngularLsh lsh = cpu::make_angular_lsh(d, int(bits), cpu::mix_seed(uint64_t(hseed), 0x15));
+  // Float64 hash: the sign bits of x·R in Gray-code order (reflected Gray code g(b) = b ^ b>>1).
+  auto hash = [&](const float* v, bool& near_zero) {
+    int bin = 0;
+    for (int t = 0; t < bits; ++t) {
+      double dot = 0, norm = 0;
+      for (int c = 0; c < d; ++c) {
+        dot += double(v[c]) * lsh.proj[size_t(c * bits + t)];
+        norm += double(v[c]) * v[c];
+      }
+      near_zero |= std::fabs(dot) < 1e-6 * std::sqrt(norm);
+      if (dot > 0) bin |= 1 << t;
+    }
+    return bin ^ (bin >> 1);
+  };
+  int64_t heads_checked = 0;
+  for (int h = 0; h < s.q_heads; ++h) {
+    bool ambiguous = false;
+    std::vector<int> qh(size_t(s.q_len)), kh(size_t(s.kv_len));
+    for (int64_t i = 0; i < s.q_len; ++i) qh[size_t(i)] = hash(x.q.row(0, h, i), ambiguous);
+    for (int64_t j = 0; j < s.kv_len; ++j) kh[size_t(j)] = hash(x.k.row(0, 0, j), ambiguous);
+    if (ambiguous) continue;  // a projection within rounding of 0: the bucket is not defined
+    std::vector<int64_t> qs(size_t(s.q_len)), ks(size_t(s.kv_len));
+    std::iota(qs.begin(), qs.end(), 0);
+    std::iota(ks.begin(), ks.end(), 0);
+    std::stable_sort(qs.begin(), qs.end(), [&](int64_t a, int64_t b) { return qh[size_t(a)] < qh[size_t(b)]; });
+    std::stable_sort(ks.begin(), ks.end(), [&](int64_t a, int64_t b) { return kh[size_t(a)] < kh[size_t(b)]; });
+    const int64_t nb = (s.kv_len + bs - 1) / bs, qbs = (s.q_len + nb - 1) / nb;
+    cpu::SeededRandom rng(cpu::mix_seed(uint64_t(hseed), uint64_t(h), 0, 0));
+    std::vector<int64_t> draw;
+    for (int64_t u = 0; u < m; ++u) draw.push_back(rng.uniform_int(s.kv_len));
+    std::vector<int64_t> got;
+    for (int64_t rpos = 0; rpos < s.q_len; ++rpos) {
+      const int64_t t = rpos / qbs;
+      std::set<int64_t> want;
+      for (int64_t u = t * bs; u < std::min(s.kv_len, (t + 1) * bs); ++u) want.insert(ks[size_t(u)]);
+      for (int64_t sp : draw)
+        if (sp / bs != t) want.insert(ks[size_t(sp)]);
+      r.run.plan.selection->keys(0, h, qs[size_t(rpos)], got);
+      CHECK(std::vector<int64_t>(want.begin(), want.end()) == got);
+    }
+    ++heads_checked;
+  }
+  CHECK(heads_checked >= 1);
 }

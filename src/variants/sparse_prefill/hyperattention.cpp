@@ -1,0 +1,414 @@
+// HyperAttention: "HyperAttention: Long-context Attention in Near-Linear Time", Han et al.,
+// ICLR 2024, arXiv 2310.05869 — VARIANTS.md §10 (insuhan/hyper-attn
+// models/attention/hyper_attn.py, angular_lsh.py, utils.py::add_self_attentions).
+// Non-causal approximation of attn(Q, K, V) for n_q >= min_seq_len query rows:
+//  1. sortLSH: hash queries and keys with angular LSH (sign bits of x·R, R ∈ ℝ^{d×bits},
+//     mapped through the Gray code), stable-sort both by hash, and attend exactly within the
+//     diagonal blocks of the sorted order (key blocks of block_size, query blocks of
+//     ceil(n_q / #key blocks));
+//  2. uniform column sampling: sample_size keys drawn uniformly with replacement, masked for
+//     queries whose own sorted block holds them, each weighted n_k/m: the part's LSE gets
+//     + ln(n_k/m);
+//  3. LSE merge of the two parts.
+// Causal, by the recursive split (n > min_seq_len): causal(first half), causal(second half),
+// and the second half's queries against the first half's keys by the non-causal
+// approximation, LSE-merged; n <= min_seq_len is exact.
+// Here every exact piece (leaves, sorted diagonal blocks, node pairs below min_seq_len) is one
+// online-softmax state continued by op 2 across the recursion's levels; each level's sampled
+// columns are an op 2 call of their own, merged into the result by lse_merge with the node's
+// ln(n_k/m). Merging by LSE is associative, so this equals the reference's nested merges.
+// Not padded: the reference pads odd halves and partial sorted blocks with zero rows (zero
+// keys then take part in the last block's softmax); here halves are ceil/floor and the last
+// sorted block is short.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+
+#include "cpu/lse_merge.hpp"
+#include "cpu/selection.hpp"
+#include "cpu/sparse_prefill.hpp"
+#include "variants/sparse_prefill/sparse_prefill_base.hpp"
+
+namespace ab {
+namespace {
+
+struct Node {
+  int64_t q0, q1, k0, k1;
+  int depth;
+  bool exact;  // fewer than min_seq_len query rows: exact non-causal attention
+};
+
+struct Level {
+  std::shared_ptr<const HostIndexLists> exact;    // sorted diagonal blocks and exact nodes
+  std::shared_ptr<const HostIndexLists> samples;  // sampled columns (repeats kept), or null
+  std::vector<float> row_log_weight;              // (Nq): ln(n_k/m) of the row's node
+};
+
+struct HyperPlan : SparsePlanBase {
+  std::shared_ptr<const HostIndexLists> leaves;  // exact causal leaves (or null)
+  std::vector<Level> levels;
+  // The same lists as selections (the plan's union and the reference read them).
+  std::shared_ptr<const TokenSelection> leaf_sel;
+  std::vector<std::shared_ptr<const TokenSelection>> exact_sel, sample_sel;  // per level
+};
+
+class HyperAttention final : public SparsePrefillVariant {
+ public:
+  explicit HyperAttention(ParamSet p) : SparsePrefillVariant(std::move(p)) {
+    info_.name = "hyperattention";
+    info_.family = "lsh-approximate";
+    info_.paper = "HyperAttention: Long-context Attention in Near-Linear Time, Han et al., ICLR 2024, "
+                  "arXiv 2310.05869";
+    info_.summary = "sortLSH block-diagonal attention + uniformly sampled columns weighted ln(n/m), "
+                    "LSE-merged; causal by recursive halving, exact below min_seq_len";
+    info_.params = {
+        {"lsh_num_projs", ParamType::integer, int64_t{7}, "LSH projections: 2^bits buckets in Gray-code order (paper: 7)"},
+        {"block_size", ParamType::integer, int64_t{256}, "key block of the sorted diagonal (paper: 256)"},
+        {"sample_size", ParamType::integer, int64_t{256}, "uniformly sampled key columns m per node (paper: 256)"},
+        {"min_seq_len", ParamType::integer, int64_t{4096}, "below this many rows attention is exact (paper: 4096)"},
+        {"seed", ParamType::integer, int64_t{0}, "seed of the LSH projections and the column samples"},
+    };
+    info_.modes = {Mode::prefill};
+    info_.backends = {"cpu"};
+  }
+
+  AttnShape shape(const Problem& p) const override {
+    require_prefill(p);
+    AttnShape s = shape_from_problem(p);
+    if (s.causal && s.q_len != s.kv_len)
+      throw InputError("hyperattention: causal with q_len = " + std::to_string(s.q_len) + " != kv_len = " +
+                       std::to_string(s.kv_len) + ": the recursive causal split needs self-attention");
+    int_param("lsh_num_projs", 1, 20);
+    int_param("block_size", 1, 1 << 24);
+    int_param("sample_size", 0, 1 << 24);
+    int_param("min_seq_len", 1);
+    int_param("seed", 0);
+    return s;
+  }
+
+  Support supports(const AttnShape& s, const Backend& b) const override {
+    if (b.name() != "cpu")
+      return Support::no("hyperattention: its LSE merge of the sampled part runs on host memory (CPU backend)");
+    return SparsePrefillVariant::supports(s, b);
+  }
+
+  Plan plan(const Inputs& in, Backend& be) override;
+  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override;
+  void reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i, double* o,
+                     double* lse) const override;
+
+ protected:
+  StaticEstimate static_estimate(const AttnShape& s) const override {
+    const double min_len = double(params_.integer("min_seq_len"));
+    const double per_row = double(params_.integer("block_size") + params_.integer("sample_size"));
+    StaticEstimate e;
+    double pairs = 0;
+    if (!s.causal) {
+      pairs = double(s.q_len) < min_len ? s.allowed_pairs() : double(s.q_len) * std::min(per_row, double(s.kv_len));
+    } else {
+      double n = double(s.q_len), leaves = 1;
+      while (n > min_len) {
+        const double half = std::ceil(n / 2);
+        pairs += leaves * (n - half) * (n - half < min_len ? half : std::min(per_row, half));
+        n = half;
+        leaves *= 2;
+      }
+      pairs += leaves * n * (n + 1) / 2;
+    }
+    e.density = std::min(1.0, pairs / s.allowed_pairs());
+    e.estimation_flops = 2.0 * s.batch * (double(s.q_len) * s.q_heads + double(s.kv_len) * s.kv_heads) *
+                         s.head_dim * double(params_.integer("lsh_num_projs"));
+    return e;
+  }
+
+ private:
+  // Run-phase scratch (the sampled part's O and LSE, the running state), kept between runs.
+  std::unique_ptr<HostSoftmaxState> state_;
+  std::vector<float> part_o_, part_lse_;
+};
+
+void collect_nodes(int64_t a, int64_t n, int depth, int64_t min_len, std::vector<std::pair<int64_t, int64_t>>& leaves,
+                   std::vector<Node>& nodes) {
+  if (n <= min_len) {
+    leaves.push_back({a, n});
+    return;
+  }
+  const int64_t h = (n + 1) / 2;
+  collect_nodes(a, h, depth + 1, min_len, leaves, nodes);
+  collect_nodes(a + h, n - h, depth + 1, min_len, leaves, nodes);
+  nodes.push_back({a + h, a + n, a, a + h, depth, n - h < min_len});
+}
+
+Plan HyperAttention::plan(const Inputs& in, Backend& be) {
+  (void)be;
+  const AttnShape& s = in.shape;
+  const HostInputs& x = *in.host;
+  const int d = s.head_dim;
+  const int bits = int(params_.integer("lsh_num_projs"));
+  const int64_t bs = params_.integer("block_size"), m = params_.integer("sample_size");
+  const int64_t min_len = params_.integer("min_seq_len");
+  const uint64_t seed = uint64_t(params_.integer("seed"));
+
+  // The recursion: exact causal leaves and the off-diagonal nodes, by depth.
+  std::vector<std::pair<int64_t, int64_t>> leaves;
+  std::vector<Node> nodes;
+  if (s.causal) {
+    collect_nodes(0, s.q_len, 0, min_len, leaves, nodes);
+  } else {
+    nodes.push_back({0, s.q_len, 0, s.kv_len, 0, s.q_len < min_len});
+  }
+  int depths = 0;
+  for (const Node& n : nodes) depths = std::max(depths, n.depth + 1);
+
+  // Hashes of every query and key row, one projection set for all heads (AngularLSH).
+  const cpu::AngularLsh lsh = cpu::make_angular_lsh(d, bits, cpu::mix_seed(seed, 0x15));
+  const int64_t n_qh = int64_t(s.batch) * s.q_heads, n_kh = int64_t(s.batch) * s.kv_heads;
+  std::vector<int32_t> qhash(static_cast<size_t>(n_qh * s.q_len)), khash(static_cast<size_t>(n_kh * s.kv_len));
+  const bool any_lsh = std::any_of(nodes.begin(), nodes.end(), [](const Node& n) { return !n.exact; });
+  if (any_lsh) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t t = 0; t < n_qh + n_kh; ++t) {
+      if (t < n_qh)
+        cpu::lsh_hash(lsh, x.q.row(t / s.q_heads, t % s.q_heads, 0), s.q_len, qhash.data() + t * s.q_len);
+      else
+        cpu::lsh_hash(lsh, x.k.row((t - n_qh) / s.kv_heads, (t - n_qh) % s.kv_heads, 0), s.kv_len,
+                      khash.data() + (t - n_qh) * s.kv_len);
+    }
+  }
+
+  auto st = std::make_shared<HyperPlan>();
+  if (!leaves.empty()) {
+    auto L = std::make_shared<HostIndexLists>();
+    L->list_heads = 1;
+    L->n_groups = int64_t(leaves.size());
+    for (int b = 0; b < s.batch; ++b)
+      for (auto [a, n] : leaves) {
+        std::vector<int32_t> idx(static_cast<size_t>(n));
+        std::iota(idx.begin(), idx.end(), int32_t(a));
+        L->push_group_rows(idx);
+        L->push_list(idx);  // keys = rows: causal within the leaf
+      }
+    st->leaves = L;
+  }
+
+  // Per depth: groups of every (b, h), in list order.
+  struct Group {
+    std::vector<int32_t> rows, keys, samples;
+  };
+  double sort_ops = 0;
+  for (int depth = 0; depth < depths; ++depth) {
+    std::vector<const Node*> at;
+    for (const Node& n : nodes)
+      if (n.depth == depth) at.push_back(&n);
+    std::vector<std::vector<Group>> per_head(static_cast<size_t>(n_qh));
+    bool sampled = false;
+#pragma omp parallel for schedule(dynamic, 1) reduction(|| : sampled) reduction(+ : sort_ops)
+    for (int64_t bh = 0; bh < n_qh; ++bh) {
+      const int b = int(bh / s.q_heads), h = int(bh % s.q_heads);
+      const int64_t kvh = int64_t(b) * s.kv_heads + h / s.group();
+      std::vector<Group>& groups = per_head[size_t(bh)];
+      for (size_t ni = 0; ni < at.size(); ++ni) {
+        const Node& nd = *at[ni];
+        const int64_t nq = nd.q1 - nd.q0, nk = nd.k1 - nd.k0;
+        if (nd.exact) {
+          Group g;
+          g.rows.resize(static_cast<size_t>(nq));
+          std::iota(g.rows.begin(), g.rows.end(), int32_t(nd.q0));
+          g.keys.resize(static_cast<size_t>(nk));
+          std::iota(g.keys.begin(), g.keys.end(), int32_t(nd.k0));
+          groups.push_back(std::move(g));
+          continue;
+        }
+        // 1. Stable sort of the node's rows and keys by hash.
+        std::vector<int32_t> qs = cpu::stable_order(qhash.data() + bh * s.q_len + nd.q0, nq);
+        std::vector<int32_t> ks = cpu::stable_order(khash.data() + kvh * s.kv_len + nd.k0, nk);
+        sort_ops += double(nq) * std::log2(double(std::max<int64_t>(2, nq))) + double(nk) * std::log2(double(std::max<int64_t>(2, nk)));
+        const int64_t nb = (nk + bs - 1) / bs, qbs = (nq + nb - 1) / nb;
+        // 2. Samples in sorted-key coordinates (uniform, with replacement), one stream per
+        //    (b, h, node) so a larger sample_size extends a smaller one's draws.
+        std::vector<int64_t> draw;
+        if (m > 0 && nq > qbs && nk > bs) {
+          cpu::SeededRandom rng(cpu::mix_seed(seed, uint64_t(bh), uint64_t(depth), uint64_t(nd.q0)));
+          for (int64_t u = 0; u < m; ++u) draw.push_back(rng.uniform_int(nk));
+          sampled = true;
+        }
+        for (int64_t t = 0; t < nb; ++t) {
+          Group g;
+          for (int64_t r = t * qbs; r < std::min(nq, (t + 1) * qbs); ++r) g.rows.push_back(int32_t(nd.q0 + qs[size_t(r)]));
+          for (int64_t r = t * bs; r < std::min(nk, (t + 1) * bs); ++r) g.keys.push_back(int32_t(nd.k0 + ks[size_t(r)]));
+          std::sort(g.keys.begin(), g.keys.end());
+          for (int64_t sp : draw)
+            if (sp / bs != t) g.samples.push_back(int32_t(nd.k0 + ks[size_t(sp)]));
+          std::sort(g.samples.begin(), g.samples.end());
+          if (!g.rows.empty()) groups.push_back(std::move(g));
+        }
+      }
+    }
+    Level lv;
+    auto E = std::make_shared<HostIndexLists>();
+    E->list_heads = s.q_heads;
+    E->n_groups = int64_t(per_head[0].size());
+    std::shared_ptr<HostIndexLists> S;
+    if (sampled) {
+      S = std::make_shared<HostIndexLists>();
+      S->list_heads = s.q_heads;
+      S->n_groups = E->n_groups;
+    }
+    for (const auto& groups : per_head) {
+      if (int64_t(groups.size()) != E->n_groups)
+        throw std::logic_error("hyperattention: heads differ in their group count");
+      for (const Group& g : groups) {
+        E->push_group_rows(g.rows);
+        E->push_list(g.keys);
+        if (S) {
+          S->push_group_rows(g.rows);
+          S->push_list(g.samples);
+        }
+      }
+    }
+    lv.row_log_weight.assign(static_cast<size_t>(s.q_len), 0.0f);
+    for (const Node* nd : at)
+      for (int64_t i = nd->q0; i < nd->q1; ++i)
+        lv.row_log_weight[size_t(i)] = m > 0 ? float(std::log(double(nd->k1 - nd->k0) / double(m))) : 0.0f;
+    lv.exact = E;
+    lv.samples = S;
+    st->exact_sel.push_back(std::make_shared<TokenSelection>(s, E));
+    st->sample_sel.push_back(S ? std::make_shared<TokenSelection>(s, S) : nullptr);
+    st->levels.push_back(std::move(lv));
+  }
+
+  // Pairs the op computes, and the selection: the union of every part (disjoint key sets per
+  // row: leaves, each level's blocks, each level's samples outside the row's own block).
+  std::vector<std::shared_ptr<const Selection>> parts;
+  double pairs = 0, selected = 0;
+  auto count = [&](const std::shared_ptr<const TokenSelection>& sel) {
+    SparsePrefillArgs a = op_args(in);
+    a.layout = SparseLayout::key_indices;
+    a.indices = sel->lists().view();
+    pairs += cpu::sparse_prefill_executed_pairs(a);
+    selected += selected_pairs(sel->lists(), s);
+    parts.push_back(sel);
+  };
+  if (st->leaves) {
+    st->leaf_sel = std::make_shared<TokenSelection>(s, st->leaves);
+    count(st->leaf_sel);
+  }
+  for (size_t l = 0; l < st->levels.size(); ++l) {
+    count(st->exact_sel[l]);
+    if (st->sample_sel[l]) count(st->sample_sel[l]);
+  }
+  st->executed_pairs = pairs;
+  // LSE merges: per sampled level, ~4 flops per output element.
+  for (const Level& lv : st->levels)
+    if (lv.samples) st->extra_flops += 4.0 * double(n_qh) * s.q_len * s.v_dim;
+  Plan p;
+  p.selection = std::make_shared<UnionSelection>(parts);
+  p.density = selected / (s.allowed_pairs() * s.batch * s.q_heads);
+  p.estimation_flops = 2.0 * (double(n_qh) * s.q_len + double(n_kh) * s.kv_len) * d * bits * (any_lsh ? 1 : 0) + sort_ops;
+  set_state(p, st);
+  return p;
+}
+
+void HyperAttention::run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) {
+  const HyperPlan& st = state_of<HyperPlan>(plan);
+  const AttnShape& s = in.shape;
+  if (!state_ || state_->m.size() != size_t(int64_t(s.batch) * s.q_heads * s.q_len) ||
+      state_->acc_shape[3] != s.v_dim)
+    state_ = std::make_unique<HostSoftmaxState>(s);
+  // The exact pieces, one state: leaves, then each level's blocks; the last one finalises.
+  std::vector<std::shared_ptr<const HostIndexLists>> exact;
+  if (st.leaves) exact.push_back(st.leaves);
+  for (const Level& lv : st.levels) exact.push_back(lv.exact);
+  for (size_t c = 0; c < exact.size(); ++c) {
+    SparsePrefillArgs a = op_args(in);
+    a.layout = SparseLayout::key_indices;
+    a.indices = exact[c]->view();
+    if (c > 0) a.state_in = state_->view();
+    const bool last = c + 1 == exact.size();
+    a.finalize = last;
+    if (last) {
+      a.o = out.o;
+      a.lse = out.lse;
+    } else {
+      a.state_out = state_->view();
+    }
+    be.sparse_prefill(a);
+  }
+  // Each level's sampled columns: O_s, LSE_s + ln(n_k/m), LSE-merged into the result.
+  const int64_t rows = int64_t(s.batch) * s.q_heads * s.q_len;
+  for (const Level& lv : st.levels) {
+    if (!lv.samples) continue;
+    part_o_.resize(static_cast<size_t>(rows * s.v_dim));
+    part_lse_.resize(static_cast<size_t>(rows));
+    SparsePrefillArgs a = op_args(in);
+    a.layout = SparseLayout::key_indices;
+    a.indices = lv.samples->view();
+    a.o.data = part_o_.data();
+    a.o.shape = {s.batch, s.q_heads, s.q_len, s.v_dim};
+    a.lse.data = part_lse_.data();
+    a.lse.shape = {s.batch, s.q_heads, s.q_len, 1};
+    be.sparse_prefill(a);
+    for (int64_t r = 0; r < rows; ++r) part_lse_[size_t(r)] += lv.row_log_weight[size_t(r % s.q_len)];
+    cpu::lse_merge_into(out.o.host_f32(), out.lse.host_f32(), part_o_.data(), part_lse_.data(), rows, s.v_dim);
+  }
+}
+
+// Float64 of HyperAttention's own formula for one row: softmax over its exact keys (weight 1)
+// and its sampled keys (weight n_k/m per draw, repeats counted), causal-cut.
+void HyperAttention::reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i,
+                                   double* o, double* lse) const {
+  const HyperPlan& st = state_of<HyperPlan>(plan);
+  const AttnShape& s = in.shape;
+  const int kh = h / s.group();
+  const double scale = in.effective_scale();
+  std::vector<std::pair<int64_t, double>> terms;  // (key, log weight)
+  std::vector<int64_t> keys;
+  auto add_exact = [&](const TokenSelection& sel) {
+    sel.keys(b, h, i, keys);
+    for (int64_t j : keys) terms.push_back({j, 0.0});
+  };
+  if (st.leaf_sel) add_exact(*st.leaf_sel);
+  for (size_t l = 0; l < st.levels.size(); ++l) {
+    add_exact(*st.exact_sel[l]);
+    if (!st.sample_sel[l]) continue;
+    const TokenSelection& sel = *st.sample_sel[l];
+    const int64_t g = sel.group_of(b, h, i);
+    if (g < 0) continue;
+    const HostIndexLists& L = sel.lists();
+    const int64_t r = (int64_t(b) * L.list_heads + h) * L.n_groups + g;
+    for (int32_t p = L.offsets[size_t(r)]; p < L.offsets[size_t(r) + 1]; ++p)
+      if (!s.causal || L.indices[size_t(p)] <= i + s.q_offset())
+        terms.push_back({L.indices[size_t(p)], double(st.levels[l].row_log_weight[size_t(i)])});
+  }
+  for (int c = 0; c < s.v_dim; ++c) o[c] = 0;
+  if (terms.empty()) {
+    if (lse) *lse = -std::numeric_limits<double>::infinity();
+    return;
+  }
+  const float* q = in.host->q.row(b, h, i);
+  std::vector<double> logit(terms.size());
+  double mx = -std::numeric_limits<double>::infinity();
+  for (size_t t = 0; t < terms.size(); ++t) {
+    const float* k = in.host->k.row(b, kh, terms[t].first);
+    double dot = 0;
+    for (int c = 0; c < s.head_dim; ++c) dot += double(q[c]) * k[c];
+    logit[t] = dot * scale + terms[t].second;
+    mx = std::max(mx, logit[t]);
+  }
+  double sum = 0;
+  for (double v : logit) sum += std::exp(v - mx);
+  const double l = mx + std::log(sum);
+  for (size_t t = 0; t < terms.size(); ++t) {
+    const double p = std::exp(logit[t] - l);
+    const float* v = in.host->v.row(b, kh, terms[t].first);
+    for (int c = 0; c < s.v_dim; ++c) o[c] += p * v[c];
+  }
+  if (lse) *lse = l;
+}
+
+}  // namespace
+
+std::unique_ptr<Variant> make_hyperattention(const ParamSet& p) { return std::make_unique<HyperAttention>(p); }
+
+}  // namespace ab
