@@ -226,6 +226,14 @@ std::vector<Spec> specs() {
        {{{{"lsh_num_projs", int64_t{0}}}, "hyperattention.lsh_num_projs"},
         {{{"block_size", int64_t{0}}}, "hyperattention.block_size"},
         {{{"sample_size", int64_t{-1}}}, "hyperattention.sample_size"}}},
+      {"sea",
+       {{"k", int64_t{1000000}}},
+       {{"k", int64_t{3}}, {"width", int64_t{32}}, {"row_group", int64_t{32}}},
+       "k",
+       {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{4}, int64_t{8}, int64_t{16}, int64_t{32}},
+       {{{{"width", int64_t{0}}}, "sea.width"},
+        {{{"nbf", 0.0}}, "sea.nbf"},
+        {{{"row_group", int64_t{0}}}, "sea.row_group"}}},
   };
 }
 
@@ -778,11 +786,11 @@ TEST_CASE("hyperattention: sorted blocks and samples are the paper's rule recomp
   int64_t heads_checked = 0;
   for (int h = 0; h < s.q_heads; ++h) {
     bool ambiguous = false;
-    std::vector<int> qh(size_t(s.q_len)), kh(size_t(s.kv_len));
+    std::vector<int> qh(static_cast<size_t>(s.q_len)), kh(size_t(s.kv_len));
     for (int64_t i = 0; i < s.q_len; ++i) qh[size_t(i)] = hash(x.q.row(0, h, i), ambiguous);
     for (int64_t j = 0; j < s.kv_len; ++j) kh[size_t(j)] = hash(x.k.row(0, 0, j), ambiguous);
     if (ambiguous) continue;  // a projection within rounding of 0: the bucket is not defined
-    std::vector<int64_t> qs(size_t(s.q_len)), ks(size_t(s.kv_len));
+    std::vector<int64_t> qs(static_cast<size_t>(s.q_len)), ks(size_t(s.kv_len));
     std::iota(qs.begin(), qs.end(), 0);
     std::iota(ks.begin(), ks.end(), 0);
     std::stable_sort(qs.begin(), qs.end(), [&](int64_t a, int64_t b) { return qh[size_t(a)] < qh[size_t(b)]; });
@@ -804,4 +812,85 @@ TEST_CASE("hyperattention: sorted blocks and samples are the paper's rule recomp
     ++heads_checked;
   }
   CHECK(heads_checked >= 1);
+}
+
+TEST_CASE("sea (training-free proxy): full budget, own selection, recall vs k, determinism, refusals") {
+  check_common(spec_of("sea"));
+  CHECK(find_variant("sea")->info.summary.find("PROXY") != std::string::npos);
+}
+
+TEST_CASE("sea (training-free proxy): the kept columns are the proxy's rule recomputed in float64") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const int64_t k = 3, width = 24, group = 40, sseed = 3;
+  const double nbf = 4.0;
+  for (bool causal : {true, false}) {
+    INFO("causal " << causal);
+    const Problem p = problem(2, 1, 16, 480, causal);
+    const Result r = run_variant("sea", {{"k", k}, {"width", width}, {"row_group", group}, {"nbf", nbf}, {"seed", sseed}}, p, nullptr, seed);
+    const AttnShape& s = r.shape;
+    const HostInputs& x = *r.host;
+    const int d = s.head_dim;
+    const int nb = int(std::lround(d * std::log(double(d)) / nbf));
+    cpu::SeededRandom rng(cpu::mix_seed(uint64_t(sseed), 0x5ea));
+    std::vector<double> omega(static_cast<size_t>(nb * d));
+    for (double& w : omega) w = float(rng.normal());
+    const double xs = std::pow(double(d), -0.25);
+    // φ(x)_r = exp(ω_r·x' − |x'|²/2)/√nb, x' = x·d^{-1/4}: the FAVOR+ positive features.
+    auto phi = [&](const float* v) {
+      std::vector<double> f(static_cast<size_t>(nb));
+      double sq = 0;
+      for (int c = 0; c < d; ++c) sq += xs * v[c] * xs * v[c];
+      for (int t = 0; t < nb; ++t) {
+        double dot = 0;
+        for (int c = 0; c < d; ++c) dot += omega[size_t(t * d + c)] * xs * v[c];
+        f[size_t(t)] = std::exp(dot - sq / 2) / std::sqrt(double(nb));
+      }
+      return f;
+    };
+    auto col0 = [&](int64_t c) { return c * s.kv_len / width; };
+    std::vector<std::vector<double>> colsum(size_t(width), std::vector<double>(size_t(nb), 0.0));
+    for (int64_t c = 0; c < width; ++c)
+      for (int64_t j = col0(c); j < col0(c + 1); ++j) {
+        const std::vector<double> f = phi(x.k.row(0, 0, j));
+        for (int t = 0; t < nb; ++t) colsum[size_t(c)][size_t(t)] += f[size_t(t)];
+      }
+    int64_t checked = 0;
+    for (int h = 0; h < s.q_heads; ++h)
+      for (int64_t g = 0; g * group < s.q_len; ++g) {
+        const int64_t r0 = g * group, r1 = std::min(s.q_len, r0 + group);
+        int64_t n_cand = width;
+        if (causal) {
+          n_cand = 0;
+          while (n_cand < width && col0(n_cand + 1) <= r0 + 1) ++n_cand;
+        }
+        std::vector<double> score(size_t(n_cand), 0.0);
+        for (int64_t i = r0; i < r1; ++i) {
+          const std::vector<double> f = phi(x.q.row(0, h, i));
+          std::vector<double> z(static_cast<size_t>(n_cand));
+          double total = 0;
+          for (int64_t c = 0; c < n_cand; ++c) {
+            for (int t = 0; t < nb; ++t) z[size_t(c)] += f[size_t(t)] * colsum[size_t(c)][size_t(t)];
+            total += z[size_t(c)];
+          }
+          for (int64_t c = 0; c < n_cand; ++c) score[size_t(c)] += z[size_t(c)] / total;
+        }
+        // The selection's columns: those whose first key is selected for the group's last row.
+        std::vector<int64_t> keys;
+        r.run.plan.selection->keys(0, h, r1 - 1, keys);
+        std::set<int64_t> ks(keys.begin(), keys.end());
+        std::vector<int32_t> chosen;
+        for (int64_t c = 0; c < n_cand; ++c)
+          if (ks.count(col0(c))) chosen.push_back(int32_t(c));
+        CHECK(int64_t(chosen.size()) == std::min(k, n_cand));
+        CHECK(topk_agrees(score, std::min(k, n_cand), chosen, 1e-5));
+        // The diagonal columns are all there (causal), and nothing past the group.
+        if (causal) {
+          for (int64_t c = n_cand; c < width && col0(c) <= r1 - 1; ++c) CHECK(ks.count(col0(c)) == 1);
+          CHECK(keys.back() <= r1 - 1);
+        }
+        ++checked;
+      }
+    CHECK(checked == 2 * ((s.q_len + group - 1) / group));
+  }
 }
