@@ -10,9 +10,13 @@
 //   4. each row's removed mass (1 - β)·Σ_{j∈S} A[t, j] goes to its non-sink entries in
 //      proportion to their values (A[0, 0] = 1 then holds: row 0 sees key 0 only).
 // Composition of ops, never materialising A: dense SDPA gives O and LSE; the column mass op
-// gives Σ_t A[t, j] from Q, K and the LSE; a second SDPA restricted to the sink keys gives
-// their share m_t = exp(LSE_S - LSE) and their average o_S; then per row
-//   o <- β·m·o_S + (1 - β·m)/(1 - m)·(o - m·o_S).
+// gives Σ_t A[t, j] from Q, K and the LSE; two more SDPA calls, over the sink keys only and
+// over the other keys only, give o_S, LSE_S and o_N, LSE_N; with the sinks' share
+// m = 1 / (1 + exp(LSE_N - LSE_S)) each row is
+//   o = β·m·o_S + (1 - β·m)·o_N.
+// (Reusing the dense O as m·o_S + (1 - m)·o_N would save the non-sink pass, but recovering o_N
+// from it divides a cancellation by 1 - m: with strong sinks, m ≈ 0.99 in the tests, that
+// costs two digits of fp32.) Heads without sinks skip both passes (their tiles are empty).
 // That last combine runs on host tensors, so the variant runs on the CPU backend. It changes
 // the output on purpose (VARIANTS.md §25): its deviation from dense is reported as output
 // error, and the accuracy check is against this formula in float64 with the sinks the run
@@ -38,14 +42,14 @@ namespace {
 // cost).
 struct ActState {
   Backend* backend = nullptr;
-  TensorRef column, sink_o, sink_lse;
+  TensorRef column, sink_o, sink_lse, rest_o, rest_lse;
   std::vector<std::vector<int64_t>> sinks;  // per b·Hq + h, sorted
   bool have_sinks = false;
   ActState() = default;
   ActState(const ActState&) = delete;
   ActState& operator=(const ActState&) = delete;
   ~ActState() {
-    for (const TensorRef* t : {&column, &sink_o, &sink_lse})
+    for (const TensorRef* t : {&column, &sink_o, &sink_lse, &rest_o, &rest_lse})
       if (t->data) backend->free(*t);
   }
 };
@@ -87,21 +91,24 @@ std::vector<bool> parse_heads(const std::string& spec, int heads) {
   return on;
 }
 
-// Key j is in the (b, h) sink list.
-MaskFn sink_keys_mask(const ActState* st, int q_heads) {
+// Key j is in the (b, h) sink list (sinks = true), or, for heads with sinks, is not.
+MaskFn sink_keys_mask(const ActState* st, int q_heads, bool sinks) {
   auto list = [st, q_heads](int b, int h) -> const std::vector<int64_t>& {
     return st->sinks[size_t(b * q_heads + h)];
   };
   return make_mask_fn(
-      "act_sinks",
-      [list](int b, int h, int64_t, int64_t j) {
+      sinks ? "act_sinks" : "act_non_sinks",
+      [list, sinks](int b, int h, int64_t, int64_t j) {
         const auto& s = list(b, h);
-        return std::binary_search(s.begin(), s.end(), j);
+        if (s.empty()) return false;
+        return std::binary_search(s.begin(), s.end(), j) == sinks;
       },
-      [list](int b, int h, int64_t, int64_t, int64_t k0, int64_t k1) {
+      [list, sinks](int b, int h, int64_t, int64_t, int64_t k0, int64_t k1) {
         const auto& s = list(b, h);
+        if (s.empty()) return BlockClass::empty;
         const auto n = std::lower_bound(s.begin(), s.end(), k1) - std::lower_bound(s.begin(), s.end(), k0);
-        return n == 0 ? BlockClass::empty : (n == k1 - k0 ? BlockClass::full : BlockClass::partial);
+        const auto in = sinks ? n : (k1 - k0) - n;
+        return in == 0 ? BlockClass::empty : (in == k1 - k0 ? BlockClass::full : BlockClass::partial);
       });
 }
 
@@ -159,11 +166,12 @@ class Act final : public DenseSdpaVariant {
     c.executed += c.estimation;
     // The sink pass: the tiles holding sinks, known once a run found them.
     const auto* st = plan ? static_cast<const ActState*>(plan->state.get()) : nullptr;
-    if (st && st->have_sinks) {
-      Mask sm = m;
-      sm.extra = sink_keys_mask(st, s.q_heads);
-      c.executed += dense_flops(s, all_pairs * cpu::sdpa_flash_executed_fraction(s, sm));
-    }
+    if (st && st->have_sinks)
+      for (bool sinks : {true, false}) {
+        Mask sm = m;
+        sm.extra = sink_keys_mask(st, s.q_heads, sinks);
+        c.executed += dense_flops(s, all_pairs * cpu::sdpa_flash_executed_fraction(s, sm));
+      }
     c.bytes_min = dense_bytes_min(s);
     return c;
   }
@@ -175,6 +183,8 @@ class Act final : public DenseSdpaVariant {
     st->column = b.alloc({s.batch, s.q_heads, 1, s.kv_len}, DType::f32);
     st->sink_o = b.alloc({s.batch, s.q_heads, s.q_len, s.v_dim}, s.dtype);
     st->sink_lse = b.alloc({s.batch, s.q_heads, s.q_len, 1}, DType::f32);
+    st->rest_o = b.alloc({s.batch, s.q_heads, s.q_len, s.v_dim}, s.dtype);
+    st->rest_lse = b.alloc({s.batch, s.q_heads, s.q_len, 1}, DType::f32);
     st->sinks.assign(size_t(s.batch) * s.q_heads, {});
     Plan p;
     p.state = st;
@@ -218,30 +228,36 @@ class Act final : public DenseSdpaVariant {
         }
       }
     st->have_sinks = true;
-    // 3. The sinks' share of each row: SDPA restricted to the sink keys.
+    // 3. The sink keys and the other keys apart (heads without sinks: every tile empty).
     SdpaArgs sa = a;
     sa.o = st->sink_o;
     sa.lse = st->sink_lse;
-    sa.mask.extra = sink_keys_mask(st, s.q_heads);
+    sa.mask.extra = sink_keys_mask(st, s.q_heads, true);
     b.sdpa(sa);
-    // 4. Combine, per row of the calibrated heads.
-    if (out.o.on_device || st->sink_o.on_device)
+    SdpaArgs ra = a;
+    ra.o = st->rest_o;
+    ra.lse = st->rest_lse;
+    ra.mask.extra = sink_keys_mask(st, s.q_heads, false);
+    b.sdpa(ra);
+    // 4. Combine, per row of the heads with sinks.
+    if (out.o.on_device || st->sink_o.on_device || st->rest_o.on_device)
       throw std::logic_error("act: the combine needs host tensors");
     const int dv = s.v_dim;
     const int64_t units = int64_t(s.batch) * s.q_heads;
+    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t u = 0; u < units; ++u) {
       if (st->sinks[size_t(u)].empty()) continue;
       for (int64_t t = 0; t < s.q_len; ++t) {
         const int64_t row = u * s.q_len + t;
-        const float lg = st->sink_lse.host_f32()[row], l = out.lse.host_f32()[row];
-        if (lg == -std::numeric_limits<float>::infinity()) continue;  // no sink in view
-        const float m = std::exp(lg - l);
-        if (!(m < 1.0f)) continue;  // only sinks in view: no mass to redistribute to
-        const float f = (1.0f - beta * m) / (1.0f - m);
+        const float ls = st->sink_lse.host_f32()[row], ln = st->rest_lse.host_f32()[row];
+        // No sink in view: the row is unchanged. Only sinks in view: nothing to redistribute to.
+        if (ls == kNegInf || ln == kNegInf) continue;
+        const float m = 1.0f / (1.0f + std::exp(ln - ls));
         float* o = out.o.host_f32() + row * dv;
-        const float* og = st->sink_o.host_f32() + row * dv;
-        for (int c = 0; c < dv; ++c) o[c] = beta * m * og[c] + f * (o[c] - m * og[c]);
+        const float* os = st->sink_o.host_f32() + row * dv;
+        const float* on = st->rest_o.host_f32() + row * dv;
+        for (int c = 0; c < dv; ++c) o[c] = beta * m * os[c] + (1.0f - beta * m) * on[c];
       }
     }
   }
