@@ -11,6 +11,7 @@
 
 #include "core/ops.hpp"
 #include "core/ops_linear.hpp"
+#include "core/ops_sparse.hpp"
 #include "core/tensor.hpp"
 
 namespace ab {
@@ -63,6 +64,12 @@ class Backend {
     (void)a; return Support::no(name() + ": token-gather decode is not implemented");
   }
   virtual void gather_decode(const GatherDecodeArgs& a) { (void)a; }
+
+  // Op 2: sparse prefill SDPA over key-block or key-index lists (core/ops_sparse.hpp).
+  virtual Support supports_sparse_prefill(const SparsePrefillArgs& a) const {
+    (void)a; return Support::no(name() + ": sparse prefill SDPA is not implemented");
+  }
+  virtual void sparse_prefill(const SparsePrefillArgs& a) { (void)a; }
 
   // Op 4: chunked linear attention (core/ops_linear.hpp).
   virtual Support supports_linear_attention(const LinearAttnArgs& a) const {

@@ -9,6 +9,7 @@
 #include "cpu/gather_decode.hpp"
 #include "cpu/linear_attention.hpp"
 #include "cpu/sdpa.hpp"
+#include "cpu/sparse_prefill.hpp"
 #include "cpu/sdpa_transforms.hpp"
 
 namespace ab {
@@ -101,6 +102,12 @@ class CpuBackend final : public Backend {
     return Support::yes();
   }
   void gather_decode(const GatherDecodeArgs& a) override { cpu::gather_decode(a); }
+  Support supports_sparse_prefill(const SparsePrefillArgs& a) const override {
+    if (a.blocks.on_device || a.indices.on_device)
+      return Support::no("cpu sparse prefill: the lists are on a device");
+    return Support::yes();
+  }
+  void sparse_prefill(const SparsePrefillArgs& a) override { cpu::sparse_prefill(a); }
 
  private:
   // Evict the caches by streaming over a buffer larger than the last-level cache (EPYC: 32 MiB
