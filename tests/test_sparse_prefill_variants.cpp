@@ -234,6 +234,13 @@ std::vector<Spec> specs() {
        {{{{"width", int64_t{0}}}, "sea.width"},
         {{{"nbf", 0.0}}, "sea.nbf"},
         {{{"row_group", int64_t{0}}}, "sea.row_group"}}},
+      {"vtc_cls",
+       {{"token_num", int64_t{1000000}}},
+       {{"token_num", int64_t{128}}},
+       "token_num",
+       {int64_t{16}, int64_t{64}, int64_t{128}, int64_t{256}, int64_t{512}},
+       {{{{"keep_fraction", 0.0}}, "vtc_cls.keep_fraction"},
+        {{{"token_num", int64_t{-1}}}, "vtc_cls.token_num"}}},
   };
 }
 
@@ -738,11 +745,11 @@ TEST_CASE("hyperattention: full budget, own formula, recall vs samples, determin
   // The recursion's depth is a budget too: a larger min_seq_len keeps more exact pairs.
   const uint32_t seed = test_seed();
   std::mt19937 rng(seed);
-  const Problem p = problem(2, 2, 32, 1013, true);
+  const Problem p = problem(2, 2, 32, 600, true);
   auto host = make_inputs(make("hyperattention", {})->shape(p), seed);
   double prev = -1;
   DenseProbs dp;
-  for (int64_t min_len : {64, 128, 256, 512, 2048}) {
+  for (int64_t min_len : {64, 150, 300, 600}) {
     const Result r = run_variant("hyperattention", {{"min_seq_len", min_len}, {"block_size", int64_t{32}}, {"sample_size", int64_t{16}}}, p, host);
     if (dp.rows.empty()) dp = dense_probs(r, 64, rng);
     const double rec = mass_recall(dp, r.run.plan);
@@ -892,5 +899,42 @@ TEST_CASE("sea (training-free proxy): the kept columns are the proxy's rule reco
         ++checked;
       }
     CHECK(checked == 2 * ((s.q_len + group - 1) / group));
+  }
+}
+
+TEST_CASE("vtc_cls: full budget, own selection, recall vs token_num, determinism, refusals") {
+  check_common(spec_of("vtc_cls"));
+}
+
+TEST_CASE("vtc_cls: the kept keys are the top keys of the probe row's head-averaged attention") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const int64_t kept = 50;
+  for (bool causal : {true, false}) {
+    INFO("causal " << causal);
+    const Problem p = problem(4, 2, 32, 333, causal);
+    const Result r = run_variant("vtc_cls", {{"token_num", kept}, {"keep_first", false}}, p, nullptr, seed);
+    const AttnShape& s = r.shape;
+    const int64_t probe = causal ? s.q_len - 1 : 0;
+    Mask mask;
+    mask.causal = causal;
+    std::vector<double> avg(size_t(s.kv_len), 0.0), o(size_t(s.v_dim));
+    for (int h = 0; h < s.q_heads; ++h) {
+      double lse;
+      std::vector<double> probs;
+      cpu::sdpa_reference_row(r.host->q, r.host->k, r.host->v, s, mask, 1.0 / std::sqrt(double(s.head_dim)), h / s.group(), 0, h,
+                              probe, o.data(), &lse, &probs);
+      for (int64_t j = 0; j < s.kv_len; ++j) avg[size_t(j)] += probs[size_t(j)] / s.q_heads;
+    }
+    if (!causal) avg[0] = -1.0;  // the [CLS] probe does not rank its own key
+    std::vector<int64_t> keys;
+    r.run.plan.selection->keys(0, 1, s.q_len - 1, keys);  // the last row sees every kept key
+    std::vector<int32_t> chosen(keys.begin(), keys.end());
+    CHECK(int64_t(chosen.size()) == kept);
+    CHECK(topk_agrees(avg, kept, chosen, 1e-6));
+    // Every head and row shares the list, causal-cut.
+    std::vector<int64_t> early;
+    r.run.plan.selection->keys(0, 3, 100, early);
+    for (int64_t j : early) CHECK((std::binary_search(keys.begin(), keys.end(), j) && (!causal || j <= 100)));
   }
 }
