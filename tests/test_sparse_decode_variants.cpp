@@ -15,6 +15,8 @@
 #include <random>
 #include <set>
 
+#include <omp.h>
+
 #include "backends/cpu/cpu_backend.hpp"
 #include "core/errors.hpp"
 #include "core/registry.hpp"
@@ -85,11 +87,24 @@ std::shared_ptr<HostInputs> inputs_for(const AttnShape& s, uint32_t seed) {
   return host;
 }
 
+// One thread: these small problems check selections and numerics, and on the shared 2-core
+// machine every OpenMP barrier can wait a scheduler slice (measured: 17 s with 2 threads under
+// load 8, 2.5 s with one). Op 3's threaded and chunked paths are tested in test_gather_decode.
+struct OneThread {
+  int saved = omp_get_max_threads();
+  OneThread() { omp_set_num_threads(1); }
+  ~OneThread() { omp_set_num_threads(saved); }
+};
+
 Run run(const std::string& name, const Params& params, const Setup& u, uint32_t seed) {
+  OneThread one;
   Run x;
   x.v = make(name, params);
   x.shape = x.v->shape(problem_of(u));
   x.host = inputs_for(x.shape, seed);
+  // Prompt queries for variants that index the cache from them (retrieval's ivf).
+  add_prompt_queries(*x.v, x.shape, [&](const AttnShape& p) { return generate_gaussian(p, {{"std", 1.0}}, seed ^ 0x9e37u); },
+                     *x.host);
   x.v->prepare_inputs(x.shape, *x.host, seed ^ 0xe7);
   auto be = make_cpu_backend();
   REQUIRE(x.v->supports(x.shape, *be).ok);
@@ -185,6 +200,10 @@ std::vector<VariantCase> variant_cases() {
       {"spatten", {{"important", int64_t{100000}}}, "important", {8, 32, 128, 512}, {{"start", int64_t{2}}, {"recent", int64_t{8}}}},
       {"landmark", {{"top_k", int64_t{100000}}}, "top_k", {1, 2, 4, 8}, {{"block_size", int64_t{16}}}},
       {"kinetics", {{"topk_blocks", int64_t{100000}}}, "topk_blocks", {1, 4, 16, 32}, {{"block_size", int64_t{8}}, {"sinks", int64_t{2}}, {"local", int64_t{8}}}},
+      {"retrieval", {{"top_k", int64_t{100000}}, {"index", std::string("exact")}}, "top_k", {8, 32, 128, 512},
+       {{"n_init", int64_t{4}}, {"n_local", int64_t{16}}, {"index", std::string("exact")}}},
+      {"retrieval", {{"top_k", int64_t{100000}}, {"nprobe", int64_t{100000}}, {"index_queries", int64_t{64}}}, "top_k", {8, 32, 128, 512},
+       {{"n_init", int64_t{4}}, {"n_local", int64_t{16}}, {"index_queries", int64_t{64}}}},
   };
 }
 
@@ -594,4 +613,74 @@ metrics: {ecost: {E: 10, params: 1000, trials: 2}}
   CHECK(g2["metrics"]["ecost"]["model"]["ratio"].get<double>() == 1.0);
   CHECK(g2["metrics"]["ecost"]["case"]["ratio"].get<double>() == doctest::Approx(1.0).epsilon(1e-3));  // tile rounding only
   CHECK_THROWS_WITH_AS(parse_experiment(spec, "ecost.yaml", {"metrics.ecost.E=0"}), doctest::Contains("metrics.ecost.E = 0"), InputError);
+}
+
+// ---- RetrievalAttention (§9) --------------------------------------------------------------------
+
+TEST_CASE("retrieval: static init + recent set, and the float64 exact top-k of the group's best logit") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const Setup u{8, 2, 64, 401, 3, 1};
+  const int64_t top_k = 25, n_init = 3, n_local = 9;
+  const Run x = run("retrieval", {{"top_k", top_k}, {"n_init", n_init}, {"n_local", n_local}, {"index", std::string("exact")}}, u, seed);
+  const AttnShape& s = x.shape;
+  const int G = s.group();
+  for (int kh = 0; kh < s.kv_heads; ++kh)
+    for (int64_t t = 0; t < s.steps; ++t) {
+      const int64_t T = step_position(s, t) + 1;
+      std::vector<double> best(size_t(T), -1e300);
+      for (int64_t j = n_init; j < T - n_local; ++j)
+        for (int g = 0; g < G; ++g) {
+          double dot = 0;
+          for (int c = 0; c < s.head_dim; ++c) dot += double(x.host->q.row(0, kh * G + g, t)[c]) * x.host->k.row(0, kh, j)[c];
+          best[size_t(j)] = std::max(best[size_t(j)], dot);
+        }
+      std::vector<double> sorted(best.begin() + n_init, best.end() - n_local);
+      std::sort(sorted.rbegin(), sorted.rend());
+      const auto keys = keys_of(x, 0, kh * G, t);
+      INFO("kv head " << kh << " step " << t);
+      CHECK(int64_t(keys.size()) == n_init + top_k + n_local);
+      int64_t mid = 0;
+      for (int64_t j : keys)
+        if (j >= n_init && j < T - n_local) {
+          ++mid;
+          CHECK(best[size_t(j)] >= sorted[size_t(top_k - 1)] - 1e-5);
+        }
+      CHECK(mid == top_k);
+    }
+  CHECK(x.r.plan.stats.at("scanned_fraction") > 0.9);  // exact scans every non-static key
+  CHECK(max_error_vs_own_reference(x) < 2e-5);         // the two sources merged by LSE
+}
+
+TEST_CASE("retrieval: the ivf index from prompt queries scans a fraction of the keys; all clusters = exact") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const Setup u{8, 2, 64, 2000, 3, 1};
+  const Params base = {{"top_k", int64_t{20}}, {"n_init", int64_t{4}}, {"n_local", int64_t{16}}, {"index_queries", int64_t{128}}};
+  Params narrow = base, wide = base, exact = base, keys_only = base;
+  narrow["nprobe"] = int64_t{2};
+  wide["nprobe"] = int64_t{100000};
+  exact["index"] = std::string("exact");
+  keys_only["index"] = std::string("ivf_keys");
+  const Run n = run("retrieval", narrow, u, seed), w = run("retrieval", wide, u, seed), e = run("retrieval", exact, u, seed);
+  const Run k = run("retrieval", keys_only, u, seed);
+  CHECK(n.r.plan.stats.at("index_queries") == 128.0);
+  CHECK(k.r.plan.stats.at("index_queries") == 0.0);
+  CHECK(n.r.plan.stats.at("clusters") == 45.0);  // ceil(sqrt(1997))
+  const double f = n.r.plan.stats.at("scanned_fraction");
+  INFO("scanned fraction with nprobe 2 of 45: " << f);
+  CHECK(f < 0.5);
+  CHECK(f > 0.0);
+  for (int h = 0; h < u.heads; ++h)
+    for (int64_t t = 0; t < u.steps; ++t) CHECK(keys_of(w, 0, h, t) == keys_of(e, 0, h, t));
+  CHECK(max_error_vs_own_reference(n) < 2e-5);
+  CHECK(max_error_vs_own_reference(k) < 2e-5);
+}
+
+TEST_CASE("retrieval: refused parameters are named with their rule") {
+  const Problem p = problem_of(Setup{});
+  CHECK_THROWS_WITH_AS(make("retrieval", {{"top_k", int64_t{0}}})->shape(p), "retrieval.top_k = 0: must be >= 1", InputError);
+  CHECK_THROWS_WITH_AS(make("retrieval", {{"nprobe", int64_t{0}}})->shape(p), "retrieval.nprobe = 0: must be >= 1", InputError);
+  CHECK_THROWS_WITH_AS(make("retrieval", {{"clusters", int64_t{-3}}})->shape(p), "retrieval.clusters = -3: must be >= 0", InputError);
+  CHECK_THROWS_AS(resolve_params(find_variant("retrieval")->info, {{"index", std::string("hnsw")}}), InputError);
 }

@@ -1,5 +1,7 @@
 #include "runner/execute.hpp"
 
+#include <algorithm>
+
 namespace ab {
 
 Execution prepare_execution(const Variant& v, Backend& b, const AttnShape& s,
@@ -61,6 +63,22 @@ HostRun run_once(Variant& v, Backend& b, const AttnShape& s, std::shared_ptr<con
   }
   release_execution(b, e);
   return r;
+}
+
+void add_prompt_queries(const Variant& v, const AttnShape& s,
+                        const std::function<HostInputs(const AttnShape&)>& generate, HostInputs& host) {
+  const int64_t m = std::min<int64_t>(v.prompt_queries(s), s.kv_len - s.q_len);
+  if (m <= 0) return;
+  AttnShape p = s;  // M more query rows before the case's: positions kv_len - q_len - M ...
+  p.q_len = s.q_len + m;
+  p.steps = 1;
+  p.causal = true;
+  const HostInputs more = generate(p);
+  HostTensor q({s.batch, s.q_heads, m, s.head_dim});
+  for (int b = 0; b < s.batch; ++b)
+    for (int h = 0; h < s.q_heads; ++h)
+      std::copy_n(more.q.row(b, h, 0), m * s.head_dim, q.row(b, h, 0));
+  host.extra["q_prompt"] = std::move(q);
 }
 
 }  // namespace ab

@@ -1,6 +1,7 @@
 #pragma once
 // Executing a variant on a backend: upload inputs, allocate and poison outputs, plan, run.
 // Used by the runner for a case and by metrics that run their own trials (NIAH).
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -29,5 +30,12 @@ struct HostRun {
   Plan plan;
 };
 HostRun run_once(Variant& v, Backend& b, const AttnShape& s, std::shared_ptr<const HostInputs> host);
+
+// When v.prompt_queries(s) = M > 0: the queries of the M prompt positions before the case's
+// first query row (positions kv_len − q_len − M …), made by the workload that made `host`
+// (`generate` over a shape with M more query rows; its K/V are discarded), stored as
+// host.extra["q_prompt"] (B, Hq, M, D). No-op otherwise.
+void add_prompt_queries(const Variant& v, const AttnShape& s,
+                        const std::function<HostInputs(const AttnShape&)>& generate, HostInputs& host);
 
 }  // namespace ab

@@ -112,6 +112,9 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
     CacheMode cache = CacheMode::hot;
     if (ex.metrics.contains("latency") && ex.metrics["latency"].value("cache", std::string("hot")) == "cold")
       cache = CacheMode::cold;
+    add_prompt_queries(*variant, shape, [&](const AttnShape& p) {
+      return wl->generate(p, ex.input, input_seed(ex.seed, c.problem.key()));
+    }, *host);
     variant->prepare_inputs(shape, *host, input_seed(ex.seed, c.problem.key()) ^ 0xe7);
     const int copies = ex.metrics.contains("latency") ? std::max(1, backend.rotation_copies(in_bytes, cache)) : 1;
     Execution exe = prepare_execution(*variant, backend, shape, host, copies);
