@@ -200,6 +200,7 @@ std::vector<VariantCase> variant_cases() {
       {"spatten", {{"important", int64_t{100000}}}, "important", {8, 32, 128, 512}, {{"start", int64_t{2}}, {"recent", int64_t{8}}}},
       {"landmark", {{"top_k", int64_t{100000}}}, "top_k", {1, 2, 4, 8}, {{"block_size", int64_t{16}}}},
       {"kinetics", {{"topk_blocks", int64_t{100000}}}, "topk_blocks", {1, 4, 16, 32}, {{"block_size", int64_t{8}}, {"sinks", int64_t{2}}, {"local", int64_t{8}}}},
+      {"infiniretri", {{"keep", int64_t{100000}}}, "keep", {16, 64, 256, 512}, {{"chunk", int64_t{128}}, {"conv", int64_t{3}}}},
       {"retrieval", {{"top_k", int64_t{100000}}, {"index", std::string("exact")}}, "top_k", {8, 32, 128, 512},
        {{"n_init", int64_t{4}}, {"n_local", int64_t{16}}, {"index", std::string("exact")}}},
       {"retrieval", {{"top_k", int64_t{100000}}, {"nprobe", int64_t{100000}}, {"index_queries", int64_t{64}}}, "top_k", {8, 32, 128, 512},
@@ -683,4 +684,63 @@ TEST_CASE("retrieval: refused parameters are named with their rule") {
   CHECK_THROWS_WITH_AS(make("retrieval", {{"nprobe", int64_t{0}}})->shape(p), "retrieval.nprobe = 0: must be >= 1", InputError);
   CHECK_THROWS_WITH_AS(make("retrieval", {{"clusters", int64_t{-3}}})->shape(p), "retrieval.clusters = -3: must be >= 0", InputError);
   CHECK_THROWS_AS(resolve_params(find_variant("retrieval")->info, {{"index", std::string("hnsw")}}), InputError);
+}
+
+// ---- InfiniRetri (§24) --------------------------------------------------------------------------
+
+TEST_CASE("infiniretri: the chunk pipeline's cache equals a float64 recomputation; later steps add their tokens") {
+  const uint32_t seed = test_seed();
+  INFO("seed " << seed);
+  const Setup u{8, 2, 64, 403, 3, 1};
+  const int64_t C = 100, keep = 30, conv = 3;
+  const Run x = run("infiniretri", {{"chunk", C}, {"keep", keep}, {"conv", conv}}, u, seed);
+  const AttnShape& s = x.shape;
+  const int64_t N = step_position(s, 0);
+  // float64: cache = top-keep of (cache ∪ chunk) by the box-smoothed head-summed softmax.
+  std::vector<int64_t> cache;
+  bool tie = false;
+  for (int64_t c0 = 0; c0 < N; c0 += C) {
+    std::vector<int64_t> cand(cache);
+    for (int64_t j = c0; j < std::min(N, c0 + C); ++j) cand.push_back(j);
+    const size_t n = cand.size();
+    std::vector<double> a(n, 0.0), sm(n, 0.0);
+    for (int h = 0; h < s.q_heads; ++h) {
+      std::vector<double> l(n);
+      for (size_t e = 0; e < n; ++e) {
+        double dot = 0;
+        for (int c = 0; c < s.head_dim; ++c) dot += double(x.host->q.row(0, h, 0)[c]) * x.host->k.row(0, h / s.group(), cand[e])[c];
+        l[e] = dot / std::sqrt(double(s.head_dim));
+      }
+      const double mx = *std::max_element(l.begin(), l.end());
+      double z = 0;
+      for (double v : l) z += std::exp(v - mx);
+      for (size_t e = 0; e < n; ++e) a[e] += std::exp(l[e] - mx) / z;
+    }
+    for (size_t e = 0; e < n; ++e)
+      for (size_t o = e >= 1 ? e - 1 : 0; o <= std::min(n - 1, e + 1); ++o) sm[e] += a[o];
+    std::vector<size_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t p, size_t q) { return sm[p] > sm[q]; });
+    if (n > size_t(keep) && sm[order[size_t(keep) - 1]] - sm[order[size_t(keep)]] < 1e-6) tie = true;
+    cache.clear();
+    for (size_t e = 0; e < std::min(n, size_t(keep)); ++e) cache.push_back(cand[order[e]]);
+    std::sort(cache.begin(), cache.end());
+  }
+  if (tie) MESSAGE("near-tie at a cache boundary: set comparison skipped for this seed");
+  for (int64_t t = 0; t < s.steps; ++t) {
+    std::vector<int64_t> want(cache);
+    for (int64_t j = N; j <= step_position(s, t); ++j) want.push_back(j);
+    for (int h = 0; h < s.q_heads; ++h) {
+      const auto keys = keys_of(x, 0, h, t);
+      CHECK(int64_t(keys.size()) == keep + t + 1);
+      if (!tie) CHECK(keys == want);
+    }
+  }
+}
+
+TEST_CASE("infiniretri: refused parameters are named with their rule") {
+  const Problem p = problem_of(Setup{});
+  CHECK_THROWS_WITH_AS(make("infiniretri", {{"chunk", int64_t{0}}})->shape(p), "infiniretri.chunk = 0: must be >= 1", InputError);
+  CHECK_THROWS_WITH_AS(make("infiniretri", {{"conv", int64_t{4}}})->shape(p), "infiniretri.conv = 4: must be odd and >= 1", InputError);
+  CHECK_THROWS_WITH_AS(make("infiniretri", {{"keep", int64_t{0}}})->shape(p), "infiniretri.keep = 0: must be >= 1", InputError);
 }

@@ -1,0 +1,140 @@
+// InfiniRetri at the attention level: the context is read chunk by chunk, the probe (the
+// step's query, the "question") keeps the tokens it attends to most, and the answer attends
+// over what was kept. "Infinite Retrieval: Attention Enhanced LLMs in Long-Context Processing",
+// Ye et al., arXiv 2502.12962. VARIANTS.md §24 (from the abstract and a third-party summary;
+// github.com/CapitalCode2020/InfiniRetri2 was not read).
+//
+// The paper is a pipeline around a whole model: for each chunk it runs the model on
+// [cached sentences + chunk + question], reads the last layer's attention from the question to
+// the context, smooths it with a 1-D convolution into phrase-level scores and caches the token
+// ids of the whole sentences holding the top-K tokens. At the level of one attention layer:
+//   cache = ∅; for each chunk [c·C, (c+1)·C) of the context before the first step's token:
+//     candidates = cache ∪ chunk, in position order;
+//     a_j = Σ_h softmax_j(q_h·k_j/√d) over the candidates, every query head of the batch
+//           element (the question's attention, summed over heads; one set for all heads, as
+//           the paper keeps token ids);
+//     ã = a convolved with a box of `conv` taps along the candidate sequence (phrase scores);
+//     cache = the top `keep` candidates by ã (tokens, not sentences: Q/K carry no sentence
+//     boundaries).
+//   Every step then attends to the cache plus the tokens from the first step's on (the question
+//   and what has been generated since).
+// The pipeline runs once, at the first step, as the paper reads the document once per question.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "cpu/selection.hpp"
+#include "cpu/selection_decode.hpp"
+#include "variants/decode_steps.hpp"
+#include "variants/sparse_decode/sparse_decode_base.hpp"
+
+namespace ab {
+namespace {
+
+class InfiniRetri final : public SparseDecodeVariant {
+ public:
+  explicit InfiniRetri(ParamSet p) : SparseDecodeVariant(std::move(p)) {
+    info_.name = "infiniretri";
+    info_.family = "token-selection-decode";
+    info_.paper = "Infinite Retrieval: Attention Enhanced LLMs in Long-Context Processing, Ye et al., "
+                  "arXiv 2502.12962";
+    info_.summary = "chunk-wise reading: per chunk, keep the top tokens of cache + chunk by the probe "
+                    "query's head-summed, convolution-smoothed attention; attend over what was kept";
+    info_.params = {
+        {"chunk", ParamType::integer, int64_t{1024}, "context tokens per chunk C (not given in the "
+                                                     "sources read); >= 1"},
+        {"keep", ParamType::integer, int64_t{1024}, "tokens cached across chunks K; >= 1"},
+        {"conv", ParamType::integer, int64_t{5}, "taps of the box convolution smoothing the scores into "
+                                                 "phrase scores (odd, >= 1; 1 = none)"},
+    };
+    info_.modes = {Mode::decode};
+    info_.backends = {"cpu"};
+  }
+  const VariantInfo& info() const override { return info_; }
+
+ protected:
+  void check(const AttnShape& s) const override {
+    (void)s;
+    const int64_t c = params_.integer("chunk"), k = params_.integer("keep"), w = params_.integer("conv");
+    if (c < 1) refuse_param("infiniretri", "chunk", std::to_string(c), "must be >= 1");
+    if (k < 1) refuse_param("infiniretri", "keep", std::to_string(k), "must be >= 1");
+    if (w < 1 || w % 2 == 0) refuse_param("infiniretri", "conv", std::to_string(w), "must be odd and >= 1");
+  }
+
+  double nominal_keys(const AttnShape& s, int64_t t) const override {
+    const double N = double(step_position(s, 0));
+    return std::min(N, double(params_.integer("keep"))) + double(t + 1);
+  }
+  double nominal_estimation_flops(const AttnShape& s) const override {
+    const double N = double(step_position(s, 0)), C = double(params_.integer("chunk")),
+                 K = double(params_.integer("keep"));
+    return 2.0 * s.batch * s.q_heads * s.head_dim * std::ceil(N / C) * (C + std::min(K, N));
+  }
+
+  Selected select(const Inputs& in) override {
+    const AttnShape& s = in.shape;
+    const int64_t C = params_.integer("chunk"), keep = params_.integer("keep"), conv = params_.integer("conv");
+    const int G = s.group(), d = s.head_dim;
+    const float scale = in.effective_scale();
+    const HostTensor& Q = in.host->q;
+    const HostTensor& K = in.host->k;
+    const int64_t N = step_position(s, 0);  // context before the first step's token
+    auto lists = std::make_shared<StepKeyLists>(s.steps, int64_t(s.batch) * s.kv_heads);
+    Selected out;
+    std::vector<std::vector<int32_t>> kept(static_cast<size_t>(s.batch));
+    std::vector<int32_t> cand, top;
+    std::vector<float> qg(size_t(G) * d), kbuf, sc, a, smooth;
+    int64_t chunks = 0;
+    for (int b = 0; b < s.batch; ++b) {
+      std::vector<int32_t>& cache = kept[size_t(b)];
+      for (int64_t c0 = 0; c0 < N; c0 += C) {
+        ++chunks;
+        cand = cache;
+        append_range(cand, c0, std::min(N, c0 + C));  // cache keys precede the chunk's
+        const int64_t n = int64_t(cand.size());
+        a.assign(size_t(n), 0.0f);
+        kbuf.resize(size_t(n) * d);
+        sc.resize(size_t(G) * size_t(n));
+        for (int kh = 0; kh < s.kv_heads; ++kh) {
+          for (int g = 0; g < G; ++g) std::copy_n(Q.row(b, kh * G + g, 0), d, qg.data() + size_t(g) * d);
+          for (int64_t e = 0; e < n; ++e) std::copy_n(K.row(b, kh, cand[size_t(e)]), d, kbuf.data() + e * d);
+          cpu::group_scores(qg.data(), G, kbuf.data(), n, d, scale, sc.data());
+          cpu::soft_vote(sc.data(), G, n, a.data());  // Σ_h softmax_j over the candidates
+          out.estimation_flops += 2.0 * G * d * double(n);
+          out.estimation_bytes += double(n) * d * dtype_bytes(s.dtype);
+        }
+        // Box convolution along the candidate sequence (zero padding).
+        smooth.assign(size_t(n), 0.0f);
+        const int64_t half = conv / 2;
+        for (int64_t e = 0; e < n; ++e)
+          for (int64_t o = std::max<int64_t>(0, e - half); o <= std::min(n - 1, e + half); ++o)
+            smooth[size_t(e)] += a[size_t(o)];
+        cpu::top_k(smooth.data(), n, keep, top);
+        cache.clear();
+        for (int32_t e : top) cache.push_back(cand[size_t(e)]);
+        sort_unique(cache);
+      }
+    }
+    std::vector<int32_t> keys;
+    for (int64_t t = 0; t < s.steps; ++t) {
+      const int64_t P = step_position(s, t);
+      for (int b = 0; b < s.batch; ++b) {
+        keys = kept[size_t(b)];
+        append_range(keys, N, P + 1);  // the question (first step) and the tokens since
+        for (int kh = 0; kh < s.kv_heads; ++kh) lists->push(t, keys);
+      }
+    }
+    out.stats["chunks"] = double(chunks) / double(s.batch);
+    out.sources.push_back({lists, nullptr, nullptr});
+    return out;
+  }
+
+ private:
+  VariantInfo info_;
+};
+
+}  // namespace
+
+std::unique_ptr<Variant> make_infiniretri(const ParamSet& p) { return std::make_unique<InfiniRetri>(p); }
+
+}  // namespace ab
