@@ -16,6 +16,7 @@
 
 #include "backends/cpu/cpu_backend.hpp"
 #include "cpu/gather_decode.hpp"
+#include "cpu/lse_merge.hpp"
 #include "cpu/sdpa.hpp"
 
 namespace {
@@ -266,6 +267,11 @@ TEST_CASE("gather decode: chunked lists merged by LSE equal one pass; two halves
       CHECK(std::abs(o - whole.o.row(0, h, 0)[c]) < 2e-6);
     }
   }
+  // The same with the shared merge kernel (cpu/lse_merge.hpp), in place into the first half.
+  Out m = a;
+  cpu::lse_merge_into(m.o.ptr(), m.lse.ptr(), b.o.ptr(), b.lse.ptr(), 4, 64);
+  for (size_t e = 0; e < whole.o.data.size(); ++e) CHECK(std::abs(m.o.data[e] - whole.o.data[e]) < 2e-6);
+  for (size_t e = 0; e < whole.lse.data.size(); ++e) CHECK(std::abs(m.lse.data[e] - whole.lse.data[e]) < 4e-6);
 }
 
 TEST_CASE("gather decode: an empty list gives O = 0 and LSE = -inf; bad indices are refused") {
