@@ -64,7 +64,8 @@ struct PlantedNeedle {
   std::vector<int64_t> probes;     // query rows aligned with the needle
   HostTensor value;                // v* per (batch, kv head): (B, Hkv, 1, Dv)
   // Dense probability of the needle for each (b, h, probe): index (b·Hq + h)·probes + r,
-  // measured on the final (rounded) inputs.
+  // measured on the final inputs (in fp32 from the log-partition before the probe's last
+  // rounding: within ~1e-7 relative).
   std::vector<double> dense_mass;
 };
 // Plants one needle per (batch, kv head) into `in` (already rounded to s.dtype); deterministic
