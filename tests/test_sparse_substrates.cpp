@@ -454,6 +454,40 @@ TEST_CASE("selection primitives agree with direct computations") {
     }
   }
 
+  SUBCASE("softmax probabilities pooled over key blocks (max and mean)") {
+    const int d = 16;
+    const int64_t rows = 37, nk = 203, block = 32;
+    std::vector<float> q(static_cast<size_t>(rows * d)), k(size_t(nk * d));
+    for (float& e : q) e = 2.0f * n01(rng);
+    for (float& e : k) e = n01(rng);
+    std::vector<int64_t> vis(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) vis[size_t(r)] = (r * 41) % (nk + 1);
+    const int64_t nb = (nk + block - 1) / block;
+    for (cpu::Pool how : {cpu::Pool::max, cpu::Pool::mean}) {
+      std::vector<float> out(static_cast<size_t>(rows * nb));
+      cpu::pooled_softmax(q.data(), rows, vis.data(), k.data(), nk, d, 0.25f, block, how, out.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        std::vector<double> logit(static_cast<size_t>(vis[size_t(r)]));
+        double mx = -1e300, sum = 0;
+        for (int64_t j = 0; j < vis[size_t(r)]; ++j) {
+          double dot = 0;
+          for (int c = 0; c < d; ++c) dot += double(q[size_t(r * d + c)]) * k[size_t(j * d + c)];
+          logit[size_t(j)] = 0.25 * dot;
+          mx = std::max(mx, logit[size_t(j)]);
+        }
+        for (double l : logit) sum += std::exp(l - mx);
+        for (int64_t n = 0; n < nb; ++n) {
+          double want = 0;
+          for (int64_t j = n * block; j < std::min(nk, (n + 1) * block); ++j) {
+            const double p = j < vis[size_t(r)] ? std::exp(logit[size_t(j)] - mx) / sum : 0.0;
+            want = how == cpu::Pool::max ? std::max(want, p) : want + p / double(std::min(nk, (n + 1) * block) - n * block);
+          }
+          CHECK(out[size_t(r * nb + n)] == doctest::Approx(want).epsilon(1e-5));
+        }
+      }
+    }
+  }
+
   SUBCASE("top-k, cumulative-mass budgets, thresholds") {
     std::vector<float> sc(501);
     for (float& e : sc) e = n01(rng);
@@ -520,6 +554,24 @@ TEST_CASE("selection primitives agree with direct computations") {
           const double want = double(a.scale_of(i + 3)) * double(b.scale_of(j + 5)) * dot;
           CHECK(s[size_t(i * (nk - 5) + j)] == doctest::Approx(want).epsilon(1e-6));
         }
+      // The block test: some row's estimate reaching its threshold, blocks of 32 and of 12 keys.
+      for (int64_t kblock : {int64_t(32), int64_t(12)}) {
+        std::vector<float> thr(static_cast<size_t>(nq - 1));
+        for (float& t : thr) t = 0.5f * n01(rng);
+        const int64_t nkb = (nk + kblock - 1) / kblock;
+        std::vector<uint8_t> keep(static_cast<size_t>(nkb));
+        cpu::int4_blocks_reaching(a, 1, nq - 1, b, 0, nkb, kblock, thr.data(), keep.data());
+        for (int64_t kb = 0; kb < nkb; ++kb) {
+          bool want = false;
+          for (int64_t i = 0; i < nq - 1; ++i)
+            for (int64_t j = kb * kblock; j < std::min(nk, (kb + 1) * kblock); ++j) {
+              int32_t dot = 0;
+              for (int c = 0; c < d; ++c) dot += int32_t(a.q[size_t((i + 1) * d + c)]) * b.q[size_t(j * d + c)];
+              want |= a.scale_of(i + 1) * b.scale_of(j) * float(dot) >= thr[size_t(i)];
+            }
+          CHECK(bool(keep[size_t(kb)]) == want);
+        }
+      }
       // Row maxima of the integer dots over key ranges that start and end inside 16-key groups.
       for (auto [k0, kn] : {std::pair<int64_t, int64_t>{5, 60}, {16, 32}, {33, 1}, {0, 70}}) {
         std::vector<int32_t> mx(static_cast<size_t>(nq - 2));

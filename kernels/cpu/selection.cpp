@@ -77,6 +77,44 @@ void softmax_probs(const float* q, int64_t rows, const int64_t* visible, const f
   }
 }
 
+void pooled_softmax(const float* q, int64_t rows, const int64_t* visible, const float* k,
+                    int64_t n_keys, int d, float scale, int64_t block, Pool how, float* out) {
+  if (block <= 0) throw std::invalid_argument("pooled_softmax: block must be >= 1");
+  const int64_t nb = (n_keys + block - 1) / block;
+  std::fill(out, out + rows * nb, 0.0f);
+  if (rows <= 0 || n_keys <= 0) return;
+  // Logits of a chunk of rows at a time (GEMM), then per row: max, Σ exp, per-block pooling.
+  constexpr int64_t kRows = 32;
+  thread_local RowMat logits;
+  for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
+    const int64_t nr = std::min(kRows, rows - r0);
+    int64_t nk = 0;
+    for (int64_t r = r0; r < r0 + nr; ++r)
+      nk = std::max(nk, visible ? std::clamp<int64_t>(visible[r], 0, n_keys) : n_keys);
+    if (nk == 0) continue;
+    logits.resize(nr, nk);
+    logits.noalias() = scale * (CMapRM(q + r0 * d, nr, d) * CMapRM(k, nk, d).transpose());
+    for (int64_t r = 0; r < nr; ++r) {
+      const int64_t vis = visible ? std::clamp<int64_t>(visible[r0 + r], 0, n_keys) : n_keys;
+      if (vis == 0) continue;
+      Eigen::Map<Eigen::ArrayXf> x(logits.row(r).data(), vis);
+      const float mx = x.maxCoeff();
+      const float lse = mx + std::log((x - mx).exp().sum());
+      float* o = out + (r0 + r) * nb;
+      for (int64_t n = 0; n * block < vis; ++n) {
+        const int64_t j0 = n * block, j1 = std::min(vis, j0 + block);
+        Eigen::Map<Eigen::ArrayXf> seg(logits.row(r).data() + j0, j1 - j0);
+        if (how == Pool::max) {
+          o[n] = std::exp(seg.maxCoeff() - lse);
+        } else {
+          const int64_t len = std::min(n_keys, j0 + block) - j0;
+          o[n] = (seg - lse).exp().sum() / float(len);
+        }
+      }
+    }
+  }
+}
+
 void top_k(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out) {
   out.clear();
   k = std::clamp<int64_t>(k, 0, n);
@@ -158,6 +196,8 @@ Int4Rows quantize_int4(const float* x, int64_t rows, int d, int64_t block) {
   r.right.assign(size_t(((rows + 15) / 16) * dq * 64), 0);
   r.corr.assign(size_t(((rows + 15) / 16) * 16), 0);
   for (int64_t row = 0; row < rows; ++row) r.corr[size_t(row)] = 8 * r.qsum[size_t(row)];
+  r.lane_scale.assign(r.corr.size(), 0.0f);
+  for (int64_t row = 0; row < rows; ++row) r.lane_scale[size_t(row)] = r.scale_of(row);
   for (int64_t row = 0; row < rows; ++row)
     for (int c = 0; c < d; ++c) {
       const int8_t v = r.q[size_t(row * d + c)];
@@ -269,6 +309,85 @@ void int4_row_max(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, 
 #else
   for (int64_t i = 0; i < nq; ++i)
     for (int64_t j = 0; j < nk; ++j) out[i] = std::max(out[i], scalar_dot(a, q0 + i, b, k0 + j));
+#endif
+}
+
+void int4_blocks_reaching(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b,
+                          int64_t kb0, int64_t kb1, int64_t block, const float* thr, uint8_t* keep) {
+  if (a.d != b.d) throw std::invalid_argument("int4_blocks_reaching: a and b differ in d");
+  if (block <= 0) throw std::invalid_argument("int4_blocks_reaching: block must be >= 1");
+  if (kb1 <= kb0) return;
+  std::fill(keep, keep + (kb1 - kb0), uint8_t(0));
+  const int64_t k0 = kb0 * block, k1 = std::min(b.rows, kb1 * block);
+  if (nq <= 0 || k1 <= k0) return;
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+  const int dq = a.dq;
+  const int64_t g0 = k0 / 16, g1 = (k1 + 15) / 16;
+  const bool whole = block % 16 == 0;  // every 16-key group inside one block
+  // Lanes outside [k0, k1) exist only in the first and the last group.
+  const __mmask16 first_mask = __mmask16(lane_mask(g0, k0, k1 - k0)), last_mask = __mmask16(lane_mask(g1 - 1, k0, k1 - k0));
+  auto mark = [&](int64_t g, __mmask16 hits) {
+    if (!hits) return;
+    if (g == g0) hits &= first_mask;
+    if (g == g1 - 1) hits &= last_mask;
+    if (!hits) return;
+    if (whole) {
+      keep[(g * 16) / block - kb0] = 1;
+      return;
+    }
+    for (int l = 0; l < 16; ++l)
+      if (hits & (1u << l)) keep[(g * 16 + l) / block - kb0] = 1;
+  };
+  constexpr int kG = 4, kR = 4;
+  for (int64_t g = g0; g < g1; g += kG) {
+    const int ng = int(std::min<int64_t>(kG, g1 - g));
+    // Skip a run of groups whose blocks are all kept already (whole-block groups only).
+    if (whole) {
+      bool all = true;
+      for (int t = 0; t < ng && all; ++t) all = keep[((g + t) * 16) / block - kb0] != 0;
+      if (all) continue;
+    }
+    const int8_t* bp = b.right.data() + g * dq * 64;
+    __m512 bscale[kG];
+    __m512i bcorr[kG];
+    for (int t = 0; t < kG; ++t) {
+      const int64_t gg = g + std::min(t, ng - 1);
+      bscale[t] = _mm512_loadu_ps(b.lane_scale.data() + gg * 16);
+      bcorr[t] = _mm512_loadu_si512(b.corr.data() + gg * 16);
+    }
+    for (int64_t i0 = 0; i0 < nq; i0 += kR) {
+      const int ni = int(std::min<int64_t>(kR, nq - i0));
+      __m512i acc[kR][kG];
+      for (int r = 0; r < kR; ++r)
+        for (int t = 0; t < kG; ++t) acc[r][t] = _mm512_setzero_si512();
+      const uint8_t* ap = a.left.data() + (q0 + i0) * dq * 4;
+      for (int c = 0; c < dq; ++c) {
+        __m512i bv[kG];
+        for (int t = 0; t < kG; ++t) bv[t] = _mm512_loadu_si512(bp + (int64_t(std::min(t, ng - 1)) * dq + c) * 64);
+        for (int r = 0; r < ni; ++r) {
+          int32_t a4;
+          std::memcpy(&a4, ap + r * dq * 4 + c * 4, 4);
+          const __m512i av = _mm512_set1_epi32(a4);
+          for (int t = 0; t < kG; ++t) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], av, bv[t]);
+        }
+      }
+      for (int r = 0; r < ni; ++r) {
+        const __m512 sa = _mm512_set1_ps(a.scale_of(q0 + i0 + r));
+        const __m512 th = _mm512_set1_ps(thr[i0 + r]);
+        for (int t = 0; t < ng; ++t) {
+          const __m512 est = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][t], bcorr[t])), bscale[t]), sa);
+          mark(g + t, _mm512_cmp_ps_mask(est, th, _CMP_GE_OQ));
+        }
+      }
+    }
+  }
+#else
+  for (int64_t j = k0; j < k1; ++j) {
+    uint8_t& kp = keep[j / block - kb0];
+    if (kp) continue;
+    for (int64_t i = 0; i < nq && !kp; ++i)
+      kp = a.scale_of(q0 + i) * b.scale_of(j) * float(scalar_dot(a, q0 + i, b, j)) >= thr[i];
+  }
 #endif
 }
 

@@ -32,6 +32,16 @@ std::vector<int64_t> strided_rows(int64_t n, int64_t stride);
 void softmax_probs(const float* q, int64_t rows, const int64_t* visible, const float* k,
                    int64_t n_keys, int d, float scale, float* out);
 
+// Row-softmax probabilities pooled over key blocks, without storing them: for each query row r
+// and key block n (keys [n·block, min(n_keys, (n+1)·block))),
+//   max:  out[r][n] = max_{j in block, j < visible[r]} p_rj
+//   mean: out[r][n] = Σ_{j in block, j < visible[r]} p_rj / |block|   (masked keys count as 0)
+// with p_rj = exp(scale·q_r·k_j − lse_r) over keys j < visible[r] (nullptr: every key).
+// out (rows, ceil(n_keys/block)); blocks no key of which is visible give 0. ProxyAttn §6 max-
+// pools its proxy heads' probabilities and average-pools the budget rows'.
+void pooled_softmax(const float* q, int64_t rows, const int64_t* visible, const float* k,
+                    int64_t n_keys, int d, float scale, int64_t block, Pool how, float* out);
+
 // ---- selectors ------------------------------------------------------------------------------
 
 // Indices of the k largest scores (k clipped to n), in descending score order; ties go to the
@@ -71,6 +81,7 @@ struct Int4Rows {
   std::vector<uint8_t> left;  // (rows, 4·dq)
   std::vector<int8_t> right;  // (ceil(rows / 16), dq, 16, 4)
   std::vector<int32_t> corr;  // (ceil(rows / 16)·16): 8·qsum, 0 past the last row
+  std::vector<float> lane_scale;  // (ceil(rows / 16)·16): scale_of(row), 0 past the last row
   float scale_of(int64_t row) const { return scale[std::size_t(row / block)]; }
 };
 Int4Rows quantize_int4(const float* x, int64_t rows, int d, int64_t block);
@@ -85,6 +96,13 @@ void int4_scores(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, i
 // of row i is scale_a(i)·scale_b·out[i]: SALE's per-block test needs nothing else.
 void int4_row_max(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t k0,
                   int64_t nk, int32_t* out);
+
+// SALE's block test in one pass: for rows [q0, q0+nq) of `a` and key blocks kb in [kb0, kb1)
+// of `block` rows of `b` (cut at b.rows), keep[kb − kb0] = 1 when some row i and key j of the
+// block reach scale_a(i)·scale_b(j)·Σ_c a.q[i][c]·b.q[j][c] >= thr[i], else 0. Vectorised
+// compares and no per-element output: the scan of every causal block stays cheap.
+void int4_blocks_reaching(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b,
+                          int64_t kb0, int64_t kb1, int64_t block, const float* thr, uint8_t* keep);
 
 // ---- chunk boundaries (DHSA §18, training-free stand-in for its trained predictor) --------
 

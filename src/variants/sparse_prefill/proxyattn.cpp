@@ -140,14 +140,12 @@ Plan ProxyAttn::plan(const Inputs& in, Backend& be) {
         cpu::average_heads(heads.data(), heads_per_group, d, qbuf.data() + r * d);
         vis[size_t(r)] = s.visible_keys(lo[r]);
       }
-      const int64_t nk = *std::max_element(vis.begin(), vis.end());
-      probs.resize(size_t(nr * nk));
-      cpu::softmax_probs(qbuf.data(), nr, vis.data(), kg.data() + (int64_t(b) * G + g) * s.kv_len * d, nk, d,
-                         scale, probs.data());
+      probs.resize(size_t(nr * n_kb));
+      cpu::pooled_softmax(qbuf.data(), nr, vis.data(), kg.data() + (int64_t(b) * G + g) * s.kv_len * d, s.kv_len, d,
+                          scale, block, cpu::Pool::max, probs.data());
       float* a = A.data() + ((int64_t(b) * G + g) * n_qb + m) * n_kb;
       for (int64_t r = 0; r < nr; ++r)
-        for (int64_t j = 0; j < vis[size_t(r)]; ++j)
-          a[j / block] = std::max(a[j / block], probs[size_t(r * nk + j)]);
+        for (int64_t n = 0; n < n_kb; ++n) a[n] = std::max(a[n], probs[size_t(r * n_kb + n)]);
       for (int64_t r = 0; r < nr; ++r) flops_scores += 2.0 * d * double(vis[size_t(r)]);
     }
   }
@@ -167,15 +165,13 @@ Plan ProxyAttn::plan(const Inputs& in, Backend& be) {
     for (int64_t bh = 0; bh < int64_t(s.batch) * s.q_heads; ++bh) {
       const int b = int(bh / s.q_heads), h = int(bh % s.q_heads);
       for (int64_t r = 0; r < nr_last; ++r) vis[size_t(r)] = s.visible_keys(r0 + r);
-      const int64_t nk = *std::max_element(vis.begin(), vis.end());
-      probs.resize(size_t(nr_last * nk));
-      cpu::softmax_probs(x.q.row(b, h, r0), nr_last, vis.data(), x.k.row(b, h / s.group(), 0), nk, d, scale,
-                         probs.data());
+      probs.resize(size_t(nr_last * n_kb));
+      cpu::pooled_softmax(x.q.row(b, h, r0), nr_last, vis.data(), x.k.row(b, h / s.group(), 0), s.kv_len, d, scale,
+                          block, cpu::Pool::mean, probs.data());
+      // The tile average over (row, key) = the mean over rows of each row's block mean.
       pooled.assign(size_t(nkb_last), 0.0f);
       for (int64_t r = 0; r < nr_last; ++r)
-        for (int64_t j = 0; j < nk; ++j) pooled[size_t(j / block)] += probs[size_t(r * nk + j)];
-      for (int64_t n = 0; n < nkb_last; ++n)
-        pooled[size_t(n)] /= float(nr_last * (std::min(s.kv_len, (n + 1) * block) - n * block));
+        for (int64_t n = 0; n < nkb_last; ++n) pooled[size_t(n)] += probs[size_t(r * n_kb + n)] / float(nr_last);
       const int64_t c = cpu::cumulative_mass_count(pooled.data(), nkb_last, gamma);
       st->budget_fraction[size_t(bh)] = double(std::max<int64_t>(c, 1)) / double(nkb_last);
       for (int64_t r = 0; r < nr_last; ++r) flops_budget += 2.0 * d * double(vis[size_t(r)]);

@@ -166,8 +166,8 @@ Plan Sale::plan(const Inputs& in, Backend& be) {
 #pragma omp parallel reduction(+ : flops_exact, flops_scan)
   {
     RowMat sc;
-    std::vector<float> m, l, t, qscale;
-    std::vector<int32_t> rowmax;
+    std::vector<float> m, l, t;
+    std::vector<uint8_t> keep;
     std::vector<int32_t> kept_seg;
     // Exact (m, ℓ) update of rows [r0, r0+nr) with keys [k0, k1), causal per row.
     auto update_stats = [&](const float* Q, const float* K, int64_t r0, int64_t nr, int64_t k0, int64_t k1) {
@@ -206,30 +206,22 @@ Plan Sale::plan(const Inputs& in, Backend& be) {
         update_stats(Q, K, r0, nr, 0, std::min(s.kv_len, bk));
         update_stats(Q, K, r0, nr, lb0 * bk, std::min(s.kv_len, last_key + 1));
         t.resize(size_t(nr));
-        qscale.resize(size_t(nr));
         auto thresholds = [&] {
-          // In integer-dot units of key block kb: x̃ >= t_i <=> s_q·s_k·dot >= t_i/scale − q·k̄.
+          // x̃ = scale·(s_q·s_k·dot + q·k̄) >= t_i  <=>  s_q·s_k·dot >= t_i/scale − q·k̄.
           for (int64_t r = 0; r < nr; ++r)
             t[size_t(r)] = cpu::threshold_relative_to_sum(m[size_t(r)], l[size_t(r)], tau) / scale -
                            qkmean[size_t(qh * s.q_len + r0 + r)];
         };
         thresholds();
-        for (int64_t r = 0; r < nr; ++r) qscale[size_t(r)] = qq[size_t(qh)].scale_of(r0 + r);
-        rowmax.resize(size_t(nr));
         // 3. Scan blocks 1 .. lb0−1 in segments.
         for (int64_t s0 = 1; s0 < lb0; s0 += seg_blocks) {
           const int64_t s1 = std::min(lb0, s0 + seg_blocks);
           kept_seg.clear();
-          for (int64_t kb = s0; kb < s1; ++kb) {
-            const int64_t k0 = kb * bk, nk = std::min(s.kv_len, k0 + bk) - k0;
-            cpu::int4_row_max(qq[size_t(qh)], r0, nr, kq[size_t(kvh)], k0, nk, rowmax.data());
-            const float ks = kq[size_t(kvh)].scale_of(k0);
-            bool keep = false;
-            for (int64_t r = 0; r < nr && !keep; ++r)
-              keep = qscale[size_t(r)] * ks * float(rowmax[size_t(r)]) >= t[size_t(r)];
-            if (keep) kept_seg.push_back(int32_t(kb));
-            flops_scan += 2.0 * double(nr) * double(nk) * d;
-          }
+          keep.resize(size_t(s1 - s0));
+          cpu::int4_blocks_reaching(qq[size_t(qh)], r0, nr, kq[size_t(kvh)], s0, s1, bk, t.data(), keep.data());
+          for (int64_t kb = s0; kb < s1; ++kb)
+            if (keep[size_t(kb - s0)]) kept_seg.push_back(int32_t(kb));
+          flops_scan += 2.0 * double(nr) * double(std::min(s.kv_len, s1 * bk) - s0 * bk) * d;
           out.insert(out.end(), kept_seg.begin(), kept_seg.end());
           if (refresh && !kept_seg.empty()) {
             for (int32_t kb : kept_seg) update_stats(Q, K, r0, nr, int64_t(kb) * bk, std::min(s.kv_len, int64_t(kb + 1) * bk));
