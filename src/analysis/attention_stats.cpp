@@ -101,7 +101,7 @@ double dense_attention_row(const HostTensor& q, const HostTensor& k, const HostT
 }
 
 RowStats row_stats(const double* p, const AttnShape& s, const Mask& m, int b, int h, int64_t qpos,
-                   int64_t window, int64_t sink_token, std::vector<double>& scratch) {
+                   int64_t window, int64_t sink_token, std::vector<double>& scratch, int64_t period) {
   RowStats r;
   scratch.clear();
   for (int64_t j = 0; j < s.kv_len; ++j) {
@@ -110,6 +110,7 @@ RowStats row_stats(const double* p, const AttnShape& s, const Mask& m, int b, in
     scratch.push_back(pj);
     if (pj > 0) r.entropy -= pj * std::log(pj);
     if (std::abs(qpos - j) < window) r.local_mass += pj;
+    if (period > 0 && (qpos - j) % period == 0) r.slash_mass += pj;
   }
   r.visible = static_cast<int64_t>(scratch.size());
   if (sink_token >= 0 && sink_token < s.kv_len) r.first_mass = p[sink_token];
@@ -159,7 +160,7 @@ std::vector<HeadStats> attention_stats(const HostTensor& q, const HostTensor& k,
       for (int r = 0; r < cnt; ++r)
         per_row[static_cast<size_t>(bh * nrows + r0 + r)] =
             row_stats(p.data() + r * s.kv_len, s, mask, b, h, rows[static_cast<size_t>(r0 + r)] + s.q_offset(),
-                      opts.window, opts.sink_token, scratch);
+                      opts.window, opts.sink_token, scratch, opts.period);
     }
   }
   for (int bh = 0; bh < heads; ++bh) {
@@ -175,6 +176,7 @@ std::vector<HeadStats> attention_stats(const HostTensor& q, const HostTensor& k,
       hs.local_mass += rs.local_mass;
       hs.top1_mass += rs.top1_mass;
       hs.top10_mass += rs.top10_mass;
+      hs.slash_mass += rs.slash_mass;
       if (mask.allows(hs.b, hs.h, rows[static_cast<size_t>(r)] + s.q_offset(), opts.sink_token)) {
         ++hs.alpha_rows;
         hs.alpha += rs.first_mass;
@@ -187,6 +189,7 @@ std::vector<HeadStats> attention_stats(const HostTensor& q, const HostTensor& k,
       hs.local_mass /= n;
       hs.top1_mass /= n;
       hs.top10_mass /= n;
+      hs.slash_mass /= n;
     }
     if (hs.alpha_rows > 0) hs.alpha /= static_cast<double>(hs.alpha_rows);
   }

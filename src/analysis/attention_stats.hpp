@@ -44,17 +44,19 @@ struct RowStats {
   double top1_mass = 0;   // mass of the ceil(1% · kv_len) largest probabilities (at most the
                           // visible keys)
   double top10_mass = 0;  // ... ceil(10% · kv_len)
+  double slash_mass = 0;  // mass on keys whose lag qpos − j is a multiple of `period` (> 0)
   int64_t visible = 0;    // keys the mask allows
 };
 // `scratch` is reused between calls (grows to kv_len).
 RowStats row_stats(const double* p, const AttnShape& s, const Mask& m, int b, int h, int64_t qpos,
-                   int64_t window, int64_t sink_token, std::vector<double>& scratch);
+                   int64_t window, int64_t sink_token, std::vector<double>& scratch, int64_t period = 0);
 
 struct StatsOptions {
   int64_t rows = 256;        // sampled query rows per head (0 or >= the range: all)
   double row_start = 0.0;    // sample from row floor(row_start · q_len) on
   int64_t window = 128;      // local window, keys
   int64_t sink_token = 0;    // the token whose mass and sink score α are measured
+  int64_t period = 0;        // > 0: also the mass on lags that are multiples of it (slash lines)
 };
 
 // Per (batch, query head): the means of RowStats over the sampled rows, and the sink score
@@ -64,6 +66,7 @@ struct HeadStats {
   int b = 0, h = 0;
   int64_t rows = 0;
   double entropy = 0, first_mass = 0, local_mass = 0, top1_mass = 0, top10_mass = 0;
+  double slash_mass = 0;
   double alpha = 0;
   int64_t alpha_rows = 0;  // rows that can see the sink token
 };

@@ -28,6 +28,7 @@ struct InspectOptions {
   int64_t window = 128;
   double row_start = 0.5;
   int64_t token = 0;
+  int64_t period = 0;
   double epsilon = 0.3;
   bool json_out = false;
 };
@@ -38,7 +39,7 @@ int run_inspect(const InspectOptions& opt) {
   doc["spec"] = ex.path;
   doc["input"] = ex.input;
   doc["options"] = {{"rows", opt.rows},       {"row_start", opt.row_start}, {"window", opt.window},
-                    {"token", opt.token},     {"epsilon", opt.epsilon}};
+                    {"token", opt.token},     {"epsilon", opt.epsilon}, {"period", opt.period}};
   doc["problems"] = json::array();
   std::map<std::string, bool> seen;
   for (const Case& c : ex.cases) {
@@ -54,6 +55,7 @@ int run_inspect(const InspectOptions& opt) {
     so.row_start = opt.row_start;
     so.window = opt.window;
     so.sink_token = opt.token;
+    so.period = opt.period;
     const std::vector<HeadStats> heads = attention_stats(in.q, in.k, s, 0.0, so);
     json p;
     p["problem"] = c.problem.key();
@@ -73,6 +75,7 @@ int run_inspect(const InspectOptions& opt) {
                     {"local_mass", h.local_mass},
                     {"top1_mass", h.top1_mass},
                     {"top10_mass", h.top10_mass},
+                    {"slash_mass", h.slash_mass},
                     {"alpha", h.alpha}});
       mean.entropy += h.entropy;
       mean.first_mass += h.first_mass;
@@ -80,12 +83,14 @@ int run_inspect(const InspectOptions& opt) {
       mean.top1_mass += h.top1_mass;
       mean.top10_mass += h.top10_mass;
       mean.alpha += h.alpha;
+      mean.slash_mass += h.slash_mass;
     }
     const double n = heads.empty() ? 1.0 : static_cast<double>(heads.size());
     p["heads"] = hs;
     p["mean"] = {{"entropy", mean.entropy / n},       {"first_mass", mean.first_mass / n},
                  {"local_mass", mean.local_mass / n}, {"top1_mass", mean.top1_mass / n},
-                 {"top10_mass", mean.top10_mass / n}, {"alpha", mean.alpha / n}};
+                 {"top10_mass", mean.top10_mass / n}, {"slash_mass", mean.slash_mass / n},
+                 {"alpha", mean.alpha / n}};
     p["sink_ratio"] = sink_ratio(heads, opt.epsilon);
     doc["problems"].push_back(p);
 
@@ -96,17 +101,18 @@ int run_inspect(const InspectOptions& opt) {
                 static_cast<long long>(first), static_cast<long long>(s.q_len));
     const std::string local = fmt::format("local{}", opt.window);
     const std::string tok = fmt::format("tok{}", opt.token);
-    std::printf("%s\n", fmt::format("{:>6} {:>9} {:>7} {:>9} {:>7} {:>7} {:>7}", "head", "entropy", tok, local,
-                                    "top1%", "top10%", "alpha").c_str());
-    auto line = [&](const std::string& label, double e, double f, double l, double t1, double t10, double a) {
-      std::printf("%s\n", fmt::format("{:>6} {:>9.3f} {:>7.3f} {:>9.3f} {:>7.3f} {:>7.3f} {:>7.3f}", label, e, f, l,
-                                      t1, t10, a).c_str());
+    const std::string slash = opt.period > 0 ? fmt::format(" {:>9}", fmt::format("lag%{}", opt.period)) : "";
+    std::printf("%s\n", (fmt::format("{:>6} {:>9} {:>7} {:>9} {:>7} {:>7} {:>7}", "head", "entropy", tok, local,
+                                     "top1%", "top10%", "alpha") + slash).c_str());
+    auto line = [&](const std::string& label, const HeadStats& h, double div) {
+      std::string l = fmt::format("{:>6} {:>9.3f} {:>7.3f} {:>9.3f} {:>7.3f} {:>7.3f} {:>7.3f}", label, h.entropy / div,
+                                  h.first_mass / div, h.local_mass / div, h.top1_mass / div, h.top10_mass / div,
+                                  h.alpha / div);
+      if (opt.period > 0) l += fmt::format(" {:>9.3f}", h.slash_mass / div);
+      std::printf("%s\n", l.c_str());
     };
-    for (const auto& h : heads)
-      line(s.batch > 1 ? fmt::format("{}.{}", h.b, h.h) : std::to_string(h.h), h.entropy, h.first_mass,
-           h.local_mass, h.top1_mass, h.top10_mass, h.alpha);
-    line("mean", mean.entropy / n, mean.first_mass / n, mean.local_mass / n, mean.top1_mass / n,
-         mean.top10_mass / n, mean.alpha / n);
+    for (const auto& h : heads) line(s.batch > 1 ? fmt::format("{}.{}", h.b, h.h) : std::to_string(h.h), h, 1.0);
+    line("mean", mean, n);
     std::printf("Sink_%lld^%g = %.1f%% of heads (alpha = mean attention on token %lld)\n\n",
                 static_cast<long long>(opt.token), opt.epsilon, sink_ratio(heads, opt.epsilon),
                 static_cast<long long>(opt.token));
@@ -115,8 +121,9 @@ int run_inspect(const InspectOptions& opt) {
     std::printf("%s\n", doc.dump(2).c_str());
   } else {
     std::printf("entropy: nats; %s: mass on token %lld; local%lld: mass on the %lld nearest keys; "
-                "top1%%/top10%%: mass of the ceil(1%%/10%% of kv_len) largest probabilities; float64 dense "
-                "attention under the problem's mask, means over the sampled rows\n",
+                "top1%%/top10%%: mass of the ceil(1%%/10%% of kv_len) largest probabilities; alpha: sink "
+                "score (mean attention on the token); lag%%P: mass on lags that are multiples of P; float64 "
+                "dense attention under the problem's mask, means over the sampled rows\n",
                 fmt::format("tok{}", opt.token).c_str(), static_cast<long long>(opt.token),
                 static_cast<long long>(opt.window), static_cast<long long>(opt.window));
   }
@@ -137,6 +144,8 @@ void setup_inspect(CLI::App& app, Action& action) {
   sub->add_option("--window", opt->window, "local window for the local-mass column, keys")->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   sub->add_option("--token", opt->token, "token whose mass and sink score alpha are shown")->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   sub->add_option("--epsilon", opt->epsilon, "sink threshold of Sink_k^eps")->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--period", opt->period, "also show the mass on lags that are multiples of this (slash lines)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   sub->add_flag("--json", opt->json_out, "print JSON instead of tables");
   sub->callback([opt, &action] { action = [opt] { return run_inspect(*opt); }; });
 }

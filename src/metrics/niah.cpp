@@ -187,6 +187,14 @@ json measure_niah(MetricContext& ctx) {
       skipped.push_back({{"length", p.kv_len}, {"reason", sup.reason}});
       continue;
     }
+    if (wl->validate) {  // e.g. a captured haystack shorter than this length
+      try {
+        wl->validate(s, hay_opts);
+      } catch (const InputError& e) {
+        skipped.push_back({{"length", p.kv_len}, {"reason", e.what()}});
+        continue;
+      }
+    }
     // One buffer per length for the planted copies: reused across depths and trials (fresh
     // pages for 100 copies of a 16k haystack cost more than planting them).
     auto host = std::make_shared<HostInputs>();

@@ -136,11 +136,15 @@ int64_t check_shape(const TensorInfo& t, const Need& need, bool bnhd, bool slice
   if (H != need.heads) return bad(std::to_string(H) + " heads (check the variant's head layout)");
   if (D != need.dim) return bad("head dimension " + std::to_string(D) + " differs");
   if (N == need.rows) return 0;
-  if (is_query && N == s.kv_len) return s.kv_len - s.q_len;  // the whole sequence's queries
-  if (slice && N > s.kv_len) return is_query ? s.kv_len - s.q_len : 0;
-  if (N > need.rows)
-    return bad(std::to_string(N) + " positions, more than the problem's " + std::to_string(need.rows) +
-               " (set input.slice: true to use the first " + std::to_string(s.kv_len) + ")");
+  const std::string slice_hint = " (set input.slice: true to use the first " + std::to_string(s.kv_len) + ")";
+  if (is_query) {
+    // A whole sequence's queries: the case's rows sit at positions kv_len − q_len ... kv_len − 1.
+    if (N == s.kv_len) return s.kv_len - s.q_len;
+    if (N > s.kv_len) return slice ? s.kv_len - s.q_len : bad(std::to_string(N) + " positions, more than the problem's " + std::to_string(s.kv_len) + slice_hint);
+    return bad("only " + std::to_string(N) + " positions: the queries are rows " + std::to_string(s.kv_len - s.q_len) +
+               "..." + std::to_string(s.kv_len - 1) + " of a " + std::to_string(s.kv_len) + "-token sequence");
+  }
+  if (N > need.rows) return slice ? 0 : bad(std::to_string(N) + " positions, more than the problem's " + std::to_string(need.rows) + slice_hint);
   return bad("only " + std::to_string(N) + " positions");
 }
 
