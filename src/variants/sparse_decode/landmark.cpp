@@ -73,18 +73,21 @@ class Landmark final : public SparseDecodeVariant {
     const HostTensor& K = in.host->k;
     auto lists = std::make_shared<StepKeyLists>(s.steps, int64_t(s.batch) * s.kv_heads);
     Selected out;
-    // Mean keys of every block complete by the last step (a block's mean exists once its last
-    // key has arrived, and only blocks before the step's own block are scored).
-    const int64_t last = step_position(s, s.steps - 1), nb_max = last / L;
-    std::vector<std::vector<float>> means(size_t(s.batch) * s.kv_heads);
-    for (int b = 0; b < s.batch; ++b)
-      for (int kh = 0; kh < s.kv_heads; ++kh) {
-        auto& m = means[size_t(b) * s.kv_heads + kh];
-        m.resize(size_t(nb_max) * d);
-        if (nb_max > 0) cpu::pool_rows(K.row(b, kh, 0), nb_max * L, d, L, cpu::Pool::mean, m.data());
-        out.estimation_flops += double(nb_max * L) * d;  // one add per pooled element
-        out.estimation_bytes += double(nb_max * L) * d * dtype_bytes(s.dtype);
-      }
+    // Block means (the landmark stand-ins): the prompt's complete blocks are prefill-time work,
+    // pooled once per cache and reused by later plans (reported as prefill_pool_flops); blocks
+    // completed during the steps are pooled here (one add per pooled element). A block's mean
+    // exists once its last key has arrived; only blocks before the step's own are scored.
+    const int64_t last = step_position(s, s.steps - 1), nb_max = last / L, nb_prompt = step_position(s, 0) / L;
+    if (!(prompt_for_ == InputsKey::of(in))) {
+      prompt_means_ = block_mean_keys(K, s, 0, L, nb_prompt);
+      prompt_for_ = InputsKey::of(in);
+    }
+    std::vector<std::vector<float>> means = prompt_means_;
+    const auto fresh = block_mean_keys(K, s, nb_prompt * L, L, nb_max - nb_prompt);
+    for (size_t r = 0; r < means.size(); ++r) means[r].insert(means[r].end(), fresh[r].begin(), fresh[r].end());
+    out.estimation_flops += double(s.batch) * s.kv_heads * double((nb_max - nb_prompt) * L) * d;
+    out.estimation_bytes += double(s.batch) * s.kv_heads * double((nb_max - nb_prompt) * L) * d * dtype_bytes(s.dtype);
+    out.stats["prefill_pool_flops"] = double(s.batch) * s.kv_heads * double(nb_prompt * L) * d;
     std::vector<float> qg(size_t(G) * d), scores, pooled;
     std::vector<int32_t> top, keys;
     for (int64_t t = 0; t < s.steps; ++t) {
@@ -116,6 +119,8 @@ class Landmark final : public SparseDecodeVariant {
 
  private:
   VariantInfo info_;
+  InputsKey prompt_for_;
+  std::vector<std::vector<float>> prompt_means_;
 };
 
 }  // namespace

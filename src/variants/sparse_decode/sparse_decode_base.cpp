@@ -6,6 +6,7 @@
 
 #include "core/errors.hpp"
 #include "cpu/lse_merge.hpp"
+#include "cpu/selection.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/dense_sdpa_base.hpp"
 
@@ -47,6 +48,27 @@ void DecodeTokenSelection::keys(int b, int h, int64_t i, std::vector<int64_t>& o
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
+}
+
+InputsKey InputsKey::of(const Inputs& in) {
+  InputsKey k;
+  k.host = in.host.get();
+  const HostTensor& K = in.host->k;
+  k.sample = {float(in.shape.batch), float(in.shape.kv_heads), float(in.shape.kv_len), float(in.shape.steps)};
+  for (int64_t e = 0; e < 64 && K.numel() > 0; ++e) k.sample.push_back(K.data[size_t((e * 7919) % K.numel())]);
+  return k;
+}
+
+std::vector<std::vector<float>> block_mean_keys(const HostTensor& k, const AttnShape& s, int64_t offset,
+                                                int64_t block, int64_t blocks) {
+  std::vector<std::vector<float>> means(static_cast<size_t>(int64_t(s.batch) * s.kv_heads));
+  for (int b = 0; b < s.batch; ++b)
+    for (int kh = 0; kh < s.kv_heads; ++kh) {
+      auto& m = means[size_t(b) * s.kv_heads + kh];
+      m.resize(size_t(std::max<int64_t>(0, blocks)) * s.head_dim);
+      if (blocks > 0) cpu::pool_rows(k.row(b, kh, offset), blocks * block, s.head_dim, block, cpu::Pool::mean, m.data());
+    }
+  return means;
 }
 
 void append_range(std::vector<int32_t>& out, int64_t a, int64_t b) {

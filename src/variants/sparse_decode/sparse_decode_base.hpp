@@ -93,6 +93,22 @@ class SparseDecodeVariant : public Variant {
   ParamSet params_;
 };
 
+// Identifies an input set, for work a method does once per cache at prefill time (an index,
+// the prompt's page means) and reuses across plans of the same inputs — latency samples plan
+// again and must time the decode-time work only. The host copy's address, the shape and a
+// sample of the keys (a new input set may reuse a freed address).
+struct InputsKey {
+  const void* host = nullptr;
+  std::vector<float> sample;
+  static InputsKey of(const Inputs& in);
+  bool operator==(const InputsKey& o) const { return host == o.host && sample == o.sample; }
+};
+
+// Mean keys of the blocks [offset + p·block, offset + (p+1)·block) of every (batch, kv head),
+// for p < blocks, pooled from K: one vector (blocks, d) per list b·Hkv + kv head.
+std::vector<std::vector<float>> block_mean_keys(const HostTensor& k, const AttnShape& s, int64_t offset,
+                                                int64_t block, int64_t blocks);
+
 // Keys [a, b) appended to `out` (a helper for sink, local and block ranges).
 void append_range(std::vector<int32_t>& out, int64_t a, int64_t b);
 // Sorts and removes repeats.
