@@ -379,7 +379,15 @@ void check_lists(const SparsePrefillArgs& a) {
     const int64_t n_kb = ceil_div(s.kv_len, L.k_block);
     const int64_t nl = n_lists(a);
     if (L.offsets[0] != 0) fail("block list offsets must start at 0");
+    // A parallel pass finds whether anything is wrong; the serial pass below names it.
+    bool bad = false;
+#pragma omp parallel for schedule(static) reduction(|| : bad) if (nl > 256)
     for (int64_t r = 0; r < nl; ++r) {
+      bad = bad || L.offsets[r + 1] < L.offsets[r];
+      for (int32_t p = L.offsets[r]; p < L.offsets[r + 1] && !bad; ++p)
+        bad = L.blocks[p] < 0 || L.blocks[p] >= n_kb || (p > L.offsets[r] && L.blocks[p] <= L.blocks[p - 1]);
+    }
+    for (int64_t r = 0; r < nl && bad; ++r) {
       if (L.offsets[r + 1] < L.offsets[r]) fail("block list offsets decrease at list " + std::to_string(r));
       for (int32_t p = L.offsets[r]; p < L.offsets[r + 1]; ++p) {
         if (L.blocks[p] < 0 || L.blocks[p] >= n_kb)
@@ -402,7 +410,14 @@ void check_lists(const SparsePrefillArgs& a) {
     }
     const int64_t nl = n_lists(a);
     if (L.offsets[0] != 0) fail("index list offsets must start at 0");
+    bool bad = false;
+#pragma omp parallel for schedule(static) reduction(|| : bad) if (nl > 256)
     for (int64_t r = 0; r < nl; ++r) {
+      bad = bad || L.offsets[r + 1] < L.offsets[r];
+      for (int32_t p = L.offsets[r]; p < L.offsets[r + 1] && !bad; ++p)
+        bad = L.indices[p] < 0 || L.indices[p] >= s.kv_len || (p > L.offsets[r] && L.indices[p] < L.indices[p - 1]);
+    }
+    for (int64_t r = 0; r < nl && bad; ++r) {
       if (L.offsets[r + 1] < L.offsets[r]) fail("index list offsets decrease at list " + std::to_string(r));
       for (int32_t p = L.offsets[r]; p < L.offsets[r + 1]; ++p) {
         if (L.indices[p] < 0 || L.indices[p] >= s.kv_len)
