@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -39,32 +40,31 @@ void features(FeatureMap f, const float* src, int64_t rows, int cols, RowMat& ds
   auto y = dst.array();
   switch (f) {
     case FeatureMap::identity: y = x; break;
-    case FeatureMap::elu: y = (x > 0.0f).select(x, x.exp() - 1.0f); break;
-    case FeatureMap::elu_plus_one: y = (x > 0.0f).select(x + 1.0f, x.exp()); break;
+    // max(x, 0) + exp(min(x, 0)) - 1 is ELU without a select: Eigen vectorises it (a select
+    // over x.exp() fell back to scalar expf, 25% of linear's time at N = 65536).
+    case FeatureMap::elu: y = x.max(0.0f) + x.min(0.0f).exp() - 1.0f; break;
+    case FeatureMap::elu_plus_one: y = x.max(0.0f) + x.min(0.0f).exp(); break;
     case FeatureMap::relu: y = x.max(0.0f); break;
     case FeatureMap::silu: y = x / (1.0f + (-x).exp()); break;
   }
 }
 
-// The state of one query head (core/ops_linear.hpp LinearState), as of the last key added.
-struct State {
-  RowMat kv;  // (D, Dv)
-  RowVec ksum;
-  RowVec vsum;
-  void reset(int d, int dv) {
-    kv.setZero(d, dv);
-    ksum.setZero(d);
-    vsum.setZero(dv);
-  }
-};
-
-// Per-thread scratch and per-head constants.
+// The chunked algorithm keeps everything one block needs in two matrices, so that each block
+// is three GEMMs (Eigen's packing and call overhead dominate at these sizes: fusing the four
+// products and two vector products of the textbook form into three cut linear's time at
+// N = 65536, d = 128 from ... to ...; see the closing note of issue 4):
+//   R ((B + d) × (dv + 1)) = [ V_t  1 ]   the block's values and a ones column (top B rows)
+//                            [ S    z ]   the state and the denominator state (bottom d rows)
+//   L (B × (B + d))        = [ (Q̂_t K̂_tᵀ) ⊙ D   diag(λ^(r+1)) Q̂_t ]
+//   out = L · R            = [ num | den ]   (intra + inter, values and denominator at once)
+//   R_bottom <- λ^B R_bottom + (diag(λ^(B-1-c)) K̂_t)ᵀ R_top   (state and z updated at once)
 struct Work {
-  RowMat qf, kf, a, num, t;
-  Eigen::VectorXf den, col;
-  RowVec vs;
+  RowMat L, R, out, kf;
+  RowMat qf, a, num;  // quadratic form
+  Eigen::VectorXf den;
+  RowVec vs, vsum;    // Σ v: per row (MALA's mean term) and of the state
   std::vector<float> pw;  // λ^t, t = 0..B
-  RowMat decay;           // D (B × B), lower triangle λ^(r-c) (chunked) or all r, c (quadratic)
+  RowMat decay;           // λ^(r-c) for r >= c, else 0 (chunked); λ^(B-1+r-c) (quadratic)
 };
 
 struct Ctx {
@@ -72,24 +72,41 @@ struct Ctx {
   int d, dv, B;
   bool causal, decay;
   float scale_mala;
+  // Columns of R: dv, plus the ones column and 3 zero columns when the normaliser needs the
+  // denominator (dv + 1 columns leave the GEMM's 4-wide panels a 1-column remainder).
+  int cols;
 };
 
+void reset_state(const Ctx& c, Work& w) {
+  w.R.setZero(c.B + c.d, c.cols);
+  w.vsum.setZero(c.dv);
+}
+
+// R_top rows [0, nb) <- [V_t | 1]; rows past nb zeroed (a short last block).
+void load_values(const Ctx& c, const float* V, int64_t nb, Work& w) {
+  w.R.topLeftCorner(nb, c.dv) = CMapRM(V, nb, c.dv);
+  if (c.cols > c.dv) w.R.col(c.dv).head(nb).setOnes();
+  if (nb < c.B) w.R.block(nb, 0, c.B - nb, c.cols).setZero();
+}
+
+// The block's keys K̂ (w.kf, nb rows) join the state, whose values are already in R_top.
+void update_state(const Ctx& c, int64_t nb, Work& w) {
+  auto state = w.R.bottomRows(c.d);
+  if (c.decay) {
+    for (int64_t r = 0; r < nb; ++r) w.kf.row(r) *= w.pw[size_t(nb - 1 - r)];
+    state *= w.pw[size_t(nb)];
+  }
+  state.noalias() += w.kf.topRows(nb).transpose() * w.R.topRows(nb);
+  w.vsum += w.R.topLeftCorner(nb, c.dv).colwise().sum();
+}
+
 // Adds keys [j0, j1) of one kv head to the state, in blocks of B.
-void accumulate(const Ctx& c, const float* K, const float* V, int64_t j0, int64_t j1, State& st,
-                Work& w) {
+void accumulate(const Ctx& c, const float* K, const float* V, int64_t j0, int64_t j1, Work& w) {
   for (int64_t c0 = j0; c0 < j1; c0 += c.B) {
     const int64_t nb = std::min<int64_t>(c.B, j1 - c0);
     features(c.a.feature_map, K + c0 * c.d, nb, c.d, w.kf);
-    const CMapRM vb(V + c0 * c.dv, nb, c.dv);
-    if (c.decay) {
-      // k-decay λ^(nb-1-r) on the rows of K̂; the old state decays by λ^nb.
-      for (int64_t r = 0; r < nb; ++r) w.kf.row(r) *= w.pw[size_t(nb - 1 - r)];
-      st.kv *= w.pw[size_t(nb)];
-      st.ksum *= w.pw[size_t(nb)];
-    }
-    st.kv.noalias() += w.kf.transpose() * vb;
-    st.ksum += w.kf.colwise().sum();
-    st.vsum += vb.colwise().sum();
+    load_values(c, V + c0 * c.dv, nb, w);
+    update_state(c, nb, w);
   }
 }
 
@@ -119,79 +136,81 @@ void epilogue(const Ctx& c, const float* num, float den, const float* vsum, int6
   }
 }
 
-void load_state(const LinearState& src, int64_t u, int d, int dv, State& st) {
-  st.kv = CMapRM(src.kv.host_f32() + u * d * dv, d, dv);
-  st.ksum = Eigen::Map<const RowVec>(src.ksum.host_f32() + u * d, d);
-  st.vsum = Eigen::Map<const RowVec>(src.vsum.host_f32() + u * dv, dv);
+// LinearState (B, Hq, D, Dv) / (B, Hq, 1, D) / (B, Hq, 1, Dv) <-> R_bottom and vsum.
+void load_state(const Ctx& c, const LinearState& src, int64_t u, Work& w) {
+  w.R.bottomLeftCorner(c.d, c.dv) = CMapRM(src.kv.host_f32() + u * c.d * c.dv, c.d, c.dv);
+  if (c.cols > c.dv)
+    w.R.block(c.B, c.dv, c.d, 1) = Eigen::Map<const Eigen::VectorXf>(src.ksum.host_f32() + u * c.d, c.d);
+  w.vsum = Eigen::Map<const RowVec>(src.vsum.host_f32() + u * c.dv, c.dv);
 }
 
-void store_state(const State& st, int64_t u, int d, int dv, const LinearState& dst) {
-  MapRM(dst.kv.host_f32() + u * d * dv, d, dv) = st.kv;
-  Eigen::Map<RowVec>(dst.ksum.host_f32() + u * d, d) = st.ksum;
-  Eigen::Map<RowVec>(dst.vsum.host_f32() + u * dv, dv) = st.vsum;
+void store_state(const Ctx& c, const Work& w, int64_t u, const LinearState& dst) {
+  MapRM(dst.kv.host_f32() + u * c.d * c.dv, c.d, c.dv) = w.R.bottomLeftCorner(c.d, c.dv);
+  if (c.cols > c.dv)
+    Eigen::Map<Eigen::VectorXf>(dst.ksum.host_f32() + u * c.d, c.d) = w.R.block(c.B, c.dv, c.d, 1);
+  else  // the normaliser needs no denominator: its state is not kept
+    Eigen::Map<Eigen::VectorXf>(dst.ksum.host_f32() + u * c.d, c.d).setZero();
+  Eigen::Map<RowVec>(dst.vsum.host_f32() + u * c.dv, c.dv) = w.vsum;
 }
 
 // Rows [0, Nq) of one head by blocks, with the state carried (causal) or complete (not).
-void run_chunked(const Ctx& c, const float* Q, const float* K, const float* V, float* O,
-                 State& st, Work& w) {
+void run_chunked(const Ctx& c, const float* Q, const float* K, const float* V, float* O, Work& w) {
   const AttnShape& s = c.a.shape;
   const int64_t off = s.q_offset();
+  const int d = c.d, dv = c.dv, B = c.B;
   if (!c.causal) {
-    accumulate(c, K, V, off, s.kv_len, st, w);
-    for (int64_t i0 = 0; i0 < s.q_len; i0 += c.B) {
-      const int64_t nb = std::min<int64_t>(c.B, s.q_len - i0);
-      features(c.a.feature_map, Q + i0 * c.d, nb, c.d, w.qf);
-      w.num.noalias() = w.qf * st.kv;
-      w.den.noalias() = w.qf * st.ksum.transpose();
+    accumulate(c, K, V, off, s.kv_len, w);
+    for (int64_t i0 = 0; i0 < s.q_len; i0 += B) {
+      const int64_t nb = std::min<int64_t>(B, s.q_len - i0);
+      features(c.a.feature_map, Q + i0 * d, nb, d, w.qf);
+      w.out.noalias() = w.qf * w.R.bottomRows(d);  // [num | den]
       for (int64_t r = 0; r < nb; ++r)
-        epilogue(c, w.num.row(r).data(), w.den(r), st.vsum.data(), s.kv_len, O + (i0 + r) * c.dv);
+        epilogue(c, w.out.row(r).data(), c.cols > dv ? w.out(r, dv) : 0.0f, w.vsum.data(), s.kv_len,
+                 O + (i0 + r) * dv);
     }
     return;
   }
-  for (int64_t i0 = 0; i0 < s.q_len; i0 += c.B) {
-    const int64_t nb = std::min<int64_t>(c.B, s.q_len - i0);
+  w.L.resize(B, B + d);
+  for (int64_t i0 = 0; i0 < s.q_len; i0 += B) {
+    const int64_t nb = std::min<int64_t>(B, s.q_len - i0);
     const int64_t p0 = off + i0;  // position of the block's first row and key
-    features(c.a.feature_map, Q + i0 * c.d, nb, c.d, w.qf);
-    features(c.a.feature_map, K + p0 * c.d, nb, c.d, w.kf);
-    const CMapRM vb(V + p0 * c.dv, nb, c.dv);
-    // intra: (Q̂ K̂ᵀ ⊙ D) V, D lower-triangular (the causal mask) with the decay.
-    w.a.noalias() = w.qf * w.kf.transpose();
-    w.a.array() *= w.decay.topLeftCorner(nb, nb).array();
-    w.num.noalias() = w.a * vb;
-    w.den = w.a.rowwise().sum();
-    // inter: the state of the keys before the block, decayed by λ^(r+1) for row r.
-    w.t.noalias() = w.qf * st.kv;
-    w.col.noalias() = w.qf * st.ksum.transpose();
+    features(c.a.feature_map, Q + i0 * d, nb, d, w.qf);
+    features(c.a.feature_map, K + p0 * d, nb, d, w.kf);
+    load_values(c, V + p0 * dv, nb, w);
+    // L = [ (Q̂ K̂ᵀ) ⊙ D | diag(λ^(r+1)) Q̂ ]; the rows past nb are never read.
+    auto lq = w.L.block(0, 0, nb, nb);
+    lq.noalias() = w.qf * w.kf.transpose();
+    lq.array() *= w.decay.topLeftCorner(nb, nb).array();
+    if (nb < B) w.L.block(0, nb, nb, B - nb).setZero();
+    w.L.block(0, B, nb, d) = w.qf;
     if (c.decay)
-      for (int64_t r = 0; r < nb; ++r) {
-        w.t.row(r) *= w.pw[size_t(r + 1)];
-        w.col(r) *= w.pw[size_t(r + 1)];
-      }
-    w.num += w.t;
-    w.den += w.col;
-    w.vs = st.vsum;
+      for (int64_t r = 0; r < nb; ++r) w.L.block(r, B, 1, d) *= w.pw[size_t(r + 1)];
+    w.out.noalias() = w.L.topRows(nb) * w.R;  // [num | den] of the block's rows
+    w.vs = w.vsum;
     for (int64_t r = 0; r < nb; ++r) {
-      w.vs += vb.row(r);
-      epilogue(c, w.num.row(r).data(), w.den(r), w.vs.data(), p0 + r + 1, O + (i0 + r) * c.dv);
+      w.vs += w.R.block(r, 0, 1, dv);
+      epilogue(c, w.out.row(r).data(), c.cols > dv ? w.out(r, dv) : 0.0f, w.vs.data(), p0 + r + 1,
+               O + (i0 + r) * dv);
     }
-    // The block's keys join the state (K̂ already computed: reuse it).
-    if (c.decay) {
-      for (int64_t r = 0; r < nb; ++r) w.kf.row(r) *= w.pw[size_t(nb - 1 - r)];
-      st.kv *= w.pw[size_t(nb)];
-      st.ksum *= w.pw[size_t(nb)];
-    }
-    st.kv.noalias() += w.kf.transpose() * vb;
-    st.ksum += w.kf.colwise().sum();
-    st.vsum += vb.colwise().sum();
+    update_state(c, nb, w);
   }
 }
 
-// Lightning-1's tiled left product: every key block up to the diagonal, O(N²).
+// Lightning-1's tiled left product: every key tile up to the diagonal, O(N²). Tiles are
+// 4B × 4B (256 × 256, the flash kernel's): at 64 × 64 the GEMMs ran at 25 GFLOP/s on one core
+// at d = 128, at 64 × 256 at 30 (bench_linear_attention, CPU time).
 void run_quadratic(const Ctx& c, const float* Q, const float* K, const float* V, float* O,
                    Work& w) {
   const AttnShape& s = c.a.shape;
   const int64_t off = s.q_offset();
-  const float lambda = c.decay ? w.pw[1] : 1.0f;
+  const int64_t KB = 4 * int64_t(c.B), RB = KB;
+  const bool need_den = c.a.normalizer != LinearNormalizer::none;
+  // φ(K) of the whole head once (identity: K itself).
+  const float* Kf = K;
+  if (c.a.feature_map != FeatureMap::identity) {
+    features(c.a.feature_map, K, s.kv_len, c.d, w.kf);
+    Kf = w.kf.data();
+  }
   // Running Σ v over the keys each row sees (MALA's mean term), advanced with the rows.
   w.vs.setZero(c.dv);
   int64_t vs_end = 0;
@@ -199,35 +218,39 @@ void run_quadratic(const Ctx& c, const float* Q, const float* K, const float* V,
     for (int64_t j = 0; j < s.kv_len; ++j) w.vs += CMapRM(V + j * c.dv, 1, c.dv);
     vs_end = s.kv_len;
   }
-  for (int64_t i0 = 0; i0 < s.q_len; i0 += c.B) {
-    const int64_t nb = std::min<int64_t>(c.B, s.q_len - i0);
+  for (int64_t i0 = 0; i0 < s.q_len; i0 += RB) {
+    const int64_t nb = std::min<int64_t>(RB, s.q_len - i0);
     const int64_t p0 = off + i0;
     features(c.a.feature_map, Q + i0 * c.d, nb, c.d, w.qf);
     w.num.setZero(nb, c.dv);
     w.den.setZero(nb);
     const int64_t kend = c.causal ? p0 + nb : s.kv_len;
-    for (int64_t j0 = 0; j0 < kend; j0 += c.B) {
-      const int64_t nc = std::min<int64_t>(c.B, kend - j0);
-      features(c.a.feature_map, K + j0 * c.d, nc, c.d, w.kf);
-      w.a.noalias() = w.qf * w.kf.transpose();
+    for (int64_t j0 = 0; j0 < kend; j0 += KB) {
+      const int64_t nc = std::min<int64_t>(KB, kend - j0);
+      w.a.noalias() = w.qf * CMapRM(Kf + j0 * c.d, nc, c.d).transpose();
       if (c.causal) {
-        // Weight of (r, col): λ^(e) with e = Δ + r - col, Δ = p0 - j0, and 0 where e < 0.
+        // Weight of (r, col): λ^e with e = Δ + r - col, Δ = p0 - j0, and 0 where e < 0.
         const int64_t delta = p0 - j0;
-        if (delta >= c.B) {
-          // Below the diagonal: λ^(Δ-B+1) · λ^(B-1+r-col), both factors <= 1 (no overflow).
+        if (delta >= KB) {
+          // Below the diagonal: λ^(Δ-KB+1) · λ^(KB-1+r-col), both factors <= 1 (no overflow).
           if (c.decay)
-            w.a.array() *= std::pow(lambda, float(delta - c.B + 1)) *
+            w.a.array() *= std::pow(w.pw[1], float(delta - KB + 1)) *
                            w.decay.topLeftCorner(nb, nc).array();
         } else {
           for (int64_t r = 0; r < nb; ++r)
             for (int64_t col = 0; col < nc; ++col) {
               const int64_t e = delta + r - col;
-              w.a(r, col) = e < 0 ? 0.0f : (c.decay ? w.a(r, col) * std::pow(lambda, float(e)) : w.a(r, col));
+              w.a(r, col) = e < 0 ? 0.0f : w.a(r, col) * w.pw[size_t(e)];
             }
         }
+        // Decayed weights pass through the subnormal range on their way to 0, and a GEMM
+        // over subnormal operands runs ~4x slower (31 GFLOP/s on one core at N = 4096 before
+        // this flush). Their contribution is below 2^-126 of a weight-1 term: flush to 0.
+        if (c.decay)
+          w.a = (w.a.array().abs() < std::numeric_limits<float>::min()).select(0.0f, w.a.array());
       }
       w.num.noalias() += w.a * CMapRM(V + j0 * c.dv, nc, c.dv);
-      w.den += w.a.rowwise().sum();
+      if (need_den) w.den += w.a.rowwise().sum();
     }
     for (int64_t r = 0; r < nb; ++r) {
       if (c.causal)
@@ -312,7 +335,8 @@ void linear_attention(const LinearAttnArgs& a) {
 
   const int d = s.head_dim, dv = s.v_dim;
   const Ctx c{a, d, dv, a.block, s.causal, a.slopes != nullptr,
-              a.mala_scale > 0 ? a.mala_scale : 1.0f / std::sqrt(float(d))};
+              a.mala_scale > 0 ? a.mala_scale : 1.0f / std::sqrt(float(d)),
+              dv + (a.normalizer == LinearNormalizer::none ? 0 : 4)};
   const int64_t units = int64_t(s.batch) * s.q_heads;
   const int64_t off = s.q_offset();
   const bool quadratic = a.algorithm == LinearAlgorithm::quadratic;
@@ -320,7 +344,6 @@ void linear_attention(const LinearAttnArgs& a) {
 #pragma omp parallel
   {
     Work w;
-    State st;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t u = 0; u < units; ++u) {
       const int b = int(u / s.q_heads), h = int(u % s.q_heads);
@@ -332,24 +355,31 @@ void linear_attention(const LinearAttnArgs& a) {
       // λ^t and the block decay matrix of this head: λ^(r-c) for r >= c (chunked), or
       // λ^(B-1+r-c) (quadratic, scaled per tile; every exponent >= 0).
       const double lambda = c.decay ? std::exp(-double(a.slopes[h])) : 1.0;
-      w.pw.resize(size_t(c.B) + 1);
-      for (int t = 0; t <= c.B; ++t) w.pw[size_t(t)] = float(std::pow(lambda, t));
-      w.decay.resize(c.B, c.B);
-      for (int r = 0; r < c.B; ++r)
-        for (int col = 0; col < c.B; ++col)
-          w.decay(r, col) = quadratic ? float(std::pow(lambda, c.B - 1 + r - col))
+      // λ^t for every exponent a tile needs (t < 8B in the quadratic form's diagonal tiles),
+      // and the decay matrix: λ^(r-c) for r >= c, else 0 (chunked) or λ^(4B-1+r-c) for a
+      // 4B × 4B tile below the diagonal (quadratic; every exponent >= 0).
+      const int kb = quadratic ? 4 * c.B : c.B, rb = kb;
+      w.pw.resize(size_t(rb + kb) + 1);
+      // Subnormal powers are flushed to 0 (see run_quadratic).
+      auto power = [lambda](double t) {
+        const double p = std::pow(lambda, t);
+        return p < double(std::numeric_limits<float>::min()) ? 0.0f : float(p);
+      };
+      for (size_t t = 0; t < w.pw.size(); ++t) w.pw[t] = power(double(t));
+      w.decay.resize(rb, kb);
+      for (int r = 0; r < rb; ++r)
+        for (int col = 0; col < kb; ++col)
+          w.decay(r, col) = quadratic ? power(double(kb - 1 + r - col))
                                       : (col <= r ? w.pw[size_t(r - col)] : 0.0f);
       if (quadratic) {
         run_quadratic(c, Q, K, V, O, w);
         continue;
       }
-      if (has_state(a.state_in)) load_state(a.state_in, u, d, dv, st);
-      else {
-        st.reset(d, dv);
-        accumulate(c, K, V, 0, off, st, w);
-      }
-      if (!build) run_chunked(c, Q, K, V, O, st, w);
-      if (has_state(a.state_out)) store_state(st, u, d, dv, a.state_out);
+      reset_state(c, w);
+      if (has_state(a.state_in)) load_state(c, a.state_in, u, w);
+      else accumulate(c, K, V, 0, off, w);
+      if (!build) run_chunked(c, Q, K, V, O, w);
+      if (has_state(a.state_out)) store_state(c, w, u, a.state_out);
     }
   }
 }

@@ -33,6 +33,7 @@ enum class LinearAlgorithm { chunked, quadratic };
 // The running state of one query head after a prefix of keys (what a decoder carries):
 //   kv (B, Hq, D, Dv) = Σ_j λ^(last - j) k̂_jᵀ v_j     ksum (B, Hq, 1, D) = Σ_j λ^(last - j) k̂_j
 //   vsum (B, Hq, 1, Dv) = Σ_j v_j                      (count = the prefix length)
+// ksum is kept only for the normalisers that use it (zeros with `none`).
 struct LinearState {
   TensorRef kv, ksum, vsum;
 };

@@ -85,13 +85,13 @@ double LinearAttentionVariant::linear_flops(const LinearAttnArgs& a, bool state_
   const double prefix = state_in ? 0.0 : double(s.q_offset());
   double per_head = 0;
   if (a.algorithm == LinearAlgorithm::quadratic) {
-    // Every B×B tile up to the diagonal (or all tiles), each 2·B·B·(d + dv).
-    const int64_t off = s.q_offset();
-    for (int64_t i0 = 0; i0 < s.q_len; i0 += a.block) {
-      const double nb = double(std::min<int64_t>(a.block, s.q_len - i0));
-      const int64_t kend = s.causal ? off + i0 + int64_t(nb) : s.kv_len;
-      const double keys = double((kend + a.block - 1) / a.block) * B;
-      per_head += 2.0 * nb * std::min(keys, nkv) * (d + dv);
+    // Row tiles of 4B, each against every key up to its last row's position (the last key
+    // tile is cut there): 2·rows·keys·(d + dv).
+    const int64_t off = s.q_offset(), rb = 4 * int64_t(a.block);
+    for (int64_t i0 = 0; i0 < s.q_len; i0 += rb) {
+      const double nb = double(std::min<int64_t>(rb, s.q_len - i0));
+      const double keys = s.causal ? double(off + i0) + nb : nkv;
+      per_head += 2.0 * nb * keys * (d + dv);
     }
   } else if (s.causal) {
     // intra: full B×B blocks over the rows (masked product computed whole);
