@@ -50,9 +50,9 @@ void features(FeatureMap f, const float* src, int64_t rows, int cols, RowMat& ds
 }
 
 // The chunked algorithm keeps everything one block needs in two matrices, so that each block
-// is three GEMMs (Eigen's packing and call overhead dominate at these sizes: fusing the four
-// products and two vector products of the textbook form into three cut linear's time at
-// N = 65536, d = 128 from ... to ...; see the closing note of issue 4):
+// is three GEMMs (Eigen's packing and call overhead weigh at these sizes: fusing the textbook
+// form's four products and two matrix-vector products into three took lightning at N = 65536,
+// H = 4, d = 128 from 0.70-0.79 s to 0.48-0.52 s on the 2 shared cores):
 //   R ((B + d) × (dv + 1)) = [ V_t  1 ]   the block's values and a ones column (top B rows)
 //                            [ S    z ]   the state and the denominator state (bottom d rows)
 //   L (B × (B + d))        = [ (Q̂_t K̂_tᵀ) ⊙ D   diag(λ^(r+1)) Q̂_t ]
