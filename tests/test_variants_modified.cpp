@@ -129,6 +129,38 @@ TEST_CASE("sigmoid: σ(q·k·scale + b), normalised and not, causal and not") {
       }
 }
 
+TEST_CASE("sigmoid and gated: multi-step decode, one call per step") {
+  const uint32_t seed = vt::test_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  Problem p = vt::problem(1, 8, 2, 128, 1, 1013, true, Mode::decode);
+  p.steps = 5;
+  const vt::Run r = vt::run("sigmoid", {{"normalize", true}}, p, rng());
+  REQUIRE(r.shape.q_len == 5);
+  vt::check_rows(r, [&](auto zero, int b, int h, int64_t i, auto* out) {
+    using T = decltype(zero);
+    const AttnShape& s = r.shape;
+    const int64_t pos = i + s.q_offset();
+    T total = 0;
+    for (int c = 0; c < s.v_dim; ++c) out[c] = 0;
+    for (int64_t j = 0; j <= pos; ++j) {
+      T dot = 0;
+      for (int c = 0; c < s.head_dim; ++c) dot += T(r.host->q.row(b, h, i)[c]) * T(r.host->k.row(b, h / 4, j)[c]);
+      const T w = sigmoid(dot / std::sqrt(T(s.head_dim)));
+      total += w;
+      for (int c = 0; c < s.v_dim; ++c) out[c] += w * T(r.host->v.row(b, h / 4, j)[c]);
+    }
+    for (int c = 0; c < s.v_dim; ++c) out[c] /= total + T(1e-8);
+  }, rng, 12);
+  const vt::Run g = vt::run("gated", {{"gate", std::string("headwise")}}, p, rng());
+  const HostTensor& gt = g.host->extra.at("gate");
+  vt::check_rows(g, [&](auto zero, int b, int h, int64_t i, auto* out) {
+    using T = decltype(zero);
+    vt::masked_softmax_row<T>(g, b, h, i, causal_rule(true), out);
+    for (int c = 0; c < 128; ++c) out[c] *= sigmoid(T(gt.row(b, h, i)[0]));
+  }, rng, 12);
+}
+
 TEST_CASE("positional: softmax((P W_Q)(P W_K)ᵀ) · V, weights cached or positional Q/K cached") {
   const uint32_t seed = vt::test_seed();
   INFO("seed " << seed);

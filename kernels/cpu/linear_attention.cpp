@@ -156,7 +156,7 @@ void store_state(const Ctx& c, const Work& w, int64_t u, const LinearState& dst)
 // Rows [0, Nq) of one head by blocks, with the state carried (causal) or complete (not).
 void run_chunked(const Ctx& c, const float* Q, const float* K, const float* V, float* O, Work& w) {
   const AttnShape& s = c.a.shape;
-  const int64_t off = s.q_offset();
+  const int64_t off = c.a.first_position();
   const int d = c.d, dv = c.dv, B = c.B;
   if (!c.causal) {
     accumulate(c, K, V, off, s.kv_len, w);
@@ -202,7 +202,7 @@ void run_chunked(const Ctx& c, const float* Q, const float* K, const float* V, f
 void run_quadratic(const Ctx& c, const float* Q, const float* K, const float* V, float* O,
                    Work& w) {
   const AttnShape& s = c.a.shape;
-  const int64_t off = s.q_offset();
+  const int64_t off = c.a.first_position();
   const int64_t KB = 4 * int64_t(c.B), RB = KB;
   const bool need_den = c.a.normalizer != LinearNormalizer::none;
   // φ(K) of the whole head once (identity: K itself).
@@ -271,6 +271,8 @@ std::string linear_attention_refusal(const LinearAttnArgs& a) {
       s.q_len < 0 || s.kv_len < 0)
     return "bad shape";
   if (s.q_len > s.kv_len) return "q_len must not exceed kv_len";
+  if (a.q_position >= 0 && a.q_position + s.q_len > s.kv_len)
+    return "q_position + q_len must not exceed kv_len";
   if (s.q_heads % s.kv_heads != 0) return "q_heads must be a multiple of kv_heads";
   if (a.block < 1 || a.block > 1024) return "block must be in [1, 1024]";
   if (a.slopes && !s.causal) return "a per-head decay needs causal attention";
@@ -338,7 +340,7 @@ void linear_attention(const LinearAttnArgs& a) {
               a.mala_scale > 0 ? a.mala_scale : 1.0f / std::sqrt(float(d)),
               dv + (a.normalizer == LinearNormalizer::none ? 0 : 4)};
   const int64_t units = int64_t(s.batch) * s.q_heads;
-  const int64_t off = s.q_offset();
+  const int64_t off = c.a.first_position();
   const bool quadratic = a.algorithm == LinearAlgorithm::quadratic;
 
 #pragma omp parallel
@@ -389,7 +391,7 @@ void linear_attention_reference_row(const LinearAttnArgs& a, const HostTensor& q
                                     int64_t i, double* o) {
   const AttnShape& s = a.shape;
   const int d = s.head_dim, dv = s.v_dim, kh = a.kv_head_of(h);
-  const int64_t p = i + s.q_offset();
+  const int64_t p = i + a.first_position();
   const int64_t keys = s.causal ? p + 1 : s.kv_len;
   const double slope = a.slopes ? double(a.slopes[h]) : 0.0;
   std::vector<double> qf(static_cast<size_t>(d)), num(static_cast<size_t>(dv), 0.0), vsum(static_cast<size_t>(dv), 0.0);

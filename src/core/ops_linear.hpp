@@ -3,7 +3,8 @@
 // attention (Katharopoulos et al.), TransNormer's NormAttention, Lightning Attention-1/-2 and
 // MALA. Plain arguments only (STYLE.md §5).
 //
-// For query row i at absolute position p_i = i + (Nkv - Nq) (bottom-right aligned), with
+// For query row i at absolute position p_i = i + (Nkv - Nq) (bottom-right aligned; or
+// i + q_position when set), with
 // q̂ = φ(q), k̂ = φ(k), the keys it sees J_i = {j <= p_i} (causal) or all keys, and the decay
 // weight w_ij = λ_h^(p_i - j) (1 without decay):
 //   num_i = Σ_{j∈J_i} w_ij (q̂_i·k̂_j) v_j      den_i = Σ_{j∈J_i} w_ij (q̂_i·k̂_j)
@@ -51,16 +52,22 @@ struct LinearAttnArgs {
   float mala_scale = 0.0f;        // MALA's s (0 = 1/sqrt(D))
   float eps = 1e-6f;              // denominator and output-norm epsilon
 
-  // Decode (VARIANTS.md §3: kv = λ·kv + kᵀv, o = q·kv). Phase `build_state` writes
-  // state_out = the state over the prefix keys [0, Nkv - Nq) and computes no output.
-  // Phase `attend`: when state_in is set it stands for the prefix keys [0, Nkv - Nq) (they
+  // Decode (VARIANTS.md §3: kv = λ·kv + kᵀv, o = q·kv). With P = first_position(): phase
+  // `build_state` writes state_out = the state over the prefix keys [0, P) and computes no
+  // output. Phase `attend`: when state_in is set it stands for the prefix keys [0, P) (they
   // are not read from k, v); without it the prefix is read from k, v. When state_out is set
-  // it receives the state over all Nkv keys. The quadratic algorithm takes no state.
+  // it receives the state over the keys [0, P + Nq) (causal) or all keys (not). The
+  // quadratic algorithm takes no state.
   enum class Phase { attend, build_state };
   Phase phase = Phase::attend;
   LinearState state_in, state_out;
+  // Absolute position of query row 0 (-1: kv_len - q_len, bottom-right). A step of a
+  // multi-step decode sets it to its own position with q_len = 1, so that the state stands
+  // for the keys before it and the keys after it (later steps' tokens) are not read.
+  int64_t q_position = -1;
 
   int kv_head_of(int h) const { return h / (shape.q_heads / shape.kv_heads); }
+  int64_t first_position() const { return q_position >= 0 ? q_position : shape.kv_len - shape.q_len; }
 };
 
 }  // namespace ab

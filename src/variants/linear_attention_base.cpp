@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "cpu/linear_attention.hpp"
+#include "variants/decode_steps.hpp"
 #include "variants/dense_sdpa_base.hpp"
 
 namespace ab {
@@ -15,15 +16,17 @@ constexpr const char* kNoSelection =
     "linear attention selects no keys and its weights are not a softmax distribution: recall "
     "is undefined (VARIANTS.md §0); the output error against dense softmax is reported instead";
 
-// The decode state of every query head, owned by the plan and freed with it.
+// The decode state of every query head, owned by the plan and freed with it: `in` the state
+// of the prefix (built by plan()), `out` and `next` the steps' ping-pong buffers.
 struct DecodeState {
   Backend* backend = nullptr;
-  LinearState in, out;
+  LinearState in, out, next;
   DecodeState() = default;
   DecodeState(const DecodeState&) = delete;
   DecodeState& operator=(const DecodeState&) = delete;
   ~DecodeState() {
-    for (const TensorRef* t : {&in.kv, &in.ksum, &in.vsum, &out.kv, &out.ksum, &out.vsum})
+    for (const TensorRef* t : {&in.kv, &in.ksum, &in.vsum, &out.kv, &out.ksum, &out.vsum,
+                               &next.kv, &next.ksum, &next.vsum})
       if (t->data) backend->free(*t);
   }
 };
@@ -111,10 +114,15 @@ Cost LinearAttentionVariant::cost(const AttnShape& s, const Plan* plan) const {
   (void)plan;
   Inputs probe;
   probe.shape = s;
-  const LinearAttnArgs a = args(probe, nullptr);
+  LinearAttnArgs a = args(probe, nullptr);
   const bool decode = s.mode == Mode::decode;
   Cost c;
   c.executed = linear_flops(a, decode);
+  if (s.steps > 1) {  // S one-token steps, each with the state in
+    a.shape.q_len = 1;
+    a.shape.steps = 1;
+    c.executed = double(s.steps) * linear_flops(a, true);
+  }
   c.dense_equivalent = dense_flops(s, s.allowed_pairs());
   c.estimation = 0;
   const double e = dtype_bytes(s.dtype);
@@ -124,8 +132,8 @@ Cost LinearAttentionVariant::cost(const AttnShape& s, const Plan* plan) const {
   const double keys = decode ? double(s.q_len) : double(s.kv_len);
   const double kv = double(s.batch) * s.kv_heads * keys * (s.head_dim + s.v_dim);
   c.bytes_min = (q + kv + o) * e;
-  if (decode)
-    c.bytes_min += 2.0 * 4.0 * s.batch * s.q_heads *
+  if (decode)  // the state read and written, once per step
+    c.bytes_min += 2.0 * 4.0 * double(s.steps) * s.batch * s.q_heads *
                    (double(s.head_dim) * s.v_dim + s.head_dim + s.v_dim);
   c.density = 1.0;
   return c;
@@ -139,6 +147,7 @@ Plan LinearAttentionVariant::plan(const Inputs& in, Backend& b) {
   st->backend = &b;
   st->in = alloc_state(b, in.shape);
   st->out = alloc_state(b, in.shape);
+  if (in.shape.steps > 1) st->next = alloc_state(b, in.shape);
   LinearAttnArgs a = args(in, nullptr);
   a.phase = LinearAttnArgs::Phase::build_state;
   a.state_out = st->in;
@@ -154,6 +163,25 @@ void LinearAttentionVariant::run(const Inputs& in, const Plan& plan, Outputs& ou
     if (!st) throw std::logic_error("linear attention decode: run() before plan()");
     a.state_in = st->in;
     a.state_out = st->out;
+    if (in.shape.steps > 1) {
+      // Multi-step decode (docs/decode.md): the recurrence one token at a time, the state
+      // carried from step to step through two buffers (the prefix state stays untouched).
+      StepRows rows(b, in, out);
+      a.shape.q_len = 1;
+      a.shape.steps = 1;
+      a.q = rows.q();
+      a.o = rows.o();
+      for (int64_t t = 0; t < in.shape.steps; ++t) {
+        rows.load_query(t);
+        a.q_position = step_position(in.shape, t);
+        a.state_in = t == 0 ? st->in : (t % 2 ? st->out : st->next);
+        a.state_out = t % 2 ? st->next : st->out;
+        b.linear_attention(a);
+        rows.store(t);
+      }
+      rows.finish();
+      return;
+    }
   }
   b.linear_attention(a);
 }

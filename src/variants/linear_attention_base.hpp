@@ -8,6 +8,9 @@
 // false, as a running decoder already holds it), and run() — what latency times — is the
 // per-token step: read the state, add the new token(s), write the updated state to a second
 // buffer (state_out; never in place, so repeated timed runs see the same input) and the output.
+// Multi-step decode (problem.steps = S, docs/decode.md): the prefix is the cache before the
+// first step, and run() applies the recurrence S times, one token per op call, the state
+// passed from step to step through two scratch buffers.
 //
 // Recall is n/a: linear attention does not select keys, and its weights are not a softmax
 // distribution (VARIANTS.md §0); the accuracy metric checks each against its own exact

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cpu/sdpa_transforms.hpp"
+#include "variants/decode_steps.hpp"
 #include "variants/dense_sdpa_base.hpp"
 
 namespace ab {
@@ -37,7 +38,12 @@ class TransformedSdpaVariant : public DenseSdpaVariant {
   Support supports(const AttnShape& s, const Backend& b) const override {
     Inputs probe;
     probe.shape = s;
-    return b.supports_sdpa(transformed_args(probe, nullptr));
+    SdpaArgs a = transformed_args(probe, nullptr);
+    if (s.steps > 1) {
+      a.shape = step_shape(s);
+      a.mask = step_mask(a.mask, s, 0);
+    }
+    return b.supports_sdpa(a);
   }
 
   Cost cost(const AttnShape& s, const Plan* plan) const override {
@@ -45,6 +51,14 @@ class TransformedSdpaVariant : public DenseSdpaVariant {
     if (!is_softmax(s)) {
       const double all_pairs = double(s.q_len) * double(s.kv_len);
       c.executed = dense_flops(s, all_pairs * cpu::sdpa_transformed_executed_fraction(s, mask(s)));
+      if (s.steps > 1) {  // one call per step: the tiles each step's call visits
+        const AttnShape one = step_shape(s);
+        double pairs = 0;
+        for (int64_t t = 0; t < s.steps; ++t)
+          pairs += double(s.kv_len) *
+                   cpu::sdpa_transformed_executed_fraction(one, step_mask(mask(s), s, t));
+        c.executed = dense_flops(s, pairs);
+      }
     }
     return c;
   }
@@ -57,7 +71,25 @@ class TransformedSdpaVariant : public DenseSdpaVariant {
   }
 
   void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) override {
-    (void)plan;
+    if (is_softmax(in.shape)) return DenseSdpaVariant::run(in, plan, out, b);
+    if (in.shape.steps > 1) {
+      // Multi-step decode: one call per step, as DenseSdpaVariant::run (docs/decode.md).
+      StepRows rows(b, in, out);
+      SdpaArgs a = transformed_args(in, nullptr);
+      const Mask m = a.mask;
+      a.shape = step_shape(in.shape);
+      a.q = rows.q();
+      a.o = rows.o();
+      a.lse = rows.lse();
+      for (int64_t t = 0; t < in.shape.steps; ++t) {
+        rows.load_query(t);
+        a.mask = step_mask(m, in.shape, t);
+        b.sdpa(a);
+        rows.store(t);
+      }
+      rows.finish();
+      return;
+    }
     b.sdpa(transformed_args(in, &out));
   }
 

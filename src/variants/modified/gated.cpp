@@ -124,8 +124,7 @@ class Gated final : public DenseSdpaVariant {
   }
 
   void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) override {
-    (void)plan;
-    b.sdpa(args(in, &out));
+    DenseSdpaVariant::run(in, plan, out, b);  // one call per step in multi-step decode
     OutputGateArgs g;
     g.o = out.o;
     g.gate = in.extra.at("gate");

@@ -73,6 +73,10 @@ class Positional final : public DenseSdpaVariant {
     const int64_t dp = params_.integer("pe_dim");
     if (dp < 2 || dp % 2 != 0)
       throw InputError("positional.pe_dim = " + std::to_string(dp) + ": must be even and >= 2");
+    if (p.steps > 1)
+      throw InputError("positional: problem.steps = " + std::to_string(p.steps) + ": multi-step "
+                       "decode is not supported (the weights are a per-shape product; a step "
+                       "would be one row of them)");
     return shape_from_problem(p);
   }
 
