@@ -144,7 +144,7 @@ std::vector<HeadStats> attention_stats(const HostTensor& q, const HostTensor& k,
   // its row's statistics into a slot, summed per head afterwards in a fixed order (the result
   // does not depend on the thread count).
   std::vector<RowStats> per_row(static_cast<size_t>(heads * nrows));
-  constexpr int64_t kBlock = 16;  // rows per pass over K (dense_attention_rows)
+  const int64_t kBlock = dense_row_block(s.kv_len);  // rows per pass over K and V
   const int64_t blocks = (nrows + kBlock - 1) / kBlock;
 #pragma omp parallel
   {

@@ -30,6 +30,14 @@ double dense_attention_row(const HostTensor& q, const HostTensor& k, const HostT
 // whole block: one row at a time streams all of K and V from memory per row (16 MB each at
 // 32k keys × d 128), which made the recall metric memory-bound; a block of 16 rows does
 // the same arithmetic with 1/16 of the traffic. Memory: count × kv_len doubles.
+// Rows per block for dense_attention_rows at a key length: 64 (a 32k-key pass over K and V
+// then serves 64 rows; 16 left the recall metric waiting on memory), fewer for long contexts
+// so that a block's probabilities stay within 32 MB per thread.
+inline int64_t dense_row_block(int64_t kv_len) {
+  const int64_t fit = (int64_t{4} << 20) / (kv_len > 0 ? kv_len : 1);
+  return fit < 4 ? 4 : fit > 64 ? 64 : fit;
+}
+
 void dense_attention_rows(const HostTensor& q, const HostTensor& k, const HostTensor* v,
                           const AttnShape& s, const Mask& m, double scale, int kv_head, int b,
                           int h, const int64_t* rows, int count, double* p, double* o, double* lse);

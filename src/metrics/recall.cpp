@@ -106,7 +106,7 @@ json measure_recall(MetricContext& ctx) {
   bool nonfinite = false;
 
   const int64_t kmax_all = ks.empty() ? 0 : *std::max_element(ks.begin(), ks.end());
-  constexpr int64_t kBlock = 16;  // rows per pass over K and V (dense_attention_rows)
+  const int64_t kBlock = dense_row_block(s.kv_len);  // rows per pass over K and V
   const int64_t blocks = (nrows + kBlock - 1) / kBlock;
 #pragma omp parallel
   {
