@@ -36,6 +36,11 @@ class Backend {
   // Fill with NaN so a kernel that skips writing an element is caught by the accuracy check.
   virtual void poison(const TensorRef& t) = 0;
   virtual void release_all() = 0;
+  // A read-only view of a host tensor when the backend computes on host memory (the CPU), so
+  // inputs are not held twice (issue 2's memory bound); nullopt: alloc + upload instead.
+  virtual std::optional<TensorRef> view_host(const HostTensor& t, DType dtype) const {
+    (void)t; (void)dtype; return std::nullopt;
+  }
   // Free one tensor made by alloc() (metrics that run many trials free as they go).
   virtual void free(const TensorRef& t) { (void)t; }
 

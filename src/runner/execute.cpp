@@ -7,20 +7,22 @@ namespace ab {
 Execution prepare_execution(const Variant& v, Backend& b, const AttnShape& s,
                             std::shared_ptr<const HostInputs> host, int copies) {
   Execution e;
+  // The CPU computes on the host copies themselves (no second copy: peak memory stays near
+  // Q, K, V and O); other backends get their own copy of each input.
+  auto backend_copy = [&](const HostTensor& t) {
+    if (auto view = b.view_host(t, s.dtype)) return *view;
+    TensorRef d = b.alloc(t.shape, s.dtype);
+    b.upload(t, d);
+    return d;
+  };
   for (int i = 0; i < copies; ++i) {
     Inputs in;
     in.shape = s;
     in.host = host;
-    in.q = b.alloc(host->q.shape, s.dtype);
-    in.k = b.alloc(host->k.shape, s.dtype);
-    in.v = b.alloc(host->v.shape, s.dtype);
-    b.upload(host->q, in.q);
-    b.upload(host->k, in.k);
-    b.upload(host->v, in.v);
-    for (const auto& [name, t] : host->extra) {
-      in.extra[name] = b.alloc(t.shape, s.dtype);
-      b.upload(t, in.extra[name]);
-    }
+    in.q = backend_copy(host->q);
+    in.k = backend_copy(host->k);
+    in.v = backend_copy(host->v);
+    for (const auto& [name, t] : host->extra) in.extra[name] = backend_copy(t);
     e.rotation.push_back(std::move(in));
   }
   e.out.o = b.alloc(v.output_shape(s), s.dtype);

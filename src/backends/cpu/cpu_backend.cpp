@@ -28,6 +28,14 @@ class CpuBackend final : public Backend {
     t.on_device = false;
     return t;
   }
+  std::optional<TensorRef> view_host(const HostTensor& t, DType dtype) const override {
+    TensorRef r;
+    r.data = const_cast<float*>(t.ptr());  // ops read inputs only
+    r.dtype = dtype;
+    r.shape = t.shape;
+    r.on_device = false;
+    return r;
+  }
   void upload(const HostTensor& src, const TensorRef& dst) override {
     std::memcpy(dst.data, src.ptr(), sizeof(float) * static_cast<size_t>(src.numel()));
   }
