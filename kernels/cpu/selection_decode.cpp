@@ -60,14 +60,13 @@ void group_scores(const float* q, int64_t rows, const float* k, int64_t n, int d
 
 void soft_vote(const float* scores, int64_t heads, int64_t n, float* votes) {
   if (n <= 0) return;
-  std::vector<float> row(static_cast<size_t>(n));
+  // Eigen's vectorised exp: the scalar libm expf was 20% of TokenSelect's plan at 128k (perf).
+  Eigen::ArrayXf row(n);
+  Eigen::Map<Eigen::ArrayXf> v(votes, n);
   for (int64_t h = 0; h < heads; ++h) {
-    const float* s = scores + h * n;
-    const float mx = *std::max_element(s, s + n);
-    double sum = 0;
-    for (int64_t j = 0; j < n; ++j) sum += (row[size_t(j)] = std::exp(s[j] - mx));
-    const float inv = float(1.0 / sum);
-    for (int64_t j = 0; j < n; ++j) votes[j] += row[size_t(j)] * inv;
+    const Eigen::Map<const Eigen::ArrayXf> s(scores + h * n, n);
+    row = (s - s.maxCoeff()).exp();
+    v += row * float(1.0 / row.cast<double>().sum());
   }
 }
 

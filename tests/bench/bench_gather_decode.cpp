@@ -15,6 +15,7 @@
 
 #include "cpu/gather_decode.hpp"
 #include "cpu/sdpa.hpp"
+#include "cpu/selection_decode.hpp"
 
 namespace {
 
@@ -105,5 +106,20 @@ void BM_dense_decode(benchmark::State& st) {
   st.SetBytesProcessed(int64_t(st.iterations()) * st.range(0) * 8 * 2 * 128 * 4);
 }
 BENCHMARK(BM_dense_decode)->Arg(32768)->Arg(131072)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// Decode-time scoring: a kv group's G query rows against the whole cache of one kv head
+// (TokenSelect's and RetrievalAttention's estimation). Args: keys, rows.
+void BM_group_scores(benchmark::State& st) {
+  const int64_t n = st.range(0), rows = st.range(1);
+  const int d = 128;
+  std::vector<float> q(size_t(rows * d)), k(size_t(n * d)), out(size_t(rows * n));
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  for (float& e : q) e = nd(rng);
+  for (float& e : k) e = nd(rng);
+  for (auto _ : st) cpu::group_scores(q.data(), rows, k.data(), n, d, 1.0f, out.data());
+  st.SetBytesProcessed(int64_t(st.iterations()) * n * d * 4);
+}
+BENCHMARK(BM_group_scores)->Args({32768, 4})->Args({32768, 1})->Args({32768, 32})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
