@@ -61,10 +61,14 @@ TEST_CASE("cuda mask tiles: element rule, tile class and tile walk agree with ab
         if (!any) CHECK(c == ab::cuda::kTileEmpty);
         if (c == ab::cuda::kTileFull) CHECK(all);
         if (k1 == k0 + bn) {
+          // ab::Mask::classify is exact; the device rule may call a tile with sinks partial
+          // where it is full (costs only the element mask there), never the other way.
           const ab::BlockClass ref = m.classify(0, 0, q0, qlast + 1, k0, k1);
-          CHECK(int(ref) == (c == ab::cuda::kTileEmpty ? int(ab::BlockClass::empty)
-                             : c == ab::cuda::kTileFull ? int(ab::BlockClass::full)
-                                                         : int(ab::BlockClass::partial)));
+          const int dev = c == ab::cuda::kTileEmpty  ? int(ab::BlockClass::empty)
+                          : c == ab::cuda::kTileFull ? int(ab::BlockClass::full)
+                                                     : int(ab::BlockClass::partial);
+          const bool conservative = ref == ab::BlockClass::full && dev == int(ab::BlockClass::partial);
+          CHECK((int(ref) == dev || conservative));
         }
       }
     }
