@@ -5,13 +5,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
 
-#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+#if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 #include <Eigen/Core>
@@ -193,7 +197,10 @@ Int4Rows quantize_int4(const float* x, int64_t rows, int d, int64_t block) {
   // they add 8·0 = 0; the qsum correction covers the real dims only.
   const int dq = r.dq;
   r.left.assign(size_t(rows * dq * 4), 8);
-  r.right.assign(size_t(((rows + 15) / 16) * dq * 64), 0);
+  r.dq_pad = ((d + 63) / 64) * 16;
+  r.d_pad = ((d + 63) / 64) * 64;
+  r.right.assign(size_t(((rows + 15) / 16) * r.dq_pad * 64), 0);
+  r.amx_left.assign(size_t((rows + 32) * r.d_pad), 0);  // tile loads may run 32 rows past
   r.corr.assign(size_t(((rows + 15) / 16) * 16), 0);
   for (int64_t row = 0; row < rows; ++row) r.corr[size_t(row)] = 8 * r.qsum[size_t(row)];
   r.lane_scale.assign(r.corr.size(), 0.0f);
@@ -202,7 +209,8 @@ Int4Rows quantize_int4(const float* x, int64_t rows, int d, int64_t block) {
     for (int c = 0; c < d; ++c) {
       const int8_t v = r.q[size_t(row * d + c)];
       r.left[size_t(row * dq * 4 + c)] = uint8_t(v + 8);
-      r.right[size_t(((row / 16) * dq + c / 4) * 64 + (row % 16) * 4 + c % 4)] = v;
+      r.right[size_t(((row / 16) * r.dq_pad + c / 4) * 64 + (row % 16) * 4 + c % 4)] = v;
+      r.amx_left[size_t(row * r.d_pad + c)] = v;
     }
   return r;
 }
@@ -224,8 +232,8 @@ void int4_dot_groups(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& 
       const bool two = g + 1 < g1;
       __m512i acc[4][2];
       for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
-      const int8_t* bp0 = b.right.data() + g * dq * 64;
-      const int8_t* bp1 = two ? bp0 + dq * 64 : bp0;
+      const int8_t* bp0 = b.right.data() + g * b.dq_pad * 64;
+      const int8_t* bp1 = two ? bp0 + b.dq_pad * 64 : bp0;
       const uint8_t* ap = a.left.data() + (q0 + i0) * dq * 4;
       for (int t = 0; t < dq; ++t) {
         const __m512i b0 = _mm512_loadu_si512(bp0 + t * 64);
@@ -312,6 +320,114 @@ void int4_row_max(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, 
 #endif
 }
 
+namespace {
+#if defined(__x86_64__)
+// AMX needs the CPU's AMX-TILE and AMX-INT8 (CPUID.7.0:EDX bits 24, 25) and the kernel's
+// permission for the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, process-wide).
+bool detect_amx() {
+  unsigned ea, eb, ec, ed;
+  if (!__get_cpuid_count(7, 0, &ea, &eb, &ec, &ed)) return false;
+  if (!(ed & (1u << 24)) || !(ed & (1u << 25))) return false;
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// AMX form of int4_blocks_reaching: 32 query rows × 32 keys per step, in eight 16×64-byte
+// tiles: C (tmm0–3, int32 16×16), A (tmm4–5: 16 rows × 64 dims of q), B (tmm6–7: 64 dims × 16
+// keys in `right`'s 4-byte interleave). Signed × signed bytes (TDPBSSD): no +8 shift needed.
+__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512dq,avx512vl")))
+void blocks_reaching_amx(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t kb0,
+                         int64_t block, const float* thr, uint8_t* keep, int64_t k0, int64_t k1) {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+  const int64_t g0 = k0 / 16, g1 = (k1 + 15) / 16;
+  const int ksteps = a.d_pad / 64;
+  const bool whole = block % 16 == 0;
+  uint16_t first_mask = 0, last_mask = 0;
+  for (int l = 0; l < 16; ++l) {
+    if (g0 * 16 + l >= k0 && g0 * 16 + l < k1) first_mask |= uint16_t(1u << l);
+    if ((g1 - 1) * 16 + l >= k0 && (g1 - 1) * 16 + l < k1) last_mask |= uint16_t(1u << l);
+  }
+  alignas(64) int32_t cbuf[4][256];
+  const int64_t lda = a.d_pad;
+  for (int64_t g = g0; g < g1; g += 2) {
+    const bool two = g + 1 < g1;
+    if (whole && keep[(g * 16) / block - kb0] && (!two || keep[((g + 1) * 16) / block - kb0])) continue;
+    const int8_t* b0 = b.right.data() + g * b.dq_pad * 64;
+    const int8_t* b1 = two ? b0 + b.dq_pad * 64 : b0;
+    const __m512 bs0 = _mm512_loadu_ps(b.lane_scale.data() + g * 16);
+    const __m512 bs1 = _mm512_loadu_ps(b.lane_scale.data() + (two ? g + 1 : g) * 16);
+    for (int64_t i0 = 0; i0 < nq; i0 += 32) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      const int8_t* ap = a.amx_left.data() + (q0 + i0) * lda;
+      for (int ks = 0; ks < ksteps; ++ks) {
+        _tile_loadd(4, ap + ks * 64, lda);
+        _tile_loadd(5, ap + 16 * lda + ks * 64, lda);
+        _tile_loadd(6, b0 + ks * 16 * 64, 64);
+        _tile_loadd(7, b1 + ks * 16 * 64, 64);
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 4, 7);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+      }
+      _tile_stored(0, cbuf[0], 64);
+      _tile_stored(1, cbuf[1], 64);
+      _tile_stored(2, cbuf[2], 64);
+      _tile_stored(3, cbuf[3], 64);
+      for (int c = 0; c < 4; ++c) {
+        const int rb = c / 2, t = c % 2;
+        if (t == 1 && !two) continue;
+        const int64_t gg = g + t;
+        const __m512 bs = t ? bs1 : bs0;
+        uint16_t lanes = 0xFFFF;
+        if (gg == g0) lanes &= first_mask;
+        if (gg == g1 - 1) lanes &= last_mask;
+        uint32_t hits_any = 0;
+        for (int r = 0; r < 16; ++r) {
+          const int64_t row = i0 + rb * 16 + r;
+          if (row >= nq) break;
+          const __m512 est = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cbuf[c] + r * 16)), bs),
+                                           _mm512_set1_ps(a.scale_of(q0 + row)));
+          const uint16_t hits = uint16_t(_mm512_cmp_ps_mask(est, _mm512_set1_ps(thr[row]), _CMP_GE_OQ) & lanes);
+          if (!hits) continue;
+          if (whole) {
+            hits_any = 1;
+            break;
+          }
+          for (int l = 0; l < 16; ++l)
+            if (hits & (1u << l)) keep[(gg * 16 + l) / block - kb0] = 1;
+        }
+        if (hits_any) keep[(gg * 16) / block - kb0] = 1;
+      }
+    }
+  }
+  _tile_release();
+}
+#endif
+}  // namespace
+
+bool int4_uses_amx() {
+#if defined(__x86_64__)
+  static const bool ok = !std::getenv("ATTN_NO_AMX") && detect_amx();
+  return ok;
+#else
+  return false;
+#endif
+}
+
 void int4_blocks_reaching(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b,
                           int64_t kb0, int64_t kb1, int64_t block, const float* thr, uint8_t* keep) {
   if (a.d != b.d) throw std::invalid_argument("int4_blocks_reaching: a and b differ in d");
@@ -320,6 +436,12 @@ void int4_blocks_reaching(const Int4Rows& a, int64_t q0, int64_t nq, const Int4R
   std::fill(keep, keep + (kb1 - kb0), uint8_t(0));
   const int64_t k0 = kb0 * block, k1 = std::min(b.rows, kb1 * block);
   if (nq <= 0 || k1 <= k0) return;
+#if defined(__x86_64__)
+  if (int4_uses_amx()) {
+    blocks_reaching_amx(a, q0, nq, b, kb0, block, thr, keep, k0, k1);
+    return;
+  }
+#endif
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
   const int dq = a.dq;
   const int64_t g0 = k0 / 16, g1 = (k1 + 15) / 16;
@@ -347,7 +469,7 @@ void int4_blocks_reaching(const Int4Rows& a, int64_t q0, int64_t nq, const Int4R
       for (int t = 0; t < ng && all; ++t) all = keep[((g + t) * 16) / block - kb0] != 0;
       if (all) continue;
     }
-    const int8_t* bp = b.right.data() + g * dq * 64;
+    const int8_t* bp = b.right.data() + g * b.dq_pad * 64;
     __m512 bscale[kG];
     __m512i bcorr[kG];
     for (int t = 0; t < kG; ++t) {
@@ -363,7 +485,7 @@ void int4_blocks_reaching(const Int4Rows& a, int64_t q0, int64_t nq, const Int4R
       const uint8_t* ap = a.left.data() + (q0 + i0) * dq * 4;
       for (int c = 0; c < dq; ++c) {
         __m512i bv[kG];
-        for (int t = 0; t < kG; ++t) bv[t] = _mm512_loadu_si512(bp + (int64_t(std::min(t, ng - 1)) * dq + c) * 64);
+        for (int t = 0; t < kG; ++t) bv[t] = _mm512_loadu_si512(bp + (int64_t(std::min(t, ng - 1)) * b.dq_pad + c) * 64);
         for (int r = 0; r < ni; ++r) {
           int32_t a4;
           std::memcpy(&a4, ap + r * dq * 4 + c * 4, 4);

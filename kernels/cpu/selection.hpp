@@ -79,7 +79,10 @@ struct Int4Rows {
   std::vector<float> scale;   // (ceil(rows / block))
   std::vector<int32_t> qsum;  // Σ_c q[r][c], per row (corrects the +8 shift of `left`)
   std::vector<uint8_t> left;  // (rows, 4·dq)
-  std::vector<int8_t> right;  // (ceil(rows / 16), dq, 16, 4)
+  int dq_pad = 0;              // quads per 16-row group of `right`: ceil(d / 64)·16
+  std::vector<int8_t> right;  // (ceil(rows / 16), dq_pad, 16, 4); quads past dq are 0
+  int d_pad = 0;              // ceil(d / 64)·64
+  std::vector<int8_t> amx_left;  // (rows + 16, d_pad): q, zero-padded (AMX's left operand)
   std::vector<int32_t> corr;  // (ceil(rows / 16)·16): 8·qsum, 0 past the last row
   std::vector<float> lane_scale;  // (ceil(rows / 16)·16): scale_of(row), 0 past the last row
   float scale_of(int64_t row) const { return scale[std::size_t(row / block)]; }
@@ -96,6 +99,10 @@ void int4_scores(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, i
 // of row i is scale_a(i)·scale_b·out[i]: SALE's per-block test needs nothing else.
 void int4_row_max(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t k0,
                   int64_t nk, int32_t* out);
+
+// Whether int4_blocks_reaching runs on AMX-INT8 tiles (the CPU has them and the kernel
+// granted the tile state): 16×64 by 64×16 int8 products, about 8× VNNI's rate per core.
+bool int4_uses_amx();
 
 // SALE's block test in one pass: for rows [q0, q0+nq) of `a` and key blocks kb in [kb0, kb1)
 // of `block` rows of `b` (cut at b.rows), keep[kb − kb0] = 1 when some row i and key j of the
