@@ -4,9 +4,15 @@
 // VARIANTS.md §23.
 //
 // Tokens are [templates; search]. Template queries attend to template keys only; search
-// queries attend to every key. Non-causal (vision). Dense softmax SDPA under that two-block
-// mask: the tiled kernel skips the template-row × search-key tiles, so the cost is
-// 4·(N_t² + N_s·(N_t + N_s))·d per head against 4·(N_t + N_s)²·d (VARIANTS.md §23 (e)).
+// queries attend to every key. Non-causal (vision). As the paper's Attention.forward does, it
+// runs as two dense (unmasked) SDPA calls — templates × templates, and search × all — so the
+// cost is 4·(N_t² + N_s·(N_t + N_s))·d per head against 4·(N_t + N_s)²·d (VARIANTS.md §23
+// (e)). One call under the two-block mask computes the same, but at MixViT's N = 452 every
+// 256 × 256 tile of the flash kernel mixes template and search rows, so nothing was skipped
+// and the per-element mask made it 0.75x of dense (suites/mixformer.yaml on 2 cores). The
+// template rows and keys are gathered into and out of contiguous buffers (O(N·d) copies on
+// host tensors, so the CPU backend); the mask stays the definition (reference, selection).
+#include <algorithm>
 #include <memory>
 
 #include "core/errors.hpp"
@@ -59,9 +65,119 @@ class MixFormer final : public DenseSdpaVariant {
 
   Cost cost(const AttnShape& s, const Plan* plan) const override {
     Cost c = DenseSdpaVariant::cost(s, plan);
+    const double t = double(params_.integer("templates")), n = double(s.kv_len);
+    c.executed = dense_flops(s, t * t + (n - t) * n);  // two unmasked calls
     const double dense_pairs = s.allowed_pairs();
     c.density = dense_pairs > 0 ? allowed_pairs(mask(s), s) / dense_pairs : 1.0;
     return c;
+  }
+
+  // The two calls' shapes: templates × templates, search × all.
+  AttnShape template_shape(const AttnShape& s) const {
+    AttnShape t = s;
+    t.q_len = t.kv_len = params_.integer("templates");
+    t.causal = false;
+    return t;
+  }
+  AttnShape search_shape(const AttnShape& s) const {
+    AttnShape t = s;
+    t.q_len = s.kv_len - params_.integer("templates");
+    t.causal = false;
+    return t;
+  }
+
+  Support supports(const AttnShape& s, const Backend& b) const override {
+    if (b.name() != "cpu")
+      return Support::no("mixformer: the template/search split copies host tensors (CPU backend)");
+    for (const AttnShape& sh : {template_shape(s), search_shape(s)}) {
+      SdpaArgs a;
+      a.shape = sh;
+      const Support sup = b.supports_sdpa(a);
+      if (!sup.ok) return sup;
+    }
+    return Support::yes();
+  }
+
+  // Buffers of the split, owned by the plan.
+  struct Split {
+    Backend* backend = nullptr;
+    TensorRef qt, kt, vt, ot, lt, qs, os, ls;
+    Split() = default;
+    Split(const Split&) = delete;
+    Split& operator=(const Split&) = delete;
+    ~Split() {
+      for (const TensorRef* x : {&qt, &kt, &vt, &ot, &lt, &qs, &os, &ls})
+        if (x->data) backend->free(*x);
+    }
+  };
+
+  Plan plan(const Inputs& in, Backend& b) override {
+    Plan p = DenseSdpaVariant::plan(in, b);  // the selection: the keys the mask allows
+    const AttnShape& s = in.shape;
+    const AttnShape t = template_shape(s), r = search_shape(s);
+    auto st = std::make_shared<Split>();
+    st->backend = &b;
+    st->qt = b.alloc({s.batch, s.q_heads, t.q_len, s.head_dim}, s.dtype);
+    st->kt = b.alloc({s.batch, s.kv_heads, t.kv_len, s.head_dim}, s.dtype);
+    st->vt = b.alloc({s.batch, s.kv_heads, t.kv_len, s.v_dim}, s.dtype);
+    st->ot = b.alloc({s.batch, s.q_heads, t.q_len, s.v_dim}, s.dtype);
+    st->lt = b.alloc({s.batch, s.q_heads, t.q_len, 1}, DType::f32);
+    st->qs = b.alloc({s.batch, s.q_heads, r.q_len, s.head_dim}, s.dtype);
+    st->os = b.alloc({s.batch, s.q_heads, r.q_len, s.v_dim}, s.dtype);
+    st->ls = b.alloc({s.batch, s.q_heads, r.q_len, 1}, DType::f32);
+    p.state = st;
+    return p;
+  }
+
+  // Rows [r0, r0 + n) of (batch, head) u of a (B, H, N, C) tensor to or from a (B, H, n, C) one.
+  static void copy_rows(const TensorRef& big, const TensorRef& small, int64_t u, int64_t r0,
+                        bool to_small) {
+    const int64_t N = big.shape[2], C = big.shape[3], n = small.shape[2];
+    if (u >= big.shape[0] * big.shape[1]) return;  // fewer kv heads than query heads
+    float* g = big.host_f32() + (u * N + r0) * C;
+    float* m = small.host_f32() + u * n * C;
+    if (to_small) std::copy(g, g + n * C, m);
+    else std::copy(m, m + n * C, g);
+  }
+
+  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) override {
+    const auto* st = static_cast<const Split*>(plan.state.get());
+    if (!st) throw std::logic_error("mixformer: run() before plan()");
+    const AttnShape& s = in.shape;
+    const int64_t t = params_.integer("templates");
+    // One parallel region per direction: on shared cores each region's barrier can wait
+    // out a descheduled thread, so the copies are not split into one region per tensor.
+    const int64_t units = int64_t(s.batch) * s.q_heads;
+#pragma omp parallel for schedule(static)
+    for (int64_t u = 0; u < units; ++u) {
+      copy_rows(in.q, st->qt, u, 0, true);
+      copy_rows(in.q, st->qs, u, t, true);
+      copy_rows(in.k, st->kt, u, 0, true);
+      copy_rows(in.v, st->vt, u, 0, true);
+    }
+    SdpaArgs a;  // O_mt = softmax(Q_mt K_mtᵀ/√d) V_mt
+    a.shape = template_shape(s);
+    a.q = st->qt;
+    a.k = st->kt;
+    a.v = st->vt;
+    a.o = st->ot;
+    a.lse = st->lt;
+    a.scale = in.scale;
+    b.sdpa(a);
+    a.shape = search_shape(s);  // O_s = softmax(Q_s [K_mt; K_s]ᵀ/√d) [V_mt; V_s]
+    a.q = st->qs;
+    a.k = in.k;
+    a.v = in.v;
+    a.o = st->os;
+    a.lse = st->ls;
+    b.sdpa(a);
+#pragma omp parallel for schedule(static)
+    for (int64_t u = 0; u < units; ++u) {
+      copy_rows(out.o, st->ot, u, 0, false);
+      copy_rows(out.lse, st->lt, u, 0, false);
+      copy_rows(out.o, st->os, u, t, false);
+      copy_rows(out.lse, st->ls, u, t, false);
+    }
   }
 
  private:
