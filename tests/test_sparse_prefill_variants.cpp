@@ -263,9 +263,10 @@ void check_common(const Spec& sp) {
                            doctest::Contains("causal"), InputError);
       continue;
     }
-    for (auto [hq, hkv, d] : {std::tuple{4, 2, 64}, std::tuple{3, 3, 128}}) {
-      INFO("full budget, causal " << causal << " Hq " << hq << " Hkv " << hkv << " d " << d);
-      const Result r = run_variant(sp.name, sp.full, problem(hq, hkv, d, 1013, causal), nullptr, seed);
+    // The second layout also runs two batch entries (lists are per batch).
+    for (auto [hq, hkv, d, batch] : {std::tuple{4, 2, 64, 1}, std::tuple{3, 3, 128, 2}}) {
+      INFO("full budget, causal " << causal << " Hq " << hq << " Hkv " << hkv << " d " << d << " batch " << batch);
+      const Result r = run_variant(sp.name, sp.full, problem(hq, hkv, d, 1013, causal, batch), nullptr, seed);
       CHECK(r.run.plan.density == doctest::Approx(1.0));
       const Tensors t = r.tensors();
       check_rows(t, pick_rows(r.shape, 48, rng),

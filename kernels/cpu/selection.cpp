@@ -395,13 +395,26 @@ void blocks_reaching_amx(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Ro
         uint16_t lanes = 0xFFFF;
         if (gg == g0) lanes &= first_mask;
         if (gg == g1 - 1) lanes &= last_mask;
+        // One key scale for the whole group (the usual case: quantisation blocks of 16k keys):
+        // compare the integer dots with thr / (s_q·s_k), rounded up — no conversion per lane.
+        const float sk = b.lane_scale[size_t(gg * 16)];
+        const bool one_scale = b.block % 16 == 0 && sk > 0.0f;
         uint32_t hits_any = 0;
         for (int r = 0; r < 16; ++r) {
           const int64_t row = i0 + rb * 16 + r;
           if (row >= nq) break;
-          const __m512 est = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cbuf[c] + r * 16)), bs),
-                                           _mm512_set1_ps(a.scale_of(q0 + row)));
-          const uint16_t hits = uint16_t(_mm512_cmp_ps_mask(est, _mm512_set1_ps(thr[row]), _CMP_GE_OQ) & lanes);
+          const __m512i dots = _mm512_load_si512(cbuf[c] + r * 16);
+          uint16_t hits;
+          const float sq = a.scale_of(q0 + row);
+          if (one_scale && sq > 0.0f) {
+            const float lim = std::ceil(thr[row] / (sq * sk));
+            // |dot| <= 49·d < 2^24: limits outside the int32 range decide every lane at once.
+            hits = lim > 2.0e9f ? uint16_t(0) : lim < -2.0e9f ? lanes
+                 : uint16_t(_mm512_cmpge_epi32_mask(dots, _mm512_set1_epi32(int32_t(lim))) & lanes);
+          } else {
+            const __m512 est = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dots), bs), _mm512_set1_ps(sq));
+            hits = uint16_t(_mm512_cmp_ps_mask(est, _mm512_set1_ps(thr[row]), _CMP_GE_OQ) & lanes);
+          }
           if (!hits) continue;
           if (whole) {
             hits_any = 1;

@@ -214,8 +214,10 @@ Plan Sale::plan(const Inputs& in, Backend& be) {
         };
         thresholds();
         // 3. Scan blocks 1 .. lb0−1 in segments.
-        for (int64_t s0 = 1; s0 < lb0; s0 += seg_blocks) {
-          const int64_t s1 = std::min(lb0, s0 + seg_blocks);
+        // With fixed thresholds the segments are independent: one scan covers them all.
+        const int64_t step = refresh ? seg_blocks : lb0;
+        for (int64_t s0 = 1; s0 < lb0; s0 += step) {
+          const int64_t s1 = std::min(lb0, s0 + step);
           kept_seg.clear();
           keep.resize(size_t(s1 - s0));
           cpu::int4_blocks_reaching(qq[size_t(qh)], r0, nr, kq[size_t(kvh)], s0, s1, bk, t.data(), keep.data());
