@@ -53,18 +53,12 @@ class Anchor final : public SparsePrefillVariant {
         {"init_groups", ParamType::integer, int64_t{1},
          "initial region = the first init_groups·block·step keys (the code's init_cnt = 1)"},
     };
-    info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
 
   AttnShape shape(const Problem& p) const override {
-    require_prefill(p);
-    AttnShape s = shape_from_problem(p);
-    if (!s.causal)
-      throw InputError("anchor: problem.causal = false: AnchorAttention is a causal prefill method (VARIANTS.md §7)");
-    if (s.q_len != s.kv_len)
-      throw InputError("anchor: problem q_len = " + std::to_string(s.q_len) + " != kv_len = " +
-                       std::to_string(s.kv_len) + ": the anchor and local regions assume self-attention");
+    AttnShape s = prefill_shape(p);
+    require_causal(s, "AnchorAttention", "§7");
+    require_self_attention(s, "the anchor and local regions assume self-attention");
     number_param("theta", 0.0, 1e30);
     const int64_t b = int_param("block", 1, 1 << 16);
     const int64_t st = int_param("step", 1, 1 << 16);
@@ -76,13 +70,7 @@ class Anchor final : public SparsePrefillVariant {
   Plan plan(const Inputs& in, Backend& be) override;
   void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override {
     const AnchorPlan& st = state_of<AnchorPlan>(plan);
-    SparsePrefillArgs a = op_args(in);
-    a.layout = SparseLayout::key_indices;
-    a.indices = st.stripes->view();
-    a.state_in = st.state->view();
-    a.o = out.o;
-    a.lse = out.lse;
-    be.sparse_prefill(a);
+    run_op(in, *st.stripes, out, be, st.state.get());
   }
 
  protected:
@@ -124,9 +112,7 @@ Plan Anchor::plan(const Inputs& in, Backend& be) {
     }
   auto st = std::make_shared<AnchorPlan>();
   st->state = std::make_shared<HostSoftmaxState>(s);
-  SparsePrefillArgs a = op_args(in);
-  a.layout = SparseLayout::key_blocks;
-  a.blocks = anchor_lists->view();
+  SparsePrefillArgs a = op_args(in, *anchor_lists);
   a.finalize = false;
   a.state_out = st->state->view();
   be.sparse_prefill(a);
@@ -183,10 +169,7 @@ Plan Anchor::plan(const Inputs& in, Backend& be) {
   for (const auto& l : per_list) stripes->push_list(l);
   st->stripes = stripes;
 
-  SparsePrefillArgs c = op_args(in);
-  c.layout = SparseLayout::key_indices;
-  c.indices = stripes->view();
-  st->executed_pairs = cpu::sparse_prefill_executed_pairs(c);
+  st->executed_pairs = executed_pairs(in, *stripes);
 
   // The selection: initial region ∪ local region ∪ stripes, per (b, h, group).
   auto keys = std::make_shared<HostIndexLists>();
@@ -202,12 +185,7 @@ Plan Anchor::plan(const Inputs& in, Backend& be) {
     for (int64_t j = std::max(g * G, std::min(init, g * G)); j < std::min(s.kv_len, (g + 1) * G); ++j) l.push_back(int32_t(j));
     keys->push_list(l);
   }
-  Plan p;
-  p.selection = std::make_shared<TokenSelection>(s, keys);
-  p.density = selected_pairs(*keys, s) / (s.allowed_pairs() * s.batch * s.q_heads);
-  p.estimation_flops = 2.0 * anchor_pairs * (s.head_dim + s.v_dim) + flops_scan;
-  set_state(p, st);
-  return p;
+  return selection_plan(s, keys, 2.0 * anchor_pairs * (s.head_dim + s.v_dim) + flops_scan, st);
 }
 
 }  // namespace

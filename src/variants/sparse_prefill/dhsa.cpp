@@ -34,14 +34,12 @@
 #include <Eigen/Core>
 
 #include "cpu/selection.hpp"
-#include "cpu/sparse_prefill.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
 
 namespace ab {
 namespace {
 
-struct DhsaPlan : SparsePlanBase {
-  std::shared_ptr<const HostIndexLists> lists;
+struct DhsaPlan : IndexListsPlan {
   std::vector<std::vector<int32_t>> boundaries;  // per batch: chunk starts and N
 };
 
@@ -71,18 +69,12 @@ class Dhsa final : public SparsePrefillVariant {
         {"nms_window", ParamType::integer, int64_t{8}, "cosine: candidates closer than this are suppressed (paper: 8)"},
         {"instruction_tokens", ParamType::integer, int64_t{64}, "last query rows computed densely (paper: 64)"},
     };
-    info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
 
   AttnShape shape(const Problem& p) const override {
-    require_prefill(p);
-    AttnShape s = shape_from_problem(p);
-    if (!s.causal)
-      throw InputError("dhsa: problem.causal = false: DHSA is a causal prefill method (VARIANTS.md §18)");
-    if (s.q_len != s.kv_len)
-      throw InputError("dhsa: problem q_len = " + std::to_string(s.q_len) + " != kv_len = " +
-                       std::to_string(s.kv_len) + ": chunks and query blocks share one sequence");
+    AttnShape s = prefill_shape(p);
+    require_causal(s, "DHSA", "§18");
+    require_self_attention(s, "chunks and query blocks share one sequence");
     int_param("budget", 1);
     int_param("block", 1, 1 << 20);
     int_param("local_tokens", 0);
@@ -95,15 +87,6 @@ class Dhsa final : public SparsePrefillVariant {
   }
 
   Plan plan(const Inputs& in, Backend& be) override;
-  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override {
-    const DhsaPlan& st = state_of<DhsaPlan>(plan);
-    SparsePrefillArgs a = op_args(in);
-    a.layout = SparseLayout::key_indices;
-    a.indices = st.lists->view();
-    a.o = out.o;
-    a.lse = out.lse;
-    be.sparse_prefill(a);
-  }
 
  protected:
   StaticEstimate static_estimate(const AttnShape& s) const override {
@@ -229,16 +212,7 @@ Plan Dhsa::plan(const Inputs& in, Backend& be) {
     st->boundaries.push_back(std::move(bounds));
   }
   st->lists = lists;
-  SparsePrefillArgs a = op_args(in);
-  a.layout = SparseLayout::key_indices;
-  a.indices = lists->view();
-  st->executed_pairs = cpu::sparse_prefill_executed_pairs(a);
-  Plan p;
-  p.selection = std::make_shared<TokenSelection>(s, lists);
-  p.density = selected_pairs(*lists, s) / (s.allowed_pairs() * s.batch * s.q_heads);
-  p.estimation_flops = flops;
-  set_state(p, st);
-  return p;
+  return finish_plan<HostIndexLists>(in, lists, flops, st);
 }
 
 }  // namespace

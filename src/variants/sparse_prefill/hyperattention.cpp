@@ -27,7 +27,6 @@
 
 #include "cpu/lse_merge.hpp"
 #include "cpu/selection.hpp"
-#include "cpu/sparse_prefill.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
 
 namespace ab {
@@ -69,13 +68,10 @@ class HyperAttention final : public SparsePrefillVariant {
         {"min_seq_len", ParamType::integer, int64_t{4096}, "below this many rows attention is exact (paper: 4096)"},
         {"seed", ParamType::integer, int64_t{0}, "seed of the LSH projections and the column samples"},
     };
-    info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
 
   AttnShape shape(const Problem& p) const override {
-    require_prefill(p);
-    AttnShape s = shape_from_problem(p);
+    AttnShape s = prefill_shape(p);
     if (s.causal && s.q_len != s.kv_len)
       throw InputError("hyperattention: causal with q_len = " + std::to_string(s.q_len) + " != kv_len = " +
                        std::to_string(s.kv_len) + ": the recursive causal split needs self-attention");
@@ -283,10 +279,7 @@ Plan HyperAttention::plan(const Inputs& in, Backend& be) {
   std::vector<std::shared_ptr<const Selection>> parts;
   double pairs = 0, selected = 0;
   auto count = [&](const std::shared_ptr<const TokenSelection>& sel) {
-    SparsePrefillArgs a = op_args(in);
-    a.layout = SparseLayout::key_indices;
-    a.indices = sel->lists().view();
-    pairs += cpu::sparse_prefill_executed_pairs(a);
+    pairs += executed_pairs(in, sel->lists());
     selected += selected_pairs(sel->lists(), s);
     parts.push_back(sel);
   };
@@ -321,9 +314,7 @@ void HyperAttention::run(const Inputs& in, const Plan& plan, Outputs& out, Backe
   if (st.leaves) exact.push_back(st.leaves);
   for (const Level& lv : st.levels) exact.push_back(lv.exact);
   for (size_t c = 0; c < exact.size(); ++c) {
-    SparsePrefillArgs a = op_args(in);
-    a.layout = SparseLayout::key_indices;
-    a.indices = exact[c]->view();
+    SparsePrefillArgs a = op_args(in, *exact[c]);
     if (c > 0) a.state_in = state_->view();
     const bool last = c + 1 == exact.size();
     a.finalize = last;
@@ -341,9 +332,7 @@ void HyperAttention::run(const Inputs& in, const Plan& plan, Outputs& out, Backe
     if (!lv.samples) continue;
     part_o_.resize(static_cast<size_t>(rows * s.v_dim));
     part_lse_.resize(static_cast<size_t>(rows));
-    SparsePrefillArgs a = op_args(in);
-    a.layout = SparseLayout::key_indices;
-    a.indices = lv.samples->view();
+    SparsePrefillArgs a = op_args(in, *lv.samples);
     a.o.data = part_o_.data();
     a.o.shape = {s.batch, s.q_heads, s.q_len, s.v_dim};
     a.lse.data = part_lse_.data();

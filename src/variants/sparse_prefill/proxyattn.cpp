@@ -16,14 +16,12 @@
 #include <memory>
 
 #include "cpu/selection.hpp"
-#include "cpu/sparse_prefill.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
 
 namespace ab {
 namespace {
 
-struct ProxyPlan : SparsePlanBase {
-  std::shared_ptr<const HostBlockLists> lists;
+struct ProxyPlan : BlockListsPlan {
   std::vector<double> budget_fraction;  // (B, Hq): b_i, for the report and tests
 };
 
@@ -45,13 +43,10 @@ class ProxyAttn final : public SparsePrefillVariant {
         {"groups", ParamType::integer, int64_t{0},
          "proxy head groups, dividing the query heads; 0 = one per kv head (groups aligned with GQA)"},
     };
-    info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
 
   AttnShape shape(const Problem& p) const override {
-    require_prefill(p);
-    AttnShape s = shape_from_problem(p);
+    AttnShape s = prefill_shape(p);
     number_param("gamma", 0.0, 1.0, true);
     int_param("min_budget", 0);
     int_param("stride", 1);
@@ -63,15 +58,6 @@ class ProxyAttn final : public SparsePrefillVariant {
   }
 
   Plan plan(const Inputs& in, Backend& be) override;
-  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override {
-    const ProxyPlan& st = state_of<ProxyPlan>(plan);
-    SparsePrefillArgs a = op_args(in);
-    a.layout = SparseLayout::key_blocks;
-    a.blocks = st.lists->view();
-    a.o = out.o;
-    a.lse = out.lse;
-    be.sparse_prefill(a);
-  }
 
  protected:
   StaticEstimate static_estimate(const AttnShape& s) const override {
@@ -180,10 +166,6 @@ Plan ProxyAttn::plan(const Inputs& in, Backend& be) {
 
   // 5. Per head and query block: the top ⌈b_i·N_m⌉ blocks by A_g (at least the minimum budget)
   //    plus the diagonal blocks, ascending.
-  auto lists = std::make_shared<HostBlockLists>();
-  lists->q_block = block;
-  lists->k_block = block;
-  lists->list_heads = s.q_heads;
   std::vector<std::vector<int32_t>> per_list(static_cast<size_t>(int64_t(s.batch) * s.q_heads * n_qb));
 #pragma omp parallel
   {
@@ -205,24 +187,12 @@ Plan ProxyAttn::plan(const Inputs& in, Backend& be) {
       per_list[size_t(r)] = top;
     }
   }
-  for (const auto& l : per_list) {
-    lists->blocks.insert(lists->blocks.end(), l.begin(), l.end());
-    lists->offsets.push_back(int32_t(lists->blocks.size()));
-  }
-  st->lists = lists;
-
-  SparsePrefillArgs a = op_args(in);
-  a.layout = SparseLayout::key_blocks;
-  a.blocks = lists->view();
-  st->executed_pairs = cpu::sparse_prefill_executed_pairs(a);
-  Plan p;
-  p.selection = std::make_shared<BlockSelection>(s, lists);
-  p.density = selected_pairs(*lists, s) / (s.allowed_pairs() * s.batch * s.q_heads);
+  st->lists = block_lists(block, block, s.q_heads, per_list);
   // Proxy means (Q over strided rows, K) are additions; counted with the score products.
-  p.estimation_flops = double(flops_scores + flops_budget) +
-                       double(s.batch) * G * heads_per_group * (double(rows.size()) + s.kv_len) * d;
-  set_state(p, st);
-  return p;
+  return finish_plan(in, st->lists,
+                     double(flops_scores + flops_budget) +
+                         double(s.batch) * G * heads_per_group * (double(rows.size()) + s.kv_len) * d,
+                     st);
 }
 
 }  // namespace

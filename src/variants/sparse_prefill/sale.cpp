@@ -30,15 +30,10 @@
 #include <Eigen/Core>
 
 #include "cpu/selection.hpp"
-#include "cpu/sparse_prefill.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
 
 namespace ab {
 namespace {
-
-struct SalePlan : SparsePlanBase {
-  std::shared_ptr<const HostBlockLists> lists;
-};
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using CMapRM = Eigen::Map<const RowMat>;
@@ -65,15 +60,11 @@ class Sale final : public SparsePrefillVariant {
          {"once", "segment"}},
         {"smooth_k", ParamType::boolean, true, "subtract the mean key before quantising, add q·k̄ back (quant_mode 3)"},
     };
-    info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
 
   AttnShape shape(const Problem& p) const override {
-    require_prefill(p);
-    AttnShape s = shape_from_problem(p);
-    if (!s.causal)
-      throw InputError("sale: problem.causal = false: SALE is a causal prefill method (VARIANTS.md §8)");
+    AttnShape s = prefill_shape(p);
+    require_causal(s, "SALE", "§8");
     number_param("tau", 0.0, 1.0);
     int_param("block_q", 1, 1 << 16);
     const int64_t bk = int_param("block_k", 1, 1 << 16);
@@ -85,15 +76,6 @@ class Sale final : public SparsePrefillVariant {
   }
 
   Plan plan(const Inputs& in, Backend& be) override;
-  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override {
-    const SalePlan& st = state_of<SalePlan>(plan);
-    SparsePrefillArgs a = op_args(in);
-    a.layout = SparseLayout::key_blocks;
-    a.blocks = st.lists->view();
-    a.o = out.o;
-    a.lse = out.lse;
-    be.sparse_prefill(a);
-  }
 
  protected:
   StaticEstimate static_estimate(const AttnShape& s) const override {
@@ -235,27 +217,10 @@ Plan Sale::plan(const Inputs& in, Backend& be) {
     }
   }
 
-  auto lists = std::make_shared<HostBlockLists>();
-  lists->q_block = bq;
-  lists->k_block = bk;
-  lists->list_heads = s.q_heads;
-  for (const auto& l : per_list) {
-    lists->blocks.insert(lists->blocks.end(), l.begin(), l.end());
-    lists->offsets.push_back(int32_t(lists->blocks.size()));
-  }
-  auto st = std::make_shared<SalePlan>();
-  st->lists = lists;
-  SparsePrefillArgs a = op_args(in);
-  a.layout = SparseLayout::key_blocks;
-  a.blocks = lists->view();
-  st->executed_pairs = cpu::sparse_prefill_executed_pairs(a);
-  Plan p;
-  p.selection = std::make_shared<BlockSelection>(s, lists);
-  p.density = selected_pairs(*lists, s) / (s.allowed_pairs() * s.batch * s.q_heads);
+  auto st = std::make_shared<BlockListsPlan>();
+  st->lists = block_lists(bq, bk, s.q_heads, per_list);
   // Quantisation (a max, a divide and a round per element) counted as 2 ops per element.
-  p.estimation_flops = flops_exact + flops_scan + 2.0 * double(n_qh * s.q_len + n_kvh * s.kv_len) * d;
-  set_state(p, st);
-  return p;
+  return finish_plan(in, st->lists, flops_exact + flops_scan + 2.0 * double(n_qh * s.q_len + n_kvh * s.kv_len) * d, st);
 }
 
 }  // namespace

@@ -27,15 +27,10 @@
 #include <Eigen/Core>
 
 #include "cpu/selection.hpp"
-#include "cpu/sparse_prefill.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
 
 namespace ab {
 namespace {
-
-struct SeaPlan : SparsePlanBase {
-  std::shared_ptr<const HostIndexLists> lists;
-};
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using CMapRM = Eigen::Map<const RowMat>;
@@ -56,13 +51,10 @@ class SeaProxy final : public SparsePrefillVariant {
         {"row_group", ParamType::integer, int64_t{64}, "query rows sharing one selection (grouped top-k); 1 = per-row"},
         {"seed", ParamType::integer, int64_t{0}, "seed of the random features"},
     };
-    info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
 
   AttnShape shape(const Problem& p) const override {
-    require_prefill(p);
-    AttnShape s = shape_from_problem(p);
+    AttnShape s = prefill_shape(p);
     int_param("k", 0);
     int_param("width", 1, 1 << 24);
     number_param("nbf", 0.0, 1e6, true);
@@ -72,15 +64,6 @@ class SeaProxy final : public SparsePrefillVariant {
   }
 
   Plan plan(const Inputs& in, Backend& be) override;
-  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override {
-    const SeaPlan& st = state_of<SeaPlan>(plan);
-    SparsePrefillArgs a = op_args(in);
-    a.layout = SparseLayout::key_indices;
-    a.indices = st.lists->view();
-    a.o = out.o;
-    a.lse = out.lse;
-    be.sparse_prefill(a);
-  }
 
  protected:
   StaticEstimate static_estimate(const AttnShape& s) const override {
@@ -194,19 +177,13 @@ Plan SeaProxy::plan(const Inputs& in, Backend& be) {
   lists->list_heads = s.q_heads;
   for (const auto& head : per_head)
     for (const auto& l : head) lists->push_list(l);
-  auto st = std::make_shared<SeaPlan>();
+  auto st = std::make_shared<IndexListsPlan>();
   st->lists = lists;
-  SparsePrefillArgs a = op_args(in);
-  a.layout = SparseLayout::key_indices;
-  a.indices = lists->view();
-  st->executed_pairs = cpu::sparse_prefill_executed_pairs(a);
-  Plan p;
-  p.selection = std::make_shared<TokenSelection>(s, lists);
-  p.density = selected_pairs(*lists, s) / (s.allowed_pairs() * s.batch * s.q_heads);
-  p.estimation_flops = 2.0 * (double(n_qh) * s.q_len + double(s.batch) * s.kv_heads * s.kv_len) * nb * d +
-                       2.0 * double(n_qh) * s.q_len * width * nb + 2.0 * double(n_qh) * s.q_len * width;
-  set_state(p, st);
-  return p;
+  return finish_plan<HostIndexLists>(
+      in, lists,
+      2.0 * (double(n_qh) * s.q_len + double(s.batch) * s.kv_heads * s.kv_len) * nb * d +
+          2.0 * double(n_qh) * s.q_len * width * nb + 2.0 * double(n_qh) * s.q_len * width,
+      st);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "cpu/sparse_prefill.hpp"
 #include "variants/dense_sdpa_base.hpp"
 
 namespace ab {
@@ -89,7 +90,9 @@ void SparsePrefillVariant::reference_row(const Inputs& in, const Plan& plan, int
   f64_attention_row(in, b, h, i, keys, o, lse);
 }
 
-SparsePrefillArgs SparsePrefillVariant::op_args(const Inputs& in) {
+namespace {
+
+SparsePrefillArgs input_args(const Inputs& in) {
   SparsePrefillArgs a;
   a.shape = in.shape;
   a.q = in.q;
@@ -97,6 +100,93 @@ SparsePrefillArgs SparsePrefillVariant::op_args(const Inputs& in) {
   a.v = in.v;
   a.scale = in.scale;
   return a;
+}
+
+}  // namespace
+
+SparsePrefillArgs SparsePrefillVariant::op_args(const Inputs& in, const HostIndexLists& lists) {
+  SparsePrefillArgs a = input_args(in);
+  a.layout = SparseLayout::key_indices;
+  a.indices = lists.view();
+  return a;
+}
+
+SparsePrefillArgs SparsePrefillVariant::op_args(const Inputs& in, const HostBlockLists& lists) {
+  SparsePrefillArgs a = input_args(in);
+  a.layout = SparseLayout::key_blocks;
+  a.blocks = lists.view();
+  return a;
+}
+
+void SparsePrefillVariant::run_op(const Inputs& in, const HostIndexLists& lists, Outputs& out, Backend& be,
+                                  const HostSoftmaxState* resume) {
+  SparsePrefillArgs a = op_args(in, lists);
+  if (resume) a.state_in = resume->view();
+  a.o = out.o;
+  a.lse = out.lse;
+  be.sparse_prefill(a);
+}
+
+void SparsePrefillVariant::run_op(const Inputs& in, const HostBlockLists& lists, Outputs& out, Backend& be) {
+  SparsePrefillArgs a = op_args(in, lists);
+  a.o = out.o;
+  a.lse = out.lse;
+  be.sparse_prefill(a);
+}
+
+void SparsePrefillVariant::run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) {
+  const auto* st = static_cast<const SparsePlanBase*>(plan.state.get());
+  if (const auto* p = dynamic_cast<const IndexListsPlan*>(st)) return run_op(in, *p->lists, out, be);
+  if (const auto* p = dynamic_cast<const BlockListsPlan*>(st)) return run_op(in, *p->lists, out, be);
+  throw std::logic_error("sparse prefill: the plan was not made by this variant");
+}
+
+double SparsePrefillVariant::executed_pairs(const Inputs& in, const HostIndexLists& lists) {
+  return cpu::sparse_prefill_executed_pairs(op_args(in, lists));
+}
+
+double SparsePrefillVariant::executed_pairs(const Inputs& in, const HostBlockLists& lists) {
+  return cpu::sparse_prefill_executed_pairs(op_args(in, lists));
+}
+
+namespace {
+
+template <class Sel, class Lists>
+Plan make_selection_plan(const AttnShape& s, std::shared_ptr<const Lists> lists, double estimation_flops) {
+  Plan p;
+  p.density = selected_pairs(*lists, s) / (s.allowed_pairs() * s.batch * s.q_heads);
+  p.selection = std::make_shared<Sel>(s, std::move(lists));
+  p.estimation_flops = estimation_flops;
+  return p;
+}
+
+}  // namespace
+
+Plan SparsePrefillVariant::selection_plan(const AttnShape& s, std::shared_ptr<const HostIndexLists> sel,
+                                          double estimation_flops, std::shared_ptr<SparsePlanBase> st) {
+  Plan p = make_selection_plan<TokenSelection>(s, std::move(sel), estimation_flops);
+  set_state(p, std::move(st));
+  return p;
+}
+
+Plan SparsePrefillVariant::selection_plan(const AttnShape& s, std::shared_ptr<const HostBlockLists> sel,
+                                          double estimation_flops, std::shared_ptr<SparsePlanBase> st) {
+  Plan p = make_selection_plan<BlockSelection>(s, std::move(sel), estimation_flops);
+  set_state(p, std::move(st));
+  return p;
+}
+
+std::shared_ptr<HostBlockLists> block_lists(int64_t q_block, int64_t k_block, int list_heads,
+                                            const std::vector<std::vector<int32_t>>& per_list) {
+  auto lists = std::make_shared<HostBlockLists>();
+  lists->q_block = q_block;
+  lists->k_block = k_block;
+  lists->list_heads = list_heads;
+  for (const auto& l : per_list) {
+    lists->blocks.insert(lists->blocks.end(), l.begin(), l.end());
+    lists->offsets.push_back(int32_t(lists->blocks.size()));
+  }
+  return lists;
 }
 
 void SparsePrefillVariant::refuse(const std::string& field, const std::string& value,
@@ -128,6 +218,24 @@ double SparsePrefillVariant::number_param(const std::string& name, double lo, do
 void SparsePrefillVariant::require_prefill(const Problem& p) const {
   if (p.mode != Mode::prefill)
     throw InputError(info_.name + ": problem.mode = decode: this variant is a prefill method");
+}
+
+AttnShape SparsePrefillVariant::prefill_shape(const Problem& p) const {
+  require_prefill(p);
+  return shape_from_problem(p);
+}
+
+void SparsePrefillVariant::require_causal(const AttnShape& s, const std::string& method,
+                                          const std::string& section) const {
+  if (!s.causal)
+    throw InputError(info_.name + ": problem.causal = false: " + method + " is a causal prefill method (VARIANTS.md " +
+                     section + ")");
+}
+
+void SparsePrefillVariant::require_self_attention(const AttnShape& s, const std::string& why) const {
+  if (s.q_len != s.kv_len)
+    throw InputError(info_.name + ": problem q_len = " + std::to_string(s.q_len) + " != kv_len = " +
+                     std::to_string(s.kv_len) + ": " + why);
 }
 
 void SparsePrefillVariant::set_state(Plan& plan, std::shared_ptr<SparsePlanBase> st) {

@@ -22,6 +22,14 @@ struct SparsePlanBase {
   double extra_flops = 0;     // run-phase work besides op 2 (e.g. LSE merges)
 };
 
+// A plan whose run phase is op 2 over one set of lists, also its selection (the base's run()).
+template <class Lists>
+struct ListsPlan : SparsePlanBase {
+  std::shared_ptr<const Lists> lists;
+};
+using IndexListsPlan = ListsPlan<HostIndexLists>;
+using BlockListsPlan = ListsPlan<HostBlockLists>;
+
 // An online-softmax state in plan-owned host memory (the CPU backend's tensors are host
 // memory; a device backend would allocate it with Backend::alloc instead).
 struct HostSoftmaxState {
@@ -33,13 +41,18 @@ struct HostSoftmaxState {
 
 class SparsePrefillVariant : public Variant {
  public:
-  explicit SparsePrefillVariant(ParamSet p) : params_(std::move(p)) {}
+  explicit SparsePrefillVariant(ParamSet p) : params_(std::move(p)) {
+    info_.modes = {Mode::prefill};
+    info_.backends = {"cpu"};
+  }
   const VariantInfo& info() const override { return info_; }
   Support supports(const AttnShape& s, const Backend& b) const override;
   bool has_plan_phase() const override { return true; }
   // With a plan: its estimation FLOPs, density and the op's computed pairs. Without one (a
   // static estimate before any input exists): static_estimate().
   Cost cost(const AttnShape& s, const Plan* plan) const override;
+  // Op 2 over a ListsPlan's lists; a variant with another run phase overrides it.
+  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override;
   // Float64 attention over exactly the keys plan.selection names for the row, straight from
   // the definition (softmax of scale·q·k_j over those keys): checks the sparse kernel; the
   // recall metric reports the error against dense attention separately.
@@ -53,8 +66,13 @@ class SparsePrefillVariant : public Variant {
   };
   virtual StaticEstimate static_estimate(const AttnShape& s) const = 0;
 
-  // Op 2's arguments on the case's inputs (layout, lists, state and outputs left to the caller).
-  static SparsePrefillArgs op_args(const Inputs& in);
+  // Op 2's arguments over `lists` on the case's inputs (state and outputs left to the caller).
+  static SparsePrefillArgs op_args(const Inputs& in, const HostIndexLists& lists);
+  static SparsePrefillArgs op_args(const Inputs& in, const HostBlockLists& lists);
+  // run(): op 2 over the plan's lists into the case's outputs, continuing `resume` if given.
+  static void run_op(const Inputs& in, const HostIndexLists& lists, Outputs& out, Backend& be,
+                     const HostSoftmaxState* resume = nullptr);
+  static void run_op(const Inputs& in, const HostBlockLists& lists, Outputs& out, Backend& be);
   // Integer and number parameters with their range rules (InputError naming the field).
   int64_t int_param(const std::string& name, int64_t lo, int64_t hi = INT64_MAX) const;
   double number_param(const std::string& name, double lo, double hi, bool lo_open = false) const;
@@ -62,9 +80,30 @@ class SparsePrefillVariant : public Variant {
   [[noreturn]] void refuse(const std::string& field, const std::string& value, const std::string& rule) const;
   // Refuses decode-mode and non-square-self-attention problems where the variant needs them.
   void require_prefill(const Problem& p) const;
+  // shape_from_problem after require_prefill.
+  AttnShape prefill_shape(const Problem& p) const;
+  // "<variant>: problem.causal = false: <method> is a causal prefill method (VARIANTS.md <section>)".
+  void require_causal(const AttnShape& s, const std::string& method, const std::string& section) const;
+  // "<variant>: problem q_len = .. != kv_len = ..: <why>".
+  void require_self_attention(const AttnShape& s, const std::string& why) const;
 
   // Plan helpers: store the state, read it back.
   static void set_state(Plan& plan, std::shared_ptr<SparsePlanBase> st);
+  // The pairs op 2 computes over `lists` (SparsePlanBase::executed_pairs).
+  static double executed_pairs(const Inputs& in, const HostIndexLists& lists);
+  static double executed_pairs(const Inputs& in, const HostBlockLists& lists);
+  // A plan whose selection is `sel`: its density, the estimation FLOPs and the state.
+  static Plan selection_plan(const AttnShape& s, std::shared_ptr<const HostIndexLists> sel,
+                             double estimation_flops, std::shared_ptr<SparsePlanBase> st);
+  static Plan selection_plan(const AttnShape& s, std::shared_ptr<const HostBlockLists> sel,
+                             double estimation_flops, std::shared_ptr<SparsePlanBase> st);
+  // Both, where the lists op 2 runs over are also the selection.
+  template <class Lists>
+  static Plan finish_plan(const Inputs& in, std::shared_ptr<const Lists> lists, double estimation_flops,
+                          std::shared_ptr<SparsePlanBase> st) {
+    st->executed_pairs = executed_pairs(in, *lists);
+    return selection_plan(in.shape, std::move(lists), estimation_flops, std::move(st));
+  }
   template <class T>
   static const T& state_of(const Plan& plan) {
     const auto* base = static_cast<const SparsePlanBase*>(plan.state.get());
@@ -76,6 +115,10 @@ class SparsePrefillVariant : public Variant {
   ParamSet params_;
   VariantInfo info_;
 };
+
+// Block lists of the given geometry holding `per_list` in order (b, list head, query block).
+std::shared_ptr<HostBlockLists> block_lists(int64_t q_block, int64_t k_block, int list_heads,
+                                            const std::vector<std::vector<int32_t>>& per_list);
 
 // Float64 softmax attention of row i over `keys` (each listed once), from the host inputs.
 void f64_attention_row(const Inputs& in, int b, int h, int64_t i, const std::vector<int64_t>& keys,

@@ -17,15 +17,10 @@
 #include <numeric>
 
 #include "cpu/selection.hpp"
-#include "cpu/sparse_prefill.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
 
 namespace ab {
 namespace {
-
-struct VtcPlan : SparsePlanBase {
-  std::shared_ptr<const HostIndexLists> lists;
-};
 
 class VtcCls final : public SparsePrefillVariant {
  public:
@@ -47,28 +42,16 @@ class VtcCls final : public SparsePrefillVariant {
          {"auto", "first", "last"}},
         {"keep_first", ParamType::boolean, true, "also keep key 0 (the [CLS] token / attention sink)"},
     };
-    info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
 
   AttnShape shape(const Problem& p) const override {
-    require_prefill(p);
-    AttnShape s = shape_from_problem(p);
+    AttnShape s = prefill_shape(p);
     int_param("token_num", 0);
     number_param("keep_fraction", 0.0, 1.0, true);
     return s;
   }
 
   Plan plan(const Inputs& in, Backend& be) override;
-  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override {
-    const VtcPlan& st = state_of<VtcPlan>(plan);
-    SparsePrefillArgs a = op_args(in);
-    a.layout = SparseLayout::key_indices;
-    a.indices = st.lists->view();
-    a.o = out.o;
-    a.lse = out.lse;
-    be.sparse_prefill(a);
-  }
 
  protected:
   StaticEstimate static_estimate(const AttnShape& s) const override {
@@ -121,18 +104,12 @@ Plan VtcCls::plan(const Inputs& in, Backend& be) {
     top.erase(std::unique(top.begin(), top.end()), top.end());
     lists->push_list(top);
   }
-  auto st = std::make_shared<VtcPlan>();
+  auto st = std::make_shared<IndexListsPlan>();
   st->lists = lists;
-  SparsePrefillArgs a = op_args(in);
-  a.layout = SparseLayout::key_indices;
-  a.indices = lists->view();
-  st->executed_pairs = cpu::sparse_prefill_executed_pairs(a);
-  Plan pl;
-  pl.selection = std::make_shared<TokenSelection>(s, lists);
-  pl.density = selected_pairs(*lists, s) / (s.allowed_pairs() * s.batch * s.q_heads);
-  pl.estimation_flops = 2.0 * s.batch * s.q_heads * double(visible) * d + double(s.batch) * visible * std::log2(double(std::max<int64_t>(2, visible)));
-  set_state(pl, st);
-  return pl;
+  return finish_plan<HostIndexLists>(in, lists,
+                                     2.0 * s.batch * s.q_heads * double(visible) * d +
+                                         double(s.batch) * visible * std::log2(double(std::max<int64_t>(2, visible))),
+                                     st);
 }
 
 }  // namespace
