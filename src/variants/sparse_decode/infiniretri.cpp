@@ -47,18 +47,14 @@ class InfiniRetri final : public SparseDecodeVariant {
         {"conv", ParamType::integer, int64_t{5}, "taps of the box convolution smoothing the scores into "
                                                  "phrase scores (odd, >= 1; 1 = none)"},
     };
-    info_.modes = {Mode::decode};
-    info_.backends = {"cpu"};
   }
-  const VariantInfo& info() const override { return info_; }
 
  protected:
-  void check(const AttnShape& s) const override {
-    (void)s;
-    const int64_t c = params_.integer("chunk"), k = params_.integer("keep"), w = params_.integer("conv");
-    if (c < 1) refuse_param("infiniretri", "chunk", std::to_string(c), "must be >= 1");
-    if (k < 1) refuse_param("infiniretri", "keep", std::to_string(k), "must be >= 1");
-    if (w < 1 || w % 2 == 0) refuse_param("infiniretri", "conv", std::to_string(w), "must be odd and >= 1");
+  void check(const AttnShape&) const override {
+    int_at_least("chunk", 1);
+    int_at_least("keep", 1);
+    const int64_t w = params_.integer("conv");
+    if (w < 1 || w % 2 == 0) refuse("conv", std::to_string(w), "must be odd and >= 1");
   }
 
   double nominal_keys(const AttnShape& s, int64_t t) const override {
@@ -79,7 +75,7 @@ class InfiniRetri final : public SparseDecodeVariant {
     const HostTensor& Q = in.host->q;
     const HostTensor& K = in.host->k;
     const int64_t N = step_position(s, 0);  // context before the first step's token
-    auto lists = std::make_shared<StepKeyLists>(s.steps, int64_t(s.batch) * s.kv_heads);
+    auto lists = kv_head_lists(s);
     Selected out;
     std::vector<std::vector<int32_t>> kept(static_cast<size_t>(s.batch));
     std::vector<int32_t> cand, top;
@@ -96,8 +92,8 @@ class InfiniRetri final : public SparseDecodeVariant {
         kbuf.resize(size_t(n) * d);
         sc.resize(size_t(G) * size_t(n));
         for (int kh = 0; kh < s.kv_heads; ++kh) {
-          for (int g = 0; g < G; ++g) std::copy_n(Q.row(b, kh * G + g, 0), d, qg.data() + size_t(g) * d);
-          for (int64_t e = 0; e < n; ++e) std::copy_n(K.row(b, kh, cand[size_t(e)]), d, kbuf.data() + e * d);
+          gather_queries(Q, b, kh * G, G, 0, qg.data());
+          gather_keys(K, b, kh, cand.data(), n, kbuf.data());
           cpu::group_scores(qg.data(), G, kbuf.data(), n, d, scale, sc.data());
           cpu::soft_vote(sc.data(), G, n, a.data());  // Σ_h softmax_j over the candidates
           out.estimation_flops += 2.0 * G * d * double(n);
@@ -128,9 +124,6 @@ class InfiniRetri final : public SparseDecodeVariant {
     out.sources.push_back({lists, nullptr, nullptr});
     return out;
   }
-
- private:
-  VariantInfo info_;
 };
 
 }  // namespace

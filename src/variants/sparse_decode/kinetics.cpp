@@ -40,20 +40,14 @@ class Kinetics final : public SparseDecodeVariant {
         {"local", ParamType::integer, int64_t{64}, "most recent tokens always kept, the step's own included "
                                                    "(attn_local; the code takes it as an argument, 64 here); >= 1"},
     };
-    info_.modes = {Mode::decode};
-    info_.backends = {"cpu"};
   }
-  const VariantInfo& info() const override { return info_; }
 
  protected:
-  void check(const AttnShape& s) const override {
-    (void)s;
-    const int64_t b = params_.integer("block_size"), k = params_.integer("topk_blocks"),
-                  sk = params_.integer("sinks"), l = params_.integer("local");
-    if (b < 1) refuse_param("kinetics", "block_size", std::to_string(b), "must be >= 1");
-    if (k < 1) refuse_param("kinetics", "topk_blocks", std::to_string(k), "must be >= 1");
-    if (sk < 0) refuse_param("kinetics", "sinks", std::to_string(sk), "must be >= 0");
-    if (l < 1) refuse_param("kinetics", "local", std::to_string(l), "must be >= 1 (the step's own token)");
+  void check(const AttnShape&) const override {
+    int_at_least("block_size", 1);
+    int_at_least("topk_blocks", 1);
+    int_at_least("sinks", 0);
+    int_at_least("local", 1, kOwnToken);
   }
 
   int64_t n_full() const {
@@ -80,8 +74,7 @@ class Kinetics final : public SparseDecodeVariant {
                   sinks = params_.integer("sinks"), local = params_.integer("local");
     const int G = s.group(), d = s.head_dim;
     const HostTensor& Q = in.host->q;
-    const HostTensor& K = in.host->k;
-    auto lists = std::make_shared<StepKeyLists>(s.steps, int64_t(s.batch) * s.kv_heads);
+    auto lists = kv_head_lists(s);
     Selected out;
     // Mean keys of the pages [sinks + p·b, sinks + (p+1)·b) that the last step can score: the
     // prompt's full pages are prefill-time work (the benchmark's compressed keys are written
@@ -90,16 +83,7 @@ class Kinetics final : public SparseDecodeVariant {
     const int64_t T_last = step_position(s, s.steps - 1) + 1, N = step_position(s, 0);
     const int64_t np_max = std::max<int64_t>(0, (T_last - local - sinks) / bs);
     const int64_t np_prompt = std::min(np_max, std::max<int64_t>(0, (N - sinks) / bs));
-    if (!(prompt_for_ == InputsKey::of(in))) {
-      prompt_means_ = block_mean_keys(K, s, sinks, bs, np_prompt);
-      prompt_for_ = InputsKey::of(in);
-    }
-    std::vector<std::vector<float>> means = prompt_means_;
-    const auto fresh = block_mean_keys(K, s, sinks + np_prompt * bs, bs, np_max - np_prompt);
-    for (size_t r = 0; r < means.size(); ++r) means[r].insert(means[r].end(), fresh[r].begin(), fresh[r].end());
-    out.estimation_flops += double(s.batch) * s.kv_heads * double((np_max - np_prompt) * bs) * d;
-    out.estimation_bytes += double(s.batch) * s.kv_heads * double((np_max - np_prompt) * bs) * d * dtype_bytes(s.dtype);
-    out.stats["prefill_pool_flops"] = double(s.batch) * s.kv_heads * double(np_prompt * bs) * d;
+    const std::vector<std::vector<float>> means = block_means(in, sinks, bs, np_prompt, np_max, prompt_means_, out);
     std::vector<float> qmean(static_cast<size_t>(d)), scores;
     std::vector<int32_t> top, keys;
     for (int64_t t = 0; t < s.steps; ++t) {
@@ -135,9 +119,7 @@ class Kinetics final : public SparseDecodeVariant {
   }
 
  private:
-  VariantInfo info_;
-  InputsKey prompt_for_;
-  std::vector<std::vector<float>> prompt_means_;
+  PromptMeans prompt_means_;
 };
 
 }  // namespace

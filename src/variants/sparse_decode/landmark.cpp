@@ -40,17 +40,12 @@ class Landmark final : public SparseDecodeVariant {
                                                         "itself is absent); >= 1"},
         {"top_k", ParamType::integer, int64_t{5}, "blocks retrieved per step (cache_top_k in run_test.py); >= 1"},
     };
-    info_.modes = {Mode::decode};
-    info_.backends = {"cpu"};
   }
-  const VariantInfo& info() const override { return info_; }
 
  protected:
-  void check(const AttnShape& s) const override {
-    (void)s;
-    const int64_t b = params_.integer("block_size"), k = params_.integer("top_k");
-    if (b < 1) refuse_param("landmark", "block_size", std::to_string(b), "must be >= 1");
-    if (k < 1) refuse_param("landmark", "top_k", std::to_string(k), "must be >= 1");
+  void check(const AttnShape&) const override {
+    int_at_least("block_size", 1);
+    int_at_least("top_k", 1);
   }
 
   double nominal_keys(const AttnShape& s, int64_t t) const override {
@@ -70,24 +65,14 @@ class Landmark final : public SparseDecodeVariant {
     const int G = s.group(), d = s.head_dim;
     const float scale = in.effective_scale();
     const HostTensor& Q = in.host->q;
-    const HostTensor& K = in.host->k;
-    auto lists = std::make_shared<StepKeyLists>(s.steps, int64_t(s.batch) * s.kv_heads);
+    auto lists = kv_head_lists(s);
     Selected out;
     // Block means (the landmark stand-ins): the prompt's complete blocks are prefill-time work,
     // pooled once per cache and reused by later plans (reported as prefill_pool_flops); blocks
     // completed during the steps are pooled here (one add per pooled element). A block's mean
     // exists once its last key has arrived; only blocks before the step's own are scored.
     const int64_t last = step_position(s, s.steps - 1), nb_max = last / L, nb_prompt = step_position(s, 0) / L;
-    if (!(prompt_for_ == InputsKey::of(in))) {
-      prompt_means_ = block_mean_keys(K, s, 0, L, nb_prompt);
-      prompt_for_ = InputsKey::of(in);
-    }
-    std::vector<std::vector<float>> means = prompt_means_;
-    const auto fresh = block_mean_keys(K, s, nb_prompt * L, L, nb_max - nb_prompt);
-    for (size_t r = 0; r < means.size(); ++r) means[r].insert(means[r].end(), fresh[r].begin(), fresh[r].end());
-    out.estimation_flops += double(s.batch) * s.kv_heads * double((nb_max - nb_prompt) * L) * d;
-    out.estimation_bytes += double(s.batch) * s.kv_heads * double((nb_max - nb_prompt) * L) * d * dtype_bytes(s.dtype);
-    out.stats["prefill_pool_flops"] = double(s.batch) * s.kv_heads * double(nb_prompt * L) * d;
+    const std::vector<std::vector<float>> means = block_means(in, 0, L, nb_prompt, nb_max, prompt_means_, out);
     std::vector<float> qg(size_t(G) * d), scores, pooled;
     std::vector<int32_t> top, keys;
     for (int64_t t = 0; t < s.steps; ++t) {
@@ -98,7 +83,7 @@ class Landmark final : public SparseDecodeVariant {
           if (cb <= top_k) {
             append_range(keys, 0, P + 1);
           } else {
-            for (int g = 0; g < G; ++g) std::copy_n(Q.row(b, kh * G + g, t), d, qg.data() + size_t(g) * d);
+            gather_queries(Q, b, kh * G, G, t, qg.data());
             scores.resize(size_t(G) * size_t(cb));
             cpu::group_scores(qg.data(), G, means[size_t(b) * s.kv_heads + kh].data(), cb, d, scale, scores.data());
             pooled.assign(size_t(cb), 0.0f);
@@ -118,9 +103,7 @@ class Landmark final : public SparseDecodeVariant {
   }
 
  private:
-  VariantInfo info_;
-  InputsKey prompt_for_;
-  std::vector<std::vector<float>> prompt_means_;
+  PromptMeans prompt_means_;
 };
 
 }  // namespace

@@ -49,19 +49,13 @@ class Recycled final : public SparseDecodeVariant {
         {"pool", ParamType::string, std::string("sum"),
          "how a kv group's query heads' probabilities are pooled into one score per key", {"sum", "max"}},
     };
-    info_.modes = {Mode::decode};
-    info_.backends = {"cpu"};
   }
-  const VariantInfo& info() const override { return info_; }
 
  protected:
-  void check(const AttnShape& s) const override {
-    (void)s;
-    const int64_t k = params_.integer("recycle_k"), st = params_.integer("stride");
-    const double sim = params_.number("similarity");
-    if (k < 1) refuse_param("recycled", "recycle_k", std::to_string(k), "must be >= 1");
-    if (st < 1) refuse_param("recycled", "stride", std::to_string(st), "must be >= 1");
-    if (!(sim >= -1.0 && sim <= 1.0)) refuse_param("recycled", "similarity", std::to_string(sim), "must be a cosine in [-1, 1]");
+  void check(const AttnShape&) const override {
+    int_at_least("recycle_k", 1);
+    int_at_least("stride", 1);
+    cosine_param("similarity");
   }
 
   double nominal_keys(const AttnShape& s, int64_t t) const override {
@@ -85,7 +79,7 @@ class Recycled final : public SparseDecodeVariant {
     const float scale = in.effective_scale();
     const HostTensor& Q = in.host->q;
     const HostTensor& Kt = in.host->k;
-    auto lists = std::make_shared<StepKeyLists>(s.steps, int64_t(s.batch) * s.kv_heads);
+    auto lists = kv_head_lists(s);
     Selected out;
 
     // State per (batch, kv head): the recycled cache as (score, key); per batch: the query of
@@ -100,7 +94,7 @@ class Recycled final : public SparseDecodeVariant {
     for (int64_t t = 0; t < s.steps; ++t) {
       const int64_t T = step_position(s, t) + 1;
       for (int b = 0; b < s.batch; ++b) {
-        for (int h = 0; h < s.q_heads; ++h) std::copy_n(Q.row(b, h, t), d, qnow.data() + size_t(h) * d);
+        gather_queries(Q, b, 0, s.q_heads, t, qnow.data());
         bool full = last_full[size_t(b)] < 0;
         const int64_t since = t - last_full[size_t(b)];
         if (!full && since % stride == 0)
@@ -115,7 +109,7 @@ class Recycled final : public SparseDecodeVariant {
           keys.clear();
           if (full) {
             append_range(keys, 0, T);
-            for (int g = 0; g < G; ++g) std::copy_n(Q.row(b, kh * G + g, t), d, qg.data() + size_t(g) * d);
+            gather_queries(Q, b, kh * G, G, t, qg.data());
             probs.resize(size_t(G) * size_t(T));
             cpu::softmax_probs(qg.data(), G, nullptr, Kt.row(b, kh, 0), T, d, scale, probs.data());
             pooled.assign(size_t(T), 0.0f);
@@ -149,9 +143,6 @@ class Recycled final : public SparseDecodeVariant {
     out.sources.push_back({lists, nullptr, nullptr});
     return out;
   }
-
- private:
-  VariantInfo info_;
 };
 
 }  // namespace

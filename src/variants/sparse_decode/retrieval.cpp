@@ -112,10 +112,7 @@ class Retrieval final : public SparseDecodeVariant {
         {"build_topk", ParamType::integer, int64_t{32}, "exact top keys each prompt query links into its "
                                                         "cluster; >= 1"},
     };
-    info_.modes = {Mode::decode};
-    info_.backends = {"cpu"};
   }
-  const VariantInfo& info() const override { return info_; }
 
   int64_t prompt_queries(const AttnShape& s) const override {
     (void)s;
@@ -123,12 +120,9 @@ class Retrieval final : public SparseDecodeVariant {
   }
 
  protected:
-  void check(const AttnShape& s) const override {
-    (void)s;
-    for (const char* k : {"top_k", "n_local", "nprobe", "index_queries", "build_topk"})
-      if (params_.integer(k) < 1) refuse_param("retrieval", k, std::to_string(params_.integer(k)), "must be >= 1");
-    for (const char* k : {"n_init", "clusters"})
-      if (params_.integer(k) < 0) refuse_param("retrieval", k, std::to_string(params_.integer(k)), "must be >= 0");
+  void check(const AttnShape&) const override {
+    for (const char* k : {"top_k", "n_local", "nprobe", "index_queries", "build_topk"}) int_at_least(k, 1);
+    for (const char* k : {"n_init", "clusters"}) int_at_least(k, 0);
   }
 
   double nominal_keys(const AttnShape& s, int64_t t) const override {
@@ -169,7 +163,7 @@ class Retrieval final : public SparseDecodeVariant {
         append_range(keys, 0, std::min(n_init, T));
         append_range(keys, local_from, T);
         stat->push(t, keys);
-        for (int g = 0; g < G; ++g) std::copy_n(Q.row(b, kh * G + g, t), d, qg.data() + size_t(g) * d);
+        gather_queries(Q, b, kh * G, G, t, qg.data());
         // Candidates: every non-static key (exact) or the probed clusters' lists (ivf).
         cand.clear();
         if (mode == "exact") {
@@ -329,7 +323,7 @@ class Retrieval final : public SparseDecodeVariant {
         const int64_t n = std::min<int64_t>(chunk, int64_t(rest.size() - e0));
         kbuf.resize(size_t(n * d));
         ksc.resize(size_t(n * C));
-        for (int64_t e = 0; e < n; ++e) std::copy_n(K.row(b, kh, rest[e0 + size_t(e)]), d, kbuf.data() + e * d);
+        gather_keys(K, b, kh, rest.data() + e0, n, kbuf.data());
         cpu::group_scores(kbuf.data(), n, ix.centroids.data(), C, d, 1.0f, ksc.data());
         for (int64_t e = 0; e < n; ++e) {
           const int64_t c = std::max_element(ksc.begin() + e * C, ksc.begin() + (e + 1) * C) - (ksc.begin() + e * C);
@@ -346,7 +340,6 @@ class Retrieval final : public SparseDecodeVariant {
     (void)out;
   }
 
-  VariantInfo info_;
   std::vector<IvfIndex> indexes_;
   InputsKey built_for_;
   double build_flops_ = 0, build_seconds_ = 0;

@@ -80,9 +80,53 @@ void sort_unique(std::vector<int32_t>& v) {
   v.erase(std::unique(v.begin(), v.end()), v.end());
 }
 
-void refuse_param(const std::string& variant, const std::string& param, const std::string& value,
-                  const std::string& rule) {
-  throw InputError(variant + "." + param + " = " + value + ": " + rule);
+void gather_queries(const HostTensor& q, int b, int h0, int n, int64_t t, float* out) {
+  const int64_t d = q.shape[3];
+  for (int g = 0; g < n; ++g) std::copy_n(q.row(b, h0 + g, t), d, out + size_t(g) * d);
+}
+
+void gather_keys(const HostTensor& k, int b, int kh, const int32_t* keys, int64_t n, float* out) {
+  const int64_t d = k.shape[3];
+  for (int64_t e = 0; e < n; ++e) std::copy_n(k.row(b, kh, keys[e]), d, out + e * d);
+}
+
+std::shared_ptr<StepKeyLists> kv_head_lists(const AttnShape& s) {
+  return std::make_shared<StepKeyLists>(s.steps, int64_t(s.batch) * s.kv_heads);
+}
+
+void SparseDecodeVariant::refuse(const std::string& param, const std::string& value, const std::string& rule) const {
+  throw InputError(info_.name + "." + param + " = " + value + ": " + rule);
+}
+
+int64_t SparseDecodeVariant::int_at_least(const std::string& name, int64_t lo, const std::string& note) const {
+  const int64_t v = params_.integer(name);
+  if (v < lo) refuse(name, std::to_string(v), "must be >= " + std::to_string(lo) + note);
+  return v;
+}
+
+double SparseDecodeVariant::cosine_param(const std::string& name) const {
+  const double v = params_.number(name);
+  if (!(v >= -1.0 && v <= 1.0)) refuse(name, std::to_string(v), "must be a cosine in [-1, 1]");
+  return v;
+}
+
+std::vector<std::vector<float>> SparseDecodeVariant::block_means(const Inputs& in, int64_t offset, int64_t block,
+                                                                 int64_t prompt_blocks, int64_t blocks,
+                                                                 PromptMeans& cache, Selected& out) {
+  const AttnShape& s = in.shape;
+  const HostTensor& K = in.host->k;
+  const int d = s.head_dim;
+  if (!(cache.inputs == InputsKey::of(in))) {
+    cache.means = block_mean_keys(K, s, offset, block, prompt_blocks);
+    cache.inputs = InputsKey::of(in);
+  }
+  std::vector<std::vector<float>> means = cache.means;
+  const auto fresh = block_mean_keys(K, s, offset + prompt_blocks * block, block, blocks - prompt_blocks);
+  for (size_t r = 0; r < means.size(); ++r) means[r].insert(means[r].end(), fresh[r].begin(), fresh[r].end());
+  out.estimation_flops += double(s.batch) * s.kv_heads * double((blocks - prompt_blocks) * block) * d;
+  out.estimation_bytes += double(s.batch) * s.kv_heads * double((blocks - prompt_blocks) * block) * d * dtype_bytes(s.dtype);
+  out.stats["prefill_pool_flops"] = double(s.batch) * s.kv_heads * double(prompt_blocks * block) * d;
+  return means;
 }
 
 namespace {

@@ -57,9 +57,24 @@ class DecodeTokenSelection final : public Selection {
   std::vector<std::shared_ptr<const StepKeyLists>> sources_;
 };
 
+// Identifies an input set, for work a method does once per cache at prefill time (an index,
+// the prompt's page means) and reuses across plans of the same inputs — latency samples plan
+// again and must time the decode-time work only. The host copy's address, the shape and a
+// sample of the keys (a new input set may reuse a freed address).
+struct InputsKey {
+  const void* host = nullptr;
+  std::vector<float> sample;
+  static InputsKey of(const Inputs& in);
+  bool operator==(const InputsKey& o) const { return host == o.host && sample == o.sample; }
+};
+
 class SparseDecodeVariant : public Variant {
  public:
-  explicit SparseDecodeVariant(ParamSet params) : params_(std::move(params)) {}
+  explicit SparseDecodeVariant(ParamSet params) : params_(std::move(params)) {
+    info_.modes = {Mode::decode};
+    info_.backends = {"cpu"};
+  }
+  const VariantInfo& info() const override { return info_; }
 
   AttnShape shape(const Problem& p) const override;
   Support supports(const AttnShape& s, const Backend& b) const override;
@@ -90,18 +105,29 @@ class SparseDecodeVariant : public Variant {
   virtual double nominal_keys(const AttnShape& s, int64_t t) const = 0;
   virtual double nominal_estimation_flops(const AttnShape& s) const = 0;
 
-  ParamSet params_;
-};
+  // check() helpers. InputError "<variant>.<param> = <value>: <rule>".
+  [[noreturn]] void refuse(const std::string& param, const std::string& value, const std::string& rule) const;
+  // Integer parameter `name`, refused below lo ("must be >= lo" followed by `note`).
+  int64_t int_at_least(const std::string& name, int64_t lo, const std::string& note = "") const;
+  static constexpr const char* kOwnToken = " (the step's own token)";  // note for local windows
+  // Number parameter `name`, refused outside [-1, 1].
+  double cosine_param(const std::string& name) const;
 
-// Identifies an input set, for work a method does once per cache at prefill time (an index,
-// the prompt's page means) and reuses across plans of the same inputs — latency samples plan
-// again and must time the decode-time work only. The host copy's address, the shape and a
-// sample of the keys (a new input set may reuse a freed address).
-struct InputsKey {
-  const void* host = nullptr;
-  std::vector<float> sample;
-  static InputsKey of(const Inputs& in);
-  bool operator==(const InputsKey& o) const { return host == o.host && sample == o.sample; }
+  // The prompt's block means, pooled once per input set (block_means).
+  struct PromptMeans {
+    InputsKey inputs;
+    std::vector<std::vector<float>> means;
+  };
+  // Mean keys of the blocks [offset + p·block, offset + (p+1)·block), p < blocks, one vector
+  // (blocks, d) per list b·Hkv + kv head. The first prompt_blocks (full before the first step)
+  // are prefill-time work, reused from `cache` across plans of the same inputs and reported
+  // as the stat prefill_pool_flops; the later ones are pooled here and counted as estimation.
+  static std::vector<std::vector<float>> block_means(const Inputs& in, int64_t offset, int64_t block,
+                                                     int64_t prompt_blocks, int64_t blocks, PromptMeans& cache,
+                                                     Selected& out);
+
+  ParamSet params_;
+  VariantInfo info_;
 };
 
 // Mean keys of the blocks [offset + p·block, offset + (p+1)·block) of every (batch, kv head),
@@ -113,8 +139,11 @@ std::vector<std::vector<float>> block_mean_keys(const HostTensor& k, const AttnS
 void append_range(std::vector<int32_t>& out, int64_t a, int64_t b);
 // Sorts and removes repeats.
 void sort_unique(std::vector<int32_t>& v);
-// "<variant>.<param> = <value>: <rule>" as an InputError.
-[[noreturn]] void refuse_param(const std::string& variant, const std::string& param,
-                               const std::string& value, const std::string& rule);
+// Rows t of query heads h0 .. h0+n-1 of batch b, packed (n, d) into `out`.
+void gather_queries(const HostTensor& q, int b, int h0, int n, int64_t t, float* out);
+// Rows keys[0 .. n) of kv head kh of batch b, packed (n, d) into `out`.
+void gather_keys(const HostTensor& k, int b, int kh, const int32_t* keys, int64_t n, float* out);
+// Empty key lists for every step and (batch, kv head) of the shape.
+std::shared_ptr<StepKeyLists> kv_head_lists(const AttnShape& s);
 
 }  // namespace ab

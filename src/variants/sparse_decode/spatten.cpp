@@ -79,23 +79,18 @@ class SpAtten final : public SparseDecodeVariant {
                                                "row of the group, else recomputed at full precision; "
                                                "(0, 1] (the paper's value was not retrieved)"},
     };
-    info_.modes = {Mode::decode};
-    info_.backends = {"cpu"};
   }
-  const VariantInfo& info() const override { return info_; }
 
  protected:
-  void check(const AttnShape& s) const override {
-    (void)s;
-    const int64_t st = params_.integer("start"), im = params_.integer("important"), re = params_.integer("recent"),
-                  mb = params_.integer("msb_bits");
+  void check(const AttnShape&) const override {
+    int_at_least("start", 0);
+    int_at_least("important", 0);
+    int_at_least("recent", 1, kOwnToken);
+    const int64_t mb = params_.integer("msb_bits");
     const double hk = params_.number("head_keep"), cf = params_.number("confidence");
-    if (st < 0) refuse_param("spatten", "start", std::to_string(st), "must be >= 0");
-    if (im < 0) refuse_param("spatten", "important", std::to_string(im), "must be >= 0");
-    if (re < 1) refuse_param("spatten", "recent", std::to_string(re), "must be >= 1 (the step's own token)");
-    if (!(hk > 0 && hk <= 1)) refuse_param("spatten", "head_keep", std::to_string(hk), "must be in (0, 1]");
-    if (mb != 0 && (mb < 2 || mb > 16)) refuse_param("spatten", "msb_bits", std::to_string(mb), "must be 0 (off) or 2..16");
-    if (!(cf > 0 && cf <= 1)) refuse_param("spatten", "confidence", std::to_string(cf), "must be in (0, 1]");
+    if (!(hk > 0 && hk <= 1)) refuse("head_keep", std::to_string(hk), "must be in (0, 1]");
+    if (mb != 0 && (mb < 2 || mb > 16)) refuse("msb_bits", std::to_string(mb), "must be 0 (off) or 2..16");
+    if (!(cf > 0 && cf <= 1)) refuse("confidence", std::to_string(cf), "must be in (0, 1]");
   }
 
   double budget() const {
@@ -159,8 +154,8 @@ class SpAtten final : public SparseDecodeVariant {
         probs.resize(size_t(G) * size_t(n));
         bool use_msb = false;
         if (msb > 0) {
-          for (int g = 0; g < G; ++g) std::copy_n(q_msb->row(b, kh * G + g, t), d, qg.data() + size_t(g) * d);
-          for (int64_t e = 0; e < n; ++e) std::copy_n(k_msb->row(b, kh, C[size_t(e)]), d, kbuf.data() + e * d);
+          gather_queries(*q_msb, b, kh * G, G, t, qg.data());
+          gather_keys(*k_msb, b, kh, C.data(), n, kbuf.data());
           cpu::softmax_probs(qg.data(), G, nullptr, kbuf.data(), n, d, scale, probs.data());
           out.estimation_flops += 2.0 * G * d * double(n);
           use_msb = true;
@@ -170,8 +165,8 @@ class SpAtten final : public SparseDecodeVariant {
           refetch += use_msb ? 0 : 1;
         }
         if (!use_msb) {
-          for (int g = 0; g < G; ++g) std::copy_n(Q.row(b, kh * G + g, t), d, qg.data() + size_t(g) * d);
-          for (int64_t e = 0; e < n; ++e) std::copy_n(K.row(b, kh, C[size_t(e)]), d, kbuf.data() + e * d);
+          gather_queries(Q, b, kh * G, G, t, qg.data());
+          gather_keys(K, b, kh, C.data(), n, kbuf.data());
           cpu::softmax_probs(qg.data(), G, nullptr, kbuf.data(), n, d, scale, probs.data());
           out.estimation_flops += 2.0 * G * d * double(n);
         }
@@ -219,9 +214,6 @@ class SpAtten final : public SparseDecodeVariant {
     if (coarse) out.sources.push_back({coarse, q_msb, k_msb});
     return out;
   }
-
- private:
-  VariantInfo info_;
 };
 
 }  // namespace

@@ -44,21 +44,14 @@ class TokenSelect final : public SparseDecodeVariant {
         {"cache_threshold", ParamType::number, 0.9, "cosine similarity at or above which the cache is reused; "
                                                     "in [-1, 1]"},
     };
-    info_.modes = {Mode::decode};
-    info_.backends = {"cpu"};
   }
-  const VariantInfo& info() const override { return info_; }
 
  protected:
-  void check(const AttnShape& s) const override {
-    (void)s;
-    const int64_t k = params_.integer("top_k"), ni = params_.integer("n_init"), nl = params_.integer("n_local");
-    const double th = params_.number("cache_threshold");
-    if (k < 1) refuse_param("tokenselect", "top_k", std::to_string(k), "must be >= 1");
-    if (ni < 0) refuse_param("tokenselect", "n_init", std::to_string(ni), "must be >= 0");
-    if (nl < 1) refuse_param("tokenselect", "n_local", std::to_string(nl), "must be >= 1 (the step's own token)");
-    if (!(th >= -1.0 && th <= 1.0))
-      refuse_param("tokenselect", "cache_threshold", std::to_string(th), "must be a cosine in [-1, 1]");
+  void check(const AttnShape&) const override {
+    int_at_least("top_k", 1);
+    int_at_least("n_init", 0);
+    int_at_least("n_local", 1, kOwnToken);
+    cosine_param("cache_threshold");
   }
 
   double budget() const {
@@ -85,7 +78,7 @@ class TokenSelect final : public SparseDecodeVariant {
     const int G = s.group(), d = s.head_dim;
     const HostTensor& Q = in.host->q;
     const HostTensor& K = in.host->k;
-    auto lists = std::make_shared<StepKeyLists>(s.steps, int64_t(s.batch) * s.kv_heads);
+    auto lists = kv_head_lists(s);
     Selected out;
     std::vector<cpu::SelectionCache> caches(static_cast<size_t>(s.batch), cpu::SelectionCache(params_.number("cache_threshold")));
     std::vector<float> f(size_t(s.q_heads) * d), qg(size_t(G) * d), scores, votes;
@@ -98,7 +91,7 @@ class TokenSelect final : public SparseDecodeVariant {
         if (T <= n_init + n_local + top_k) {
           append_range(keys, 0, T);
         } else {
-          for (int h = 0; h < s.q_heads; ++h) std::copy_n(Q.row(b, h, t), d, f.data() + size_t(h) * d);
+          gather_queries(Q, b, 0, s.q_heads, t, f.data());
           const std::vector<int32_t>* cached =
               use_cache ? caches[size_t(b)].lookup(f.data(), int64_t(f.size())) : nullptr;
           if (cached) {
@@ -108,7 +101,7 @@ class TokenSelect final : public SparseDecodeVariant {
             scores.assign(size_t(G) * size_t(nc), 0.0f);
             votes.assign(size_t(nc), 0.0f);
             for (int kh = 0; kh < s.kv_heads; ++kh) {
-              for (int g = 0; g < G; ++g) std::copy_n(Q.row(b, kh * G + g, t), d, qg.data() + size_t(g) * d);
+              gather_queries(Q, b, kh * G, G, t, qg.data());
               cpu::group_scores(qg.data(), G, K.row(b, kh, c0), nc, d, 1.0f, scores.data());
               cpu::soft_vote(scores.data(), G, nc, votes.data());
             }
@@ -136,9 +129,6 @@ class TokenSelect final : public SparseDecodeVariant {
     out.sources.push_back({lists, nullptr, nullptr});
     return out;
   }
-
- private:
-  VariantInfo info_;
 };
 
 }  // namespace
