@@ -91,6 +91,18 @@ TEST_CASE("FLOPs and bytes of dense attention, hand-computed") {
   CHECK(gc.dense_equivalent == doctest::Approx(4.0 * 16 * 5000 * 128));
   CHECK(gc.bytes_min == doctest::Approx((16 * 128 + 2 * 4 * 5000 * 128 + 16 * 128) * 4.0 + 16 * 4.0));
 
+  // Four decode steps against a growing cache: each step reads the keys it sees afresh,
+  // 4997 + 4998 + 4999 + 5000 rows per kv head; so does StreamingLLM, over its sinks + window.
+  d.steps = 4;
+  d.q_len = 4;
+  const AttnShape gs4 = g->shape(d);
+  CHECK(g->cost(gs4, nullptr).bytes_min ==
+        doctest::Approx((4 * 16 * 128 + 2 * 4 * 19994.0 * 128 + 4 * 16 * 128) * 4.0 + 4 * 16 * 4.0));
+  auto st = find_variant("streaming")->make(
+      resolve_params(find_variant("streaming")->info, {{"window", int64_t{100}}, {"sinks", int64_t{4}}}));
+  CHECK(st->cost(st->shape(d), nullptr).bytes_min ==
+        doctest::Approx((4 * 16 * 128 + 4 * 16 * 104.0 * 2 * 128 + 4 * 16 * 128) * 4.0 + 4 * 16 * 4.0));
+
   // SQA halves the query heads and so the FLOPs.
   auto q = find_variant("sqa")->make(resolve_params(find_variant("sqa")->info, {}));
   p.causal = false;

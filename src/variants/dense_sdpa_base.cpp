@@ -12,8 +12,11 @@ double dense_flops(const AttnShape& s, double pairs_per_head) {
 double dense_bytes_min(const AttnShape& s) {
   const double e = dtype_bytes(s.dtype);
   const double q = double(s.batch) * s.q_heads * s.q_len * s.head_dim;
-  const double k = double(s.batch) * s.kv_heads * s.kv_len * s.head_dim;
-  const double v = double(s.batch) * s.kv_heads * s.kv_len * s.v_dim;
+  // Multi-step decode: every step reads the cache it sees afresh (a decoder's steps are
+  // separate calls), as the sparse decode variants count their gathered rows.
+  const double kv_rows = s.steps > 1 ? s.allowed_pairs() : double(s.kv_len);
+  const double k = double(s.batch) * s.kv_heads * kv_rows * s.head_dim;
+  const double v = double(s.batch) * s.kv_heads * kv_rows * s.v_dim;
   const double o = double(s.batch) * s.q_heads * s.q_len * s.v_dim;
   const double lse = double(s.batch) * s.q_heads * s.q_len * 4.0;
   return (q + k + v + o) * e + lse;

@@ -70,12 +70,17 @@ class Streaming final : public DenseSdpaVariant {
     c.density = dense_pairs > 0 ? allowed_pairs(mask(s), s) / dense_pairs : 1.0;
     // K/V bytes: only the keys some query sees are read (in decode: the sinks and the window
     // of the cache, not the evicted middle).
+    const double e = dtype_bytes(s.dtype);
+    const double kv_row = double(s.batch) * s.kv_heads * (s.head_dim + s.v_dim) * e;
+    if (s.steps > 1) {  // every step reads its own sinks + window (dense_bytes_min counts all)
+      c.bytes_min -= kv_row * (dense_pairs - allowed_pairs(mask(s), s));
+      return c;
+    }
     const int64_t off = s.q_offset(), w = params_.integer("window");
     const int64_t sinks = std::min(params_.integer("sinks"), s.kv_len);
     const int64_t recent0 = std::max<int64_t>(sinks, off - w + 1);
     const double seen = double(sinks + std::max<int64_t>(0, s.kv_len - recent0));
-    const double e = dtype_bytes(s.dtype);
-    c.bytes_min -= double(s.batch) * s.kv_heads * double(s.kv_len - seen) * (s.head_dim + s.v_dim) * e;
+    c.bytes_min -= kv_row * double(s.kv_len - seen);
     return c;
   }
 
