@@ -74,7 +74,6 @@ class Kinetics final : public SparseDecodeVariant {
                   sinks = params_.integer("sinks"), local = params_.integer("local");
     const int G = s.group(), d = s.head_dim;
     const HostTensor& Q = in.host->q;
-    auto lists = kv_head_lists(s);
     Selected out;
     // Mean keys of the pages [sinks + p·b, sinks + (p+1)·b) that the last step can score: the
     // prompt's full pages are prefill-time work (the benchmark's compressed keys are written
@@ -85,35 +84,30 @@ class Kinetics final : public SparseDecodeVariant {
     const int64_t np_prompt = std::min(np_max, std::max<int64_t>(0, (N - sinks) / bs));
     const std::vector<std::vector<float>> means = block_means(in, sinks, bs, np_prompt, np_max, prompt_means_, out);
     std::vector<float> qmean(static_cast<size_t>(d)), scores;
-    std::vector<int32_t> top, keys;
-    for (int64_t t = 0; t < s.steps; ++t) {
+    std::vector<int32_t> top;
+    auto lists = fill_kv_head_lists(s, [&](int64_t t, int b, int kh, std::vector<int32_t>& keys) {
       const int64_t T = step_position(s, t) + 1;
-      for (int b = 0; b < s.batch; ++b)
-        for (int kh = 0; kh < s.kv_heads; ++kh) {
-          keys.clear();
-          if (T <= n_full()) {
-            append_range(keys, 0, T);
-          } else {
-            const int64_t np = (T - local - sinks) / bs, local_from = sinks + np * bs;
-            // mean_h q_h·k̄_p = (mean_h q_h)·k̄_p: one product per page.
-            std::fill(qmean.begin(), qmean.end(), 0.0f);
-            for (int g = 0; g < G; ++g)
-              for (int c = 0; c < d; ++c) qmean[size_t(c)] += Q.row(b, kh * G + g, t)[c] / float(G);
-            scores.resize(size_t(np));
-            cpu::group_scores(qmean.data(), 1, means[size_t(b) * s.kv_heads + kh].data(), np, d, 1.0f, scores.data());
-            cpu::top_k(scores.data(), np, topk, top);
-            std::sort(top.begin(), top.end());
-            append_range(keys, 0, sinks);
-            for (int32_t p : top) append_range(keys, sinks + int64_t(p) * bs, sinks + int64_t(p + 1) * bs);
-            append_range(keys, local_from, T);
-            // What is computed: the group-mean query, then one product per page (the cost model's
-            // search term counts a product per query head; ecost reports that form).
-            out.estimation_flops += double(G) * d + 2.0 * d * double(np);
-            out.estimation_bytes += double(np) * d * dtype_bytes(s.dtype);
-          }
-          lists->push(t, keys);
-        }
-    }
+      if (T <= n_full()) {
+        append_range(keys, 0, T);
+        return;
+      }
+      const int64_t np = (T - local - sinks) / bs, local_from = sinks + np * bs;
+      // mean_h q_h·k̄_p = (mean_h q_h)·k̄_p: one product per page.
+      std::fill(qmean.begin(), qmean.end(), 0.0f);
+      for (int g = 0; g < G; ++g)
+        for (int c = 0; c < d; ++c) qmean[size_t(c)] += Q.row(b, kh * G + g, t)[c] / float(G);
+      scores.resize(size_t(np));
+      cpu::group_scores(qmean.data(), 1, means[size_t(b) * s.kv_heads + kh].data(), np, d, 1.0f, scores.data());
+      cpu::top_k(scores.data(), np, topk, top);
+      std::sort(top.begin(), top.end());
+      append_range(keys, 0, sinks);
+      for (int32_t p : top) append_range(keys, sinks + int64_t(p) * bs, sinks + int64_t(p + 1) * bs);
+      append_range(keys, local_from, T);
+      // What is computed: the group-mean query, then one product per page (the cost model's
+      // search term counts a product per query head; ecost reports that form).
+      out.estimation_flops += double(G) * d + 2.0 * d * double(np);
+      out.estimation_bytes += double(np) * d * dtype_bytes(s.dtype);
+    });
     out.sources.push_back({lists, nullptr, nullptr});
     return out;
   }

@@ -65,7 +65,6 @@ class Landmark final : public SparseDecodeVariant {
     const int G = s.group(), d = s.head_dim;
     const float scale = in.effective_scale();
     const HostTensor& Q = in.host->q;
-    auto lists = kv_head_lists(s);
     Selected out;
     // Block means (the landmark stand-ins): the prompt's complete blocks are prefill-time work,
     // pooled once per cache and reused by later plans (reported as prefill_pool_flops); blocks
@@ -74,30 +73,25 @@ class Landmark final : public SparseDecodeVariant {
     const int64_t last = step_position(s, s.steps - 1), nb_max = last / L, nb_prompt = step_position(s, 0) / L;
     const std::vector<std::vector<float>> means = block_means(in, 0, L, nb_prompt, nb_max, prompt_means_, out);
     std::vector<float> qg(size_t(G) * d), scores, pooled;
-    std::vector<int32_t> top, keys;
-    for (int64_t t = 0; t < s.steps; ++t) {
+    std::vector<int32_t> top;
+    auto lists = fill_kv_head_lists(s, [&](int64_t t, int b, int kh, std::vector<int32_t>& keys) {
       const int64_t P = step_position(s, t), cb = P / L;
-      for (int b = 0; b < s.batch; ++b)
-        for (int kh = 0; kh < s.kv_heads; ++kh) {
-          keys.clear();
-          if (cb <= top_k) {
-            append_range(keys, 0, P + 1);
-          } else {
-            gather_queries(Q, b, kh * G, G, t, qg.data());
-            scores.resize(size_t(G) * size_t(cb));
-            cpu::group_scores(qg.data(), G, means[size_t(b) * s.kv_heads + kh].data(), cb, d, scale, scores.data());
-            pooled.assign(size_t(cb), 0.0f);
-            cpu::soft_vote(scores.data(), G, cb, pooled.data());  // Σ_h softmax_b(s_hb)
-            cpu::top_k(pooled.data(), cb, top_k, top);
-            std::sort(top.begin(), top.end());
-            for (int32_t blk : top) append_range(keys, int64_t(blk) * L, int64_t(blk + 1) * L);
-            append_range(keys, cb * L, P + 1);
-            out.estimation_flops += 2.0 * G * d * double(cb);
-            out.estimation_bytes += double(cb) * d * dtype_bytes(s.dtype);
-          }
-          lists->push(t, keys);
-        }
-    }
+      if (cb <= top_k) {
+        append_range(keys, 0, P + 1);
+        return;
+      }
+      gather_queries(Q, b, kh * G, G, t, qg.data());
+      scores.resize(size_t(G) * size_t(cb));
+      cpu::group_scores(qg.data(), G, means[size_t(b) * s.kv_heads + kh].data(), cb, d, scale, scores.data());
+      pooled.assign(size_t(cb), 0.0f);
+      cpu::soft_vote(scores.data(), G, cb, pooled.data());  // Σ_h softmax_b(s_hb)
+      cpu::top_k(pooled.data(), cb, top_k, top);
+      std::sort(top.begin(), top.end());
+      for (int32_t blk : top) append_range(keys, int64_t(blk) * L, int64_t(blk + 1) * L);
+      append_range(keys, cb * L, P + 1);
+      out.estimation_flops += 2.0 * G * d * double(cb);
+      out.estimation_bytes += double(cb) * d * dtype_bytes(s.dtype);
+    });
     out.sources.push_back({lists, nullptr, nullptr});
     return out;
   }

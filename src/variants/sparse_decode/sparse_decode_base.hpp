@@ -145,5 +145,20 @@ void gather_queries(const HostTensor& q, int b, int h0, int n, int64_t t, float*
 void gather_keys(const HostTensor& k, int b, int kh, const int32_t* keys, int64_t n, float* out);
 // Empty key lists for every step and (batch, kv head) of the shape.
 std::shared_ptr<StepKeyLists> kv_head_lists(const AttnShape& s);
+// The same filled in step order, then b, then kv head: fill(t, b, kh, keys) writes each list
+// into `keys` (cleared before each call).
+template <class Fill>
+std::shared_ptr<StepKeyLists> fill_kv_head_lists(const AttnShape& s, Fill&& fill) {
+  auto lists = kv_head_lists(s);
+  std::vector<int32_t> keys;
+  for (int64_t t = 0; t < s.steps; ++t)
+    for (int b = 0; b < s.batch; ++b)
+      for (int kh = 0; kh < s.kv_heads; ++kh) {
+        keys.clear();
+        fill(t, b, kh, keys);
+        lists->push(t, keys);
+      }
+  return lists;
+}
 
 }  // namespace ab
