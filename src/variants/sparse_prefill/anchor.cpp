@@ -13,20 +13,14 @@
 // (key-index lists, resumed from that state) in run(). As the reference code, a last group
 // shorter than block·step is computed densely; unlike it, the scan skips the initial region,
 // so no key is counted twice (VARIANTS.md §7 asks for the de-duplication).
-// GCC 12 warns -Wmaybe-uninitialized inside its AVX-512 headers when Eigen's packet math is
-// inlined (a false positive on _mm512_undefined_*, GCC PR 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include <algorithm>
 #include <cmath>
 #include <memory>
 
-#include <Eigen/Core>
-
 #include "cpu/selection.hpp"
 #include "cpu/sparse_prefill.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
+#include "variants/sparse_prefill/sparse_prefill_eigen.hpp"
 
 namespace ab {
 namespace {
@@ -127,7 +121,6 @@ Plan Anchor::plan(const Inputs& in, Backend& be) {
   const int64_t n_lists = int64_t(s.batch) * s.q_heads * n_groups;
   std::vector<std::vector<int32_t>> per_list(static_cast<size_t>(n_lists));
   double flops_scan = 0;
-  using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 #pragma omp parallel reduction(+ : flops_scan)
   {
     RowMat qbar, scores;
@@ -156,7 +149,7 @@ Plan Anchor::plan(const Inputs& in, Backend& be) {
       }
       // scale·q̄_t·k_j + θ >= ā_t  <=>  scale·q̄_t·k_j >= threshold_below_max(ā_t, θ).
       scores.resize(step, c1 - c0);
-      scores.noalias() = (scale * qbar) * Eigen::Map<const RowMat>(x.k.row(b, h / s.group(), c0), c1 - c0, d).transpose();
+      scores.noalias() = (scale * qbar) * CMapRM(x.k.row(b, h / s.group(), c0), c1 - c0, d).transpose();
       for (int64_t j = 0; j < c1 - c0; ++j) {
         bool keep = false;
         for (int64_t t = 0; t < step && !keep; ++t)

@@ -21,20 +21,14 @@
 // selected keys and gather a key twice (counted twice by its SDPA); here the first keys are
 // united with the recent ones and the top-scored rest fills the budget, so the budget is exact,
 // no key repeats, and the selection grows monotonically with the budget.
-// GCC 12 warns -Wmaybe-uninitialized inside its AVX-512 headers when Eigen's packet math is
-// inlined (a false positive on _mm512_undefined_*, GCC PR 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include <algorithm>
 #include <cmath>
 #include <memory>
 #include <numeric>
 
-#include <Eigen/Core>
-
 #include "cpu/selection.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
+#include "variants/sparse_prefill/sparse_prefill_eigen.hpp"
 
 namespace ab {
 namespace {
@@ -42,8 +36,6 @@ namespace {
 struct DhsaPlan : IndexListsPlan {
   std::vector<std::vector<int32_t>> boundaries;  // per batch: chunk starts and N
 };
-
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 class Dhsa final : public SparsePrefillVariant {
  public:

@@ -18,25 +18,16 @@
 // Hardware note (VARIANTS.md §25): the paper's estimate runs on Ada int4 tensor cores; here the
 // int4 values are exact int8 dot products (AVX-512 VNNI), emulating the int4 GEMM.
 // τ is calibrated per head offline in the paper; here one τ serves every head (README: 0.004).
-// GCC 12 warns -Wmaybe-uninitialized inside its AVX-512 headers when Eigen's packet math is
-// inlined (a false positive on _mm512_undefined_*, GCC PR 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include <algorithm>
 #include <cmath>
 #include <memory>
 
-#include <Eigen/Core>
-
 #include "cpu/selection.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
+#include "variants/sparse_prefill/sparse_prefill_eigen.hpp"
 
 namespace ab {
 namespace {
-
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using CMapRM = Eigen::Map<const RowMat>;
 
 class Sale final : public SparsePrefillVariant {
  public:

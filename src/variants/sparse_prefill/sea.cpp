@@ -15,25 +15,16 @@
 // (the causal diagonal, always kept); each column expands to its N/K keys; op 2 runs softmax
 // attention over them. SEA's mixing with the Performer output is not done: the output is
 // sparse softmax attention only, so its error against dense is the selection's.
-// GCC 12 warns -Wmaybe-uninitialized inside its AVX-512 headers when Eigen's packet math is
-// inlined (a false positive on _mm512_undefined_*, GCC PR 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include <algorithm>
 #include <cmath>
 #include <memory>
 
-#include <Eigen/Core>
-
 #include "cpu/selection.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
+#include "variants/sparse_prefill/sparse_prefill_eigen.hpp"
 
 namespace ab {
 namespace {
-
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using CMapRM = Eigen::Map<const RowMat>;
 
 class SeaProxy final : public SparsePrefillVariant {
  public:
