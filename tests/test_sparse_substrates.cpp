@@ -64,6 +64,29 @@ SparsePrefillArgs args_for(Tensors& x) {
   return a;
 }
 
+// The same over op 2's block or index lists.
+SparsePrefillArgs args_for(Tensors& x, const HostBlockLists& lists) {
+  SparsePrefillArgs a = args_for(x);
+  a.layout = SparseLayout::key_blocks;
+  a.blocks = lists.view();
+  return a;
+}
+
+SparsePrefillArgs args_for(Tensors& x, const HostIndexLists& lists) {
+  SparsePrefillArgs a = args_for(x);
+  a.layout = SparseLayout::key_indices;
+  a.indices = lists.view();
+  return a;
+}
+
+// Keys of [lo, hi), each kept when keep(rng) says so.
+std::vector<int32_t> random_keys(int64_t lo, int64_t hi, std::bernoulli_distribution& keep, std::mt19937& rng) {
+  std::vector<int32_t> keys;
+  for (int64_t j = lo; j < hi; ++j)
+    if (keep(rng)) keys.push_back(int32_t(j));
+  return keys;
+}
+
 struct StateBuf {
   HostTensor m, l, acc;
   explicit StateBuf(const AttnShape& s)
@@ -93,10 +116,7 @@ TEST_CASE("op 2 over random key-block lists equals dense attention with the equi
                    << " causal " << L.causal << " blocks " << qb << "x" << kb << " list_heads " << list_heads);
         Tensors x = make_tensors(s, rng);
         const HostBlockLists lists = random_block_lists(s, qb, kb, list_heads, 0.35, rng);
-        SparsePrefillArgs a = args_for(x);
-        a.layout = SparseLayout::key_blocks;
-        a.blocks = lists.view();
-        cpu::sparse_prefill(a);
+        cpu::sparse_prefill(args_for(x, lists));
         check_rows(x, pick_rows(s, 96, rng), [&](int b, int h, int64_t i, std::vector<int64_t>& out) {
           out = block_keys(lists, s, b, h, i);
         });
@@ -150,15 +170,9 @@ TEST_CASE("op 2 over key-index lists: implicit and explicit row groups, repeats,
     L.list_heads = s.q_heads;
     std::bernoulli_distribution keep(0.2);
     for (int64_t r = 0; r < L.n_groups * s.q_heads; ++r) {
-      std::vector<int32_t> keys;
-      for (int32_t j = 0; j < s.kv_len; ++j)
-        if (keep(rng)) keys.push_back(j);
-      L.push_list(keys);
+      L.push_list(random_keys(0, s.kv_len, keep, rng));
     }
-    SparsePrefillArgs a = args_for(x);
-    a.layout = SparseLayout::key_indices;
-    a.indices = L.view();
-    cpu::sparse_prefill(a);
+    cpu::sparse_prefill(args_for(x, L));
     const TokenSelection sel(s, std::make_shared<HostIndexLists>(L));
     check_rows(x, pick_rows(s, 96, rng), [&](int b, int h, int64_t i, std::vector<int64_t>& out) {
       sel.keys(b, h, i, out);
@@ -177,15 +191,9 @@ TEST_CASE("op 2 over key-index lists: implicit and explicit row groups, repeats,
     for (int64_t g = 0; g < L.n_groups; ++g) {
       const int64_t r0 = g * covered / L.n_groups, r1 = (g + 1) * covered / L.n_groups;
       L.push_group_rows(std::vector<int32_t>(perm.begin() + r0, perm.begin() + r1));
-      std::vector<int32_t> keys;
-      for (int32_t j = 0; j < s.kv_len; ++j)
-        if (keep(rng)) keys.push_back(j);
-      L.push_list(keys);
+      L.push_list(random_keys(0, s.kv_len, keep, rng));
     }
-    SparsePrefillArgs a = args_for(x);
-    a.layout = SparseLayout::key_indices;
-    a.indices = L.view();
-    cpu::sparse_prefill(a);
+    cpu::sparse_prefill(args_for(x, L));
     const TokenSelection sel(s, std::make_shared<HostIndexLists>(L));
     std::vector<RowPick> rows = pick_rows(s, 64, rng);
     for (int64_t t = covered; t < s.q_len; ++t) rows.push_back({0, int(t % s.q_heads), perm[size_t(t)]});
@@ -204,10 +212,7 @@ TEST_CASE("op 2 over key-index lists: implicit and explicit row groups, repeats,
       if (j % 3 == 0) keys.push_back(j);
     }
     L.push_list(keys);
-    SparsePrefillArgs a = args_for(x);
-    a.layout = SparseLayout::key_indices;
-    a.indices = L.view();
-    cpu::sparse_prefill(a);
+    cpu::sparse_prefill(args_for(x, L));
     std::vector<int64_t> uniq;
     std::vector<double> w;
     for (int32_t j = 0; j < 200; ++j) {
@@ -249,23 +254,16 @@ TEST_CASE("op 2 resumes from its state: a sink/local pass continued over selecte
   std::bernoulli_distribution keep(0.25);
   for (int64_t h = 0; h < s.q_heads; ++h)
     for (int64_t qb = 0; qb < n_qb; ++qb) {
-      std::vector<int32_t> keys;
-      for (int64_t j = 64; j < std::max<int64_t>(64, (qb - 1) * 64); ++j)
-        if (keep(rng)) keys.push_back(int32_t(j));
-      second.push_list(keys);
+      second.push_list(random_keys(64, std::max<int64_t>(64, (qb - 1) * 64), keep, rng));
     }
   StateBuf st(s);
-  SparsePrefillArgs a = args_for(x);
-  a.layout = SparseLayout::key_blocks;
-  a.blocks = first.view();
+  SparsePrefillArgs a = args_for(x, first);
   a.finalize = false;
   a.state_out = st.view();
   cpu::sparse_prefill(a);
   // Unnormalised state: ℓ = Σ exp(x - m) > 0 and m is the row max of pass 1.
   CHECK(st.l.data[0] > 0.0f);
-  SparsePrefillArgs c = args_for(x);
-  c.layout = SparseLayout::key_indices;
-  c.indices = second.view();
+  SparsePrefillArgs c = args_for(x, second);
   c.state_in = st.view();
   c.state_out = st.view();  // in place
   c.finalize = true;
@@ -297,8 +295,7 @@ TEST_CASE("op 2 refuses malformed lists and counts the pairs it computes") {
     if (qb > 0) L.blocks.push_back(int32_t(qb));
     L.offsets.push_back(int32_t(L.blocks.size()));
   }
-  SparsePrefillArgs a = args_for(x);
-  a.blocks = L.view();
+  SparsePrefillArgs a = args_for(x, L);
   // Pairs: every query block computes block 0 (64 keys) and its diagonal block; the kernel
   // skips nothing here (each listed block reaches some row of its query block).
   double want = 0;
@@ -329,10 +326,7 @@ TEST_CASE("op 2 refuses malformed lists and counts the pairs it computes") {
   I.push_group_rows({3, 4});  // row 3 twice
   I.push_list({0, 1});
   I.push_list({0});
-  SparsePrefillArgs c = args_for(x);
-  c.layout = SparseLayout::key_indices;
-  c.indices = I.view();
-  CHECK_THROWS_WITH(cpu::sparse_prefill(c), doctest::Contains("two groups"));
+  CHECK_THROWS_WITH(cpu::sparse_prefill(args_for(x, I)), doctest::Contains("two groups"));
 }
 
 TEST_CASE("LSE merge of two halves equals the whole") {
@@ -349,10 +343,7 @@ TEST_CASE("LSE merge of two halves equals the whole") {
     std::vector<int32_t> keys(static_cast<size_t>(hi - lo));
     std::iota(keys.begin(), keys.end(), int32_t(lo));
     L.push_list(keys);
-    SparsePrefillArgs a = args_for(x);
-    a.layout = SparseLayout::key_indices;
-    a.indices = L.view();
-    cpu::sparse_prefill(a);
+    cpu::sparse_prefill(args_for(x, L));
   };
   run(whole, 0, s.kv_len);
   run(half1, 0, 507);
