@@ -80,14 +80,19 @@ nlohmann::ordered_json build_json() {
   return j;
 }
 
+extern const char* const kBuildGitSha;  // generated/git_sha.cpp
+extern const bool kBuildGitDirty;
+
 nlohmann::ordered_json git_info() {
   nlohmann::ordered_json j;
   const std::string dir = build_info().source_dir;
   int rc = 0;
   const std::string sha = run_command("git -C '" + dir + "' rev-parse HEAD 2>/dev/null", &rc);
   if (rc != 0 || sha.size() != 40) {
-    j["sha"] = "";
-    j["dirty"] = nullptr;
+    // No checkout here (a binary carried to another machine): the sha recorded at build time.
+    j["sha"] = kBuildGitSha;
+    j["dirty"] = *kBuildGitSha ? nlohmann::ordered_json(kBuildGitDirty) : nlohmann::ordered_json(nullptr);
+    if (*kBuildGitSha) j["source"] = "build";
     return j;
   }
   const std::string st = run_command(
