@@ -292,6 +292,39 @@ TEST_CASE("niah: dense attention retrieves every needle on the default grid; sin
   CHECK(dr["success"][4][1] == 1.0);
 }
 
+TEST_CASE("niah: a prefill method that needs every row runs the full prefill; a refused grid is n/a") {
+  const Experiment ex = spec("{heads: 2, head_dim: 64, seq_len: 1024, causal: true}", "structured");
+  auto be = make_cpu_backend();
+  auto run = [&](Variant& v, const Experiment& e, const json& given) {
+    json opts = find_metric("niah")->defaults;
+    opts["heatmap"] = false;
+    opts["trials"] = 1;
+    for (auto it = given.begin(); it != given.end(); ++it) opts[it.key()] = it.value();
+    Inputs in;  // the metric derives its own shapes, one per length
+    Plan plan;
+    Outputs out;
+    MetricContext ctx{e, e.cases[0], v, *be, in, plan, out, opts, nullptr};
+    return measure_niah(ctx);
+  };
+  // AnchorAttention refuses q_len != kv_len (its anchor and local regions assume self-attention).
+  const auto anchor = find_variant("anchor")->make(resolve_params(find_variant("anchor")->info, {}));
+  const json a = run(*anchor, ex, {{"lengths", {1024, 2048}}});
+  INFO(a.dump());
+  CHECK(a["q_len"] == json({1024, 2048}));
+  REQUIRE(a["full_prefill_fallback"].size() == 2);
+  CHECK(a["full_prefill_fallback"][0]["reason"].get<std::string>().find("self-attention") != std::string::npos);
+  CHECK(a["retrievals"].get<int64_t>() == 2 * 5 * 2 * 16);  // lengths x depths x heads x probe rows
+  CHECK(!a.contains("skipped"));
+  for (const auto& row : a["success"])
+    for (const auto& x : row) CHECK(x.is_number());
+  // A decode-only variant on a prefill grid: every length refused, so n/a with the reason.
+  const auto ts = find_variant("tokenselect")->make(resolve_params(find_variant("tokenselect")->info, {}));
+  const json t = run(*ts, ex, {{"lengths", {1024}}});
+  INFO(t.dump());
+  CHECK(t["status"] == "n/a");
+  CHECK(t["reason"].get<std::string>().find("every length refused") == 0);
+}
+
 TEST_CASE("sink: alpha_k is the mean attention on token k over the rows that see it") {
   const uint32_t seed = test_seed();
   INFO("seed " << seed);

@@ -166,27 +166,42 @@ json measure_niah(MetricContext& ctx) {
   int64_t total = 0, hits = 0;
   bool interrupted = false;
 
+  json fallbacks = json::array();
   for (size_t li = 0; li < nl && !interrupted; ++li) {
     Problem p = base;
     p.kv_len = o.lengths[li];
     if (p.mode == Mode::prefill) p.q_len = o.full_prefill ? p.kv_len : std::min(o.probe_rows, p.kv_len);
     else p.q_len = std::min(base.q_len, p.kv_len);
-    qlens.push_back(p.q_len);
+    // The variant's shape for p, or why it refuses it.
     AttnShape s;
-    try {
-      s = ctx.variant.shape(p);
-    } catch (const InputError& e) {
-      skipped.push_back({{"length", p.kv_len}, {"reason", e.what()}});
+    auto refusal = [&]() -> std::string {
+      try {
+        s = ctx.variant.shape(p);
+      } catch (const InputError& e) {
+        return e.what();
+      }
+      if (const Support sup = ctx.variant.supports(s, ctx.backend); !sup.ok) return sup.reason;
+      return {};
+    };
+    std::string why = refusal();
+    if (!why.empty() && p.mode == Mode::prefill && p.q_len != p.kv_len) {
+      // Methods whose selection needs every row (AnchorAttention's anchor pass, DHSA's query
+      // blocks, HyperAttention's causal split) run the whole prefill; the probes are its last rows.
+      p.q_len = p.kv_len;
+      if (const std::string full = refusal(); full.empty()) {
+        fallbacks.push_back({{"length", p.kv_len}, {"reason", why}});
+        why.clear();
+      }
+    }
+    qlens.push_back(p.q_len);
+    if (!why.empty()) {
+      skipped.push_back({{"length", p.kv_len}, {"reason", why}});
       continue;
     }
     if (ctx.variant.output_shape(s) != Shape4{s.batch, s.q_heads, s.q_len, s.v_dim})
       return {{"status", "n/a"},
               {"reason", "the variant's output is not one row per query (output_shape differs): no "
                          "probe output to compare with the needle's value"}};
-    if (const Support sup = ctx.variant.supports(s, ctx.backend); !sup.ok) {
-      skipped.push_back({{"length", p.kv_len}, {"reason", sup.reason}});
-      continue;
-    }
     if (wl->validate) {  // e.g. a captured haystack shorter than this length
       try {
         wl->validate(s, hay_opts);
@@ -262,6 +277,9 @@ json measure_niah(MetricContext& ctx) {
     }
   }
 
+  if (total == 0 && !interrupted && !skipped.empty())
+    return {{"status", "n/a"}, {"reason", "every length refused: " + skipped[0]["reason"].get<std::string>()},
+            {"skipped", skipped}};
   json j;
   j["convention"] =
       "per (length, depth) cell: trials x batch x query heads x probe rows retrievals; needle key at "
@@ -285,6 +303,7 @@ json measure_niah(MetricContext& ctx) {
   j["success_rate"] = total ? double(hits) / double(total) : 0.0;
   j["retrievals"] = total;
   if (!skipped.empty()) j["skipped"] = skipped;
+  if (!fallbacks.empty()) j["full_prefill_fallback"] = fallbacks;  // refused probe-only rows
   if (interrupted) j["interrupted"] = true;
   j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (o.min_success > 0) j["pass"] = total > 0 && double(hits) / double(total) >= o.min_success;
