@@ -4,6 +4,11 @@
 #include <cmath>
 #include <limits>
 
+// GCC 12 warns -Wmaybe-uninitialized inside its AVX-512 headers when Eigen's double-precision
+// products are inlined (a false positive on _mm512_undefined_*, GCC PR 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <Eigen/Dense>
 
 namespace ab {

@@ -118,11 +118,7 @@ struct Need {
 int64_t check_shape(const TensorInfo& t, const Need& need, bool bnhd, bool slice, const AttnShape& s,
                     bool is_query) {
   const std::string lay = bnhd ? "bnhd" : "bhnd";
-  const std::string have = [&] {
-    std::string o = "[";
-    for (size_t i = 0; i < t.shape.size(); ++i) o += (i ? "," : "") + std::to_string(t.shape[i]);
-    return o + "]";
-  }();
+  const std::string have = shape_str(t.shape);
   const std::string want = "B=" + std::to_string(need.batch) + ", H=" + std::to_string(need.heads) +
                            ", N=" + std::to_string(need.rows) + ", D=" + std::to_string(need.dim);
   auto bad = [&](const std::string& why) -> int64_t {

@@ -62,11 +62,18 @@ uint64_t checked_bytes(const std::string& file, const std::string& what,
   return n * static_cast<uint64_t>(item);
 }
 
+}  // namespace
+
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string o = "[";
-  for (size_t i = 0; i < s.size(); ++i) o += (i ? "," : "") + std::to_string(s[i]);
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) o += ',';  // not ("," + string): GCC 12 -Wrestrict false positive (PR 105651)
+    o += std::to_string(s[i]);
+  }
   return o + "]";
 }
+
+namespace {
 
 // A Python literal dict of the .npy header: {'descr': '<f4', 'fortran_order': False,
 // 'shape': (2, 3), }. Only what numpy writes: strings, True/False, tuples of integers.

@@ -49,4 +49,7 @@ SafetensorsHeader read_safetensors_header(const std::string& path);
 // (the file may have changed since its header was read).
 std::vector<float> read_tensor(const TensorInfo& t);
 
+// "[2,8,1024,64]": a tensor shape for error messages.
+std::string shape_str(const std::vector<int64_t>& shape);
+
 }  // namespace ab

@@ -67,12 +67,8 @@ class Gated final : public DenseSdpaVariant {
     const Shape4 want = gate_shape(s);
     const std::vector<int64_t> w(want.begin(), want.end());
     if (t.shape != w) {
-      std::string got;
-      for (int64_t x : t.shape) got += (got.empty() ? "" : ",") + std::to_string(x);
-      throw InputError("gated.gate_file = '" + path + "': shape [" + got + "], expected [" +
-                       std::to_string(want[0]) + "," + std::to_string(want[1]) + "," +
-                       std::to_string(want[2]) + "," + std::to_string(want[3]) + "] (gate = " +
-                       params_.string("gate") + ")");
+      throw InputError("gated.gate_file = '" + path + "': shape " + shape_str(t.shape) + ", expected " +
+                       shape_str(w) + " (gate = " + params_.string("gate") + ")");
     }
     return t;
   }
