@@ -363,6 +363,12 @@ TEST_CASE("sdpa_flash_executed_fraction") {
   const double w = cpu::sdpa_flash_executed_fraction(s, win);
   CHECK(w >= 256.0 / 4096 * 0.9);
   CHECK(w < 0.3);
+  // Partial tiles are narrowed to the columns some row sees: 4 sinks add 4 columns per query
+  // tile, not a whole 256-column tile.
+  win.sinks = 4;
+  const double ws = cpu::sdpa_flash_executed_fraction(s, win);
+  CHECK(ws > w);
+  CHECK(ws <= w + 4.0 / 4096 + 1e-12);
 }
 
 TEST_CASE("Mask::classify agrees with allows() element-wise") {
