@@ -193,6 +193,26 @@ TEST_CASE("other metrics come from the name -> path table") {
         std::string::npos);
 }
 
+TEST_CASE("several metrics side by side: one column per (column value, metric)") {
+  const Table t = build_table({report_a()}, topt("recall,speedup"));
+  const Table rec = build_table({report_a()}, topt("recall"));
+  const Table sp = build_table({report_a()}, topt("speedup"));
+  REQUIRE(t.cols.size() == 2 * rec.cols.size());
+  CHECK(t.rows == rec.rows);
+  for (const auto& c : rec.cols) {
+    const std::string col = rec.col_axis + "=" + c;
+    // Each cell is the single-metric table's cell, printed in its own metric's style.
+    CHECK(cell_text(t, cell(t, kTopk, col + " recall")) == cell_text(rec, cell(rec, kTopk, c)));
+    CHECK(cell_text(t, cell(t, kTopk, col + " speedup")) == cell_text(sp, cell(sp, kTopk, c)));
+    CHECK(cell(t, "mha", col + " recall").kind == Cell::Kind::na);
+  }
+  CHECK(t.title.find("recall, speedup") == 0);
+  CHECK(t.title.find("vs baseline") != std::string::npos);
+  CHECK(render_markdown(t).find("| " + rec.col_axis + "=" + rec.cols[0] + " recall |") != std::string::npos);
+  CHECK(message_of([] { build_table({report_a()}, topt("recall,spedup")); }).find("'speedup'") !=
+        std::string::npos);
+}
+
 TEST_CASE("axes: problem fields, param.NAME, key; unknown axes suggest") {
   const Table t = build_table({report_a()}, topt("latency", "", "kv_len", "label"));
   CHECK(t.rows == std::vector<std::string>{"1024", "4096"});

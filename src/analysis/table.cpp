@@ -342,8 +342,74 @@ std::string header_text(const std::string& axis, const std::string& value) {
 
 }  // namespace
 
+namespace {
+
+std::vector<std::string> split_metrics(const std::string& list) {
+  std::vector<std::string> out;
+  size_t b = 0;
+  while (b <= list.size()) {
+    const size_t e = std::min(list.find(',', b), list.size());
+    if (e > b) out.push_back(list.substr(b, e - b));
+    b = e + 1;
+  }
+  return out;
+}
+
+// Several metrics side by side (recall beside speedup, say): one table per metric, merged
+// column by column, so each column value carries every metric next to each other.
+Table side_by_side(const std::vector<Report>& reports, const TableOptions& opts,
+                   const std::vector<std::string>& metrics) {
+  std::vector<Table> parts;
+  for (const auto& name : metrics) {
+    TableOptions o = opts;
+    o.metric = name;
+    parts.push_back(build_table(reports, o));
+  }
+  Table t;
+  const Table& first = parts.front();
+  t.metric = opts.metric;
+  t.row_axis = first.row_axis;
+  t.col_axis = "column";  // headers below are complete ("kv_len=8192 recall")
+  t.rows = first.rows;
+  t.cells.assign(t.rows.size(), {});
+  std::set<std::string> warned;
+  for (const auto& c : first.cols)
+    for (size_t k = 0; k < parts.size(); ++k) {
+      const Table& part = parts[k];
+      t.cols.push_back(header_text(first.col_axis, c) + " " + part.metric);
+      const size_t ci = size_t(std::find(part.cols.begin(), part.cols.end(), c) - part.cols.begin());
+      for (size_t r = 0; r < t.rows.size(); ++r) {
+        const size_t ri = size_t(std::find(part.rows.begin(), part.rows.end(), t.rows[r]) - part.rows.begin());
+        Cell cell = ri < part.rows.size() && ci < part.cols.size() ? part.cells[ri][ci] : Cell{};
+        cell.style = part.style;
+        t.cells[r].push_back(cell);
+      }
+    }
+  std::string names, legend;
+  for (const auto& part : parts) {
+    names += (names.empty() ? "" : ", ") + part.metric + (part.metric_unit.empty() || part.metric == "speedup" ? "" : " (" + part.metric_unit + ")");
+    legend += part.legend.substr(0, part.legend.find(". ") + 1) + " ";
+    for (const auto& w : part.warnings)
+      if (warned.insert(w).second) t.warnings.push_back(w);
+  }
+  std::string base;  // "speedup vs baseline dense"
+  for (const auto& part : parts)
+    if (part.metric == "speedup") base = part.title.substr(0, part.title.find("; rows:"));
+  t.title = fmt::format("{}{}; rows: {}, columns: {} x metric", names,
+                        base.empty() ? "" : " (" + base + ")", t.row_axis, first.col_axis);
+  t.legend = legend + "failed/skipped: case status; n/a: not recorded or no baseline.";
+  return t;
+}
+
+}  // namespace
+
 Table build_table(const std::vector<Report>& reports, const TableOptions& opts) {
   if (reports.empty()) throw InputError("table: no reports given");
+  if (opts.metric.find(',') != std::string::npos) {
+    const auto metrics = split_metrics(opts.metric);
+    for (const auto& m : metrics) find_metric(m);
+    if (metrics.size() > 1) return side_by_side(reports, opts, metrics);
+  }
   Table t;
   t.row_axis = opts.rows.empty() ? "label" : opts.rows;
   check_axis(t.row_axis);
@@ -497,7 +563,7 @@ std::string format_number(double v, NumberStyle style) {
 std::string cell_text(const Table& t, const Cell& c) {
   switch (c.kind) {
     case Cell::Kind::empty: return "";
-    case Cell::Kind::value: return format_number(c.value, t.style);
+    case Cell::Kind::value: return format_number(c.value, c.style.value_or(t.style));
     case Cell::Kind::failed: return "failed";
     case Cell::Kind::skipped: return "skipped";
     case Cell::Kind::na: return "n/a";
@@ -586,7 +652,7 @@ std::string render_csv(const Table& t) {
       const Cell& cell = t.cells[r][c];
       out += ",";
       if (cell.kind == Cell::Kind::value) {
-        out += csv_field(format_number(cell.value, t.style));
+        out += csv_field(format_number(cell.value, cell.style.value_or(t.style)));
       } else if (cell.kind != Cell::Kind::empty) {
         std::string why = cell_text(t, cell);
         if (!cell.why.empty()) why += " (" + cell.why + ")";

@@ -69,7 +69,9 @@ std::string axis_value(const Report& report, const Json& c, const std::string& a
 // ---- the table -----------------------------------------------------------------------------
 
 struct TableOptions {
-  std::string metric;    // "" = speedup when a baseline exists, else latency
+  // "" = speedup when a baseline exists, else latency; "A,B,..." puts the metrics side by side,
+  // one column per (column value, metric).
+  std::string metric;
   std::string baseline;  // "" = each report's meta.run.baseline
   std::string rows;      // "" = label
   std::string cols;      // "" = the problem field that varies (or `key` when several do)
@@ -80,6 +82,7 @@ struct Cell {
   Kind kind = Kind::empty;
   double value = 0;
   std::string why;  // for `na`: "no baseline", "no metric"
+  std::optional<NumberStyle> style;  // the cell's metric's style (side-by-side tables), else the table's
 };
 
 struct Table {

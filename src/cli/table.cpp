@@ -59,7 +59,8 @@ void setup_table(CLI::App& app, Action& action) {
   sub->add_option("--metric,-m", opts->table.metric,
                   "speedup (default when a baseline exists), latency, latency_attention, "
                   "latency_plan, tflops, tflops_dense, gbps, error, max_abs, recall, "
-                  "output_error, density, gflops");
+                  "output_error, density, gflops; or several, comma-separated, side by side "
+                  "(e.g. recall,speedup)");
   sub->add_option("--baseline,-b", opts->table.baseline,
                   "Variant or label of the speedup baseline (default: each report's "
                   "meta.run.baseline); looked up by problem key within each case's own report");
