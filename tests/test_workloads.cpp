@@ -172,6 +172,35 @@ TEST_CASE("structured: head diversity spreads the heads apart") {
   CHECK(diverse > 3 * alike);
 }
 
+TEST_CASE("structured: query_rho makes consecutive queries similar; 0 leaves the bytes as they were") {
+  const AttnShape s = small_shape(256, 4, 2, 64);
+  const HostInputs iid = generate_structured(s, opts("structured", json::object()), 6);
+  const HostInputs zero = generate_structured(s, opts("structured", {{"query_rho", 0.0}}), 6);
+  CHECK(same_bytes(iid, zero));
+  const HostInputs near = generate_structured(s, opts("structured", {{"query_rho", 0.98}}), 6);
+  CHECK(near.k.data == iid.k.data);  // keys and values do not depend on it
+  CHECK(near.v.data == iid.v.data);
+  // Mean cosine of consecutive query rows, over heads.
+  auto mean_cos = [&](const HostInputs& in) {
+    double sum = 0;
+    int64_t n = 0;
+    for (int h = 0; h < s.q_heads; ++h)
+      for (int64_t i = 1; i < s.q_len; ++i, ++n) {
+        const float *a = in.q.row(0, h, i), *b = in.q.row(0, h, i - 1);
+        double ab = 0, aa = 0, bb = 0;
+        for (int c = 0; c < s.head_dim; ++c) ab += double(a[c]) * b[c], aa += double(a[c]) * a[c], bb += double(b[c]) * b[c];
+        sum += ab / std::sqrt(aa * bb);
+      }
+    return sum / double(n);
+  };
+  const double c0 = mean_cos(iid), c98 = mean_cos(near);
+  INFO("cos iid " << c0 << ", rho 0.98 " << c98);
+  CHECK(c98 > c0 + 0.2);
+  CHECK(c98 > 0.9);
+  CHECK_THROWS_WITH_AS(validate_structured(s, opts("structured", {{"query_rho", 1.0}})),
+                       doctest::Contains("input.query_rho = 1.0: must lie in [0, 1)"), InputError);
+}
+
 TEST_CASE("structured: impossible knobs are refused naming the option and the rule") {
   const AttnShape s = small_shape();
   CHECK_THROWS_WITH_AS(validate_structured(small_shape(64, 2, 2, 4), opts("structured", json::object())),

@@ -16,7 +16,9 @@
 //                    latent of their own position, so E[s_ij] = locality·(1/F)Σ_f
 //                    exp(−|i−j|/ℓ)·cos((i−j)θ_f): near keys score high, far ones ≈ 0 with
 //                    spread locality/sqrt(2F)
-//   noise    rest : i.i.d. normal, logit spread `noise` (nats, standard deviation)
+//   noise    rest : normal, logit spread `noise` (nats, standard deviation); i.i.d. for keys,
+//                    and for queries AR(1) over positions with correlation `query_rho` (0:
+//                    i.i.d.), so that consecutive decode queries can be as similar as a model's
 // Heads: each query head has a dominant structure (round-robin over the active ones, offset by
 // the seed); the other structures are scaled by (1 − head_diversity) in its queries. Finally
 // two random Householder reflections per (batch, kv head), applied to its keys and its
@@ -52,7 +54,7 @@ struct Params {
   double heavy_strength;
   int64_t slash_period;
   double slash_strength;
-  double noise, head_diversity, v_std;
+  double noise, head_diversity, v_std, query_rho;
   bool mix;
 };
 
@@ -70,6 +72,7 @@ Params read_params(const json& o) {
   p.noise = o.value("noise", 1.0);
   p.head_diversity = o.value("head_diversity", 0.0);
   p.v_std = o.value("v_std", 1.0);
+  p.query_rho = o.value("query_rho", 0.0);
   p.mix = o.value("mix", true);
   return p;
 }
@@ -217,6 +220,8 @@ void validate_structured(const AttnShape& s, const json& o) {
     fail("slash_period", std::to_string(p.slash_period), "must be 0 (no slash lines) or >= 2");
   if (!(p.head_diversity >= 0 && p.head_diversity <= 1))
     fail("head_diversity", num(p.head_diversity), "must lie in [0, 1]");
+  if (!(p.query_rho >= 0 && p.query_rho < 1))
+    fail("query_rho", num(p.query_rho), "must lie in [0, 1) (correlation of consecutive queries' noise)");
 }
 
 HostInputs generate_structured(const AttnShape& s, const json& options, uint64_t seed) {
@@ -332,12 +337,23 @@ HostInputs generate_structured(const AttnShape& s, const json& options, uint64_t
     for (int h = g * group; h < (g + 1) * group; ++h) {
       NormalStream qrng(mix_seed(seed, 2, b, h));
       const double gs = gain(h, kSink), gh = gain(h, kHeavy), gl = gain(h, kLocal), gsl = gain(h, kSlash);
+      std::vector<float> fresh(static_cast<size_t>(L.noise_dims));
+      const double q_innov = std::sqrt(1.0 - p.query_rho * p.query_rho);
       for (int64_t i = 0; i < s.q_len; ++i) {
         float* qr = in.q.row(b, h, i);
         structured_row(qr, i + s.q_offset(), gs, gh, gsl, gl, false);
-        fill_normal(qr + L.noise, L.noise_dims, qrng, sd_noise);
-        if (p.mix) reflect(qr, w1), reflect(qr, w2);
+        if (p.query_rho > 0 && i > 0) {  // AR(1): unit variance kept, the previous row's noise
+          fill_normal(fresh.data(), L.noise_dims, qrng, sd_noise);
+          const float* prev = in.q.row(b, h, i - 1) + L.noise;  // before mixing: see below
+          for (int c = 0; c < L.noise_dims; ++c)
+            qr[L.noise + c] = static_cast<float>(p.query_rho * prev[c] + q_innov * fresh[c]);
+        } else {
+          fill_normal(qr + L.noise, L.noise_dims, qrng, sd_noise);
+        }
       }
+      // Mixing last, so that row i - 1's noise channels above were still unmixed.
+      if (p.mix)
+        for (int64_t i = 0; i < s.q_len; ++i) reflect(in.q.row(b, h, i), w1), reflect(in.q.row(b, h, i), w2);
     }
   }
   round_tensor(in.q, s.dtype);

@@ -25,6 +25,7 @@ const std::vector<WorkloadDef>& workload_table() {
         {"noise", 1.0},
         {"head_diversity", 0.4},
         {"v_std", 1.0},
+        {"query_rho", 0.0},
         {"mix", true}},
        "attention sinks, locality (smooth latent + RoPE), heavy-hitter keys, slash diagonals and "
        "head diversity, each knob in nats of logit",
