@@ -7,6 +7,8 @@
 #endif
 #include "cpu/gather_decode.hpp"
 
+#include "cpu/cpu_common.hpp"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -20,11 +22,6 @@
 namespace ab::cpu {
 namespace {
 
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using MapRM = Eigen::Map<RowMat>;
-using CMapRM = Eigen::Map<const RowMat>;
-using MapArr = Eigen::Map<Eigen::ArrayXf>;
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // The one place where the tile size is chosen (STYLE.md §6): keys per gathered tile.
 // Measured with tests/bench/bench_gather_decode.cpp on the 2-core Xeon dev machine (shared,
@@ -54,20 +51,8 @@ struct Workspace {
 void check_args(const GatherDecodeArgs& a) {
   const AttnShape& s = a.shape;
   auto fail = [](const std::string& why) { throw std::invalid_argument("cpu gather_decode: " + why); };
-  if (s.batch < 0 || s.q_heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0 || s.v_dim <= 0 ||
-      s.q_len < 0 || s.kv_len < 0 || s.q_heads % s.kv_heads != 0)
-    fail("bad shape");
-  auto want = [&](const TensorRef& t, Shape4 sh, const char* name) {
-    if (t.on_device) fail(std::string(name) + " is not in host memory");
-    if (t.shape != sh) fail(std::string(name) + " has the wrong shape");
-    if (!t.data && numel(sh) > 0) fail(std::string(name) + " is null");
-  };
-  want(a.q, {s.batch, s.q_heads, s.q_len, s.head_dim}, "q");
-  want(a.k, {s.batch, s.kv_heads, s.kv_len, s.head_dim}, "k");
-  want(a.v, {s.batch, s.kv_heads, s.kv_len, s.v_dim}, "v");
-  want(a.o, {s.batch, s.q_heads, s.q_len, s.v_dim}, "o");
-  if (a.lse.data && (a.lse.on_device || a.lse.numel() != int64_t(s.batch) * s.q_heads * s.q_len))
-    fail("lse must hold B·Hq·Nq host floats");
+  check_host_qkv(s, a.q, a.k, a.v, true, fail);
+  check_host_out(s, a.o, a.lse, fail);
   if (a.lists.on_device) fail("index lists are not in host memory");
   if (a.lists.lists != int64_t(s.batch) * s.kv_heads)
     fail("expected B·Hkv = " + std::to_string(int64_t(s.batch) * s.kv_heads) + " index lists, got " +
@@ -124,15 +109,7 @@ void run_item(const GatherDecodeArgs& a, const Item& x, float scale, Workspace& 
     }
     MapRM st(w.s.data(), rows, nc);
     st.noalias() = qt * CMapRM(kt, nc, d).transpose();
-    for (int64_t r = 0; r < rows; ++r) {
-      MapArr srow(w.s.data() + r * nc, nc);
-      const float m_new = std::max(m[r], srow.maxCoeff());
-      srow = (srow - m_new).exp();
-      const float alpha = std::exp(m[r] - m_new);  // 0 on the first tile (m = -inf)
-      l[r] = l[r] * alpha + srow.sum();
-      if (alpha != 1.0f) acc.row(r) *= alpha;
-      m[r] = m_new;
-    }
+    online_softmax_tile(w.s.data(), rows, nc, m, l, acc);
     acc.noalias() += CMapRM(w.s.data(), rows, nc) * CMapRM(vt, nc, dv);
   }
 }

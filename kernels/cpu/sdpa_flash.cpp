@@ -20,6 +20,7 @@
 
 #include <Eigen/Core>
 
+#include "cpu/cpu_common.hpp"
 #include "cpu/sdpa.hpp"
 
 namespace ab::cpu {
@@ -53,12 +54,6 @@ constexpr FlashTile sdpa_flash_tile(int head_dim, int v_dim) {
   return {256, 256};
 }
 
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using MapRM = Eigen::Map<RowMat>;
-using CMapRM = Eigen::Map<const RowMat>;
-using MapArr = Eigen::Map<Eigen::ArrayXf>;
-
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // How sdpa_flash splits a problem into work items. Shared with sdpa_flash_executed_fraction
 // so that the reported executed fraction is the walk the kernel really does.
@@ -254,19 +249,7 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
         }
       }
     }
-    for (int64_t r = 0; r < rows; ++r) {
-      MapArr srow(w.s.data() + r * nc, nc);
-      const float m_new = std::max(m[r], srow.maxCoeff());
-      if (m_new == kNegInf) {  // nothing visible yet in this row: P = 0
-        srow.setZero();
-        continue;
-      }
-      srow = (srow - m_new).exp();
-      const float alpha = std::exp(m[r] - m_new);
-      l[r] = l[r] * alpha + srow.sum();
-      if (alpha != 1.0f) acc.row(r) *= alpha;
-      m[r] = m_new;
-    }
+    online_softmax_tile(w.s.data(), rows, nc, m, l, acc);
     // acc (rows, Dv) += P V
     acc.noalias() += CMapRM(w.s.data(), rows, nc) * CMapRM(V + k0 * dv, nc, dv);
   };
@@ -310,23 +293,10 @@ void write_rows(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, const
 }
 
 void check_args(const SdpaArgs& a) {
-  const AttnShape& s = a.shape;
   auto fail = [](const std::string& why) { throw std::invalid_argument("sdpa_flash: " + why); };
   if (a.transform != ScoreTransform::softmax) fail("softmax scores only");
-  if (s.batch < 0 || s.q_heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0 || s.v_dim <= 0 ||
-      s.q_len < 0 || s.kv_len < 0)
-    fail("bad shape");
-  auto want = [&](const TensorRef& t, Shape4 sh, const char* name) {
-    if (t.on_device) fail(std::string(name) + " is not in host memory");
-    if (t.shape != sh) fail(std::string(name) + " has the wrong shape");
-    if (!t.data && numel(sh) > 0) fail(std::string(name) + " is null");
-  };
-  want(a.q, {s.batch, s.q_heads, s.q_len, s.head_dim}, "q");
-  want(a.k, {s.batch, s.kv_heads, s.kv_len, s.head_dim}, "k");
-  want(a.v, {s.batch, s.kv_heads, s.kv_len, s.v_dim}, "v");
-  want(a.o, {s.batch, s.q_heads, s.q_len, s.v_dim}, "o");
-  if (a.lse.data && (a.lse.on_device || a.lse.numel() != int64_t(s.batch) * s.q_heads * s.q_len))
-    fail("lse must hold B·Hq·Nq host floats");
+  check_host_qkv(a.shape, a.q, a.k, a.v, false, fail);
+  check_host_out(a.shape, a.o, a.lse, fail);
 }
 
 }  // namespace

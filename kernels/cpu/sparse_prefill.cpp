@@ -11,6 +11,8 @@
 #endif
 #include "cpu/sparse_prefill.hpp"
 
+#include "cpu/cpu_common.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -26,9 +28,9 @@
 namespace ab::cpu {
 namespace {
 
-// Tile sizes (STYLE.md §6). 128 query rows × 256 keys is sdpa_flash's tile (chosen there by
-// measurement on this machine); sharing it keeps the sparse and dense kernels' per-tile
-// efficiency comparable, so a speedup measures the selection, not a tiling difference.
+// Tile sizes (STYLE.md §6). 256 keys per span, sdpa_flash's key tile, keeps the sparse and
+// dense kernels' per-tile efficiency comparable (a speedup measures the selection, not a
+// tiling difference); 128 query rows, half of sdpa_flash's, measured faster here (below).
 constexpr int64_t kTileRows = 128;
 constexpr int64_t kSpanKeys = 256;
 // Rejected: 256-row tiles for index lists (to read each gathered key for more rows) measured
@@ -40,12 +42,6 @@ int64_t tile_rows(const SparsePrefillArgs& a) {
   return kTileRows;
 }
 
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using MapRM = Eigen::Map<RowMat>;
-using CMapRM = Eigen::Map<const RowMat>;
-using MapArr = Eigen::Map<Eigen::ArrayXf>;
-
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 [[noreturn]] void fail(const std::string& why) {
   throw std::invalid_argument("sparse_prefill: " + why);
@@ -288,19 +284,7 @@ void run_item(const SparsePrefillArgs& a, const Item& it, float scale, Workspace
         }
       }
     }
-    for (int64_t r = 0; r < nr; ++r) {
-      MapArr srow(w.s.data() + r * nc, nc);
-      const float m_new = std::max(m[r], srow.maxCoeff());
-      if (m_new == kNegInf) {  // nothing visible yet in this row: P = 0
-        srow.setZero();
-        continue;
-      }
-      srow = (srow - m_new).exp();
-      const float alpha = std::exp(m[r] - m_new);
-      l[r] = l[r] * alpha + srow.sum();
-      if (alpha != 1.0f) acc.row(r) *= alpha;
-      m[r] = m_new;
-    }
+    online_softmax_tile(w.s.data(), nr, nc, m, l, acc);
     // acc (nr, Dv) += P V
     acc.noalias() += CMapRM(w.s.data(), nr, nc) * CMapRM(Vp, nc, dv);
   });
@@ -343,21 +327,9 @@ std::vector<char> coverage(const SparsePrefillArgs& a) {
 
 void sparse_prefill_check(const SparsePrefillArgs& a) {
   const AttnShape& s = a.shape;
-  if (s.batch < 0 || s.q_heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0 || s.v_dim <= 0 ||
-      s.q_len < 0 || s.kv_len < 0 || s.q_heads % s.kv_heads != 0)
-    fail("bad shape");
-  auto want = [&](const TensorRef& t, Shape4 sh, const char* name) {
-    if (t.on_device) fail(std::string(name) + " is not in host memory");
-    if (t.shape != sh) fail(std::string(name) + " has the wrong shape");
-    if (!t.data && numel(sh) > 0) fail(std::string(name) + " is null");
-  };
-  want(a.q, {s.batch, s.q_heads, s.q_len, s.head_dim}, "q");
-  want(a.k, {s.batch, s.kv_heads, s.kv_len, s.head_dim}, "k");
-  want(a.v, {s.batch, s.kv_heads, s.kv_len, s.v_dim}, "v");
+  check_host_qkv(s, a.q, a.k, a.v, true, fail);
   if (a.finalize) {
-    want(a.o, {s.batch, s.q_heads, s.q_len, s.v_dim}, "o");
-    if (a.lse.data && (a.lse.on_device || a.lse.numel() != int64_t(s.batch) * s.q_heads * s.q_len))
-      fail("lse must hold B·Hq·Nq host floats");
+    check_host_out(s, a.o, a.lse, fail);
   } else if (!a.state_out.present()) {
     fail("neither finalize nor state_out: the result would be lost");
   }
