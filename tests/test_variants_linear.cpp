@@ -101,7 +101,8 @@ const std::vector<Combo> kCausal = {{&kLayouts[0], true}, {&kLayouts[1], true}, 
 
 // Prefill on each combination; decode (q_len = 1 against 1013 keys) on the first.
 void check_variant(const char* name, const std::map<std::string, ParamValue>& params, const LinearDef& def,
-                   std::mt19937& rng, const std::vector<Combo>& combos = kAll, bool decode = true) {
+                   std::mt19937& rng, const std::vector<Combo>& combos = kAll, bool decode = true,
+                   double floor = vt::kUlps) {
   for (size_t k = 0; k < combos.size(); ++k) {
     const Layout& l = *combos[k].l;
     const bool causal = combos[k].causal;
@@ -115,7 +116,7 @@ void check_variant(const char* name, const std::map<std::string, ParamValue>& pa
       const vt::Run r = vt::run(name, params, vt::problem(1, l.heads, l.kv_heads, l.d, nq, 1013, causal, mode), rng());
       vt::check_rows(r, [&](auto zero, int b, int h, int64_t i, auto* out) {
         linear_row<decltype(zero)>(r, dd, b, h, i, out);
-      }, rng, mode == Mode::prefill ? 12 : 4);
+      }, rng, mode == Mode::prefill ? 12 : 4, floor);
       CHECK(r.plan.selection == nullptr);
       CHECK(!r.plan.selection_na_reason.empty());
     }
@@ -338,7 +339,11 @@ TEST_CASE("mala: magnitude-aware weights, non-causal as published and our causal
   LinearDef def;
   def.phi = elu_plus_one;
   def.normalizer = LinearDef::mala;
-  check_variant("mala", {}, def, rng);
+  // MALA's output is (1 + 1/z)·φ(q)S − z·mean(v): two terms of the row's size whose difference
+  // keeps their fp32 rounding of the 1013-key state S. Over 150 seeds the worst error was 30
+  // ulps of the row scale (3.2x the naive row formula's), beyond the default 8-ulp floor in 3
+  // of them; 64 ulps keeps 2x headroom and is still ~1e-5 relative.
+  check_variant("mala", {}, def, rng, kAll, true, 64 * 5.96e-8);
 }
 
 TEST_CASE("linear family: FLOPs per token flat in N for the chunked form, quadratic for Lightning-1") {
