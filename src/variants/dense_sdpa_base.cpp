@@ -83,26 +83,28 @@ Plan DenseSdpaVariant::plan(const Inputs& in, Backend& b) {
 
 void DenseSdpaVariant::run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) {
   (void)plan;
-  if (in.shape.steps > 1) {
-    // Multi-step decode: one call per step, as a decoder runs (each step reads the cache
-    // afresh); a single call over the S rows would read it once for all steps.
-    StepRows rows(b, in, out);
-    SdpaArgs a = args(in, nullptr);
-    const Mask m = a.mask;
-    a.shape = step_shape(in.shape);
-    a.q = rows.q();
-    a.o = rows.o();
-    a.lse = rows.lse();
-    for (int64_t t = 0; t < in.shape.steps; ++t) {
-      rows.load_query(t);
-      a.mask = step_mask(m, in.shape, t);
-      b.sdpa(a);
-      rows.store(t);
-    }
-    rows.finish();
+  run_sdpa(in, out, b, args(in, &out));
+}
+
+void DenseSdpaVariant::run_sdpa(const Inputs& in, Outputs& out, Backend& b, SdpaArgs a) {
+  if (in.shape.steps <= 1) {
+    b.sdpa(a);
     return;
   }
-  b.sdpa(args(in, &out));
+  // A single call over the S rows would read the cache once for all steps.
+  StepRows rows(b, in, out);
+  const Mask m = a.mask;
+  a.shape = step_shape(in.shape);
+  a.q = rows.q();
+  a.o = rows.o();
+  a.lse = rows.lse();
+  for (int64_t t = 0; t < in.shape.steps; ++t) {
+    rows.load_query(t);
+    a.mask = step_mask(m, in.shape, t);
+    b.sdpa(a);
+    rows.store(t);
+  }
+  rows.finish();
 }
 
 void DenseSdpaVariant::reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i,

@@ -20,6 +20,9 @@ class DenseSdpaVariant : public Variant {
 
  protected:
   SdpaArgs args(const Inputs& in, Outputs* out) const;
+  // Op 1 with `a` (built for the whole problem, outputs set). Multi-step decode: one call per
+  // step, as a decoder runs, each reading the cache afresh (docs/decode.md).
+  static void run_sdpa(const Inputs& in, Outputs& out, Backend& b, SdpaArgs a);
   ParamSet params_;
 };
 

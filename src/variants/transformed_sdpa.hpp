@@ -72,25 +72,7 @@ class TransformedSdpaVariant : public DenseSdpaVariant {
 
   void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) override {
     if (is_softmax(in.shape)) return DenseSdpaVariant::run(in, plan, out, b);
-    if (in.shape.steps > 1) {
-      // Multi-step decode: one call per step, as DenseSdpaVariant::run (docs/decode.md).
-      StepRows rows(b, in, out);
-      SdpaArgs a = transformed_args(in, nullptr);
-      const Mask m = a.mask;
-      a.shape = step_shape(in.shape);
-      a.q = rows.q();
-      a.o = rows.o();
-      a.lse = rows.lse();
-      for (int64_t t = 0; t < in.shape.steps; ++t) {
-        rows.load_query(t);
-        a.mask = step_mask(m, in.shape, t);
-        b.sdpa(a);
-        rows.store(t);
-      }
-      rows.finish();
-      return;
-    }
-    b.sdpa(transformed_args(in, &out));
+    run_sdpa(in, out, b, transformed_args(in, &out));
   }
 
   void reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i, double* o,
