@@ -10,7 +10,9 @@
 #include <optional>
 
 #include "core/ops.hpp"
+#include "core/ops_decode.hpp"
 #include "core/ops_linear.hpp"
+#include "core/ops_select.hpp"
 #include "core/ops_sparse.hpp"
 #include "core/tensor.hpp"
 
@@ -91,6 +93,22 @@ class Backend {
     (void)a; return Support::no(name() + ": attention probabilities are not implemented");
   }
   virtual void attention_probs(const AttnProbsArgs& a) { (void)a; }
+
+  // ---- Selection and estimation ops (core/ops_select.hpp) -----------------------------------
+
+
+
+
+  // ---- end of the selection and estimation ops ------------------------------------------------
+
+
+
+  // ---- Decode-time selection ops (core/ops_decode.hpp) ------------------------------------------
+
+
+
+
+  // ---- end of the decode-time selection ops ---------------------------------------------------
 };
 
 }  // namespace ab

@@ -138,6 +138,22 @@ class CpuBackend final : public Backend {
   }
   void sparse_prefill(const SparsePrefillArgs& a) override { cpu::sparse_prefill(a); }
 
+  // ---- Selection and estimation ops (core/ops_select.hpp) -----------------------------------
+
+
+
+
+  // ---- end of the selection and estimation ops ------------------------------------------------
+
+
+
+  // ---- Decode-time selection ops (core/ops_decode.hpp) ------------------------------------------
+
+
+
+
+  // ---- end of the decode-time selection ops ---------------------------------------------------
+
  private:
   // Evict the caches by writing a buffer twice the last-level cache, at least 128 MiB (the
   // development box's Xeon reports a 300 MiB L3: a fixed 128 MiB left it warm).
