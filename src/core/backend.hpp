@@ -104,10 +104,31 @@ class Backend {
 
 
   // ---- Decode-time selection ops (core/ops_decode.hpp) ------------------------------------------
-
-
-
-
+  // Row copy along the sequence axis (the step loop's query gather and output store).
+  virtual Support supports_copy_rows(const CopyRowsArgs& a) const {
+    (void)a; return Support::no(name() + ": copy_rows is not implemented");
+  }
+  virtual void copy_rows(const CopyRowsArgs& a) { (void)a; }
+  // LSE merge of two partial results, in place into the first.
+  virtual Support supports_lse_merge(const LseMergeArgs& a) const {
+    (void)a; return Support::no(name() + ": lse_merge is not implemented");
+  }
+  virtual void lse_merge(const LseMergeArgs& a) { (void)a; }
+  // Block-mean keys.
+  virtual Support supports_block_mean_keys(const BlockMeanKeysArgs& a) const {
+    (void)a; return Support::no(name() + ": block_mean_keys is not implemented");
+  }
+  virtual void block_mean_keys(const BlockMeanKeysArgs& a) { (void)a; }
+  // Symmetric fake quantisation of rows.
+  virtual Support supports_fake_quantize(const FakeQuantizeArgs& a) const {
+    (void)a; return Support::no(name() + ": fake_quantize is not implemented");
+  }
+  virtual void fake_quantize(const FakeQuantizeArgs& a) { (void)a; }
+  // Scores of kv groups' query rows against cache ranges or gathered keys, with epilogues.
+  virtual Support supports_decode_scores(const DecodeScoresArgs& a) const {
+    (void)a; return Support::no(name() + ": decode_scores is not implemented");
+  }
+  virtual void decode_scores(const DecodeScoresArgs& a) { (void)a; }
   // ---- end of the decode-time selection ops ---------------------------------------------------
 };
 

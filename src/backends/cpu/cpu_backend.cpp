@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/gather_decode.hpp"
+#include "backends/cpu/cpu_decode_ops.hpp"
 #include "cpu/linear_attention.hpp"
 #include "cpu/sdpa.hpp"
 #include "cpu/sparse_prefill.hpp"
@@ -148,10 +149,23 @@ class CpuBackend final : public Backend {
 
 
   // ---- Decode-time selection ops (core/ops_decode.hpp) ------------------------------------------
-
-
-
-
+  Support supports_copy_rows(const CopyRowsArgs& a) const override { return decode_support(cpu_decode::copy_rows_refusal(a)); }
+  void copy_rows(const CopyRowsArgs& a) override { cpu_decode::copy_rows(a); }
+  Support supports_lse_merge(const LseMergeArgs& a) const override { return decode_support(cpu_decode::lse_merge_refusal(a)); }
+  void lse_merge(const LseMergeArgs& a) override { cpu_decode::lse_merge(a); }
+  Support supports_block_mean_keys(const BlockMeanKeysArgs& a) const override {
+    return decode_support(cpu_decode::block_mean_keys_refusal(a));
+  }
+  void block_mean_keys(const BlockMeanKeysArgs& a) override { cpu_decode::block_mean_keys(a); }
+  Support supports_fake_quantize(const FakeQuantizeArgs& a) const override {
+    return decode_support(cpu_decode::fake_quantize_refusal(a));
+  }
+  void fake_quantize(const FakeQuantizeArgs& a) override { cpu_decode::fake_quantize(a); }
+  Support supports_decode_scores(const DecodeScoresArgs& a) const override {
+    return decode_support(cpu_decode::decode_scores_refusal(a));
+  }
+  void decode_scores(const DecodeScoresArgs& a) override { cpu_decode::decode_scores(a); }
+  static Support decode_support(const std::string& why) { return why.empty() ? Support::yes() : Support::no(why); }
   // ---- end of the decode-time selection ops ---------------------------------------------------
 
  private:
