@@ -31,8 +31,12 @@ StepRows::StepRows(Backend& b, const Inputs& in, Outputs& out) : b_(b), in_(in),
   q_ = b_.alloc({s_.batch, s_.q_heads, 1, s_.head_dim}, s_.dtype);
   o_ = b_.alloc({s_.batch, s_.q_heads, 1, s_.v_dim}, s_.dtype);
   lse_ = b_.alloc({s_.batch, s_.q_heads, 1, 1}, DType::f32);
-  host_ = !in.q.on_device && !out.o.on_device && !q_.on_device;
-  if (!host_) {
+  CopyRowsArgs a;
+  a.src = in.q;
+  a.dst = q_;
+  op_ = b_.supports_copy_rows(a).ok;
+  if (!op_) {
+    q_all_ = b_.download(in.q);
     o_rows_ = HostTensor(out.o.shape);
     lse_rows_ = HostTensor(out.lse.shape);
   }
@@ -45,47 +49,44 @@ StepRows::~StepRows() {
 }
 
 void StepRows::load_query(int64_t t) {
-  const int64_t rows = int64_t(s_.batch) * s_.q_heads, d = s_.head_dim;
-  if (host_) {
-    const float* src = in_.q.host_f32();
-    float* dst = q_.host_f32();
-    for (int64_t r = 0; r < rows; ++r) std::copy_n(src + (r * s_.q_len + t) * d, d, dst + r * d);
+  if (op_) {
+    CopyRowsArgs a;
+    a.src = in_.q;
+    a.dst = q_;
+    a.src_row = t;
+    b_.copy_rows(a);
     return;
   }
+  const int64_t rows = int64_t(s_.batch) * s_.q_heads, d = s_.head_dim;
   HostTensor q({s_.batch, s_.q_heads, 1, s_.head_dim});
-  const float* src = in_.host->q.ptr();
-  for (int64_t r = 0; r < rows; ++r) std::copy_n(src + (r * s_.q_len + t) * d, d, q.ptr() + r * d);
+  for (int64_t r = 0; r < rows; ++r) std::copy_n(q_all_.ptr() + (r * s_.q_len + t) * d, d, q.ptr() + r * d);
   b_.upload(q, q_);
 }
 
 void StepRows::store(int64_t t) {
-  const int64_t rows = int64_t(s_.batch) * s_.q_heads, dv = s_.v_dim;
-  const float* o;
-  const float* lse;
-  HostTensor ho, hl;
-  float* out_o;
-  float* out_l;
-  if (host_) {
-    o = o_.host_f32();
-    lse = lse_.host_f32();
-    out_o = out_.o.host_f32();
-    out_l = out_.lse.host_f32();
-  } else {
-    ho = b_.download(o_);
-    hl = b_.download(lse_);
-    o = ho.ptr();
-    lse = hl.ptr();
-    out_o = o_rows_.ptr();
-    out_l = lse_rows_.ptr();
+  if (op_) {
+    CopyRowsArgs a;
+    a.src = o_;
+    a.dst = out_.o;
+    a.dst_row = t;
+    b_.copy_rows(a);
+    if (out_.lse.data) {
+      a.src = lse_;
+      a.dst = out_.lse;
+      b_.copy_rows(a);
+    }
+    return;
   }
+  const int64_t rows = int64_t(s_.batch) * s_.q_heads, dv = s_.v_dim;
+  const HostTensor ho = b_.download(o_), hl = b_.download(lse_);
   for (int64_t r = 0; r < rows; ++r) {
-    std::copy_n(o + r * dv, dv, out_o + (r * s_.q_len + t) * dv);
-    if (out_.lse.data) out_l[r * s_.q_len + t] = lse[r];
+    std::copy_n(ho.ptr() + r * dv, dv, o_rows_.ptr() + (r * s_.q_len + t) * dv);
+    if (out_.lse.data) lse_rows_.ptr()[r * s_.q_len + t] = hl.ptr()[r];
   }
 }
 
 void StepRows::finish() {
-  if (host_) return;
+  if (op_) return;
   b_.upload(o_rows_, out_.o);
   if (out_.lse.data) b_.upload(lse_rows_, out_.lse);
 }

@@ -24,9 +24,10 @@ AttnShape step_shape(const AttnShape& s);
 // step_shape(s): query row 0 of that call stands for absolute position step_position(s, t).
 Mask step_mask(const Mask& base, const AttnShape& s, int64_t t);
 
-// Scratch for one step: q (B,Hq,1,D), o (B,Hq,1,Dv), lse (B,Hq,1,1) on the backend.
-// Host tensors are copied in place; device tensors go through the host copies (queries from
-// in.host, outputs gathered and uploaded by finish()).
+// Scratch for one step: q (B,Hq,1,D), o (B,Hq,1,Dv), lse (B,Hq,1,1) on the backend. The rows
+// move by the backend's copy_rows op (core/ops_decode.hpp). A backend without that op (the
+// CUDA backend until it has one) goes through host memory instead: Q downloaded once, the
+// step's outputs downloaded and gathered, uploaded by finish().
 class StepRows {
  public:
   StepRows(Backend& b, const Inputs& in, Outputs& out);
@@ -38,7 +39,7 @@ class StepRows {
   void load_query(int64_t t);
   // The step's outputs o(), lse() into row t of the case's outputs.
   void store(int64_t t);
-  // After the last step (device backends: uploads the rows gathered by store()).
+  // After the last step (backends without copy_rows: uploads the rows gathered by store()).
   void finish();
 
   const TensorRef& q() const { return q_; }
@@ -51,8 +52,8 @@ class StepRows {
   Outputs& out_;
   AttnShape s_;
   TensorRef q_, o_, lse_;
-  bool host_ = true;
-  HostTensor o_rows_, lse_rows_;  // device backends: the outputs, row by row
+  bool op_ = true;
+  HostTensor q_all_, o_rows_, lse_rows_;  // without copy_rows: Q, and the outputs row by row
 };
 
 }  // namespace ab
