@@ -23,8 +23,6 @@
 #include <cmath>
 #include <memory>
 
-#include "cpu/selection.hpp"
-#include "cpu/selection_decode.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/sparse_decode/sparse_decode_base.hpp"
 
@@ -67,47 +65,73 @@ class InfiniRetri final : public SparseDecodeVariant {
     return 2.0 * s.batch * s.q_heads * s.head_dim * std::ceil(N / C) * (C + std::min(K, N));
   }
 
-  Selected select(const Inputs& in) override {
+  Support supports_selection(const AttnShape& s, const Backend& b) const override {
+    return probe_scores(s, b, DecodeQueryRows::group, DecodeScoreEpilogue::soft_vote, true);
+  }
+
+  Selected select(const Inputs& in, Backend& be) override {
     const AttnShape& s = in.shape;
     const int64_t C = params_.integer("chunk"), keep = params_.integer("keep"), conv = params_.integer("conv");
     const int G = s.group(), d = s.head_dim;
-    const float scale = in.effective_scale();
-    const HostTensor& Q = in.host->q;
-    const HostTensor& K = in.host->k;
     const int64_t N = step_position(s, 0);  // context before the first step's token
     auto lists = kv_head_lists(s);
     Selected out;
     std::vector<std::vector<int32_t>> kept(static_cast<size_t>(s.batch));
-    std::vector<int32_t> cand, top;
-    std::vector<float> qg(size_t(G) * d), kbuf, sc, a, smooth;
+    std::vector<std::vector<int32_t>> cand(static_cast<size_t>(s.batch));
+    std::vector<int32_t> top, offsets, all;
+    std::vector<float> smooth;
+    std::vector<DecodeScoreItem> items;
+    DecodeScoresArgs a;
+    a.shape = s;
+    a.q = in.q;
+    a.k = in.k;
+    a.scale = in.effective_scale();
+    a.rows = DecodeQueryRows::group;
+    a.epilogue = DecodeScoreEpilogue::soft_vote;
     int64_t chunks = 0;
-    for (int b = 0; b < s.batch; ++b) {
-      std::vector<int32_t>& cache = kept[size_t(b)];
-      for (int64_t c0 = 0; c0 < N; c0 += C) {
+    // Chunk by chunk (each chunk's candidates depend on the last's cache), every batch element
+    // in one op: Σ_h softmax_j over the candidates, the candidates gathered by index.
+    for (int64_t c0 = 0; c0 < N; c0 += C) {
+      items.clear();
+      offsets.assign(1, 0);
+      all.clear();
+      for (int b = 0; b < s.batch; ++b) {
         ++chunks;
-        cand = cache;
-        append_range(cand, c0, std::min(N, c0 + C));  // cache keys precede the chunk's
-        const int64_t n = int64_t(cand.size());
-        a.assign(size_t(n), 0.0f);
-        kbuf.resize(size_t(n) * d);
-        sc.resize(size_t(G) * size_t(n));
+        cand[size_t(b)] = kept[size_t(b)];
+        append_range(cand[size_t(b)], c0, std::min(N, c0 + C));  // cache keys precede the chunk's
+        const int64_t n = int64_t(cand[size_t(b)].size());
         for (int kh = 0; kh < s.kv_heads; ++kh) {
-          gather_queries(Q, b, kh * G, G, 0, qg.data());
-          gather_keys(K, b, kh, cand.data(), n, kbuf.data());
-          cpu::group_scores(qg.data(), G, kbuf.data(), n, d, scale, sc.data());
-          cpu::soft_vote(sc.data(), G, n, a.data());  // Σ_h softmax_j over the candidates
+          DecodeScoreItem it;
+          it.b = b;
+          it.kv_head = kh;
+          it.q_row = 0;
+          it.k0 = int64_t(all.size());
+          it.n = n;
+          it.out = int64_t(all.size());  // one vote per batch element, its kv groups adding in
+          items.push_back(it);
           out.estimation_flops += 2.0 * G * d * double(n);
           out.estimation_bytes += double(n) * d * dtype_bytes(s.dtype);
         }
+        all.insert(all.end(), cand[size_t(b)].begin(), cand[size_t(b)].end());
+        offsets.push_back(int32_t(all.size()));
+      }
+      a.key_lists = be.upload_indices(offsets, all);
+      const std::vector<float> votes = scores_to_host(be, a, items);
+      // The phrase smoothing and the cache's top-K: small control on the host.
+      for (int b = 0; b < s.batch; ++b) {
+        const std::vector<int32_t>& cb = cand[size_t(b)];
+        const int64_t n = int64_t(cb.size());
+        const float* v = votes.data() + offsets[size_t(b)];
         // Box convolution along the candidate sequence (zero padding).
         smooth.assign(size_t(n), 0.0f);
         const int64_t half = conv / 2;
         for (int64_t e = 0; e < n; ++e)
           for (int64_t o = std::max<int64_t>(0, e - half); o <= std::min(n - 1, e + half); ++o)
-            smooth[size_t(e)] += a[size_t(o)];
-        cpu::top_k(smooth.data(), n, keep, top);
+            smooth[size_t(e)] += v[o];
+        top_k_host(smooth.data(), n, keep, top);
+        std::vector<int32_t>& cache = kept[size_t(b)];
         cache.clear();
-        for (int32_t e : top) cache.push_back(cand[size_t(e)]);
+        for (int32_t e : top) cache.push_back(cb[size_t(e)]);
         sort_unique(cache);
       }
     }
@@ -121,7 +145,7 @@ class InfiniRetri final : public SparseDecodeVariant {
       }
     }
     out.stats["chunks"] = double(chunks) / double(s.batch);
-    out.sources.push_back({lists, nullptr, nullptr});
+    out.sources.push_back({lists, 0, {}, {}});
     return out;
   }
 };

@@ -16,8 +16,6 @@
 #include <cmath>
 #include <memory>
 
-#include "cpu/selection.hpp"
-#include "cpu/selection_decode.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/sparse_decode/sparse_decode_base.hpp"
 
@@ -68,12 +66,16 @@ class Kinetics final : public SparseDecodeVariant {
     return f;
   }
 
-  Selected select(const Inputs& in) override {
+  Support supports_selection(const AttnShape& s, const Backend& b) const override {
+    const Support ok = probe_block_means(s, b);
+    return ok.ok ? probe_scores(s, b, DecodeQueryRows::group_mean, DecodeScoreEpilogue::raw, false) : ok;
+  }
+
+  Selected select(const Inputs& in, Backend& be) override {
     const AttnShape& s = in.shape;
     const int64_t bs = params_.integer("block_size"), topk = params_.integer("topk_blocks"),
                   sinks = params_.integer("sinks"), local = params_.integer("local");
     const int G = s.group(), d = s.head_dim;
-    const HostTensor& Q = in.host->q;
     Selected out;
     // Mean keys of the pages [sinks + p·b, sinks + (p+1)·b) that the last step can score: the
     // prompt's full pages are prefill-time work (the benchmark's compressed keys are written
@@ -82,23 +84,47 @@ class Kinetics final : public SparseDecodeVariant {
     const int64_t T_last = step_position(s, s.steps - 1) + 1, N = step_position(s, 0);
     const int64_t np_max = std::max<int64_t>(0, (T_last - local - sinks) / bs);
     const int64_t np_prompt = std::min(np_max, std::max<int64_t>(0, (N - sinks) / bs));
-    const std::vector<std::vector<float>> means = block_means(in, sinks, bs, np_prompt, np_max, prompt_means_, out);
-    std::vector<float> qmean(static_cast<size_t>(d)), scores;
+    const TensorRef means = block_means(in, be, sinks, bs, np_prompt, np_max, prompt_means_, out);
+    // Every step's page scores in one op: mean_h q_h·k̄_p = (mean_h q_h)·k̄_p, one product per
+    // page, for each (step, batch, kv head) past the dense threshold.
+    std::vector<DecodeScoreItem> items;
+    int64_t total = 0;
+    for (int64_t t = 0; t < s.steps; ++t) {
+      const int64_t T = step_position(s, t) + 1;
+      if (T <= n_full()) continue;
+      for (int b = 0; b < s.batch; ++b)
+        for (int kh = 0; kh < s.kv_heads; ++kh) {
+          DecodeScoreItem it;
+          it.b = b;
+          it.kv_head = kh;
+          it.q_row = t;
+          it.n = (T - local - sinks) / bs;
+          it.out = total;
+          total += it.n;
+          items.push_back(it);
+        }
+    }
+    DecodeScoresArgs a;
+    a.shape = s;
+    a.q = in.q;
+    a.k = means;
+    a.scale = 1.0f;
+    a.rows = DecodeQueryRows::group_mean;
+    a.epilogue = DecodeScoreEpilogue::raw;
+    const std::vector<float> scores = scores_to_host(be, a, items);
+    be.free(means);
+    // The top pages of each list: small control on the host over the downloaded page scores.
     std::vector<int32_t> top;
-    auto lists = fill_kv_head_lists(s, [&](int64_t t, int b, int kh, std::vector<int32_t>& keys) {
+    size_t item = 0;
+    auto lists = fill_kv_head_lists(s, [&](int64_t t, int, int, std::vector<int32_t>& keys) {
       const int64_t T = step_position(s, t) + 1;
       if (T <= n_full()) {
         append_range(keys, 0, T);
         return;
       }
-      const int64_t np = (T - local - sinks) / bs, local_from = sinks + np * bs;
-      // mean_h q_h·k̄_p = (mean_h q_h)·k̄_p: one product per page.
-      std::fill(qmean.begin(), qmean.end(), 0.0f);
-      for (int g = 0; g < G; ++g)
-        for (int c = 0; c < d; ++c) qmean[size_t(c)] += Q.row(b, kh * G + g, t)[c] / float(G);
-      scores.resize(size_t(np));
-      cpu::group_scores(qmean.data(), 1, means[size_t(b) * s.kv_heads + kh].data(), np, d, 1.0f, scores.data());
-      cpu::top_k(scores.data(), np, topk, top);
+      const DecodeScoreItem& it = items[item++];
+      const int64_t np = it.n, local_from = sinks + np * bs;
+      top_k_host(scores.data() + it.out, np, topk, top);
       std::sort(top.begin(), top.end());
       append_range(keys, 0, sinks);
       for (int32_t p : top) append_range(keys, sinks + int64_t(p) * bs, sinks + int64_t(p + 1) * bs);
@@ -108,7 +134,7 @@ class Kinetics final : public SparseDecodeVariant {
       out.estimation_flops += double(G) * d + 2.0 * d * double(np);
       out.estimation_bytes += double(np) * d * dtype_bytes(s.dtype);
     });
-    out.sources.push_back({lists, nullptr, nullptr});
+    out.sources.push_back({lists, 0, {}, {}});
     return out;
   }
 

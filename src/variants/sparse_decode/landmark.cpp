@@ -18,8 +18,6 @@
 #include <cmath>
 #include <memory>
 
-#include "cpu/selection.hpp"
-#include "cpu/selection_decode.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/sparse_decode/sparse_decode_base.hpp"
 
@@ -59,40 +57,68 @@ class Landmark final : public SparseDecodeVariant {
     return f;
   }
 
-  Selected select(const Inputs& in) override {
+  Support supports_selection(const AttnShape& s, const Backend& b) const override {
+    const Support ok = probe_block_means(s, b);
+    return ok.ok ? probe_scores(s, b, DecodeQueryRows::group, DecodeScoreEpilogue::soft_vote, false) : ok;
+  }
+
+  Selected select(const Inputs& in, Backend& be) override {
     const AttnShape& s = in.shape;
     const int64_t L = params_.integer("block_size"), top_k = params_.integer("top_k");
     const int G = s.group(), d = s.head_dim;
-    const float scale = in.effective_scale();
-    const HostTensor& Q = in.host->q;
     Selected out;
     // Block means (the landmark stand-ins): the prompt's complete blocks are prefill-time work,
     // pooled once per cache and reused by later plans (reported as prefill_pool_flops); blocks
     // completed during the steps are pooled here (one add per pooled element). A block's mean
     // exists once its last key has arrived; only blocks before the step's own are scored.
     const int64_t last = step_position(s, s.steps - 1), nb_max = last / L, nb_prompt = step_position(s, 0) / L;
-    const std::vector<std::vector<float>> means = block_means(in, 0, L, nb_prompt, nb_max, prompt_means_, out);
-    std::vector<float> qg(size_t(G) * d), scores, pooled;
+    const TensorRef means = block_means(in, be, 0, L, nb_prompt, nb_max, prompt_means_, out);
+    // Every step's block votes in one op: Σ_h softmax_b(q_h·k̄_b/√d) over the complete blocks
+    // before the step's own, per (step, batch, kv head) with more than top_k of them.
+    std::vector<DecodeScoreItem> items;
+    int64_t total = 0;
+    for (int64_t t = 0; t < s.steps; ++t) {
+      const int64_t cb = step_position(s, t) / L;
+      if (cb <= top_k) continue;
+      for (int b = 0; b < s.batch; ++b)
+        for (int kh = 0; kh < s.kv_heads; ++kh) {
+          DecodeScoreItem it;
+          it.b = b;
+          it.kv_head = kh;
+          it.q_row = t;
+          it.n = cb;
+          it.out = total;
+          total += cb;
+          items.push_back(it);
+        }
+    }
+    DecodeScoresArgs a;
+    a.shape = s;
+    a.q = in.q;
+    a.k = means;
+    a.scale = in.effective_scale();
+    a.rows = DecodeQueryRows::group;
+    a.epilogue = DecodeScoreEpilogue::soft_vote;
+    const std::vector<float> votes = scores_to_host(be, a, items);
+    be.free(means);
+    // The top blocks of each list: small control on the host over the downloaded votes.
     std::vector<int32_t> top;
-    auto lists = fill_kv_head_lists(s, [&](int64_t t, int b, int kh, std::vector<int32_t>& keys) {
+    size_t item = 0;
+    auto lists = fill_kv_head_lists(s, [&](int64_t t, int, int, std::vector<int32_t>& keys) {
       const int64_t P = step_position(s, t), cb = P / L;
       if (cb <= top_k) {
         append_range(keys, 0, P + 1);
         return;
       }
-      gather_queries(Q, b, kh * G, G, t, qg.data());
-      scores.resize(size_t(G) * size_t(cb));
-      cpu::group_scores(qg.data(), G, means[size_t(b) * s.kv_heads + kh].data(), cb, d, scale, scores.data());
-      pooled.assign(size_t(cb), 0.0f);
-      cpu::soft_vote(scores.data(), G, cb, pooled.data());  // Σ_h softmax_b(s_hb)
-      cpu::top_k(pooled.data(), cb, top_k, top);
+      const DecodeScoreItem& it = items[item++];
+      top_k_host(votes.data() + it.out, cb, top_k, top);
       std::sort(top.begin(), top.end());
       for (int32_t blk : top) append_range(keys, int64_t(blk) * L, int64_t(blk + 1) * L);
       append_range(keys, cb * L, P + 1);
       out.estimation_flops += 2.0 * G * d * double(cb);
       out.estimation_bytes += double(cb) * d * dtype_bytes(s.dtype);
     });
-    out.sources.push_back({lists, nullptr, nullptr});
+    out.sources.push_back({lists, 0, {}, {}});
     return out;
   }
 

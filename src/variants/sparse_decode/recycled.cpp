@@ -17,12 +17,11 @@
 // queries, so its first step is a full step instead.
 // The full step's scores are a second pass over the keys (a fused attention kernel does not
 // return its probabilities, VARIANTS.md §13 (e)): they are counted as estimation.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
 
-#include "cpu/selection.hpp"
-#include "cpu/selection_decode.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/sparse_decode/sparse_decode_base.hpp"
 
@@ -69,66 +68,87 @@ class Recycled final : public SparseDecodeVariant {
     return f;
   }
 
-  Selected select(const Inputs& in) override {
+  Support supports_selection(const AttnShape& s, const Backend& b) const override {
+    const bool pool_max = params_.string("pool") == "max";
+    return probe_scores(s, b, DecodeQueryRows::group,
+                        pool_max ? DecodeScoreEpilogue::probs_head_max : DecodeScoreEpilogue::probs_head_sum, false);
+  }
+
+  Selected select(const Inputs& in, Backend& be) override {
     const AttnShape& s = in.shape;
     const int64_t K = params_.integer("recycle_k"), stride = params_.integer("stride");
     const bool dynamic = params_.string("schedule") == "dynamic";
     const double similarity = params_.number("similarity");
     const bool pool_max = params_.string("pool") == "max";
     const int G = s.group(), d = s.head_dim;
-    const float scale = in.effective_scale();
-    const HostTensor& Q = in.host->q;
-    const HostTensor& Kt = in.host->k;
     auto lists = kv_head_lists(s);
     Selected out;
 
     // State per (batch, kv head): the recycled cache as (score, key); per batch: the query of
-    // the last full step (all heads) and its step.
+    // the last full step (all heads) and its step. The schedule and the cache updates are
+    // small sequential control on the host; the full steps' scores are one op per step.
     struct Entry { float score; int32_t key; };
     std::vector<std::vector<Entry>> cache(size_t(s.batch) * s.kv_heads);
     std::vector<std::vector<float>> q_full(static_cast<size_t>(s.batch));
     std::vector<int64_t> last_full(static_cast<size_t>(s.batch), -1);
-    std::vector<float> qg(size_t(G) * d), probs, pooled, qnow(size_t(s.q_heads) * d);
+    std::vector<char> full(static_cast<size_t>(s.batch));
     std::vector<int32_t> top, keys;
+    std::vector<DecodeScoreItem> items;
+    DecodeScoresArgs a;
+    a.shape = s;
+    a.q = in.q;
+    a.k = in.k;
+    a.scale = in.effective_scale();
+    a.rows = DecodeQueryRows::group;
+    a.epilogue = pool_max ? DecodeScoreEpilogue::probs_head_max : DecodeScoreEpilogue::probs_head_sum;
+    const int64_t fl = int64_t(s.q_heads) * d;
     int64_t full_steps = 0;
     for (int64_t t = 0; t < s.steps; ++t) {
       const int64_t T = step_position(s, t) + 1;
+      // The dynamic schedule compares the step's queries (Hq·D floats per batch element).
+      HostTensor qnow;
+      if (dynamic) qnow = step_queries(be, in, t);
+      items.clear();
       for (int b = 0; b < s.batch; ++b) {
-        gather_queries(Q, b, 0, s.q_heads, t, qnow.data());
-        bool full = last_full[size_t(b)] < 0;
+        bool f = last_full[size_t(b)] < 0;
         const int64_t since = t - last_full[size_t(b)];
-        if (!full && since % stride == 0)
-          full = !dynamic || cpu::cosine(qnow.data(), q_full[size_t(b)].data(), int64_t(qnow.size())) < similarity;
-        if (full) {
-          ++full_steps;
-          last_full[size_t(b)] = t;
-          q_full[size_t(b)] = qnow;
+        if (!f && since % stride == 0)
+          f = !dynamic || cosine_host(qnow.ptr() + b * fl, q_full[size_t(b)].data(), fl) < similarity;
+        full[size_t(b)] = f;
+        if (!f) continue;
+        ++full_steps;
+        last_full[size_t(b)] = t;
+        if (dynamic) q_full[size_t(b)].assign(qnow.ptr() + b * fl, qnow.ptr() + (b + 1) * fl);
+        for (int kh = 0; kh < s.kv_heads; ++kh) {  // the group's probabilities, pooled over its heads
+          DecodeScoreItem it;
+          it.b = b;
+          it.kv_head = kh;
+          it.q_row = t;
+          it.n = T;
+          it.out = int64_t(items.size()) * T;
+          items.push_back(it);
         }
+      }
+      const std::vector<float> pooled = items.empty() ? std::vector<float>{} : scores_to_host(be, a, items);
+      size_t item = 0;
+      for (int b = 0; b < s.batch; ++b)
         for (int kh = 0; kh < s.kv_heads; ++kh) {
           auto& c = cache[size_t(b) * s.kv_heads + kh];
           keys.clear();
-          if (full) {
+          if (full[size_t(b)]) {
             append_range(keys, 0, T);
-            gather_queries(Q, b, kh * G, G, t, qg.data());
-            probs.resize(size_t(G) * size_t(T));
-            cpu::softmax_probs(qg.data(), G, nullptr, Kt.row(b, kh, 0), T, d, scale, probs.data());
-            pooled.assign(size_t(T), 0.0f);
-            for (int g = 0; g < G; ++g)
-              for (int64_t j = 0; j < T; ++j) {
-                const float p = probs[size_t(g) * size_t(T) + size_t(j)];
-                pooled[size_t(j)] = pool_max ? std::max(pooled[size_t(j)], p) : pooled[size_t(j)] + p;
-              }
-            cpu::top_k(pooled.data(), T, K, top);
+            const float* p = pooled.data() + items[item++].out;
+            top_k_host(p, T, K, top);
             c.clear();
-            for (int32_t j : top) c.push_back({pooled[size_t(j)], j});
+            for (int32_t j : top) c.push_back({p[j], j});
             out.estimation_flops += 2.0 * G * d * double(T);
             out.estimation_bytes += double(d) * double(T) * dtype_bytes(s.dtype);
           } else {
             // The new token joins with a score above every scored key; the lowest leaves.
             c.push_back({std::numeric_limits<float>::infinity(), int32_t(T - 1)});
             if (int64_t(c.size()) > K) {
-              auto lowest = std::min_element(c.begin(), c.end(), [](const Entry& a, const Entry& e) {
-                return a.score < e.score || (a.score == e.score && a.key > e.key);
+              auto lowest = std::min_element(c.begin(), c.end(), [](const Entry& x, const Entry& e) {
+                return x.score < e.score || (x.score == e.score && x.key > e.key);
               });
               c.erase(lowest);
             }
@@ -137,10 +157,9 @@ class Recycled final : public SparseDecodeVariant {
           }
           lists->push(t, keys);
         }
-      }
     }
     out.stats["full_steps"] = double(full_steps) / double(s.batch);
-    out.sources.push_back({lists, nullptr, nullptr});
+    out.sources.push_back({lists, 0, {}, {}});
     return out;
   }
 };

@@ -35,7 +35,6 @@
 
 #include "core/errors.hpp"
 #include "cpu/selection.hpp"
-#include "cpu/selection_decode.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/sparse_decode/sparse_decode_base.hpp"
 
@@ -49,19 +48,43 @@ struct IvfIndex {
   int64_t indexed_to = 0;                     // keys [0, indexed_to) are in the lists
 };
 
-// Spherical k-means of n unit rows x (n, d) into c centroids, deterministic from a seed.
-std::vector<float> spherical_kmeans(const std::vector<float>& x, int64_t n, int d, int64_t c, uint64_t seed,
-                                    double* flops) {
+// Scores (n, c) = x·cenᵀ of host rows x (n, d) against host rows cen (c, d), through the
+// backend's decode_scores (one item of n query rows; the index's own small tensors).
+std::vector<float> index_scores(Backend& be, const float* x, int64_t n, const float* cen, int64_t c, int d) {
+  if (n <= 0 || c <= 0) return {};
+  HostTensor hx({1, 1, n, d}), hc({1, 1, c, d});
+  std::copy_n(x, n * d, hx.ptr());
+  std::copy_n(cen, c * d, hc.ptr());
+  DecodeScoresArgs a;
+  a.shape.batch = a.shape.q_heads = a.shape.kv_heads = 1;
+  a.shape.head_dim = a.shape.v_dim = d;
+  a.q = be.alloc(hx.shape, DType::f32);
+  a.k = be.alloc(hc.shape, DType::f32);
+  be.upload(hx, a.q);
+  be.upload(hc, a.k);
+  DecodeScoreItem it;
+  it.q_rows = n;
+  it.n = c;
+  std::vector<float> sc = scores_to_host(be, a, {it});
+  be.free(a.q);
+  be.free(a.k);
+  return sc;
+}
+
+// Spherical k-means of n unit rows x (n, d) into c centroids, deterministic from a seed. The
+// index is built on the host (the paper's index lives on the CPU); its products go through
+// the backend.
+std::vector<float> spherical_kmeans(Backend& be, const std::vector<float>& x, int64_t n, int d, int64_t c,
+                                    uint64_t seed, double* flops) {
   std::vector<float> cen(size_t(c) * d);
   cpu::SeededRandom rng(seed);
   for (int64_t k = 0; k < c; ++k) {  // distinct random rows as the start
     const int64_t r = (k * n) / c + rng.uniform_int(std::max<int64_t>(1, n / c));
     std::copy_n(x.data() + std::min(r, n - 1) * d, d, cen.data() + k * d);
   }
-  std::vector<float> sc(static_cast<size_t>(n * c));
   std::vector<int32_t> assign(static_cast<size_t>(n));
   for (int it = 0; it < 8; ++it) {
-    cpu::group_scores(x.data(), n, cen.data(), c, d, 1.0f, sc.data());
+    const std::vector<float> sc = index_scores(be, x.data(), n, cen.data(), c, d);
     *flops += 2.0 * double(n) * double(c) * d;
     for (int64_t r = 0; r < n; ++r)
       assign[size_t(r)] = int32_t(std::max_element(sc.begin() + r * c, sc.begin() + (r + 1) * c) - (sc.begin() + r * c));
@@ -135,49 +158,115 @@ class Retrieval final : public SparseDecodeVariant {
     return params_.string("index") == "exact" ? f : f * 0.05;  // before planning: a guess of the scan
   }
 
-  Selected select(const Inputs& in) override {
+  Support supports_selection(const AttnShape& s, const Backend& b) const override {
+    Support ok = probe_scores(s, b, DecodeQueryRows::group, DecodeScoreEpilogue::head_max, false);
+    if (!ok.ok || params_.string("index") == "exact") return ok;
+    ok = probe_scores(s, b, DecodeQueryRows::group, DecodeScoreEpilogue::head_max, true);
+    return ok.ok ? probe_scores(s, b, DecodeQueryRows::group, DecodeScoreEpilogue::raw, false) : ok;
+  }
+  int max_sources() const override { return 2; }
+
+  Selected select(const Inputs& in, Backend& be) override {
     const AttnShape& s = in.shape;
     const int64_t top_k = params_.integer("top_k"), n_init = params_.integer("n_init"),
                   n_local = params_.integer("n_local"), nprobe = params_.integer("nprobe");
     const std::string mode = params_.string("index");
     const int G = s.group(), d = s.head_dim;
-    const HostTensor& Q = in.host->q;
-    const HostTensor& K = in.host->k;
-    const int64_t nl = int64_t(s.batch) * s.kv_heads, N = step_position(s, 0);
+    const int64_t nl = int64_t(s.batch) * s.kv_heads;
     auto stat = std::make_shared<StepKeyLists>(s.steps, nl);
     auto retrieved = std::make_shared<StepKeyLists>(s.steps, nl);
     Selected out;
-    if (mode != "exact") build_indexes(in, out);
-    std::vector<IvfIndex> ivf = mode == "exact" ? std::vector<IvfIndex>{} : indexes_;  // extended per step
-
     std::vector<int32_t> keys, cand, top;
-    std::vector<int64_t> stamp(static_cast<size_t>(s.kv_len), -1);
-    std::vector<float> qg(size_t(G) * d), csc, sc, gsc, best;
     double scanned = 0, visible = 0;
-    int64_t stamp_id = 0;
-    for (int64_t t = 0; t < s.steps; ++t) {
-      const int64_t T = step_position(s, t) + 1, local_from = std::max(n_init, T - n_local);
-      for (int64_t r = 0; r < nl; ++r) {
-        const int b = int(r / s.kv_heads), kh = int(r % s.kv_heads);
-        keys.clear();
-        append_range(keys, 0, std::min(n_init, T));
-        append_range(keys, local_from, T);
-        stat->push(t, keys);
-        gather_queries(Q, b, kh * G, G, t, qg.data());
-        // Candidates: every non-static key (exact) or the probed clusters' lists (ivf).
-        cand.clear();
-        if (mode == "exact") {
-          append_range(cand, n_init, local_from);
-        } else {
+    if (mode == "exact") {
+      // Every step's exact group scores max_h q_h·k_j of the non-static keys, one op.
+      std::vector<DecodeScoreItem> items;
+      int64_t total = 0;
+      for (int64_t t = 0; t < s.steps; ++t) {
+        const int64_t T = step_position(s, t) + 1, local_from = std::max(n_init, T - n_local);
+        for (int64_t r = 0; r < nl; ++r) {
+          DecodeScoreItem it;
+          it.b = int32_t(r / s.kv_heads);
+          it.kv_head = int32_t(r % s.kv_heads);
+          it.q_row = t;
+          it.k0 = n_init;
+          it.n = std::max<int64_t>(0, local_from - n_init);
+          it.out = total;
+          total += it.n;
+          items.push_back(it);
+        }
+      }
+      DecodeScoresArgs a;
+      a.shape = s;
+      a.q = in.q;
+      a.k = in.k;
+      a.scale = 1.0f;
+      a.epilogue = DecodeScoreEpilogue::head_max;
+      const std::vector<float> sc = scores_to_host(be, a, items);
+      size_t item = 0;
+      for (int64_t t = 0; t < s.steps; ++t) {
+        const int64_t T = step_position(s, t) + 1, local_from = std::max(n_init, T - n_local);
+        for (int64_t r = 0; r < nl; ++r) {
+          const DecodeScoreItem& it = items[item++];
+          keys.clear();
+          append_range(keys, 0, std::min(n_init, T));
+          append_range(keys, local_from, T);
+          stat->push(t, keys);
+          out.estimation_flops += 2.0 * G * d * double(it.n);
+          out.estimation_bytes += double(it.n) * d * dtype_bytes(s.dtype);
+          scanned += double(it.n);
+          visible += double(T);
+          top_k_host(sc.data() + it.out, it.n, top_k, top);  // the top-k: small host control
+          keys.clear();
+          for (int32_t e : top) keys.push_back(int32_t(n_init + e));
+          sort_unique(keys);
+          retrieved->push(t, keys);
+        }
+      }
+    } else {
+      build_indexes(in, be, out);
+      std::vector<IvfIndex> ivf = indexes_;  // extended per step
+      // The inverted lists and the search live on the host (the paper's index is on the CPU);
+      // the products they need — new keys against the centroids, the step's queries against
+      // the centroids, the probed lists' keys — go through the backend.
+      const int64_t C = indexes_.empty() ? 0 : indexes_[0].clusters;
+      HostTensor cen({s.batch, s.kv_heads, std::max<int64_t>(1, C), d});
+      for (int64_t r = 0; r < nl; ++r) std::copy(ivf[size_t(r)].centroids.begin(), ivf[size_t(r)].centroids.end(), cen.row(r / s.kv_heads, r % s.kv_heads, 0));
+      const TensorRef cen_dev = be.alloc(cen.shape, DType::f32);
+      be.upload(cen, cen_dev);
+      std::vector<int64_t> stamp(static_cast<size_t>(s.kv_len), -1);
+      std::vector<float> best;
+      int64_t stamp_id = 0;
+      DecodeScoresArgs a;
+      a.shape = s;
+      a.scale = 1.0f;
+      for (int64_t t = 0; t < s.steps; ++t) {
+        const int64_t T = step_position(s, t) + 1, local_from = std::max(n_init, T - n_local);
+        for (int64_t r = 0; r < nl; ++r) {
+          const int b = int(r / s.kv_heads), kh = int(r % s.kv_heads);
+          keys.clear();
+          append_range(keys, 0, std::min(n_init, T));
+          append_range(keys, local_from, T);
+          stat->push(t, keys);
           IvfIndex& ix = ivf[size_t(r)];
-          extend(ix, K, b, kh, d, std::min<int64_t>(local_from, T), out);  // keys that left the window
-          csc.resize(size_t(G) * size_t(ix.clusters));
-          cpu::group_scores(qg.data(), G, ix.centroids.data(), ix.clusters, d, 1.0f, csc.data());
+          extend(ix, be, in, cen_dev, b, kh, std::min<int64_t>(local_from, T), out);  // keys that left the window
+          // The probed clusters: the centroids best matched by the group's heads.
+          a.q = in.q;
+          a.k = cen_dev;
+          a.key_lists = IndexLists{};
+          a.epilogue = DecodeScoreEpilogue::raw;
+          DecodeScoreItem it;
+          it.b = b;
+          it.kv_head = kh;
+          it.q_row = t;
+          it.n = ix.clusters;
+          const std::vector<float> csc = scores_to_host(be, a, {it});
           best.assign(size_t(ix.clusters), -std::numeric_limits<float>::infinity());
           for (int g = 0; g < G; ++g)
             for (int64_t c = 0; c < ix.clusters; ++c) best[size_t(c)] = std::max(best[size_t(c)], csc[size_t(g * ix.clusters + c)]);
-          cpu::top_k(best.data(), ix.clusters, nprobe, top);
+          top_k_host(best.data(), ix.clusters, nprobe, top);
           ++stamp_id;
+          cand.clear();
           for (int32_t c : top)
             for (int32_t j : ix.lists[size_t(c)])
               if (j >= n_init && j < local_from && stamp[size_t(j)] != stamp_id) {
@@ -187,36 +276,28 @@ class Retrieval final : public SparseDecodeVariant {
           out.estimation_flops += 2.0 * G * d * double(ix.clusters);
           out.estimation_bytes += double(ix.clusters) * d * 4.0;
           scanned += double(ix.clusters);
-        }
-        // Exact group scores of the candidates: max over the group's heads of q_h·k_j.
-        sc.assign(cand.size(), -std::numeric_limits<float>::infinity());
-        if (mode == "exact" && !cand.empty()) {  // one contiguous range: a GEMM
-          gsc.resize(size_t(G) * cand.size());
-          cpu::group_scores(qg.data(), G, K.row(b, kh, cand[0]), int64_t(cand.size()), d, 1.0f, gsc.data());
-          for (int g = 0; g < G; ++g)
-            for (size_t e = 0; e < cand.size(); ++e) sc[e] = std::max(sc[e], gsc[size_t(g) * cand.size() + e]);
-        } else {
-          for (size_t e = 0; e < cand.size(); ++e) {
-            const float* k = K.row(b, kh, cand[e]);
-            for (int g = 0; g < G; ++g) {
-              float dot = 0;
-              for (int c = 0; c < d; ++c) dot += qg[size_t(g) * d + c] * k[c];
-              sc[e] = std::max(sc[e], dot);
-            }
+          // Exact group scores of the candidates: max over the group's heads of q_h·k_j.
+          std::vector<float> sc;
+          if (!cand.empty()) {
+            a.k = in.k;
+            a.key_lists = be.upload_indices({0, int32_t(cand.size())}, cand);
+            a.epilogue = DecodeScoreEpilogue::head_max;
+            it.n = int64_t(cand.size());
+            sc = scores_to_host(be, a, {it});
           }
+          out.estimation_flops += 2.0 * G * d * double(cand.size());
+          out.estimation_bytes += double(cand.size()) * d * dtype_bytes(s.dtype);
+          scanned += double(cand.size());
+          visible += double(T);
+          top_k_host(sc.data(), int64_t(sc.size()), top_k, top);
+          keys.clear();
+          for (int32_t e : top) keys.push_back(cand[size_t(e)]);
+          sort_unique(keys);
+          retrieved->push(t, keys);
         }
-        out.estimation_flops += 2.0 * G * d * double(cand.size());
-        out.estimation_bytes += double(cand.size()) * d * dtype_bytes(s.dtype);
-        scanned += double(cand.size());
-        visible += double(T);
-        cpu::top_k(sc.data(), int64_t(sc.size()), top_k, top);
-        keys.clear();
-        for (int32_t e : top) keys.push_back(cand[size_t(e)]);
-        sort_unique(keys);
-        retrieved->push(t, keys);
       }
+      be.free(cen_dev);
     }
-    (void)N;
     out.stats["scanned_fraction"] = visible > 0 ? scanned / visible : 0.0;
     out.stats["index_queries"] = double(index_queries_);
     if (mode != "exact") {
@@ -224,20 +305,21 @@ class Retrieval final : public SparseDecodeVariant {
       out.stats["index_build_flops"] = build_flops_;
       out.stats["index_build_seconds"] = build_seconds_;
     }
-    out.sources.push_back({stat, nullptr, nullptr});
-    out.sources.push_back({retrieved, nullptr, nullptr});
+    out.sources.push_back({stat, 0, {}, {}});
+    out.sources.push_back({retrieved, 0, {}, {}});
     return out;
   }
 
  private:
   // Adds keys [ix.indexed_to, upto) to the list of their best centroid (the index grows with
-  // the cache as keys leave the recent window).
-  void extend(IvfIndex& ix, const HostTensor& K, int b, int kh, int d, int64_t upto, Selected& out) const {
+  // the cache as keys leave the recent window); cen (B, Hkv, C, D) holds every index's
+  // centroids on the backend.
+  void extend(IvfIndex& ix, Backend& be, const Inputs& in, const TensorRef& cen, int b, int kh, int64_t upto,
+              Selected& out) const {
     if (upto <= ix.indexed_to) return;
     const int64_t n = upto - ix.indexed_to;
-    std::vector<float> sc(static_cast<size_t>(n * ix.clusters));
-    cpu::group_scores(K.row(b, kh, ix.indexed_to), n, ix.centroids.data(), ix.clusters, d, 1.0f, sc.data());
-    out.estimation_flops += 2.0 * double(n) * double(ix.clusters) * d;
+    const std::vector<float> sc = key_centroid_scores(be, in, cen, b, kh, ix.indexed_to, n, ix.clusters);
+    out.estimation_flops += 2.0 * double(n) * double(ix.clusters) * in.shape.head_dim;
     for (int64_t e = 0; e < n; ++e) {
       const int64_t c = std::max_element(sc.begin() + e * ix.clusters, sc.begin() + (e + 1) * ix.clusters) -
                         (sc.begin() + e * ix.clusters);
@@ -246,22 +328,45 @@ class Retrieval final : public SparseDecodeVariant {
     ix.indexed_to = upto;
   }
 
+  // Scores (n, C) of keys [j0, j0 + n) of (b, kv head kh) against that index's centroids: the
+  // keys as the query rows of decode_scores, one head per "group".
+  static std::vector<float> key_centroid_scores(Backend& be, const Inputs& in, const TensorRef& cen, int b, int kh,
+                                                int64_t j0, int64_t n, int64_t C) {
+    DecodeScoresArgs a;
+    a.shape = in.shape;
+    a.shape.q_heads = in.shape.kv_heads;
+    a.q = in.k;
+    a.k = cen;
+    a.scale = 1.0f;
+    DecodeScoreItem it;
+    it.b = b;
+    it.kv_head = kh;
+    it.q_row = j0;
+    it.q_rows = n;
+    it.n = C;
+    return scores_to_host(be, a, {it});
+  }
+
   // The per-(batch, kv head) indexes over the prompt keys [0, N), built once per input set:
   // prefill-time work, so later plans of the same inputs reuse them (latency samples time the
   // decode-time search only).
-  void build_indexes(const Inputs& in, Selected& out) {
+  // Built on the host from downloaded keys and prompt queries: the paper keeps the index and
+  // the vectors it retrieves from in CPU memory; the products go through the backend.
+  void build_indexes(const Inputs& in, Backend& be, Selected& out) {
     const AttnShape& s = in.shape;
-    const HostTensor& K = in.host->k;
-    if (built_for_ == InputsKey::of(in)) return;
+    const InputsKey key = InputsKey::of(in, be);
+    if (built_for_ == key) return;
     const auto t0 = std::chrono::steady_clock::now();
+    const HostTensor K = be.download(in.k);
     const int G = s.group(), d = s.head_dim;
     const int64_t N = step_position(s, 0), nl = int64_t(s.batch) * s.kv_heads;
     const int64_t C = params_.integer("clusters") > 0 ? std::min(params_.integer("clusters"), N)
                                                       : std::max<int64_t>(1, int64_t(std::ceil(std::sqrt(double(N)))));
     const int64_t build_topk = params_.integer("build_topk");
-    const auto qp = in.host->extra.find("q_prompt");
-    const bool use_queries = params_.string("index") == "ivf" && qp != in.host->extra.end();
-    const int64_t M = use_queries ? qp->second.shape[2] : 0;
+    const auto qp = in.extra.find("q_prompt");
+    const bool use_queries = params_.string("index") == "ivf" && qp != in.extra.end();
+    const HostTensor QP = use_queries ? be.download(qp->second) : HostTensor();
+    const int64_t M = use_queries ? QP.shape[2] : 0;
     const float scale = in.effective_scale();
     indexes_.assign(size_t(nl), IvfIndex{});
     build_flops_ = 0;
@@ -274,25 +379,23 @@ class Retrieval final : public SparseDecodeVariant {
       if (use_queries) {
         // Rows (g, m): the group's heads at prompt positions N - M + m.
         std::vector<float> q(static_cast<size_t>(G * M * d));
-        for (int g = 0; g < G; ++g) std::copy_n(qp->second.row(b, kh * G + g, 0), M * d, q.data() + size_t(g) * M * d);
+        for (int g = 0; g < G; ++g) std::copy_n(QP.row(b, kh * G + g, 0), M * d, q.data() + size_t(g) * M * d);
         std::vector<float> qn(q);
         normalise_rows(qn, G * M, d);
-        ix.centroids = spherical_kmeans(qn, G * M, d, C, seed, &build_flops_);
+        ix.centroids = spherical_kmeans(be, qn, G * M, d, C, seed, &build_flops_);
         // Each prompt query's cluster and its exact causal top keys.
-        std::vector<float> csc(static_cast<size_t>(G * M * C));
-        cpu::group_scores(qn.data(), G * M, ix.centroids.data(), C, d, 1.0f, csc.data());
+        const std::vector<float> csc = index_scores(be, qn.data(), G * M, ix.centroids.data(), C, d);
         const int64_t rows_per = 64;
         std::vector<float> sc;
         std::vector<int32_t> top;
         for (int64_t r0 = 0; r0 < G * M; r0 += rows_per) {
           const int64_t nr = std::min(rows_per, G * M - r0);
-          sc.resize(size_t(nr * N));
-          cpu::group_scores(q.data() + r0 * d, nr, K.row(b, kh, 0), N, d, scale, sc.data());
+          sc = prompt_key_scores(be, in, b, kh, q.data() + r0 * d, nr, N, scale);
           build_flops_ += 2.0 * double(nr) * double(N) * d;
           for (int64_t e = 0; e < nr; ++e) {
             const int64_t row = r0 + e, pos = N - M + row % M;  // prompt position: sees keys <= pos
             float* srow = sc.data() + e * N;
-            cpu::top_k(srow, pos + 1, build_topk, top);
+            top_k_host(srow, pos + 1, build_topk, top);
             const int64_t c = std::max_element(csc.begin() + row * C, csc.begin() + (row + 1) * C) - (csc.begin() + row * C);
             ix.lists[size_t(c)].insert(ix.lists[size_t(c)].end(), top.begin(), top.end());
           }
@@ -306,7 +409,7 @@ class Retrieval final : public SparseDecodeVariant {
         std::vector<float> kn(static_cast<size_t>(n_train * d));
         for (int64_t e = 0; e < n_train; ++e) std::copy_n(K.row(b, kh, e * N / n_train), d, kn.data() + e * d);
         normalise_rows(kn, n_train, d);
-        ix.centroids = spherical_kmeans(kn, n_train, d, C, seed, &build_flops_);
+        ix.centroids = spherical_kmeans(be, kn, n_train, d, C, seed, &build_flops_);
       }
       // Keys no prompt query linked: the centroid with the largest inner product.
       std::vector<char> linked(static_cast<size_t>(N), 0);
@@ -318,13 +421,12 @@ class Retrieval final : public SparseDecodeVariant {
       for (int64_t j = 0; j < N; ++j)
         if (!linked[size_t(j)]) rest.push_back(int32_t(j));
       const int64_t chunk = 4096;
-      std::vector<float> kbuf, ksc;
+      std::vector<float> kbuf;
       for (size_t e0 = 0; e0 < rest.size(); e0 += size_t(chunk)) {
         const int64_t n = std::min<int64_t>(chunk, int64_t(rest.size() - e0));
         kbuf.resize(size_t(n * d));
-        ksc.resize(size_t(n * C));
-        gather_keys(K, b, kh, rest.data() + e0, n, kbuf.data());
-        cpu::group_scores(kbuf.data(), n, ix.centroids.data(), C, d, 1.0f, ksc.data());
+        for (int64_t e = 0; e < n; ++e) std::copy_n(K.row(b, kh, rest[e0 + size_t(e)]), d, kbuf.data() + e * d);
+        const std::vector<float> ksc = index_scores(be, kbuf.data(), n, ix.centroids.data(), C, d);
         for (int64_t e = 0; e < n; ++e) {
           const int64_t c = std::max_element(ksc.begin() + e * C, ksc.begin() + (e + 1) * C) - (ksc.begin() + e * C);
           ix.lists[size_t(c)].push_back(rest[e0 + size_t(e)]);
@@ -336,8 +438,33 @@ class Retrieval final : public SparseDecodeVariant {
     }
     build_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     index_queries_ = M;
-    built_for_ = InputsKey::of(in);
+    built_for_ = key;
     (void)out;
+  }
+
+  // Scores (nr, N) = scale·q·kᵀ of host query rows q (nr, d) against keys [0, N) of (b, kh),
+  // through decode_scores: the rows sit in a (B, Hkv, nr, D) tensor at (b, kh), one head per
+  // "group".
+  static std::vector<float> prompt_key_scores(Backend& be, const Inputs& in, int b, int kh, const float* q,
+                                              int64_t nr, int64_t N, float scale) {
+    const AttnShape& s = in.shape;
+    HostTensor hq({s.batch, s.kv_heads, nr, s.head_dim});
+    std::copy_n(q, nr * s.head_dim, hq.row(b, kh, 0));
+    DecodeScoresArgs a;
+    a.shape = s;
+    a.shape.q_heads = s.kv_heads;
+    a.q = be.alloc(hq.shape, DType::f32);
+    be.upload(hq, a.q);
+    a.k = in.k;
+    a.scale = scale;
+    DecodeScoreItem it;
+    it.b = b;
+    it.kv_head = kh;
+    it.q_rows = nr;
+    it.n = N;
+    std::vector<float> sc = scores_to_host(be, a, {it});
+    be.free(a.q);
+    return sc;
   }
 
   std::vector<IvfIndex> indexes_;

@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 #include "core/errors.hpp"
-#include "cpu/lse_merge.hpp"
-#include "cpu/selection.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/dense_sdpa_base.hpp"
 
@@ -50,25 +49,27 @@ void DecodeTokenSelection::keys(int b, int h, int64_t i, std::vector<int64_t>& o
   out.erase(std::unique(out.begin(), out.end()), out.end());
 }
 
-InputsKey InputsKey::of(const Inputs& in) {
-  InputsKey k;
-  k.host = in.host.get();
-  const HostTensor& K = in.host->k;
-  k.sample = {float(in.shape.batch), float(in.shape.kv_heads), float(in.shape.kv_len), float(in.shape.steps)};
-  for (int64_t e = 0; e < 64 && K.numel() > 0; ++e) k.sample.push_back(K.data[size_t((e * 7919) % K.numel())]);
-  return k;
-}
-
-std::vector<std::vector<float>> block_mean_keys(const HostTensor& k, const AttnShape& s, int64_t offset,
-                                                int64_t block, int64_t blocks) {
-  std::vector<std::vector<float>> means(static_cast<size_t>(int64_t(s.batch) * s.kv_heads));
-  for (int b = 0; b < s.batch; ++b)
-    for (int kh = 0; kh < s.kv_heads; ++kh) {
-      auto& m = means[size_t(b) * s.kv_heads + kh];
-      m.resize(size_t(std::max<int64_t>(0, blocks)) * s.head_dim);
-      if (blocks > 0) cpu::pool_rows(k.row(b, kh, offset), blocks * block, s.head_dim, block, cpu::Pool::mean, m.data());
-    }
-  return means;
+InputsKey InputsKey::of(const Inputs& in, Backend& be) {
+  InputsKey key;
+  key.k = in.k.data;
+  const AttnShape& s = in.shape;
+  key.sample = {float(s.batch), float(s.kv_heads), float(s.kv_len), float(s.steps)};
+  if (in.k.numel() == 0) return key;
+  // Four rows of every (batch, kv head), spread over the cache.
+  const int64_t n = in.k.shape[2];
+  TensorRef rows = be.alloc({in.k.shape[0], in.k.shape[1], 4, in.k.shape[3]}, DType::f32);
+  for (int64_t e = 0; e < 4; ++e) {
+    CopyRowsArgs a;
+    a.src = in.k;
+    a.dst = rows;
+    a.src_row = (e * 7919) % n;
+    a.dst_row = e;
+    be.copy_rows(a);
+  }
+  const HostTensor h = be.download(rows);
+  be.free(rows);
+  for (int64_t e = 0; e < 64; ++e) key.sample.push_back(h.data[size_t((e * 7919) % h.numel())]);
+  return key;
 }
 
 void append_range(std::vector<int32_t>& out, int64_t a, int64_t b) {
@@ -80,14 +81,69 @@ void sort_unique(std::vector<int32_t>& v) {
   v.erase(std::unique(v.begin(), v.end()), v.end());
 }
 
-void gather_queries(const HostTensor& q, int b, int h0, int n, int64_t t, float* out) {
-  const int64_t d = q.shape[3];
-  for (int g = 0; g < n; ++g) std::copy_n(q.row(b, h0 + g, t), d, out + size_t(g) * d);
+std::vector<float> scores_to_host(Backend& be, DecodeScoresArgs a, const std::vector<DecodeScoreItem>& items) {
+  int64_t total = 0;
+  for (const auto& it : items) total = std::max(total, it.out + a.item_size(it));
+  if (total == 0) return {};
+  a.out = be.alloc({1, 1, 1, total}, DType::f32);
+  a.items = items.data();
+  a.n_items = int64_t(items.size());
+  be.decode_scores(a);
+  HostTensor h = be.download(a.out);
+  be.free(a.out);
+  return std::move(h.data);
 }
 
-void gather_keys(const HostTensor& k, int b, int kh, const int32_t* keys, int64_t n, float* out) {
-  const int64_t d = k.shape[3];
-  for (int64_t e = 0; e < n; ++e) std::copy_n(k.row(b, kh, keys[e]), d, out + e * d);
+void top_k_host(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out) {
+  out.clear();
+  k = std::clamp<int64_t>(k, 0, n);
+  if (k == 0) return;
+  std::vector<int32_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  auto val = [&](int32_t i) { const float v = scores[i]; return std::isnan(v) ? kNegInf : v; };
+  auto before = [&](int32_t a, int32_t b) {
+    const float va = val(a), vb = val(b);
+    return va > vb || (va == vb && a < b);
+  };
+  if (k < n) std::nth_element(idx.begin(), idx.begin() + k, idx.end(), before);
+  idx.resize(static_cast<size_t>(k));
+  std::sort(idx.begin(), idx.end(), before);
+  out = std::move(idx);
+}
+
+void fake_quantize_row(const float* x, float* out, int64_t n, int bits) {
+  float mx = 0;
+  for (int64_t c = 0; c < n; ++c) mx = std::max(mx, std::abs(x[c]));
+  const float levels = float((1 << (bits - 1)) - 1);
+  if (mx == 0) {
+    std::fill(out, out + n, 0.0f);
+    return;
+  }
+  const float s = mx / levels;
+  for (int64_t c = 0; c < n; ++c) out[c] = std::round(x[c] / s) * s;
+}
+
+double cosine_host(const float* a, const float* b, int64_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
+}
+
+HostTensor step_queries(Backend& be, const Inputs& in, int64_t t) {
+  const AttnShape& s = in.shape;
+  CopyRowsArgs a;
+  a.src = in.q;
+  a.dst = be.alloc({s.batch, s.q_heads, 1, s.head_dim}, s.dtype);
+  a.src_row = t;
+  be.copy_rows(a);
+  HostTensor h = be.download(a.dst);
+  be.free(a.dst);
+  return h;
 }
 
 std::shared_ptr<StepKeyLists> kv_head_lists(const AttnShape& s) {
@@ -110,41 +166,80 @@ double SparseDecodeVariant::cosine_param(const std::string& name) const {
   return v;
 }
 
-std::vector<std::vector<float>> SparseDecodeVariant::block_means(const Inputs& in, int64_t offset, int64_t block,
-                                                                 int64_t prompt_blocks, int64_t blocks,
-                                                                 PromptMeans& cache, Selected& out) {
+TensorRef SparseDecodeVariant::block_means(const Inputs& in, Backend& be, int64_t offset, int64_t block,
+                                           int64_t prompt_blocks, int64_t blocks, PromptMeans& cache, Selected& out) {
   const AttnShape& s = in.shape;
-  const HostTensor& K = in.host->k;
   const int d = s.head_dim;
-  if (!(cache.inputs == InputsKey::of(in))) {
-    cache.means = block_mean_keys(K, s, offset, block, prompt_blocks);
-    cache.inputs = InputsKey::of(in);
+  const InputsKey key = InputsKey::of(in, be);
+  if (!(cache.inputs == key) || !cache.means.data) {
+    if (cache.means.data) be.free(cache.means);
+    cache.means = be.alloc({s.batch, s.kv_heads, std::max<int64_t>(1, prompt_blocks), d}, DType::f32);
+    BlockMeanKeysArgs a;
+    a.k = in.k;
+    a.out = cache.means;
+    a.offset = offset;
+    a.block = block;
+    a.blocks = prompt_blocks;
+    be.block_mean_keys(a);
+    cache.inputs = key;
   }
-  std::vector<std::vector<float>> means = cache.means;
-  const auto fresh = block_mean_keys(K, s, offset + prompt_blocks * block, block, blocks - prompt_blocks);
-  for (size_t r = 0; r < means.size(); ++r) means[r].insert(means[r].end(), fresh[r].begin(), fresh[r].end());
+  TensorRef means = be.alloc({s.batch, s.kv_heads, std::max<int64_t>(1, blocks), d}, DType::f32);
+  if (prompt_blocks > 0) {
+    CopyRowsArgs c;
+    c.src = cache.means;
+    c.dst = means;
+    c.rows = prompt_blocks;
+    be.copy_rows(c);
+  }
+  BlockMeanKeysArgs a;
+  a.k = in.k;
+  a.out = means;
+  a.offset = offset + prompt_blocks * block;
+  a.block = block;
+  a.blocks = blocks - prompt_blocks;
+  a.out_row = prompt_blocks;
+  be.block_mean_keys(a);
   out.estimation_flops += double(s.batch) * s.kv_heads * double((blocks - prompt_blocks) * block) * d;
   out.estimation_bytes += double(s.batch) * s.kv_heads * double((blocks - prompt_blocks) * block) * d * dtype_bytes(s.dtype);
   out.stats["prefill_pool_flops"] = double(s.batch) * s.kv_heads * double(prompt_blocks * block) * d;
   return means;
 }
 
+Support SparseDecodeVariant::probe_block_means(const AttnShape& s, const Backend& b) {
+  BlockMeanKeysArgs a;
+  a.k.shape = {s.batch, s.kv_heads, s.kv_len, s.head_dim};
+  a.out.shape = {s.batch, s.kv_heads, 1, s.head_dim};
+  a.blocks = 0;
+  Support ok = b.supports_block_mean_keys(a);
+  if (!ok.ok) return ok;
+  CopyRowsArgs c;
+  c.src = a.out;
+  c.dst = a.out;
+  return b.supports_copy_rows(c);
+}
+
+Support SparseDecodeVariant::probe_scores(const AttnShape& s, const Backend& b, DecodeQueryRows rows,
+                                          DecodeScoreEpilogue epilogue, bool key_lists) {
+  DecodeScoresArgs a;
+  a.shape = s;
+  a.q.shape = {s.batch, s.q_heads, s.q_len, s.head_dim};
+  a.k.shape = {s.batch, s.kv_heads, s.kv_len, s.head_dim};
+  a.out.shape = {1, 1, 1, 1};
+  a.rows = rows;
+  a.epilogue = epilogue;
+  if (key_lists) a.key_lists.lists = 1;  // the call gathers keys by index
+  return b.supports_decode_scores(a);
+}
+
 namespace {
 
 struct DecodePlanState {
   std::vector<DecodeSource> sources;
+  std::vector<std::vector<IndexLists>> lists;  // per source, per step: op 3's lists on the backend
   double estimation_bytes = 0;
 };
 
 const DecodePlanState* state_of(const Plan& p) { return static_cast<const DecodePlanState*>(p.state.get()); }
-
-TensorRef host_ref(const HostTensor& t) {
-  TensorRef r;
-  r.data = const_cast<float*>(t.ptr());
-  r.shape = t.shape;
-  r.dtype = DType::f32;
-  return r;
-}
 
 }  // namespace
 
@@ -161,18 +256,37 @@ AttnShape SparseDecodeVariant::shape(const Problem& p) const {
 }
 
 Support SparseDecodeVariant::supports(const AttnShape& s, const Backend& b) const {
-  // The plan's lists stay in host memory and the sources merge by LSE on the host: a backend
-  // whose op 3 reads host lists (the CPU) runs it; others answer why not.
+  // Every op plan() and run() call, probed with the argument kinds they pass: the selection's
+  // scoring ops (the variant's), the step rows' copies, op 3 over lists from upload_indices,
+  // and the LSE merge when several key sources are merged.
+  const AttnShape one = step_shape(s);
+  CopyRowsArgs c;
+  c.src.shape = {s.batch, s.q_heads, s.q_len, s.head_dim};
+  c.dst.shape = {s.batch, s.q_heads, 1, s.head_dim};
+  Support ok = b.supports_copy_rows(c);
+  if (!ok.ok) return ok;
   GatherDecodeArgs a;
-  a.shape = step_shape(s);
+  a.shape = one;
+  a.q.shape = c.dst.shape;
+  a.k.shape = {s.batch, s.kv_heads, s.kv_len, s.head_dim};
+  a.v.shape = {s.batch, s.kv_heads, s.kv_len, s.v_dim};
+  a.o.shape = {s.batch, s.q_heads, 1, s.v_dim};
+  a.lse.shape = {s.batch, s.q_heads, 1, 1};
   a.lists.lists = int64_t(s.batch) * s.kv_heads;
-  a.lists.on_device = false;
-  return b.supports_gather_decode(a);
+  ok = b.supports_gather_decode(a);
+  if (!ok.ok) return ok;
+  if (max_sources() > 1) {
+    LseMergeArgs m;
+    m.o.shape = m.o2.shape = a.o.shape;
+    m.lse.shape = m.lse2.shape = a.lse.shape;
+    ok = b.supports_lse_merge(m);
+    if (!ok.ok) return ok;
+  }
+  return supports_selection(s, b);
 }
 
 Plan SparseDecodeVariant::plan(const Inputs& in, Backend& b) {
-  (void)b;
-  Selected sel = select(in);
+  Selected sel = select(in, b);
   auto st = std::make_shared<DecodePlanState>();
   st->sources = sel.sources;
   st->estimation_bytes = sel.estimation_bytes;
@@ -181,6 +295,14 @@ Plan SparseDecodeVariant::plan(const Inputs& in, Backend& b) {
   for (const auto& src : sel.sources) {
     lists.push_back(src.lists);
     entries += src.lists->entries();
+    // Op 3 reads each step's lists where the backend's kernels read them.
+    std::vector<IndexLists> steps;
+    for (int64_t t = 0; t < src.lists->steps(); ++t) {
+      const IndexLists h = src.lists->view(t);
+      steps.push_back(b.upload_indices(std::vector<int32_t>(h.offsets, h.offsets + h.lists + 1),
+                                       std::vector<int32_t>(h.indices, h.indices + h.total)));
+    }
+    st->lists.push_back(std::move(steps));
   }
   Plan p;
   p.selection = std::make_shared<DecodeTokenSelection>(in.shape, std::move(lists));
@@ -228,14 +350,14 @@ void SparseDecodeVariant::run(const Inputs& in, const Plan& plan, Outputs& out, 
   StepRows rows(b, in, out);
   const size_t ns = st->sources.size();
   // Sources after the first write to their own scratch, merged into the first by LSE.
-  std::vector<HostTensor> o2, lse2;
+  std::vector<TensorRef> o2, lse2;
   for (size_t k = 1; k < ns; ++k) {
-    o2.emplace_back(Shape4{s.batch, s.q_heads, 1, s.v_dim});
-    lse2.emplace_back(Shape4{s.batch, s.q_heads, 1, 1});
+    o2.push_back(b.alloc({s.batch, s.q_heads, 1, s.v_dim}, s.dtype));
+    lse2.push_back(b.alloc({s.batch, s.q_heads, 1, 1}, DType::f32));
   }
-  HostTensor q_alt({s.batch, s.q_heads, 1, s.head_dim});
-  if (ns > 1 && (rows.o().on_device || in.k.on_device))
-    throw std::runtime_error(info().name + ": merging key sources needs host tensors");
+  TensorRef q_alt;
+  for (const DecodeSource& src : st->sources)
+    if (src.q_dev.data && !q_alt.data) q_alt = b.alloc({s.batch, s.q_heads, 1, s.head_dim}, s.dtype);
   GatherDecodeArgs a;
   a.shape = step_shape(s);
   a.scale = in.scale;
@@ -244,25 +366,37 @@ void SparseDecodeVariant::run(const Inputs& in, const Plan& plan, Outputs& out, 
     for (size_t k = 0; k < ns; ++k) {
       const DecodeSource& src = st->sources[k];
       a.q = rows.q();
-      if (src.q) {  // this source's own (fake-quantised) query row t
-        const int64_t d = s.head_dim;
-        for (int64_t r = 0; r < int64_t(s.batch) * s.q_heads; ++r)
-          std::copy_n(src.q->ptr() + (r * s.q_len + t) * d, d, q_alt.ptr() + r * d);
-        a.q = host_ref(q_alt);
+      if (src.q_dev.data) {  // this source's own (fake-quantised) query row t
+        CopyRowsArgs c;
+        c.src = src.q_dev;
+        c.dst = q_alt;
+        c.src_row = t;
+        b.copy_rows(c);
+        a.q = q_alt;
       }
-      a.k = src.k ? host_ref(*src.k) : in.k;
+      a.k = src.k_dev.data ? src.k_dev : in.k;
       a.v = in.v;
-      a.o = k == 0 ? rows.o() : host_ref(o2[k - 1]);
-      a.lse = k == 0 ? rows.lse() : host_ref(lse2[k - 1]);
-      a.lists = src.lists->view(t);
+      a.o = k == 0 ? rows.o() : o2[k - 1];
+      a.lse = k == 0 ? rows.lse() : lse2[k - 1];
+      a.lists = st->lists[k][size_t(t)];
       b.gather_decode(a);
     }
-    for (size_t k = 1; k < ns; ++k)
-      cpu::lse_merge_into(rows.o().host_f32(), rows.lse().host_f32(), o2[k - 1].ptr(), lse2[k - 1].ptr(),
-                          int64_t(s.batch) * s.q_heads, s.v_dim);
+    for (size_t k = 1; k < ns; ++k) {
+      LseMergeArgs m;
+      m.o = rows.o();
+      m.lse = rows.lse();
+      m.o2 = o2[k - 1];
+      m.lse2 = lse2[k - 1];
+      b.lse_merge(m);
+    }
     rows.store(t);
   }
   rows.finish();
+  for (size_t k = 1; k < ns; ++k) {
+    b.free(o2[k - 1]);
+    b.free(lse2[k - 1]);
+  }
+  if (q_alt.data) b.free(q_alt);
 }
 
 void SparseDecodeVariant::reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i,
@@ -274,13 +408,20 @@ void SparseDecodeVariant::reference_row(const Inputs& in, const Plan& plan, int 
   const double scale = in.effective_scale();
   std::vector<double> logit;
   std::vector<const float*> vrow;
+  std::vector<float> qq(size_t(s.head_dim)), kq(size_t(s.head_dim));
   for (const DecodeSource& src : st->sources) {
-    const HostTensor& q = src.q ? *src.q : in.host->q;
-    const HostTensor& k = src.k ? *src.k : in.host->k;
-    const float* qr = q.row(b, h, i);
+    const float* qr = in.host->q.row(b, h, i);
+    if (src.quant_bits) {
+      fake_quantize_row(qr, qq.data(), s.head_dim, src.quant_bits);
+      qr = qq.data();
+    }
     const int32_t* keys = src.lists->keys(i, r);
     for (int64_t e = 0; e < src.lists->size(i, r); ++e) {
-      const float* kr = k.row(b, kh, keys[e]);
+      const float* kr = in.host->k.row(b, kh, keys[e]);
+      if (src.quant_bits) {
+        fake_quantize_row(kr, kq.data(), s.head_dim, src.quant_bits);
+        kr = kq.data();
+      }
       double dot = 0;
       for (int c = 0; c < s.head_dim; ++c) dot += double(qr[c]) * kr[c];
       logit.push_back(dot * scale);

@@ -36,11 +36,14 @@ class StepKeyLists {
   std::vector<std::vector<int32_t>> indices_;  // per step
 };
 
-// One key source of a decode plan. A source may score its keys with its own fp32 copies of Q
-// and K (SpAtten's fake-quantised MSB pass); null means the case's inputs.
+// One key source of a decode plan. A source may score its keys with its own copies of Q and
+// K on the backend (SpAtten's fake-quantised MSB pass: q_dev, k_dev; null: the case's inputs),
+// made from the inputs by fake_quantize with quant_bits bits (0: none), which reference_row
+// applies to its host rows.
 struct DecodeSource {
   std::shared_ptr<const StepKeyLists> lists;
-  std::shared_ptr<const HostTensor> q, k;
+  int quant_bits = 0;
+  TensorRef q_dev, k_dev;
 };
 
 // What the recall and NIAH metrics read: row t of head h sees the union over sources of step
@@ -59,13 +62,14 @@ class DecodeTokenSelection final : public Selection {
 
 // Identifies an input set, for work a method does once per cache at prefill time (an index,
 // the prompt's page means) and reuses across plans of the same inputs — latency samples plan
-// again and must time the decode-time work only. The host copy's address, the shape and a
-// sample of the keys (a new input set may reuse a freed address).
+// again and must time the decode-time work only. The backend copy's address, the shape and a
+// sample of the keys (a new input set may reuse a freed address), read through copy_rows and
+// a download of a few rows.
 struct InputsKey {
-  const void* host = nullptr;
+  const void* k = nullptr;
   std::vector<float> sample;
-  static InputsKey of(const Inputs& in);
-  bool operator==(const InputsKey& o) const { return host == o.host && sample == o.sample; }
+  static InputsKey of(const Inputs& in, Backend& be);
+  bool operator==(const InputsKey& o) const { return k == o.k && sample == o.sample; }
 };
 
 class SparseDecodeVariant : public Variant {
@@ -98,8 +102,13 @@ class SparseDecodeVariant : public Variant {
   };
   // Throws InputError naming the parameter and the rule broken for this shape.
   virtual void check(const AttnShape& s) const = 0;
-  // Every step's lists, decided in step order from what each step may know.
-  virtual Selected select(const Inputs& in) = 0;
+  // Every step's lists, decided in step order from what each step may know, computing on
+  // backend tensors through be's ops.
+  virtual Selected select(const Inputs& in, Backend& be) = 0;
+  // The backend's answer for the ops select() calls (probed with the argument kinds it
+  // passes); and how many key sources the plan may have (more than one: run() merges by LSE).
+  virtual Support supports_selection(const AttnShape& s, const Backend& b) const = 0;
+  virtual int max_sources() const { return 1; }
   // Before planning (cost without a plan): the keys one list holds at step t, and the
   // estimation FLOPs of all steps.
   virtual double nominal_keys(const AttnShape& s, int64_t t) const = 0;
@@ -113,36 +122,47 @@ class SparseDecodeVariant : public Variant {
   // Number parameter `name`, refused outside [-1, 1].
   double cosine_param(const std::string& name) const;
 
-  // The prompt's block means, pooled once per input set (block_means).
+  // The prompt's block means, pooled once per input set (block_means), on the backend.
   struct PromptMeans {
     InputsKey inputs;
-    std::vector<std::vector<float>> means;
+    TensorRef means;  // (B, Hkv, prompt blocks, D)
   };
-  // Mean keys of the blocks [offset + p·block, offset + (p+1)·block), p < blocks, one vector
-  // (blocks, d) per list b·Hkv + kv head. The first prompt_blocks (full before the first step)
-  // are prefill-time work, reused from `cache` across plans of the same inputs and reported
-  // as the stat prefill_pool_flops; the later ones are pooled here and counted as estimation.
-  static std::vector<std::vector<float>> block_means(const Inputs& in, int64_t offset, int64_t block,
-                                                     int64_t prompt_blocks, int64_t blocks, PromptMeans& cache,
-                                                     Selected& out);
+  // Mean keys of the blocks [offset + p·block, offset + (p+1)·block), p < blocks, as a backend
+  // tensor (B, Hkv, blocks, D) the caller frees. The first prompt_blocks (full before the
+  // first step) are prefill-time work, reused from `cache` across plans of the same inputs and
+  // reported as the stat prefill_pool_flops; the later ones are pooled here and counted as
+  // estimation.
+  static TensorRef block_means(const Inputs& in, Backend& be, int64_t offset, int64_t block, int64_t prompt_blocks,
+                               int64_t blocks, PromptMeans& cache, Selected& out);
+  // Probes of the ops block_means and decode_scores calls, for supports_selection.
+  static Support probe_block_means(const AttnShape& s, const Backend& b);
+  static Support probe_scores(const AttnShape& s, const Backend& b, DecodeQueryRows rows, DecodeScoreEpilogue epilogue,
+                              bool key_lists);
 
   ParamSet params_;
   VariantInfo info_;
 };
 
-// Mean keys of the blocks [offset + p·block, offset + (p+1)·block) of every (batch, kv head),
-// for p < blocks, pooled from K: one vector (blocks, d) per list b·Hkv + kv head.
-std::vector<std::vector<float>> block_mean_keys(const HostTensor& k, const AttnShape& s, int64_t offset,
-                                                int64_t block, int64_t blocks);
+// Scores on the backend: runs decode_scores over `items` into a fresh fp32 buffer and returns
+// its host copy (the selection's top-k and state updates that follow are small sequential
+// control on the host: docs/decode.md).
+std::vector<float> scores_to_host(Backend& be, DecodeScoresArgs a, const std::vector<DecodeScoreItem>& items);
+// Indices of the k largest scores (k clipped to n), in descending score order; ties go to the
+// lower index and NaN ranks as -inf (the rule of the prefill selectors, cpu::top_k).
+void top_k_host(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out);
+// x̃ = round(x / s)·s, s = max|x| / (2^(bits-1) - 1), over the n values of one row (the
+// float64 reference's form of the fake_quantize op).
+void fake_quantize_row(const float* x, float* out, int64_t n, int bits);
+// cos(a, b) in double; 0 when either vector is zero.
+double cosine_host(const float* a, const float* b, int64_t n);
+// Query row t of every (batch, head) as a host tensor (B, Hq, 1, D), through copy_rows and a
+// download: small control (TokenSelect's fingerprints, Recycled's schedule) reads it.
+HostTensor step_queries(Backend& be, const Inputs& in, int64_t t);
 
 // Keys [a, b) appended to `out` (a helper for sink, local and block ranges).
 void append_range(std::vector<int32_t>& out, int64_t a, int64_t b);
 // Sorts and removes repeats.
 void sort_unique(std::vector<int32_t>& v);
-// Rows t of query heads h0 .. h0+n-1 of batch b, packed (n, d) into `out`.
-void gather_queries(const HostTensor& q, int b, int h0, int n, int64_t t, float* out);
-// Rows keys[0 .. n) of kv head kh of batch b, packed (n, d) into `out`.
-void gather_keys(const HostTensor& k, int b, int kh, const int32_t* keys, int64_t n, float* out);
 // Empty key lists for every step and (batch, kv head) of the shape.
 std::shared_ptr<StepKeyLists> kv_head_lists(const AttnShape& s);
 // The same filled in step order, then b, then kv head: fill(t, b, kh, keys) writes each list

@@ -23,37 +23,17 @@
 // queries, so step 0 attends to the whole cache and its probabilities seed the importance.
 // Probabilities and (with head pruning) outputs are a second pass over the kept keys — a fused
 // attention kernel returns neither — and are counted as estimation.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <numeric>
 
-#include "cpu/selection.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/sparse_decode/sparse_decode_base.hpp"
 
 namespace ab {
 namespace {
-
-// x̃ = round(x / s)·s, s = max|x| / (2^(bits-1) - 1), per row of n values.
-void fake_quantize_row(const float* x, float* out, int n, int bits) {
-  float mx = 0;
-  for (int c = 0; c < n; ++c) mx = std::max(mx, std::abs(x[c]));
-  const float levels = float((1 << (bits - 1)) - 1);
-  if (mx == 0) {
-    std::fill(out, out + n, 0.0f);
-    return;
-  }
-  const float s = mx / levels;
-  for (int c = 0; c < n; ++c) out[c] = std::round(x[c] / s) * s;
-}
-
-std::shared_ptr<HostTensor> fake_quantize(const HostTensor& t, int bits) {
-  auto q = std::make_shared<HostTensor>(t.shape);
-  const int n = int(t.shape[3]);
-  for (int64_t r = 0; r < t.numel() / n; ++r) fake_quantize_row(t.ptr() + r * n, q->ptr() + r * n, n, bits);
-  return q;
-}
 
 class SpAtten final : public SparseDecodeVariant {
  public:
@@ -106,90 +86,137 @@ class SpAtten final : public SparseDecodeVariant {
     return f;
   }
 
-  Selected select(const Inputs& in) override {
+  Support supports_selection(const AttnShape& s, const Backend& b) const override {
+    const bool heads = params_.number("head_keep") < 1.0;
+    Support ok = probe_scores(s, b, DecodeQueryRows::group,
+                              heads ? DecodeScoreEpilogue::probs_output_l1 : DecodeScoreEpilogue::probs, true);
+    if (!ok.ok || params_.integer("msb_bits") == 0) return ok;
+    FakeQuantizeArgs a;
+    a.x.shape = a.out.shape = {s.batch, s.kv_heads, s.kv_len, s.head_dim};
+    a.bits = int(params_.integer("msb_bits"));
+    return b.supports_fake_quantize(a);
+  }
+  int max_sources() const override { return params_.integer("msb_bits") > 0 ? 2 : 1; }
+
+  Selected select(const Inputs& in, Backend& be) override {
     const AttnShape& s = in.shape;
     const int64_t start = params_.integer("start"), important = params_.integer("important"),
                   recent = params_.integer("recent"), msb = params_.integer("msb_bits");
     const double confidence = params_.number("confidence");
     const int heads_kept = int(std::ceil(params_.number("head_keep") * s.kv_heads - 1e-9));
+    const bool head_pruning = heads_kept < s.kv_heads;
     const int G = s.group(), d = s.head_dim, dv = s.v_dim;
-    const float scale = in.effective_scale();
-    const HostTensor& Q = in.host->q;
-    const HostTensor& K = in.host->k;
-    const HostTensor& V = in.host->v;
     const int64_t nl = int64_t(s.batch) * s.kv_heads;
     auto full = std::make_shared<StepKeyLists>(s.steps, nl);
     std::shared_ptr<StepKeyLists> coarse;
-    std::shared_ptr<HostTensor> q_msb, k_msb;
+    const QuantCopy* quant = nullptr;
     Selected out;
     if (msb > 0) {
       coarse = std::make_shared<StepKeyLists>(s.steps, nl);
-      q_msb = fake_quantize(Q, int(msb));
-      k_msb = fake_quantize(K, int(msb));
+      quant = &quantized(in, be, int(msb));
     }
 
+    // The kept sets, importances and the eviction are small sequential control on the host;
+    // each step's probabilities (and, with head pruning, the outputs' magnitudes) over the
+    // kept keys are one op per pass over every live (batch, kv head).
     const int64_t N = step_position(s, 0);  // prompt tokens
     std::vector<std::vector<int32_t>> kept(static_cast<size_t>(nl));
     std::vector<std::vector<double>> imp(static_cast<size_t>(nl), std::vector<double>(size_t(s.kv_len), 0.0));
     for (int64_t r = 0; r < nl; ++r) append_range(kept[size_t(r)], 0, N);
     std::vector<double> head_imp(static_cast<size_t>(nl), 0.0);
-    std::vector<char> alive(static_cast<size_t>(nl), 1);
-    std::vector<float> qg(size_t(G) * d), kbuf, probs;
-    std::vector<int32_t> empty, order;
+    std::vector<char> alive(static_cast<size_t>(nl), 1), use_msb(static_cast<size_t>(nl), 0);
+    std::vector<int32_t> empty, order, offsets, all;
+    std::vector<DecodeScoreItem> items, refetch_items;
+    std::vector<int64_t> item_of(static_cast<size_t>(nl), -1);
+    DecodeScoresArgs a;
+    a.shape = s;
+    a.v = in.v;
+    a.scale = in.effective_scale();
+    a.rows = DecodeQueryRows::group;
+    a.epilogue = head_pruning ? DecodeScoreEpilogue::probs_output_l1 : DecodeScoreEpilogue::probs;
     int64_t refetch = 0, checks = 0;
     for (int64_t t = 0; t < s.steps; ++t) {
       const int64_t P = step_position(s, t);
+      items.clear();
+      offsets.assign(1, 0);
+      all.clear();
+      int64_t total = 0;
       for (int64_t r = 0; r < nl; ++r) {
-        const int b = int(r / s.kv_heads), kh = int(r % s.kv_heads);
         auto& C = kept[size_t(r)];
         C.push_back(int32_t(P));
-        if (!alive[size_t(r)]) {  // a pruned head attends to nothing
+        item_of[size_t(r)] = -1;
+        if (!alive[size_t(r)]) continue;
+        DecodeScoreItem it;
+        it.b = int32_t(r / s.kv_heads);
+        it.kv_head = int32_t(r % s.kv_heads);
+        it.q_row = t;
+        it.k0 = int64_t(all.size());
+        it.n = int64_t(C.size());
+        it.out = total;
+        total += a.item_size(it);
+        item_of[size_t(r)] = int64_t(items.size());
+        items.push_back(it);
+        all.insert(all.end(), C.begin(), C.end());
+        offsets.push_back(int32_t(all.size()));
+      }
+      std::vector<float> probs, probs_full;
+      if (!items.empty()) {
+        a.key_lists = be.upload_indices(offsets, all);
+        // The step's probabilities over C: MSB pass first when enabled; a group whose most
+        // confident row has max_j p_j < confidence is recomputed at full precision.
+        refetch_items.clear();
+        if (msb > 0) {
+          a.q = quant->q;
+          a.k = quant->k;
+          probs = scores_to_host(be, a, items);
+          for (int64_t r = 0; r < nl; ++r) {
+            if (item_of[size_t(r)] < 0) continue;
+            const DecodeScoreItem& it = items[size_t(item_of[size_t(r)])];
+            const float* p = probs.data() + it.out;
+            bool ok = true;
+            for (int g = 0; g < G; ++g) ok &= *std::max_element(p + g * it.n, p + (g + 1) * it.n) >= confidence;
+            use_msb[size_t(r)] = ok;
+            out.estimation_flops += 2.0 * G * d * double(it.n);
+            ++checks;
+            refetch += ok ? 0 : 1;
+            if (!ok) refetch_items.push_back(it);
+          }
+        } else {
+          refetch_items = items;
+        }
+        if (!refetch_items.empty()) {
+          a.q = in.q;
+          a.k = in.k;
+          probs_full = scores_to_host(be, a, refetch_items);  // same offsets as `items`
+        }
+      }
+      for (int64_t r = 0; r < nl; ++r) {
+        auto& C = kept[size_t(r)];
+        if (item_of[size_t(r)] < 0) {  // a pruned head attends to nothing
           full->push(t, empty);
           if (coarse) coarse->push(t, empty);
           continue;
         }
-        // The step's probabilities over C: MSB pass first when enabled.
-        const int64_t n = int64_t(C.size());
-        kbuf.resize(size_t(n) * d);
-        probs.resize(size_t(G) * size_t(n));
-        bool use_msb = false;
-        if (msb > 0) {
-          gather_queries(*q_msb, b, kh * G, G, t, qg.data());
-          gather_keys(*k_msb, b, kh, C.data(), n, kbuf.data());
-          cpu::softmax_probs(qg.data(), G, nullptr, kbuf.data(), n, d, scale, probs.data());
-          out.estimation_flops += 2.0 * G * d * double(n);
-          use_msb = true;
-          for (int g = 0; g < G; ++g)
-            use_msb &= *std::max_element(probs.begin() + g * n, probs.begin() + (g + 1) * n) >= confidence;
-          ++checks;
-          refetch += use_msb ? 0 : 1;
-        }
-        if (!use_msb) {
-          gather_queries(Q, b, kh * G, G, t, qg.data());
-          gather_keys(K, b, kh, C.data(), n, kbuf.data());
-          cpu::softmax_probs(qg.data(), G, nullptr, kbuf.data(), n, d, scale, probs.data());
-          out.estimation_flops += 2.0 * G * d * double(n);
-        }
+        const DecodeScoreItem& it = items[size_t(item_of[size_t(r)])];
+        const int64_t n = it.n;
+        const bool m = msb > 0 && use_msb[size_t(r)];
+        const float* p = (m ? probs : probs_full).data() + it.out;
+        if (!m) out.estimation_flops += 2.0 * G * d * double(n);
         out.estimation_bytes += double(n) * d * dtype_bytes(s.dtype);
-        full->push(t, use_msb ? empty : C);
-        if (coarse) coarse->push(t, use_msb ? C : empty);
+        full->push(t, m ? empty : C);
+        if (coarse) coarse->push(t, m ? C : empty);
         auto& sc = imp[size_t(r)];
         for (int g = 0; g < G; ++g)
-          for (int64_t e = 0; e < n; ++e) sc[size_t(C[size_t(e)])] += probs[size_t(g * n + e)];
-        if (heads_kept < s.kv_heads) {  // Σ|O_h| of the group's outputs
-          for (int g = 0; g < G; ++g)
-            for (int c = 0; c < dv; ++c) {
-              double o = 0;
-              for (int64_t e = 0; e < n; ++e) o += double(probs[size_t(g * n + e)]) * V.row(b, kh, C[size_t(e)])[c];
-              head_imp[size_t(r)] += std::abs(o);
-            }
+          for (int64_t e = 0; e < n; ++e) sc[size_t(C[size_t(e)])] += p[g * n + e];
+        if (head_pruning) {  // Σ|O_h| of the group's outputs
+          head_imp[size_t(r)] += double(p[int64_t(G) * n]);
           out.estimation_flops += 2.0 * G * dv * double(n);
         }
         // Evict down to start + important + recent (cascade: for good).
         if (n > start + important + recent) {
           std::vector<int32_t> next(C.begin(), C.begin() + start);
           order.assign(C.begin() + start, C.end() - recent);
-          std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t c) { return sc[size_t(a)] > sc[size_t(c)]; });
+          std::stable_sort(order.begin(), order.end(), [&](int32_t x, int32_t c) { return sc[size_t(x)] > sc[size_t(c)]; });
           order.resize(size_t(important));
           next.insert(next.end(), order.begin(), order.end());
           next.insert(next.end(), C.end() - recent, C.end());
@@ -197,23 +224,58 @@ class SpAtten final : public SparseDecodeVariant {
           C = std::move(next);
         }
       }
-      if (heads_kept < s.kv_heads)  // after the step: only the most important live heads stay
+      if (head_pruning)  // after the step: only the most important live heads stay
         for (int b = 0; b < s.batch; ++b) {
           std::vector<int> live;
           for (int kh = 0; kh < s.kv_heads; ++kh)
             if (alive[size_t(b) * s.kv_heads + kh]) live.push_back(kh);
-          std::stable_sort(live.begin(), live.end(), [&](int a, int c) {
-            return head_imp[size_t(b) * s.kv_heads + a] > head_imp[size_t(b) * s.kv_heads + c];
+          std::stable_sort(live.begin(), live.end(), [&](int x, int c) {
+            return head_imp[size_t(b) * s.kv_heads + x] > head_imp[size_t(b) * s.kv_heads + c];
           });
           for (size_t e = size_t(heads_kept); e < live.size(); ++e) alive[size_t(b) * s.kv_heads + live[e]] = 0;
         }
     }
     if (msb > 0) out.stats["lsb_refetch_rate"] = checks ? double(refetch) / double(checks) : 0.0;
-    if (heads_kept < s.kv_heads) out.stats["kv_heads_kept"] = heads_kept;
-    out.sources.push_back({full, nullptr, nullptr});
-    if (coarse) out.sources.push_back({coarse, q_msb, k_msb});
+    if (head_pruning) out.stats["kv_heads_kept"] = heads_kept;
+    out.sources.push_back({full, 0, {}, {}});
+    if (coarse) out.sources.push_back({coarse, int(msb), quant->q, quant->k});
     return out;
   }
+
+ private:
+  // Fake-quantised copies of Q and K on the backend, made once per input set (the MSB copy of
+  // a key is written with the key; the old code's plan paid no estimation FLOPs for it
+  // either) and kept while plans of those inputs may run: the last few input sets (rotation
+  // copies), so that a plan never outlives its operands.
+  struct QuantCopy {
+    InputsKey inputs;
+    int bits = 0;
+    TensorRef q, k;
+  };
+  const QuantCopy& quantized(const Inputs& in, Backend& be, int bits) {
+    const InputsKey key = InputsKey::of(in, be);
+    for (const QuantCopy& c : quant_)
+      if (c.inputs == key && c.bits == bits) return c;
+    if (quant_.size() >= 16) {
+      be.free(quant_.front().q);
+      be.free(quant_.front().k);
+      quant_.erase(quant_.begin());
+    }
+    QuantCopy c;
+    c.inputs = key;
+    c.bits = bits;
+    for (auto [x, o] : {std::pair{&in.q, &c.q}, std::pair{&in.k, &c.k}}) {
+      *o = be.alloc(x->shape, in.shape.dtype);
+      FakeQuantizeArgs f;
+      f.x = *x;
+      f.out = *o;
+      f.bits = bits;
+      be.fake_quantize(f);
+    }
+    quant_.push_back(c);
+    return quant_.back();
+  }
+  std::vector<QuantCopy> quant_;
 };
 
 }  // namespace

@@ -17,8 +17,6 @@
 #include <cmath>
 #include <memory>
 
-#include "cpu/selection.hpp"
-#include "cpu/selection_decode.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/sparse_decode/sparse_decode_base.hpp"
 
@@ -70,53 +68,81 @@ class TokenSelect final : public SparseDecodeVariant {
     return f;
   }
 
-  Selected select(const Inputs& in) override {
+  Support supports_selection(const AttnShape& s, const Backend& b) const override {
+    return probe_scores(s, b, DecodeQueryRows::group, DecodeScoreEpilogue::soft_vote, false);
+  }
+
+  Selected select(const Inputs& in, Backend& be) override {
     const AttnShape& s = in.shape;
     const int64_t top_k = params_.integer("top_k"), n_init = params_.integer("n_init"),
                   n_local = params_.integer("n_local");
     const bool use_cache = params_.boolean("cache");
-    const int G = s.group(), d = s.head_dim;
-    const HostTensor& Q = in.host->q;
-    const HostTensor& K = in.host->k;
+    const int d = s.head_dim;
     auto lists = kv_head_lists(s);
     Selected out;
-    std::vector<cpu::SelectionCache> caches(static_cast<size_t>(s.batch), cpu::SelectionCache(params_.number("cache_threshold")));
-    std::vector<float> f(size_t(s.q_heads) * d), qg(size_t(G) * d), scores, votes;
-    std::vector<int32_t> top, keys;
+    std::vector<SelectionCache> caches(static_cast<size_t>(s.batch), SelectionCache(params_.number("cache_threshold")));
+    std::vector<std::vector<int32_t>> tops(static_cast<size_t>(s.batch));
+    std::vector<char> scored(static_cast<size_t>(s.batch));
+    std::vector<int32_t> keys;
+    std::vector<DecodeScoreItem> items;
     int64_t scored_steps = 0;
+    DecodeScoresArgs a;
+    a.shape = s;
+    a.q = in.q;
+    a.k = in.k;
+    a.scale = 1.0f;  // the code's raw dot products (paged_matmul_kernel)
+    a.rows = DecodeQueryRows::group;
+    a.epilogue = DecodeScoreEpilogue::soft_vote;
     for (int64_t t = 0; t < s.steps; ++t) {
       const int64_t T = step_position(s, t) + 1;
-      for (int b = 0; b < s.batch; ++b) {
+      if (T <= n_init + n_local + top_k) {  // everything, for every batch element
         keys.clear();
-        if (T <= n_init + n_local + top_k) {
-          append_range(keys, 0, T);
-        } else {
-          gather_queries(Q, b, 0, s.q_heads, t, f.data());
-          const std::vector<int32_t>* cached =
-              use_cache ? caches[size_t(b)].lookup(f.data(), int64_t(f.size())) : nullptr;
-          if (cached) {
-            top = *cached;
-          } else {
-            const int64_t c0 = n_init, nc = T - n_local - n_init;
-            scores.assign(size_t(G) * size_t(nc), 0.0f);
-            votes.assign(size_t(nc), 0.0f);
-            for (int kh = 0; kh < s.kv_heads; ++kh) {
-              gather_queries(Q, b, kh * G, G, t, qg.data());
-              cpu::group_scores(qg.data(), G, K.row(b, kh, c0), nc, d, 1.0f, scores.data());
-              cpu::soft_vote(scores.data(), G, nc, votes.data());
-            }
-            cpu::top_k(votes.data(), nc, top_k, top);
-            for (auto& j : top) j += int32_t(c0);
-            out.estimation_flops += 2.0 * s.q_heads * d * double(nc);
-            out.estimation_bytes += double(s.kv_heads) * d * double(nc) * dtype_bytes(s.dtype);
-            ++scored_steps;
-            if (use_cache) caches[size_t(b)].store(f.data(), int64_t(f.size()), top);
-          }
-          append_range(keys, 0, n_init);
-          keys.insert(keys.end(), top.begin(), top.end());
-          append_range(keys, T - n_local, T);
-          sort_unique(keys);
+        append_range(keys, 0, T);
+        for (int64_t r = 0; r < int64_t(s.batch) * s.kv_heads; ++r) lists->push(t, keys);
+        continue;
+      }
+      // The selection cache is small sequential control on the host: it reads the step's
+      // query fingerprints (Hq·D floats per batch element), downloaded.
+      HostTensor f;
+      if (use_cache) f = step_queries(be, in, t);
+      const int64_t c0 = n_init, nc = T - n_local - n_init;
+      const int64_t fl = int64_t(s.q_heads) * d;
+      items.clear();
+      for (int b = 0; b < s.batch; ++b) {
+        const std::vector<int32_t>* cached = use_cache ? caches[size_t(b)].lookup(f.ptr() + b * fl, fl) : nullptr;
+        scored[size_t(b)] = cached == nullptr;
+        if (cached) {
+          tops[size_t(b)] = *cached;
+          continue;
         }
+        // Every kv group of batch element b votes into one vector over the candidates.
+        for (int kh = 0; kh < s.kv_heads; ++kh) {
+          DecodeScoreItem it;
+          it.b = b;
+          it.kv_head = kh;
+          it.q_row = t;
+          it.k0 = c0;
+          it.n = nc;
+          it.out = int64_t(b) * nc;
+          items.push_back(it);
+        }
+      }
+      const std::vector<float> votes = items.empty() ? std::vector<float>{} : scores_to_host(be, a, items);
+      for (int b = 0; b < s.batch; ++b) {
+        std::vector<int32_t>& top = tops[size_t(b)];
+        if (scored[size_t(b)]) {
+          top_k_host(votes.data() + int64_t(b) * nc, nc, top_k, top);
+          for (auto& j : top) j += int32_t(c0);
+          out.estimation_flops += 2.0 * s.q_heads * d * double(nc);
+          out.estimation_bytes += double(s.kv_heads) * d * double(nc) * dtype_bytes(s.dtype);
+          ++scored_steps;
+          if (use_cache) caches[size_t(b)].store(f.ptr() + b * fl, fl, top);
+        }
+        keys.clear();
+        append_range(keys, 0, n_init);
+        keys.insert(keys.end(), top.begin(), top.end());
+        append_range(keys, T - n_local, T);
+        sort_unique(keys);
         for (int kh = 0; kh < s.kv_heads; ++kh) lists->push(t, keys);  // one set for every head
       }
     }
@@ -126,9 +152,38 @@ class TokenSelect final : public SparseDecodeVariant {
       out.stats["cache_hit_rate"] = lookups > 0 ? hits / lookups : 0.0;
     }
     out.stats["scored_steps"] = double(scored_steps);
-    out.sources.push_back({lists, nullptr, nullptr});
+    out.sources.push_back({lists, 0, {}, {}});
     return out;
   }
+
+ private:
+  // The cosine-keyed selection cache (§12 step 3): the selection made for a query fingerprint
+  // is reused while later fingerprints stay within `threshold` cosine of it.
+  class SelectionCache {
+   public:
+    explicit SelectionCache(double threshold) : threshold_(threshold) {}
+    // The cached selection when a fingerprint is stored and cos(f, stored) >= threshold.
+    const std::vector<int32_t>* lookup(const float* f, int64_t n) {
+      if (int64_t(fingerprint_.size()) == n && n > 0 && cosine_host(f, fingerprint_.data(), n) >= threshold_) {
+        ++hits_;
+        return &selection_;
+      }
+      ++misses_;
+      return nullptr;
+    }
+    void store(const float* f, int64_t n, std::vector<int32_t> selection) {
+      fingerprint_.assign(f, f + n);
+      selection_ = std::move(selection);
+    }
+    int64_t hits() const { return hits_; }
+    int64_t misses() const { return misses_; }
+
+   private:
+    double threshold_;
+    std::vector<float> fingerprint_;
+    std::vector<int32_t> selection_;
+    int64_t hits_ = 0, misses_ = 0;
+  };
 };
 
 }  // namespace
