@@ -526,13 +526,12 @@ void int4_blocks_reaching(const Int4Rows& a, int64_t q0, int64_t nq, const Int4R
 #endif
 }
 
-std::vector<int32_t> cosine_boundaries(const float* kf, int64_t n, int d, int64_t n_chunks, int64_t w,
-                                       int64_t nms, int64_t force) {
+void window_contrast(const float* kf, int64_t n, int d, int64_t w, float* score) {
   // Window sums by prefix sums: mean(k[a..b)) ∝ P[b] − P[a].
   std::vector<double> P(static_cast<size_t>((n + 1) * d), 0.0);
   for (int64_t j = 0; j < n; ++j)
     for (int c = 0; c < d; ++c) P[size_t((j + 1) * d + c)] = P[size_t(j * d + c)] + kf[j * d + c];
-  std::vector<float> score(static_cast<size_t>(n), -std::numeric_limits<float>::infinity());
+  std::fill(score, score + n, -std::numeric_limits<float>::infinity());
   for (int64_t t = w - 1; t < n - w; ++t) {  // the reference's valid range: both windows inside
     double dot = 0, na = 0, nb = 0;
     for (int c = 0; c < d; ++c) {
@@ -544,6 +543,12 @@ std::vector<int32_t> cosine_boundaries(const float* kf, int64_t n, int d, int64_
     }
     score[size_t(t)] = float(1.0 - dot / std::max(1e-30, std::sqrt(na * nb)));
   }
+}
+
+std::vector<int32_t> cosine_boundaries(const float* kf, int64_t n, int d, int64_t n_chunks, int64_t w,
+                                       int64_t nms, int64_t force) {
+  std::vector<float> score(static_cast<size_t>(n));
+  window_contrast(kf, n, d, w, score.data());
   // Greedy NMS in score order (ties: lower position), as _select_boundary_candidates.
   std::vector<int32_t> order;
   top_k(score.data(), n, n, order);

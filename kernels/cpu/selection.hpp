@@ -120,6 +120,9 @@ void int4_blocks_reaching(const Int4Rows& a, int64_t q0, int64_t nq, const Int4R
 // force > 0 accepts a boundary at `force` first (it counts) and ignores candidates after it.
 std::vector<int32_t> cosine_boundaries(const float* kf, int64_t n, int d, int64_t n_chunks, int64_t w,
                                        int64_t nms, int64_t force);
+// Its candidate scores alone: score[t] = 1 − cos(Σ kf[t−w+1 .. t], Σ kf[t+1 .. t+w]) for
+// w−1 <= t < n−w (double prefix sums), −inf elsewhere; score has n entries.
+void window_contrast(const float* kf, int64_t n, int d, int64_t w, float* score);
 
 // ---- angular LSH with Gray-code bucket order (HyperAttention §10) ---------------------------
 

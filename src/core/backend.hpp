@@ -95,10 +95,58 @@ class Backend {
   virtual void attention_probs(const AttnProbsArgs& a) { (void)a; }
 
   // ---- Selection and estimation ops (core/ops_select.hpp) -----------------------------------
+  // int32 buffers in backend memory for index lists (select's output, op 2's input). The
+  // defaults store them in alloc()'d tensors of 4-byte elements (f32 storage holding int32
+  // bit patterns), moved bit for bit by upload/download; a backend may keep them natively.
+  virtual IndexBuffer alloc_indices(int64_t n) {
+    IndexBuffer b;
+    b.storage = alloc({1, 1, 1, std::max<int64_t>(n, 1)}, DType::f32);
+    b.data = static_cast<int32_t*>(b.storage.data);
+    b.size = n;
+    b.on_device = b.storage.on_device;
+    return b;
+  }
+  virtual void upload_index_buffer(const std::vector<int32_t>& src, const IndexBuffer& dst) {
+    HostTensor h({1, 1, 1, dst.storage.shape[3]});
+    std::memcpy(h.ptr(), src.data(), sizeof(int32_t) * std::min<size_t>(src.size(), size_t(dst.size)));
+    upload(h, dst.storage);
+  }
+  // The first `count` entries.
+  virtual std::vector<int32_t> download_index_buffer(const IndexBuffer& src, int64_t count) {
+    const HostTensor h = download(src.storage);
+    std::vector<int32_t> out(static_cast<size_t>(count));
+    std::memcpy(out.data(), h.ptr(), sizeof(int32_t) * out.size());
+    return out;
+  }
+  virtual void free_indices(const IndexBuffer& b) { free(b.storage); }
 
-
-
-
+  virtual Support supports_pool(const PoolArgs& a) const {
+    (void)a; return Support::no(name() + ": the pool op is not implemented");
+  }
+  virtual void pool(const PoolArgs& a) { (void)a; }
+  virtual Support supports_project(const ProjectArgs& a) const {
+    (void)a; return Support::no(name() + ": the project op is not implemented");
+  }
+  virtual void project(const ProjectArgs& a) { (void)a; }
+  virtual Support supports_scores(const ScoresArgs& a) const {
+    (void)a; return Support::no(name() + ": the scores op is not implemented");
+  }
+  virtual void scores(const ScoresArgs& a) { (void)a; }
+  virtual Support supports_select(const SelectArgs& a) const {
+    (void)a; return Support::no(name() + ": the select op is not implemented");
+  }
+  virtual void select(const SelectArgs& a) { (void)a; }
+  virtual Support supports_lse_merge(const LseMergeArgs& a) const {
+    (void)a; return Support::no(name() + ": the LSE merge op is not implemented");
+  }
+  virtual void lse_merge(const LseMergeArgs& a) { (void)a; }
+  // (query, key) pairs op 2 computes scores for with these arguments, over every batch and
+  // head, as this backend's kernel tiles them (executed FLOPs = 2·pairs·(D + Dv)). The lists
+  // in `a` are host copies (the plan's bookkeeping). nullopt: the backend does not say; the
+  // caller then counts the selected pairs.
+  virtual std::optional<double> sparse_prefill_executed_pairs(const SparsePrefillArgs& a) const {
+    (void)a; return std::nullopt;
+  }
   // ---- end of the selection and estimation ops ------------------------------------------------
 
 

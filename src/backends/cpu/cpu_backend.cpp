@@ -1,4 +1,5 @@
 #include "backends/cpu/cpu_backend.hpp"
+#include "backends/cpu/cpu_select_ops.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -140,10 +141,50 @@ class CpuBackend final : public Backend {
   void sparse_prefill(const SparsePrefillArgs& a) override { cpu::sparse_prefill(a); }
 
   // ---- Selection and estimation ops (core/ops_select.hpp) -----------------------------------
-
-
-
-
+  // Index buffers as int32 vectors beside upload_indices' (released with them).
+  IndexBuffer alloc_indices(int64_t n) override {
+    index_store_.emplace_back(static_cast<size_t>(std::max<int64_t>(n, 1)));
+    IndexBuffer b;
+    b.data = index_store_.back().data();
+    b.size = n;
+    return b;
+  }
+  void upload_index_buffer(const std::vector<int32_t>& src, const IndexBuffer& dst) override {
+    std::copy(src.begin(), src.begin() + std::min<int64_t>(int64_t(src.size()), dst.size), dst.data);
+  }
+  std::vector<int32_t> download_index_buffer(const IndexBuffer& src, int64_t count) override {
+    return std::vector<int32_t>(src.data, src.data + count);
+  }
+  void free_indices(const IndexBuffer& b) override {
+    index_store_.remove_if([&](const std::vector<int32_t>& v) { return v.data() == b.data; });
+  }
+  Support supports_pool(const PoolArgs& a) const override { return refusal("cpu pool", cpu_select::pool_refusal(a)); }
+  void pool(const PoolArgs& a) override { cpu_select::pool(a); }
+  Support supports_project(const ProjectArgs& a) const override {
+    return refusal("cpu project", cpu_select::project_refusal(a));
+  }
+  void project(const ProjectArgs& a) override { cpu_select::project(a); }
+  Support supports_scores(const ScoresArgs& a) const override {
+    return refusal("cpu scores", cpu_select::scores_refusal(a));
+  }
+  void scores(const ScoresArgs& a) override { cpu_select::scores(a); }
+  Support supports_select(const SelectArgs& a) const override {
+    return refusal("cpu select", cpu_select::select_refusal(a));
+  }
+  void select(const SelectArgs& a) override { cpu_select::select(a); }
+  Support supports_lse_merge(const LseMergeArgs& a) const override {
+    return refusal("cpu lse_merge", cpu_select::lse_merge_refusal(a));
+  }
+  void lse_merge(const LseMergeArgs& a) override { cpu_select::lse_merge(a); }
+  std::optional<double> sparse_prefill_executed_pairs(const SparsePrefillArgs& a) const override {
+    return cpu::sparse_prefill_executed_pairs(a);
+  }
+  // The CPU kernels run every geometry; only operands in device memory are refused here, and
+  // malformed arguments throw when the op runs (as sparse_prefill).
+  static Support refusal(const char* op, const std::string& why) {
+    if (why.find("device memory") == std::string::npos) return Support::yes();
+    return Support::no(std::string(op) + ": " + why);
+  }
   // ---- end of the selection and estimation ops ------------------------------------------------
 
 
