@@ -1,4 +1,4 @@
-// The decode-time selection ops (core/ops_decode.hpp) through the Backend interface: each op on
+// The decode-time selection ops (core/ops_decode.hpp; the LSE merge is tested with core/ops_select.hpp) through the Backend interface: each op on
 // odd shapes against a direct float64 computation, its refusals, and its Support answers. The
 // tensors go through alloc/upload/download, so the same checks hold on any backend that has
 // the op. Fresh random inputs; seeds from std::random_device (ATTN_TEST_SEED=<n> replays).
@@ -86,45 +86,6 @@ TEST_CASE("copy_rows: rows of every (batch, head) move along the sequence axis e
   });
 }
 
-TEST_CASE("lse_merge: two parts merge into the float64 union; a part with LSE = -inf adds nothing") {
-  const uint32_t seed = test_seed();
-  INFO("seed " << seed);
-  std::mt19937 rng(seed);
-  for_each_backend([&](Backend& be) {
-    const Shape4 os{3, 5, 1, 11}, ls{3, 5, 1, 1};
-    const HostTensor o1 = random_tensor(os, rng), o2 = random_tensor(os, rng);
-    HostTensor l1 = random_tensor(ls, rng, 0.0f, 3.0f), l2 = random_tensor(ls, rng, 0.0f, 3.0f);
-    l1.data[2] = -std::numeric_limits<float>::infinity();
-    l2.data[7] = -std::numeric_limits<float>::infinity();
-    HostTensor o2_nan = o2;
-    std::fill_n(o2_nan.row(1, 2, 0), 11, std::numeric_limits<float>::quiet_NaN());  // row 7: LSE -inf
-    const float offset = 0.37f;
-    LseMergeArgs a;
-    a.o = on_backend(be, o1);
-    a.lse = on_backend(be, l1);
-    a.o2 = on_backend(be, o2_nan);
-    a.lse2 = on_backend(be, l2);
-    a.offset2 = offset;
-    REQUIRE(be.supports_lse_merge(a).ok);
-    be.lse_merge(a);
-    const HostTensor o = be.download(a.o), l = be.download(a.lse);
-    for (int64_t r = 0; r < 15; ++r) {
-      const double x1 = l1.data[size_t(r)], x2 = double(l2.data[size_t(r)]) + offset;
-      const double m = std::max(x1, x2);
-      const double w1 = std::isinf(x1) ? 0 : std::exp(x1 - m), w2 = std::isinf(x2) ? 0 : std::exp(x2 - m);
-      const double lse = m + std::log(w1 + w2);
-      CHECK(l.data[size_t(r)] == doctest::Approx(lse).epsilon(1e-6));
-      for (int c = 0; c < 11; ++c) {
-        const double a1 = o1.data[size_t(r * 11 + c)], a2 = w2 > 0 ? double(o2.data[size_t(r * 11 + c)]) : 0.0;
-        const double want = (a1 * w1 + a2 * w2) / (w1 + w2);
-        CHECK(o.data[size_t(r * 11 + c)] == doctest::Approx(want).epsilon(1e-5));
-      }
-    }
-    a.lse2.shape = {3, 5, 2, 1};
-    CHECK_FALSE(be.supports_lse_merge(a).ok);
-  });
-}
-
 TEST_CASE("block_mean_keys: block means of a key range, written at a row offset") {
   const uint32_t seed = test_seed();
   INFO("seed " << seed);
@@ -162,23 +123,26 @@ namespace {
 // Float64 decode scores of one item: s (R, n) with R = G or 1.
 std::vector<double> item_scores(const HostTensor& q, const HostTensor& k, const AttnShape& s, const DecodeScoreItem& it,
                                 const std::vector<int32_t>* keys, DecodeQueryRows rows, double scale) {
-  const int G = s.q_heads / s.kv_heads, d = s.head_dim, R = rows == DecodeQueryRows::group ? G : 1;
+  const int G = s.q_heads / s.kv_heads, d = s.head_dim, heads = rows == DecodeQueryRows::group ? G : 1;
+  const int64_t R = heads * it.q_rows;
   std::vector<double> out(size_t(R) * size_t(it.n), 0.0);
-  for (int r = 0; r < R; ++r)
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t g = r / it.q_rows, row = it.q_row + r % it.q_rows;  // head-major rows (g, m)
     for (int64_t e = 0; e < it.n; ++e) {
       const int64_t j = keys ? (*keys)[size_t(it.k0 + e)] : it.k0 + e;
       double dot = 0;
       for (int c = 0; c < d; ++c) {
         double qc = 0;
         if (rows == DecodeQueryRows::group) {
-          qc = q.row(it.b, it.kv_head * G + r, it.q_row)[c];
+          qc = q.row(it.b, it.kv_head * G + int(g), row)[c];
         } else {
-          for (int g = 0; g < G; ++g) qc += double(q.row(it.b, it.kv_head * G + g, it.q_row)[c]) / G;
+          for (int h = 0; h < G; ++h) qc += double(q.row(it.b, it.kv_head * G + h, row)[c]) / G;
         }
         dot += qc * k.row(it.b, it.kv_head, j)[c];
       }
       out[size_t(r) * size_t(it.n) + size_t(e)] = scale * dot;
     }
+  }
   return out;
 }
 
@@ -201,9 +165,10 @@ TEST_CASE("decode_scores: every epilogue, group and group-mean rows, key ranges 
   using E = DecodeScoreEpilogue;
   for_each_backend([&](Backend& be) {
     const AttnShape s = shape_of(2, 6, 2, 13);  // G = 3
-    const HostTensor q = random_tensor({2, 6, 5, 13}, rng), k = random_tensor({2, 2, 57, 13}, rng);
+    const HostTensor q = random_tensor({2, 6, 5, 13}, rng), k = random_tensor({2, 2, 57, 13}, rng),
+                     v = random_tensor({2, 2, 57, 7}, rng);
     const std::vector<int32_t> gathered = {3, 50, 7, 7, 22, 56, 0, 31, 12, 40, 9};
-    for (E ep : {E::raw, E::probs, E::probs_head_sum, E::probs_head_max, E::soft_vote, E::head_max})
+    for (E ep : {E::raw, E::probs, E::probs_head_sum, E::probs_head_max, E::soft_vote, E::head_max, E::probs_output_l1})
       for (DecodeQueryRows rows : {DecodeQueryRows::group, DecodeQueryRows::group_mean})
         for (bool by_index : {false, true}) {
           CAPTURE(int(ep));
@@ -213,12 +178,14 @@ TEST_CASE("decode_scores: every epilogue, group and group-mean rows, key ranges 
           a.shape = s;
           a.q = on_backend(be, q);
           a.k = on_backend(be, k);
+          a.v = on_backend(be, v);
           a.scale = 0.29f;
           a.rows = rows;
           a.epilogue = ep;
           if (by_index) a.key_lists = be.upload_indices({0, int32_t(gathered.size())}, gathered);
-          // Items of odd sizes; the soft vote's first two share one output (they add).
-          std::vector<DecodeScoreItem> items = {{1, 0, 4, 2, 9, 0}, {1, 1, 2, 0, 11, 0}, {0, 1, 0, 5, 6, 0}};
+          // Items of odd sizes, one of two query rows per head; the soft vote's first two share
+          // one output (they add).
+          std::vector<DecodeScoreItem> items = {{1, 0, 4, 2, 9, 0, 1}, {1, 1, 2, 0, 11, 0, 1}, {0, 1, 0, 5, 6, 0, 2}};
           int64_t total = 0;
           for (size_t i = 0; i < items.size(); ++i) {
             if (ep == E::soft_vote && i == 1) {
@@ -236,17 +203,31 @@ TEST_CASE("decode_scores: every epilogue, group and group-mean rows, key ranges 
           REQUIRE(be.supports_decode_scores(a).ok);
           be.decode_scores(a);
           const HostTensor got = be.download(a.out);
-          const int R = rows == DecodeQueryRows::group ? 3 : 1;
           std::vector<double> want(size_t(total), 0.0);
           for (const DecodeScoreItem& it : items) {
+            const int64_t R = (rows == DecodeQueryRows::group ? 3 : 1) * it.q_rows;
             std::vector<double> x = item_scores(q, k, s, it, by_index ? &gathered : nullptr, rows, a.scale);
             double* w = want.data() + it.out;
             if (ep == E::raw) std::copy(x.begin(), x.end(), w);
             if (ep != E::raw && ep != E::head_max) softmax_rows(x, R, it.n);
-            if (ep == E::probs) std::copy(x.begin(), x.end(), w);
+            if (ep == E::probs || ep == E::probs_output_l1) std::copy(x.begin(), x.end(), w);
+            if (ep == E::probs_output_l1) {  // Σ_r Σ_c |Σ_j p_rj v_jc|
+              double l1 = 0;
+              for (int64_t r = 0; r < R; ++r)
+                for (int c = 0; c < 7; ++c) {
+                  double o = 0;
+                  for (int64_t e = 0; e < it.n; ++e) {
+                    const int64_t j = by_index ? gathered[size_t(it.k0 + e)] : it.k0 + e;
+                    o += x[size_t(r * it.n + e)] * v.row(it.b, it.kv_head, j)[c];
+                  }
+                  l1 += std::abs(o);
+                }
+              w[R * it.n] = l1;
+              continue;
+            }
             for (int64_t e = 0; e < it.n; ++e) {
               double sum = 0, mx = -std::numeric_limits<double>::infinity();
-              for (int r = 0; r < R; ++r) {
+              for (int64_t r = 0; r < R; ++r) {
                 sum += x[size_t(r * it.n + e)];
                 mx = std::max(mx, x[size_t(r * it.n + e)]);
               }
@@ -270,7 +251,7 @@ TEST_CASE("decode_scores: items outside the tensors or the key lists are refused
     a.q = on_backend(be, random_tensor({1, 4, 3, 8}, rng));
     a.k = on_backend(be, random_tensor({1, 2, 20, 8}, rng));
     a.out = be.alloc({1, 1, 1, 64}, DType::f32);
-    DecodeScoreItem it{0, 1, 2, 10, 10, 0};
+    DecodeScoreItem it{0, 1, 2, 10, 10, 0, 1};
     a.items = &it;
     a.n_items = 1;
     CHECK(be.supports_decode_scores(a).ok);

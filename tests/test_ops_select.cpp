@@ -381,7 +381,7 @@ TEST_CASE("ops_select: select top-k and cumulative mass with rules, column map a
       for (int64_t l = 0; l < lists; ++l) {
         const int32_t* r = rules.data() + l * 8;
         const int64_t b = l / 6, i = l % 3;
-        std::vector<double> s(size_t(r[0]));
+        std::vector<double> s(static_cast<size_t>(r[0]));
         for (int64_t j = 0; j < r[0]; ++j) s[size_t(j)] = at(sc, b, 0, i, cmap.empty() ? j : cmap[size_t(j)]);
         auto masked = [&](int64_t j) {
           return (j >= r[2] && j < r[3]) ||
@@ -399,7 +399,7 @@ TEST_CASE("ops_select: select top-k and cumulative mass with rules, column map a
           count = 0;
           while (acc < 0.6 * total) acc += v[size_t(count++)];
         }
-        std::vector<int64_t> order(size_t(r[0]));
+        std::vector<int64_t> order(static_cast<size_t>(r[0]));
         std::iota(order.begin(), order.end(), 0);
         std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return s[size_t(x)] > s[size_t(y)]; });
         std::set<int64_t> want(order.begin(), order.begin() + count);

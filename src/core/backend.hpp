@@ -157,11 +157,6 @@ class Backend {
     (void)a; return Support::no(name() + ": copy_rows is not implemented");
   }
   virtual void copy_rows(const CopyRowsArgs& a) { (void)a; }
-  // LSE merge of two partial results, in place into the first.
-  virtual Support supports_lse_merge(const LseMergeArgs& a) const {
-    (void)a; return Support::no(name() + ": lse_merge is not implemented");
-  }
-  virtual void lse_merge(const LseMergeArgs& a) { (void)a; }
   // Block-mean keys.
   virtual Support supports_block_mean_keys(const BlockMeanKeysArgs& a) const {
     (void)a; return Support::no(name() + ": block_mean_keys is not implemented");

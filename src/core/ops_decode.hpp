@@ -1,7 +1,7 @@
 #pragma once
 // Decode-time selection ops (docs/decode.md, "Decode-time ops"): what the sparse decode
 // variants (src/variants/sparse_decode/) and the per-step loop (variants/decode_steps.hpp)
-// compute on backend tensors. A decode step has a handful of query rows and a long cache, so
+// compute on backend tensors, beside the generic ones of core/ops_select.hpp (their LSE merge). A decode step has a handful of query rows and a long cache, so
 // these ops are batched over items — one (batch, kv head, step) each — rather than over
 // query blocks. Kernels see only these plain structs (STYLE.md §5).
 #include <cstdint>
@@ -22,18 +22,6 @@ struct CopyRowsArgs {
   int64_t src_row = 0;
   int64_t dst_row = 0;
   int64_t rows = 1;
-};
-
-// LSE merge of two partial softmax results over disjoint key sets (VARIANTS.md §0), row by
-// row, in place into part 1:
-//   lse ← log(e^{lse} + e^{lse2 + offset2}),  o ← (o·e^{lse_old} + o2·e^{lse2 + offset2}) / e^{lse}
-//   o, o2 (R..., Dv)   lse, lse2 (R..., 1) fp32 — any 4-d shape, rows = numel(lse).
-// A part with LSE = −inf contributes nothing, whatever its o holds. `offset2` weighs every key
-// of part 2 by e^{offset2} (0: plain union).
-struct LseMergeArgs {
-  TensorRef o, lse;    // part 1 and the result
-  TensorRef o2, lse2;  // part 2
-  float offset2 = 0.0f;
 };
 
 // Mean over blocks of key rows, per (batch, kv head):

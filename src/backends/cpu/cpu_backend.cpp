@@ -192,8 +192,6 @@ class CpuBackend final : public Backend {
   // ---- Decode-time selection ops (core/ops_decode.hpp) ------------------------------------------
   Support supports_copy_rows(const CopyRowsArgs& a) const override { return decode_support(cpu_decode::copy_rows_refusal(a)); }
   void copy_rows(const CopyRowsArgs& a) override { cpu_decode::copy_rows(a); }
-  Support supports_lse_merge(const LseMergeArgs& a) const override { return decode_support(cpu_decode::lse_merge_refusal(a)); }
-  void lse_merge(const LseMergeArgs& a) override { cpu_decode::lse_merge(a); }
   Support supports_block_mean_keys(const BlockMeanKeysArgs& a) const override {
     return decode_support(cpu_decode::block_mean_keys_refusal(a));
   }

@@ -6,16 +6,20 @@
 #include <limits>
 #include <vector>
 
-#include "cpu/lse_merge.hpp"
 #include "cpu/selection.hpp"
 #include "cpu/selection_decode.hpp"
 
 namespace ab::cpu_decode {
 namespace {
 
+// Appended piece by piece: GCC 12's -Wrestrict misfires on "(" + std::string (PR 105651).
 std::string dims(const Shape4& s) {
-  return "(" + std::to_string(s[0]) + ", " + std::to_string(s[1]) + ", " + std::to_string(s[2]) + ", " +
-         std::to_string(s[3]) + ")";
+  std::string out(1, '(');
+  for (int i = 0; i < 4; ++i) {
+    out += std::to_string(s[size_t(i)]);
+    out += i < 3 ? ", " : ")";
+  }
+  return out;
 }
 
 }  // namespace
@@ -37,21 +41,6 @@ void copy_rows(const CopyRowsArgs& a) {
   float* dst = a.dst.host_f32();
   for (int64_t r = 0; r < bh; ++r)
     std::memcpy(dst + (r * nd + a.dst_row) * c, src + (r * ns + a.src_row) * c, sizeof(float) * size_t(a.rows * c));
-}
-
-std::string lse_merge_refusal(const LseMergeArgs& a) {
-  if (a.o.on_device || a.lse.on_device || a.o2.on_device || a.lse2.on_device) return "cpu lse_merge: a tensor is on a device";
-  if (a.o.shape != a.o2.shape || a.lse.shape != a.lse2.shape)
-    return "cpu lse_merge: the two parts' shapes differ";
-  if (a.lse.shape[3] != 1 || a.lse.numel() == 0 || a.o.numel() % a.lse.numel() != 0)
-    return "cpu lse_merge: lse " + dims(a.lse.shape) + " does not match o " + dims(a.o.shape);
-  return "";
-}
-
-void lse_merge(const LseMergeArgs& a) {
-  const int64_t rows = a.lse.numel();
-  cpu::lse_merge_into(a.o.host_f32(), a.lse.host_f32(), a.o2.host_f32(), a.lse2.host_f32(), rows,
-                      int(a.o.numel() / rows), a.offset2);
 }
 
 std::string block_mean_keys_refusal(const BlockMeanKeysArgs& a) {

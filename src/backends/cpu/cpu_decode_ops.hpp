@@ -1,6 +1,6 @@
 #pragma once
 // CPU implementations of the decode-time selection ops (core/ops_decode.hpp), wrapping the
-// kernels of kernels/cpu (selection.hpp, selection_decode.hpp, lse_merge.hpp). Each refusal
+// kernels of kernels/cpu (selection.hpp, selection_decode.hpp). Each refusal
 // function returns "" when the op can run, else the reason.
 #include <string>
 
@@ -10,9 +10,6 @@ namespace ab::cpu_decode {
 
 std::string copy_rows_refusal(const CopyRowsArgs& a);
 void copy_rows(const CopyRowsArgs& a);
-
-std::string lse_merge_refusal(const LseMergeArgs& a);
-void lse_merge(const LseMergeArgs& a);
 
 std::string block_mean_keys_refusal(const BlockMeanKeysArgs& a);
 void block_mean_keys(const BlockMeanKeysArgs& a);

@@ -224,6 +224,7 @@ Support SparseDecodeVariant::probe_scores(const AttnShape& s, const Backend& b, 
   a.shape = s;
   a.q.shape = {s.batch, s.q_heads, s.q_len, s.head_dim};
   a.k.shape = {s.batch, s.kv_heads, s.kv_len, s.head_dim};
+  a.v.shape = {s.batch, s.kv_heads, s.kv_len, s.v_dim};
   a.out.shape = {1, 1, 1, 1};
   a.rows = rows;
   a.epilogue = epilogue;
@@ -276,9 +277,9 @@ Support SparseDecodeVariant::supports(const AttnShape& s, const Backend& b) cons
   ok = b.supports_gather_decode(a);
   if (!ok.ok) return ok;
   if (max_sources() > 1) {
-    LseMergeArgs m;
-    m.o.shape = m.o2.shape = a.o.shape;
-    m.lse.shape = m.lse2.shape = a.lse.shape;
+    LseMergeArgs m;  // empty tensors: probes the op for this backend's memory, not data
+    m.o.shape = m.o2.shape = {0, s.q_heads, 1, s.v_dim};
+    m.lse.shape = m.lse2.shape = {0, s.q_heads, 1, 1};
     ok = b.supports_lse_merge(m);
     if (!ok.ok) return ok;
   }
