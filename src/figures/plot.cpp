@@ -238,7 +238,7 @@ std::string xy_svg(const Figure& f) {
       if (usable(p.lo, f.y.scale)) ys.push_back(p.lo);
       if (usable(p.hi, f.y.scale)) ys.push_back(p.hi);
     }
-  for (const auto& m : f.marks) xs.push_back(m.x), ys.push_back(m.y);
+  // Marks lie within the data (crossovers between measured points): they set no tick.
   const Range xr = make_range(f.x, xs), yr = make_range(f.y, ys);
 
   double ytick_w = 0;
@@ -278,10 +278,12 @@ std::string xy_svg(const Figure& f) {
   }
   o += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333333\"/>\n", num(left),
                    num(top), num(pw), num(ph));
-  o += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\">{}</text>\n", num(left + pw / 2),
-                   num(bottom + 38), xml_escape(f.x.label));
-  o += fmt::format("<text transform=\"translate(14 {}) rotate(-90)\" text-anchor=\"middle\" font-size=\"12\">{}</text>\n",
-                   num(top + ph / 2), xml_escape(f.y.label));
+  // Axis labels at 12 px, smaller (down to 9 px) when that is what fits beside the plot.
+  auto fit = [](const std::string& s, double room) { return std::clamp(12.0 * room / std::max(1.0, text_width(s, 12)), 9.0, 12.0); };
+  o += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"{}\">{}</text>\n", num(left + pw / 2),
+                   num(bottom + 38), num(fit(f.x.label, pw)), xml_escape(f.x.label));
+  o += fmt::format("<text transform=\"translate(14 {}) rotate(-90)\" text-anchor=\"middle\" font-size=\"{}\">{}</text>\n",
+                   num(top + ph / 2), num(fit(f.y.label, ph - 4)), xml_escape(f.y.label));
   o += "</g>\n";
 
   // Data, clipped to the plot area.
@@ -330,6 +332,8 @@ std::string xy_svg(const Figure& f) {
     const double w = text_width(m.text, 10.5);
     double tx = x + 6, ty = y - 8;
     if (tx + w > left + pw) tx = x - 6 - w;
+    tx = std::clamp(tx, left + 2, std::max(left + 2, left + pw - w - 2));
+    ty = std::max(ty, top + 12);
     for (int guard = 0; guard < 40; ++guard) {
       bool hit = false;
       for (const auto& b : boxes)

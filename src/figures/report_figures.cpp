@@ -123,8 +123,14 @@ std::vector<CaseRef> ok_cases(const std::vector<Report>& reports) {
   return out;
 }
 
-// Colours by variant (one method, one colour), markers by label within the variant.
+// Colours by variant (one method, one colour, the same in every figure of one call: seeded
+// with the variants of all reports in order of appearance), markers by label within it.
 struct Styler {
+  Styler() = default;
+  explicit Styler(const std::vector<Report>& reports) {
+    for (const auto& r : reports)
+      for (const auto& c : r.cases()) colour_of(lookup_text(c, "variant"));
+  }
   std::map<std::string, int> colour;
   std::map<std::string, std::vector<std::string>> labels;
   int colour_of(const std::string& variant) {
@@ -202,7 +208,7 @@ FigureSet against_n(const std::vector<Report>& reports, bool speedup, const Figu
     Figure f;
     f.id = file_safe((speedup ? "speedup-" : "latency-") + g);
     f.x = {"sequence length N = kv_len (tokens, log scale)", Scale::log, NAN, NAN, true};
-    Styler st;
+    Styler st(reports);
     std::map<std::string, Series> by_label;
     std::vector<std::string> labels;
     std::vector<CaseRef> used;
@@ -242,6 +248,7 @@ FigureSet against_n(const std::vector<Report>& reports, bool speedup, const Figu
     }
     if (labels.empty()) continue;
     std::vector<double> all_n(ns.begin(), ns.end());
+    std::string crossovers;
     if (speedup) {
       Series one;
       one.name = "baseline (1×)";
@@ -260,15 +267,16 @@ FigureSet against_n(const std::vector<Report>& reports, bool speedup, const Figu
           if (a.y < 1 && b.y >= 1) {
             const double t = -std::log(a.y) / (std::log(b.y) - std::log(a.y));
             const double nx = std::exp(std::log(a.x) + t * (std::log(b.x) - std::log(a.x)));
-            f.marks.push_back({nx, 1.0, fmt::format("{} beats the baseline from N≈{}", l, tick_text(std::round(nx))), s.colour});
+            f.marks.push_back({nx, 1.0, "N≈" + tick_text(nx), s.colour});
+            crossovers += (crossovers.empty() ? "" : "; ") + l + " from N≈" + tick_text(nx);
             break;
           }
         }
       f.series.push_back(s);
     }
-    std::set<std::string> bnames;
-    for (const auto& r : reports) bnames.insert(baseline_of(r, o));
-    bnames.erase("");
+    std::set<std::string> bnames;  // the baselines these cases were divided by
+    for (const auto& cr : used)
+      if (const Json* b = find_baseline(reports, *cr.report, *cr.c, o)) bnames.insert(lookup_text(*b, "label"));
     std::string bl;
     for (const auto& b : bnames) bl += (bl.empty() ? "" : ", ") + b;
     if (speedup) {
@@ -277,8 +285,8 @@ FigureSet against_n(const std::vector<Report>& reports, bool speedup, const Figu
       f.caption = fmt::format(
           "Speedup = median latency of the baseline ({}) / median latency of the case, same problem; > 1 is faster. "
           "Bars: the case's p10–p90 latency samples over the baseline median. A cross marks where a variant starts "
-          "beating the baseline (log-log interpolation between measured N). Dashed lines: peers.",
-          bl);
+          "beating the baseline (log-log interpolation between measured N){}. Dashed lines: peers.",
+          bl, crossovers.empty() ? ": none in this range" : ": " + crossovers);
     } else {
       f.title = fmt::format("Latency vs sequence length ({})", g);
       f.y = {"latency per call (ms, median, log scale)", Scale::log};
@@ -312,7 +320,7 @@ FigureSet pareto(const std::vector<Report>& reports, const FigureOptions& o) {
     for (const auto& cr : cs)
       if (lookup_number(*cr.c, "metrics.recall.mass_recall.mean")) any_recall = true;
     const std::string ypath = any_recall ? "metrics.recall.mass_recall.mean" : "metrics.recall.output_rel_error.mean";
-    Styler st;
+    Styler st(reports);
     std::map<std::string, Series> by_variant;
     std::vector<std::string> variants;
     std::vector<Point> all;
@@ -440,7 +448,7 @@ FigureSet roofline(const std::vector<Report>& reports, const FigureOptions& o) {
   }
   for (const auto& k : order) {
     Figure f;
-    Styler st;
+    Styler st(reports);
     std::map<std::string, Series> by_variant;
     std::vector<std::string> variants;
     std::vector<CaseRef> used;
@@ -475,7 +483,7 @@ FigureSet roofline(const std::vector<Report>& reports, const FigureOptions& o) {
     const double P = std::isfinite(o.peak_tflops) ? o.peak_tflops : best_t;
     const double B = std::isfinite(o.peak_gbps) ? o.peak_gbps : best_b;
     Series ceil;
-    ceil.name = measured ? fmt::format("measured peaks: {} TFLOP/s, {} GB/s", tick_text(P), tick_text(B))
+    ceil.name = measured ? fmt::format("peaks given: {} TFLOP/s, {} GB/s", tick_text(P), tick_text(B))
                          : fmt::format("best achieved here: {} TFLOP/s, {} GB/s (not a machine peak)", tick_text(P), tick_text(B));
     ceil.colour = -1;
     ceil.marker = Marker::none;
@@ -494,12 +502,12 @@ FigureSet roofline(const std::vector<Report>& reports, const FigureOptions& o) {
     f.id = file_safe("roofline-" + k);
     f.title = fmt::format("Roofline ({})", k);
     f.x = {"arithmetic intensity (executed FLOP / bytes_min, log scale)", Scale::log};
-    f.y = {"achieved TFLOP/s (executed FLOPs / median latency, log scale)", Scale::log};
+    f.y = {"achieved TFLOP/s (executed, log scale)", Scale::log};
     f.caption = std::string(
                     "Each point is one case: executed FLOPs over the minimum bytes (inputs read once, outputs written "
                     "once), so the intensity is an upper bound on the real one. ") +
-                (measured ? "The roof is the measured peak compute and bandwidth given on the command line."
-                          : "No measured machine peak was given (--peak-tflops, --peak-gbps): the dashed roof is the "
+                (measured ? "The roof is the peak compute and bandwidth given on the command line (--peak-tflops, --peak-gbps)."
+                          : "No machine peak was given (--peak-tflops, --peak-gbps): the dashed roof is the "
                             "best TFLOP/s and GB/s achieved by any case here, not the machine's peak.");
     f.notes = fidelity_notes(levels_of(used));
     out.figures.push_back(std::move(f));
