@@ -614,7 +614,9 @@ void finish_cells(Table& t, const MetricDef& m, const CellSources& srcs, const T
       }
     }
   t.intervals = opts.intervals;
-  t.bold = opts.bold_best && m.better != 0;
+  // Bold only where a column compares methods (rows are labels or variants): down a column of
+  // sequence lengths, "best" would only say that shorter is faster.
+  t.bold = opts.bold_best && m.better != 0 && (t.row_axis == "label" || t.row_axis == "variant");
   if (t.bold)
     for (size_t c = 0; c < t.cols.size(); ++c) {
       double best = m.better > 0 ? -INFINITY : INFINITY;
@@ -1006,12 +1008,18 @@ std::string render_long_csv(const std::vector<Report>& reports, const TableOptio
     const std::string bname = opts.baseline.empty() ? r.baseline() : opts.baseline;
     for (const auto& c : r.cases()) {
       std::string head = csv_field(r.name);
-      for (const char* k : {"id", "variant", "label"}) head += "," + csv_field(lookup_text(c, k));
-      head += "," + csv_field(fidelity_level(c));
-      for (const char* k : {"backend"}) head += "," + csv_field(lookup_text(c, k));
-      head += "," + csv_field(status_of(c)) + "," + csv_field(lookup_text(c, "reason"));
+      // Appending piecewise: `"," + std::string&&` trips GCC 12's false -Wrestrict (PR 105329).
+      auto add = [&head](const std::string& field) {
+        head += ',';
+        head += csv_field(field);
+      };
+      for (const char* k : {"id", "variant", "label"}) add(lookup_text(c, k));
+      add(fidelity_level(c));
+      add(lookup_text(c, "backend"));
+      add(status_of(c));
+      add(lookup_text(c, "reason"));
       for (const char* k : {"mode", "batch", "heads", "kv_heads", "head_dim", "v_dim", "q_len", "kv_len", "causal", "dtype"})
-        head += "," + csv_field(lookup_text(c, std::string("problem.") + k));
+        add(lookup_text(c, std::string("problem.") + k));
       bool ambiguous = false;
       const Json* b = bname.empty() ? nullptr : find_baseline(r, c, bname, &ambiguous);
       for (const auto& m : metric_defs()) {

@@ -46,6 +46,7 @@ std::vector<double> log_ticks(double lo, double hi) {
   t = collect({1.0});
   if (t.size() < 3) t = collect({1.0, 2.0, 5.0});
   if (t.size() < 3) t = collect({1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0});
+  if (t.size() < 2) t = linear_ticks(lo, hi, 4);  // within one step of 1..9: plain ticks
   return t;
 }
 
@@ -58,10 +59,11 @@ std::string tick_text(double v, bool binary_k) {
   const double a = std::fabs(v);
   if (a == 0) return "0";
   if (a >= 1e6 || a < 1e-3) {
-    std::string s = fmt::format("{:.2g}", v);  // 1e+06, 0.0001 → 1e-04
+    std::string s = fmt::format("{:.1e}", v);  // 1.0e+06, 2.5e-07
     const auto e = s.find('e');
     if (e != std::string::npos) {  // 1e+06 → 1e6, 2.5e-04 → 2.5e-4
       std::string mant = s.substr(0, e), ex = s.substr(e + 1);
+      if (mant.size() > 2 && mant.compare(mant.size() - 2, 2, ".0") == 0) mant.resize(mant.size() - 2);
       const bool neg = ex[0] == '-';
       ex = ex.substr(1);
       ex.erase(0, std::min(ex.find_first_not_of('0'), ex.size() - 1));
@@ -554,13 +556,13 @@ std::string xy_pgf(const Figure& f) {
       std::vector<const Point*> b;
       for (const auto* p : pts)
         if (usable(p->lo, f.y.scale) && usable(p->hi, f.y.scale)) b.push_back(p);
-      for (const auto* p : b) poly += "(" + g(p->x) + "," + g(p->hi) + ") ";
-      for (size_t i = b.size(); i-- > 0;) poly += "(" + g(b[i]->x) + "," + g(b[i]->lo) + ") ";
+      for (const auto* p : b) poly += fmt::format("({},{}) ", g(p->x), g(p->hi));
+      for (size_t i = b.size(); i-- > 0;) poly += fmt::format("({},{}) ", g(b[i]->x), g(b[i]->lo));
       if (b.size() >= 2)
         o += "\\addplot[fill=" + c + ", fill opacity=0.18, draw=none, forget plot] coordinates {" + poly + "} -- cycle;\n";
     }
-    std::string style = "color=" + c + ", mark=" + pgf_mark(s.marker) + (s.line ? "" : ", only marks") +
-                        (s.dashed ? ", dashed" : "") + (s.name.empty() ? ", forget plot" : "");
+    std::string style = fmt::format("color={}, mark={}{}{}{}", c, pgf_mark(s.marker), s.line ? "" : ", only marks",
+                                    s.dashed ? ", dashed" : "", s.name.empty() ? ", forget plot" : "");
     bool errors = false;
     for (const auto* p : pts)
       if (!s.band && usable(p->lo, f.y.scale) && usable(p->hi, f.y.scale)) errors = true;
@@ -604,12 +606,12 @@ std::string maps_pgf(const Figure& f) {
     const double x = (k % per_row) * 5.0, y = -static_cast<double>(k / per_row) * 5.2;
     std::string xt, xl, yt, yl;
     for (size_t c = 0; c < m.cols.size(); ++c) {
-      xt += (c ? "," : "") + std::to_string(c);
-      xl += std::string(c ? "," : "") + "{" + tex(m.cols[c]) + "}";
+      xt += fmt::format("{}{}", c ? "," : "", c);
+      xl += fmt::format("{}{{{}}}", c ? "," : "", tex(m.cols[c]));
     }
     for (size_t r = 0; r < m.rows.size(); ++r) {
-      yt += (r ? "," : "") + std::to_string(r);
-      yl += std::string(r ? "," : "") + "{" + tex(m.rows[r]) + "}";
+      yt += fmt::format("{}{}", r ? "," : "", r);
+      yl += fmt::format("{}{{{}}}", r ? "," : "", tex(m.rows[r]));
     }
     const bool last = k + 1 == f.maps.size();
     o += fmt::format(

@@ -174,8 +174,6 @@ const Json* find_baseline(const std::vector<Report>& reports, const Report& own,
   return nullptr;
 }
 
-std::string short_key(const std::string& group) { return group; }
-
 std::string file_safe(std::string s) {
   for (char& ch : s)
     if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_') ch = '_';
@@ -442,7 +440,13 @@ FigureSet roofline(const std::vector<Report>& reports, const FigureOptions& o) {
   std::vector<std::string> order;
   for (const auto& cr : ok_cases(reports)) {
     if (!lookup_number(*cr.c, "metrics.latency.rates.tflops_executed")) continue;
-    const std::string k = lookup_text(*cr.c, "backend") + (cr.report->doc.contains("meta") ? " · " + lookup_text(cr.report->doc, "meta.host.cpu_model") : "");
+    // The machine the rates belong to: the GPU for CUDA cases, else the host CPU.
+    std::string host = lookup_text(cr.report->doc, "meta.host.cpu_model");
+    const Json& doc = cr.report->doc;
+    if (lookup_text(*cr.c, "backend") == "cuda" && doc.contains("meta") && doc["meta"].contains("devices") &&
+        doc["meta"]["devices"].is_array() && !doc["meta"]["devices"].empty())
+      host = lookup_text(doc["meta"]["devices"][0], "name");
+    const std::string k = lookup_text(*cr.c, "backend") + (host.empty() ? "" : " · " + host);
     if (!groups.count(k)) order.push_back(k);
     groups[k].push_back(cr);
   }

@@ -6,7 +6,9 @@
 # Run by CTest as: bash figures_latex.sh <path-to-attn-bench> <source-dir>
 set -u
 BIN=${1:?usage: figures_latex.sh <attn-bench> <source-dir>}
+BIN=$(realpath "$BIN")
 SRC=${2:?usage: figures_latex.sh <attn-bench> <source-dir>}
+SRC=$(realpath "$SRC")
 . "$SRC/tests/cli/common.bash"
 [ -x "$BIN" ] || { echo "SKIP: no executable at $BIN"; exit 77; }
 command -v pdflatex >/dev/null || { echo "SKIP: pdflatex is not installed (texlive-latex-base)"; exit 77; }

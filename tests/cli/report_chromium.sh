@@ -34,7 +34,7 @@ window.addEventListener('load', function () {
   lines = lines.concat(abErrors);
   var pre = document.createElement('pre');
   pre.id = 'abcheck';
-  pre.textContent = 'BEGIN\n' + lines.join('\n') + '\nEND';
+  pre.textContent = lines.join('\n');
   document.body.appendChild(pre);
 });
 </script>
@@ -46,7 +46,9 @@ timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --no-first-run --use
   >"$TMP/dom.html" 2>"$TMP/console.log"
 rc=$?
 [ "$rc" -eq 0 ] || fail "chromium exited $rc: $(tail -5 "$TMP/console.log")"
-sed -n '/BEGIN/,/END/p' "$TMP/dom.html" | sed '1d;$d' >"$TMP/figs.txt"
+# The result: the lines of <pre id="abcheck"> (the script's own source is above it).
+sed -n '/<pre id="abcheck">/,/<\/pre>/p' "$TMP/dom.html" | sed -e 's/<pre id="abcheck">//' -e 's/<\/pre>.*//' |
+  grep -v '^$' >"$TMP/figs.txt"
 [ -s "$TMP/figs.txt" ] || fail "the checking script did not run (no result in the DOM)"
 cat "$TMP/figs.txt"
 ! grep -q '^error: ' "$TMP/figs.txt" || fail "script errors in the page"
