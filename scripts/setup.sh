@@ -6,6 +6,13 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build git pkg-config
           libcli11-dev libyaml-cpp-dev libeigen3-dev nlohmann-json3-dev doctest-dev
           libbenchmark-dev libfmt-dev python3)
+# Test-only packages, installed when the tests will run (scripts/test.sh sets
+# ATTN_TEST_PACKAGES=1): headless Chromium renders the HTML report (tests/cli/report_chromium.sh)
+# and pdflatex with booktabs and pgfplots compiles the LaTeX tables and figures
+# (tests/cli/figures_latex.sh). Each test skips, saying why, where its tool is missing.
+if [ "${ATTN_TEST_PACKAGES:-0}" = 1 ]; then
+  packages+=(chromium texlive-latex-base texlive-latex-recommended texlive-pictures)
+fi
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -14,7 +21,7 @@ for p in "${packages[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: all ${#packages[@]} build dependencies are installed"
+  echo "setup: all ${#packages[@]} dependencies are installed"
 else
   echo "setup: installing ${missing[*]}"
   sudo_cmd=()

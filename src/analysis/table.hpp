@@ -3,8 +3,10 @@
 // (markdown, RFC 4180 CSV, LaTeX booktabs). `attn-bench table` is a thin shell over this;
 // docs/tables.md describes the output.
 #include <nlohmann/json.hpp>
+#include <cmath>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ab::analysis {
@@ -48,6 +50,7 @@ struct MetricDef {
   std::string unit;      // for headers and the legend
   std::string definition;
   NumberStyle style = NumberStyle::significant3;
+  int better = 0;  // +1: higher is better, -1: lower is better, 0: neither (no bold)
 };
 
 // The metric table (name → path). Adding a row here is all a new table metric needs.
@@ -75,6 +78,10 @@ struct TableOptions {
   std::string baseline;  // "" = each report's meta.run.baseline
   std::string rows;      // "" = label
   std::string cols;      // "" = the problem field that varies (or `key` when several do)
+  bool intervals = true;     // "± h": half-width of the 95% CI of the median, from the samples
+  bool bold_best = true;     // the best value of each column in bold (metrics with a direction)
+  bool significance = false; // "*" when Mann–Whitney p < alpha against the baseline's samples
+  double alpha = 0.05;
 };
 
 struct Cell {
@@ -83,6 +90,10 @@ struct Cell {
   double value = 0;
   std::string why;  // for `na`: "no baseline", "no metric"
   std::optional<NumberStyle> style;  // the cell's metric's style (side-by-side tables), else the table's
+  double lo = std::nan(""), hi = std::nan("");  // 95% CI of the value (NaN: none)
+  bool best = false;         // best of its column
+  bool significant = false;  // differs from the baseline at p < alpha
+  bool is_baseline = false;  // the baseline case itself (speedup 1 by definition)
 };
 
 struct Table {
@@ -95,9 +106,27 @@ struct Table {
   std::vector<std::vector<Cell>> cells;  // [row][col]
   NumberStyle style = NumberStyle::significant3;
   std::vector<std::string> warnings;     // collisions, missing baselines, …
+  std::vector<std::string> row_marks, col_marks;  // fidelity footnote marks ("†", "‡", "")
+  std::vector<std::string> notes;        // one line per mark used
+  std::string caption;                   // conventions: FLOP counting, cache, dtype, hardware
+  std::string common;                    // with `key` columns: the key parts every column shares
+  bool intervals = false, bold = false;  // how to print cells
 };
 
 Table build_table(const std::vector<Report>& reports, const TableOptions& opts);
+
+// `table --aggregate`: repeated reports of one spec (same meta.spec.sha256) merged into one;
+// each case id's latency samples are pooled and its median and p10/p90 recomputed from them,
+// other metrics kept from the first report. Different specs are an InputError.
+Report aggregate_reports(const std::vector<Report>& reports);
+
+// NIAH success as a table (`table -m niah`): one row per case, one column per (length, depth)
+// cell of the heat map plus the mean, in % of probes.
+Table build_niah_table(const std::vector<Report>& reports, const TableOptions& opts);
+
+// Distribution-free 95% confidence interval of the median (order statistics); none below 6
+// samples, where no pair of order statistics reaches 95%.
+std::optional<std::pair<double, double>> median_ci95(std::vector<double> samples);
 
 // Printed form of one cell ("1.25", "failed", "skipped", "n/a", "").
 std::string cell_text(const Table& t, const Cell& c);
@@ -105,7 +134,12 @@ std::string format_number(double v, NumberStyle style);
 
 std::string render_markdown(const Table& t);  // title line, table, legend line
 std::string render_csv(const Table& t);       // RFC 4180 (CRLF); no title/legend
-std::string render_latex(const Table& t);     // booktabs tabular, title/legend as % comments
+std::string render_latex(const Table& t, bool float_env = false);  // booktabs tabular, title/legend as
+                                                                    // % comments; float_env: in a table
+                                                                    // with \caption
+// Long format for plotting elsewhere: one row per case × metric, full precision (%.17g), with
+// the case's axes, fidelity, status and reason, the unit, and the 95% CI when there is one.
+std::string render_long_csv(const std::vector<Report>& reports, const TableOptions& opts);
 
 std::string csv_field(const std::string& s);
 std::string latex_escape(const std::string& s);

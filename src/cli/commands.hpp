@@ -22,5 +22,7 @@ void setup_table(CLI::App& app, Action& action);
 void setup_compare(CLI::App& app, Action& action);
 void setup_env(CLI::App& app, Action& action);
 void setup_inspect(CLI::App& app, Action& action);
+void setup_report(CLI::App& app, Action& action);
+void setup_plot(CLI::App& app, Action& action);
 
 }  // namespace ab::cli

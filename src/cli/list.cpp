@@ -1,4 +1,5 @@
-// attn-bench list: every registered variant with its paper, parameters, modes and backends.
+// attn-bench list: every registered variant with its paper, fidelity to it, parameters, modes
+// and backends.
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -39,6 +40,7 @@ void setup_list(CLI::App& app, Action& action) {
           j["family"] = v.family;
           j["paper"] = v.paper;
           j["summary"] = v.summary;
+          j["fidelity"] = {{"level", fidelity_name(v.fidelity.level)}, {"reason", v.fidelity.reason}};
           j["params"] = nlohmann::ordered_json::array();
           for (const auto& p : v.params) {
             nlohmann::ordered_json pj = {{"name", p.name}, {"type", std::string(param_type_name(p.type))}};
@@ -56,8 +58,10 @@ void setup_list(CLI::App& app, Action& action) {
         std::string modes, backends;
         for (Mode m : v.modes) modes += (modes.empty() ? "" : ", ") + std::string(mode_name(m));
         for (const auto& b : v.backends) backends += (backends.empty() ? "" : ", ") + b;
-        std::printf("%s  [%s]\n  %s\n  paper: %s\n  modes: %s; backends: %s\n", v.name.c_str(),
-                    v.family.c_str(), v.summary.c_str(), v.paper.c_str(), modes.c_str(), backends.c_str());
+        std::printf("%s  [%s]\n  %s\n  paper: %s\n  fidelity: %s (%s)\n  modes: %s; backends: %s\n",
+                    v.name.c_str(), v.family.c_str(), v.summary.c_str(), v.paper.c_str(),
+                    fidelity_name(v.fidelity.level), v.fidelity.reason.c_str(), modes.c_str(),
+                    backends.c_str());
         for (const auto& p : v.params) {
           std::string choices;
           for (const auto& c : p.choices) choices += (choices.empty() ? " {" : ", ") + c;

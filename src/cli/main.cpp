@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   ab::cli::setup_compare(app, action);
   ab::cli::setup_env(app, action);
   ab::cli::setup_inspect(app, action);
+  ab::cli::setup_report(app, action);
+  ab::cli::setup_plot(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

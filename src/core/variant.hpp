@@ -14,6 +14,19 @@
 
 namespace ab {
 
+// How closely a variant follows its paper (docs/figures.md, "Fidelity"): `faithful` implements
+// the paper's method; `simplified` keeps its defining components with named departures;
+// `stand_in` replaces a defining component (a trained estimator, index or weights) with a
+// training-free substitute, so its numbers must never be presented under the paper's name.
+enum class Fidelity { faithful, simplified, stand_in };
+inline const char* fidelity_name(Fidelity f) {
+  return f == Fidelity::faithful ? "faithful" : f == Fidelity::simplified ? "simplified" : "stand-in";
+}
+struct FidelityNote {
+  Fidelity level = Fidelity::faithful;
+  std::string reason;  // one line: what departs from the paper (or why nothing does)
+};
+
 struct VariantInfo {
   std::string name;
   std::string family;
@@ -22,6 +35,7 @@ struct VariantInfo {
   std::vector<ParamSpec> params;
   std::vector<Mode> modes;            // modes it supports
   std::vector<std::string> backends;  // backends with an implementation of its ops
+  FidelityNote fidelity;
 };
 
 // FLOPs count a multiply-add as 2 (DESIGN.md §5).

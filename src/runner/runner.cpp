@@ -86,6 +86,8 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
   r["id"] = c.id;
   r["variant"] = c.variant.name;
   r["label"] = c.variant.label;
+  if (const RegistryEntry* e = find_variant(c.variant.name))
+    r["fidelity"] = {{"level", fidelity_name(e->info.fidelity.level)}, {"reason", e->info.fidelity.reason}};
   r["params"] = params_json(c.variant.params);
   r["problem"] = problem_json(c.problem);
   r["shape"] = nullptr;

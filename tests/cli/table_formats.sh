@@ -39,9 +39,10 @@ has() {
 if run "md" table "$A"; then
   has "md title" "**speedup vs baseline mha; rows: label, columns: kv_len**"
   has "md header" "| label | kv_len=1024 | kv_len=4096 |"
-  has "md gqa row" "| gqa(kv_heads=4) | 1.25 | 1.60 |"
-  has "md skipped cell" "| block_topk(block=64, keep=0.25) | 2.00 | skipped |"
-  has "md failed cell" "| linear(feature=elu) | 2.50 | failed |"
+  has "md gqa row, ± 95% CI" "| gqa(kv_heads=4) | 1.25 ± 0.05 | 1.60 ± 0.07 |"
+  has "md skipped cell" "| block_topk(block=64, keep=0.25) | 2.00 ± 0.08 | skipped |"
+  has "md failed cell, best in bold" "| linear(feature=elu) | **2.50 ± 0.10** | failed |"
+  has "md baseline row: no interval" "| mha | 1.00 | 1.00 |"
   grep -q "^speedup = baseline median latency / case median latency" "$TMP/out" || fail "md legend line"
 fi
 
@@ -61,8 +62,9 @@ if run "latex" table "$A" --format latex; then
   has "latex toprule" "\\toprule"
   has "latex midrule" "\\midrule"
   has "latex bottomrule" "\\bottomrule"
-  has "latex escaped row" "block\\_topk(block=64, keep=0.25) & 2.00 & skipped \\\\"
-  has "latex gqa row" "gqa(kv\\_heads=4) & 1.25 & 1.60 \\\\"
+  has "latex escaped row" "block\\_topk(block=64, keep=0.25) & 2.00 \$\\pm\$ 0.08 & skipped \\\\"
+  has "latex gqa row" "gqa(kv\\_heads=4) & 1.25 \$\\pm\$ 0.05 & 1.60 \$\\pm\$ 0.07 \\\\"
+  has "latex bold" "linear(feature=elu) & \\textbf{2.50 \$\\pm\$ 0.10} & failed \\\\"
   # Outside the tabular, only % comments.
   if grep -v '^%' "$TMP/out" | sed -n '1p' | grep -qv '^\\begin{tabular}'; then
     fail "latex: text before \\begin{tabular} that is not a comment"
@@ -81,9 +83,15 @@ if run "latex" table "$A" --format latex; then
   fi
 fi
 
+# --plain: numbers only, as before the paper decorations.
+if run "md plain" table "$A" --plain; then
+  has "plain gqa row" "| gqa(kv_heads=4) | 1.25 | 1.60 |"
+  has "plain failed" "| linear(feature=elu) | 2.50 | failed |"
+fi
+
 # Other metrics and axes.
 if run "latency by kv_len rows" table "$A" --metric latency --rows kv_len --cols variant; then
-  grep -q "^| 4096 | 32.1 | 20.1 |" "$TMP/out" || fail "latency rows=kv_len cols=variant"
+  grep -q "^| 4096 | 32.1 ± 0.7 | 20.1 ± 0.4 |" "$TMP/out" || fail "latency rows=kv_len cols=variant"
 fi
 if run "recall" table "$A" --metric recall; then
   has "recall row" "| block_topk(block=64, keep=0.25) | 0.962 | skipped |"

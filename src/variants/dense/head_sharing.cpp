@@ -46,6 +46,7 @@ class HeadSharing final : public DenseSdpaVariant {
  public:
   HeadSharing(const HeadConfig& cfg, ParamSet p) : DenseSdpaVariant(std::move(p)), cfg_(cfg) {
     info_.name = cfg.name;
+    info_.fidelity = {Fidelity::faithful, "dense SDPA with the paper's head counts; the attention op as published"};
     info_.family = "dense-head-sharing";
     info_.summary = cfg.summary;
     const std::string n = cfg.name;

@@ -26,6 +26,7 @@ class Lightning final : public LinearAttentionVariant {
  public:
   explicit Lightning(ParamSet p) : LinearAttentionVariant(std::move(p)) {
     info_.name = "lightning";
+    info_.fidelity = {Fidelity::faithful, "chunked (Lightning-2) and tiled (Lightning-1) decayed linear attention as in the reference code"};
     info_.family = "linear";
     info_.paper = "Lightning Attention-2, Qin et al., arXiv 2401.04658 (and Lightning-1 in "
                   "TransNormerLLM, arXiv 2307.14995)";

@@ -18,6 +18,7 @@ class Linear final : public LinearAttentionVariant {
  public:
   explicit Linear(ParamSet p) : LinearAttentionVariant(std::move(p)) {
     info_.name = "linear";
+    info_.fidelity = {Fidelity::faithful, "the paper's feature-map linear attention (elu+1 or relu)"};
     info_.family = "linear";
     info_.paper = "Transformers are RNNs: Fast Autoregressive Transformers with Linear "
                   "Attention, Katharopoulos et al., ICML 2020, arXiv 2006.16236";

@@ -22,6 +22,7 @@ class Mala final : public LinearAttentionVariant {
  public:
   explicit Mala(ParamSet p) : LinearAttentionVariant(std::move(p)) {
     info_.name = "mala";
+    info_.fidelity = {Fidelity::faithful, "the published non-causal formula; the causal form is this harness's extension"};
     info_.family = "linear";
     info_.paper = "Rectifying Magnitude Neglect in Linear Attention (MALA), Fan et al., "
                   "ICCV 2025, arXiv 2507.00698";

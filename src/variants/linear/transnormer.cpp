@@ -19,6 +19,7 @@ class TransNormer final : public LinearAttentionVariant {
  public:
   explicit TransNormer(ParamSet p) : LinearAttentionVariant(std::move(p)) {
     info_.name = "transnormer";
+    info_.fidelity = {Fidelity::faithful, "NormAttention as in the reference presets"};
     info_.family = "linear";
     info_.paper = "The Devil in Linear Transformer (TransNormer NormAttention), Qin et al., "
                   "EMNLP 2022, arXiv 2210.10340";

@@ -22,6 +22,7 @@ class BlockRank final : public DenseSdpaVariant {
  public:
   explicit BlockRank(ParamSet p) : DenseSdpaVariant(std::move(p)) {
     info_.name = "blockrank";
+    info_.fidelity = {Fidelity::simplified, "equal-length blocks instead of the paper's left-padded blocks"};
     info_.family = "masked";
     info_.paper = "Scalable In-context Ranking with Generative Models (BlockRank), "
                   "arXiv 2510.05396";

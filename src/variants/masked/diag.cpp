@@ -20,6 +20,7 @@ class Diag final : public TransformedSdpaVariant {
  public:
   explicit Diag(ParamSet p) : TransformedSdpaVariant(std::move(p)) {
     info_.name = "diag";
+    info_.fidelity = {Fidelity::faithful, "block-diagonal softmax/ReLU attention as in the reference code"};
     info_.family = "masked";
     info_.paper = "The Devil in Linear Transformer (TransNormer DiagAttention), Qin et al., "
                   "EMNLP 2022, arXiv 2210.10340";

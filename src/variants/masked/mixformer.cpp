@@ -26,6 +26,7 @@ class MixFormer final : public DenseSdpaVariant {
  public:
   explicit MixFormer(ParamSet p) : DenseSdpaVariant(std::move(p)) {
     info_.name = "mixformer";
+    info_.fidelity = {Fidelity::faithful, "the reference code's two dense SDPA calls"};
     info_.family = "masked";
     info_.paper = "MixFormer: End-to-End Tracking with Iterative Mixed Attention, Cui et al., "
                   "CVPR 2022, arXiv 2203.11082";

@@ -23,6 +23,7 @@ class Streaming final : public DenseSdpaVariant {
  public:
   explicit Streaming(ParamSet p) : DenseSdpaVariant(std::move(p)) {
     info_.name = "streaming";
+    info_.fidelity = {Fidelity::faithful, "sinks + window cache; RoPE position shift is outside a Q/K-level op"};
     info_.family = "masked";
     info_.paper = "Efficient Streaming Language Models with Attention Sinks, Xiao et al., "
                   "ICLR 2024, arXiv 2309.17453";

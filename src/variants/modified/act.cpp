@@ -116,6 +116,7 @@ class Act final : public DenseSdpaVariant {
  public:
   explicit Act(ParamSet p) : DenseSdpaVariant(std::move(p)) {
     info_.name = "act";
+    info_.fidelity = {Fidelity::faithful, "training-free calibration of the reference code, on one layer's heads"};
     info_.family = "modified";
     info_.paper = "Unveiling and Harnessing Hidden Attention Sinks: Training-Free Attention "
                   "Calibration (ACT), Yu et al., ICML 2024, arXiv 2406.15765";

@@ -26,6 +26,7 @@ class Gated final : public DenseSdpaVariant {
  public:
   explicit Gated(ParamSet p) : DenseSdpaVariant(std::move(p)) {
     info_.name = "gated";
+    info_.fidelity = {Fidelity::stand_in, "random gate logits in place of the trained gate projection"};
     info_.family = "modified";
     info_.paper = "Gated Attention for Large Language Models, Qiu et al. (Qwen), "
                   "arXiv 2505.06708";

@@ -39,6 +39,7 @@ class Lama final : public TransformedSdpaVariant {
  public:
   explicit Lama(ParamSet p) : TransformedSdpaVariant(std::move(p)) {
     info_.name = "lama";
+    info_.fidelity = {Fidelity::stand_in, "random context and projection in place of trained weights"};
     info_.family = "modified";
     info_.paper = "Low-Rank Factorization for Compact Multi-Head Self-Attention (LAMA), "
                   "Mehta et al., arXiv 1912.00835";

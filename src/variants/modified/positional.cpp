@@ -51,6 +51,7 @@ class Positional final : public DenseSdpaVariant {
  public:
   explicit Positional(ParamSet p) : DenseSdpaVariant(std::move(p)) {
     info_.name = "positional";
+    info_.fidelity = {Fidelity::stand_in, "random positional projections in place of trained weights"};
     info_.family = "modified";
     info_.paper = "Positional Attention: Expressivity and Learnability of Algorithmic "
                   "Computation, de Luca et al., ICML 2025, arXiv 2410.01686";

@@ -18,6 +18,7 @@ class Sigmoid final : public TransformedSdpaVariant {
  public:
   explicit Sigmoid(ParamSet p) : TransformedSdpaVariant(std::move(p)) {
     info_.name = "sigmoid";
+    info_.fidelity = {Fidelity::faithful, "sigmoid attention as in the reference code"};
     info_.family = "modified";
     info_.paper = "When Attention Sink Emerges in Language Models: An Empirical View, Gu et "
                   "al., ICLR 2025, arXiv 2410.10781";

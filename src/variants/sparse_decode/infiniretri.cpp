@@ -33,6 +33,7 @@ class InfiniRetri final : public SparseDecodeVariant {
  public:
   explicit InfiniRetri(ParamSet p) : SparseDecodeVariant(std::move(p)) {
     info_.name = "infiniretri";
+    info_.fidelity = {Fidelity::stand_in, "re-scoped from a whole-model pipeline to one attention layer"};
     info_.family = "token-selection-decode";
     info_.paper = "Infinite Retrieval: Attention Enhanced LLMs in Long-Context Processing, Ye et al., "
                   "arXiv 2502.12962";

@@ -26,6 +26,7 @@ class Kinetics final : public SparseDecodeVariant {
  public:
   explicit Kinetics(ParamSet p) : SparseDecodeVariant(std::move(p)) {
     info_.name = "kinetics";
+    info_.fidelity = {Fidelity::faithful, "block top-k pages as in the reference code"};
     info_.family = "token-selection-decode";
     info_.paper = "Kinetics: Rethinking Test-Time Scaling Laws, Sadhukhan et al., arXiv 2506.05333";
     info_.summary = "block top-k decode attention: pages scored by the group-mean query against the "

@@ -28,6 +28,7 @@ class Landmark final : public SparseDecodeVariant {
  public:
   explicit Landmark(ParamSet p) : SparseDecodeVariant(std::move(p)) {
     info_.name = "landmark";
+    info_.fidelity = {Fidelity::stand_in, "block-mean keys instead of trained landmark tokens"};
     info_.family = "token-selection-decode";
     info_.paper = "Landmark Attention: Random-Access Infinite Context Length for Transformers, "
                   "Mohtashami & Jaggi, NeurIPS 2023, arXiv 2305.16300";

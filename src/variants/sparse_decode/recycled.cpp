@@ -32,6 +32,7 @@ class Recycled final : public SparseDecodeVariant {
  public:
   explicit Recycled(ParamSet p) : SparseDecodeVariant(std::move(p)) {
     info_.name = "recycled";
+    info_.fidelity = {Fidelity::simplified, "from a reading note, the reference code was not read; GQA pooling chosen here"};
     info_.family = "token-selection-decode";
     info_.paper = "Recycled Attention: Efficient inference for long-context language models, Xu et "
                   "al., arXiv 2411.05787";

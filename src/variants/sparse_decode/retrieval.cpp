@@ -114,6 +114,7 @@ class Retrieval final : public SparseDecodeVariant {
  public:
   explicit Retrieval(ParamSet p) : SparseDecodeVariant(std::move(p)) {
     info_.name = "retrieval";
+    info_.fidelity = {Fidelity::stand_in, "an IVF (or exact) index instead of the paper's graph index"};
     info_.family = "token-selection-decode";
     info_.paper = "RetrievalAttention: Accelerating Long-Context LLM Inference via Vector Retrieval, "
                   "Liu et al., arXiv 2409.10516 (NeurIPS 2025)";

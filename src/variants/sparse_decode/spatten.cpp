@@ -39,6 +39,7 @@ class SpAtten final : public SparseDecodeVariant {
  public:
   explicit SpAtten(ParamSet p) : SparseDecodeVariant(std::move(p)) {
     info_.name = "spatten";
+    info_.fidelity = {Fidelity::faithful, "the LLM port's token and head pruning cache policy"};
     info_.family = "token-selection-decode";
     info_.paper = "SpAtten: Efficient Sparse Attention Architecture with Cascade Token and Head "
                   "Pruning, Wang, Zhang, Han, HPCA 2021, arXiv 2012.09852";

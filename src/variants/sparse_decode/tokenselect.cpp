@@ -27,6 +27,7 @@ class TokenSelect final : public SparseDecodeVariant {
  public:
   explicit TokenSelect(ParamSet p) : SparseDecodeVariant(std::move(p)) {
     info_.name = "tokenselect";
+    info_.fidelity = {Fidelity::simplified, "no RoPE query re-rotation (QUERY_ROTATE)"};
     info_.family = "token-selection-decode";
     info_.paper = "TokenSelect: Efficient Long-Context Inference and Length Extrapolation for LLMs "
                   "via Dynamic Token-Level KV Cache Selection, Wu et al., arXiv 2411.02886";

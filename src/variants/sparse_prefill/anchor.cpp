@@ -34,6 +34,7 @@ class Anchor final : public SparsePrefillVariant {
  public:
   explicit Anchor(ParamSet p) : SparsePrefillVariant(std::move(p)) {
     info_.name = "anchor";
+    info_.fidelity = {Fidelity::faithful, "anchor pass, stripe identification and sparse pass of the reference code"};
     info_.family = "block-sparse-prefill";
     info_.paper = "AnchorAttention: Difference-Aware Sparse Attention with Stripe Granularity, "
                   "EMNLP 2025, arXiv 2505.23520";

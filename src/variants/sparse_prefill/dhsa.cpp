@@ -41,6 +41,7 @@ class Dhsa final : public SparsePrefillVariant {
  public:
   explicit Dhsa(ParamSet p) : SparsePrefillVariant(std::move(p)) {
     info_.name = "dhsa";
+    info_.fidelity = {Fidelity::stand_in, "heuristic chunk boundaries instead of the trained boundary predictor"};
     info_.family = "block-sparse-prefill";
     info_.paper = "DHSA: Dynamic Hierarchical Sparse Attention, arXiv 2510.24606";
     info_.summary = "chunked keys (training-free boundary heuristic in place of the paper's trained "

@@ -56,6 +56,7 @@ class HyperAttention final : public SparsePrefillVariant {
  public:
   explicit HyperAttention(ParamSet p) : SparsePrefillVariant(std::move(p)) {
     info_.name = "hyperattention";
+    info_.fidelity = {Fidelity::faithful, "sortLSH + uniform column sampling of the reference code"};
     info_.family = "lsh-approximate";
     info_.paper = "HyperAttention: Long-context Attention in Near-Linear Time, Han et al., ICLR 2024, "
                   "arXiv 2310.05869";

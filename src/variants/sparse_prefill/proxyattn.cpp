@@ -29,6 +29,7 @@ class ProxyAttn final : public SparsePrefillVariant {
  public:
   explicit ProxyAttn(ParamSet p) : SparsePrefillVariant(std::move(p)) {
     info_.name = "proxyattn";
+    info_.fidelity = {Fidelity::simplified, "from a secondary summary, the official code was not read; open choices named in the source"};
     info_.family = "block-sparse-prefill";
     info_.paper = "ProxyAttn: Guided Sparse Attention via Representative Heads, ICLR 2026, arXiv 2509.24745";
     info_.summary = "proxy heads (group-mean Q/K) score strided queries, max-pooled block scores, "

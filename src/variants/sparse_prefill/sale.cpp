@@ -33,6 +33,7 @@ class Sale final : public SparsePrefillVariant {
  public:
   explicit Sale(ParamSet p) : SparsePrefillVariant(std::move(p)) {
     info_.name = "sale";
+    info_.fidelity = {Fidelity::faithful, "int4 estimation and relative-score threshold of the reference kernels"};
     info_.family = "block-sparse-prefill";
     info_.paper = "SALE: Low-bit Estimation for Efficient Sparse Attention in Long-context LLM "
                   "Prefilling, arXiv 2505.24179";

@@ -30,6 +30,7 @@ class SeaProxy final : public SparsePrefillVariant {
  public:
   explicit SeaProxy(ParamSet p) : SparsePrefillVariant(std::move(p)) {
     info_.name = "sea";
+    info_.fidelity = {Fidelity::stand_in, "Performer-feature block scores instead of the trained estimator"};
     info_.family = "lsh-approximate";
     info_.paper = "SEA: Sparse Linear Attention with Estimated Attention Mask, Lee et al., ICLR 2024 "
                   "(training-free proxy: no trained predictor)";

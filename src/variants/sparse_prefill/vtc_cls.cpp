@@ -26,6 +26,7 @@ class VtcCls final : public SparsePrefillVariant {
  public:
   explicit VtcCls(ParamSet p) : SparsePrefillVariant(std::move(p)) {
     info_.name = "vtc_cls";
+    info_.fidelity = {Fidelity::stand_in, "re-scoped from visual-token pruning across layers to one attention layer"};
     info_.family = "token-selection-prefill";
     info_.paper = "[CLS] Token Tells Everything Needed for Training-free Efficient MLLMs (VTC-CLS), "
                   "arXiv 2412.05819";
