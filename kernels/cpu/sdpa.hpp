@@ -12,6 +12,16 @@ namespace ab::cpu {
 // a.q/k/v/o/lse are host fp32 tensors; lse may be null.
 void sdpa_flash(const SdpaArgs& a);
 
+// The same walk with bf16 products: S = Q·Kᵀ and P·V with bf16 operands (inputs, and P,
+// rounded to nearest-even bf16) and fp32 accumulation, softmax in fp32, as GPU flash kernels
+// do. AVX512_BF16 only: throws unless sdpa_flash_bf16_available(). Meant for bf16 inputs,
+// which it reads exactly; fp32 inputs are rounded.
+void sdpa_flash_bf16(const SdpaArgs& a);
+bool sdpa_flash_bf16_available();
+// Whether the bf16 path is faster than sdpa_flash for this shape (enough query rows per key
+// to pay for packing K and V to bf16 once per call).
+bool sdpa_flash_bf16_pays(const AttnShape& s);
+
 // Executed score blocks of sdpa_flash for a mask, at its tile size: the fraction of
 // (query, key) pairs inside non-empty tiles (used for executed FLOPs).
 double sdpa_flash_executed_fraction(const AttnShape& s, const Mask& m);

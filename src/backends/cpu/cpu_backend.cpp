@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <limits>
 #include <fstream>
 #include <list>
@@ -34,6 +36,20 @@ size_t last_level_cache_bytes() {
     }
   }
   return best;
+}
+
+// The bf16 products are used unless the CPU lacks them or ATTN_CPU_BF16=off asks for fp32.
+bool bf16_allowed() {
+  static const bool ok = [] {
+    const char* e = std::getenv("ATTN_CPU_BF16");
+    return cpu::sdpa_flash_bf16_available() && !(e && std::string(e) == "off");
+  }();
+  return ok;
+}
+
+bool use_bf16_products(const SdpaArgs& a) {
+  return a.q.dtype == DType::bf16 && a.k.dtype == DType::bf16 && a.v.dtype == DType::bf16 &&
+         bf16_allowed() && cpu::sdpa_flash_bf16_pays(a.shape);
 }
 
 class CpuBackend final : public Backend {
@@ -90,10 +106,19 @@ class CpuBackend final : public Backend {
       return Support::no("cpu sdpa: softcap needs a cap > 0");
     return Support::yes();
   }
-  // Softmax: the tiled flash kernel; the other score transforms: cpu/sdpa_transforms.
+  // Softmax: the tiled flash kernel, with bf16 products for bf16 inputs where the CPU has
+  // AVX512_BF16 and the shape has enough query rows per key to pay for packing K and V
+  // (ATTN_CPU_BF16=off keeps fp32); the other score transforms: cpu/sdpa_transforms.
   void sdpa(const SdpaArgs& a) override {
-    if (a.transform == ScoreTransform::softmax) cpu::sdpa_flash(a);
-    else cpu::sdpa_transformed(a);
+    if (a.transform != ScoreTransform::softmax) cpu::sdpa_transformed(a);
+    else if (use_bf16_products(a)) cpu::sdpa_flash_bf16(a);
+    else cpu::sdpa_flash(a);
+  }
+  nlohmann::ordered_json device_info() const override {
+    nlohmann::ordered_json j;
+    j["name"] = "cpu";
+    j["bf16_sdpa"] = bf16_allowed() ? "avx512_bf16 (VDPBF16PS), fp32 accumulation" : "fp32 (inputs rounded)";
+    return j;
   }
   Support supports_output_gate(const OutputGateArgs& a) const override {
     (void)a;
