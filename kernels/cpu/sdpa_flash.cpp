@@ -50,6 +50,20 @@ struct FlashTile {
 // Rejected: 128-row tiles pack the K/V tile once per 128 rows, and Eigen's packing was 21% of
 // the time at 128×256 (perf); 512-row tiles win 5-10% at d <= 80 but lose at d=128 causal
 // (more diagonal waste) and halve the query tiles available to the threads.
+// Re-measured 2026-12 on a 2-core AMD EPYC (Zen 4, AVX-512 + AVX512_BF16, no AMX; shared with
+// other builds at load 8-20, so per CPU-second, 1 thread, mean of the last 2 of 3 calls), fp32
+// GFLOP per CPU-second | bf16 path:
+//   H=2 N=4096 d=128 causal: 256×256 55 | 135 (chosen), 256×512 53 | 135, 512×256 51 | 120,
+//                            512×512 48 | 120, 512×128 52 | 117
+//   H=4 N=2048 d=64 full:    256×256 58 | 121 (chosen), 512×256 61 | 125, 256×512 56 | 123,
+//                            512×512 58 | 115, 512×128 58 | 114
+//   H=4 N=2048 d=64 causal:  256×256 50 | 99 (chosen), 256×512 53 | 108, 512×256 46 | 91,
+//                            512×512 42 | 92, 512×128 47 | 89
+//   H=2 N=2048 d=128 full:   256×256 55 | 142, 128×256 55 | 137, 256×128 58 | 135, 512×256 63 | 146,
+//                            256×512 59 | 144, 128×128 57 | 133, 64×256 50 | 142
+// so Zen 4 keeps 256×256 for both paths: no tile is better on every shape by more than the
+// noise, and 512-row tiles lose 7-12% causal. The bf16 path shares the tile (its K blocks of 16
+// keys and V key pairs divide it).
 constexpr FlashTile sdpa_flash_tile(int head_dim, int v_dim) {
   (void)head_dim;
   (void)v_dim;
