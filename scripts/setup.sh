@@ -34,7 +34,11 @@ if [ "${1:-}" != "--build-only" ] && command -v python3 >/dev/null && ! python3 
     echo "setup: pip install failed; the file-format tests will use their C++ writer"
 fi
 if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
-  echo "setup: nvcc found: the CUDA backend will be built (ATTN_CUDA=AUTO)"
+  if [ "${1:-}" = "--build-only" ]; then
+    echo "setup: nvcc found: scripts/attn-bench builds the CUDA backend only where a GPU is present; scripts/test.sh builds it"
+  else
+    echo "setup: nvcc found: the CUDA backend will be built (ATTN_CUDA=AUTO)"
+  fi
 else
   echo "setup: no nvcc: building the CPU backend only"
 fi

@@ -1,4 +1,4 @@
-// sdpa_flash_bf16 (bf16 products, fp32 accumulation and softmax) against the float64 reference
+// sdpa_flash's avx512_bf16 path (bf16 products, fp32 accumulation and softmax) against the float64 reference
 // on bf16-rounded random inputs of odd shapes. Tolerances are derived as for the GPU's bf16
 // kernels (FlashAttention's rule): the kernel's error against fp64 may be at most 2× the error
 // of a naive reference at the kernel's precision (fp32 loops, P rounded to bf16 before P·V)
@@ -228,7 +228,7 @@ int64_t check_case(const Case& c) {
   std::mt19937 rng(seed);
   Data x = make_data(c, rng);
   SdpaArgs a = args_of(x, c);
-  cpu::sdpa_flash_bf16(a);
+  cpu::sdpa_flash(a, cpu::FlashPath::avx512_bf16);
   const Outcome r = compare(x, a, pick_rows(c, rng));
   check(r, c.name);
   return r.masked_rows;
@@ -241,14 +241,14 @@ Mask causal_mask() {
 }
 
 bool have_bf16() {
-  if (cpu::sdpa_flash_bf16_available()) return true;
+  if (cpu::sdpa_flash_available(cpu::FlashPath::avx512_bf16)) return true;
   MESSAGE("skipped: this CPU has no AVX512_BF16 (the CPU backend uses the fp32 path)");
   return false;
 }
 
 }  // namespace
 
-TEST_CASE("sdpa_flash_bf16 matches fp64 within 2x a naive bf16 reference: N=1013, d 64/80/128, GQA 1/4/8") {
+TEST_CASE("sdpa_flash avx512_bf16 matches fp64 within 2x a naive bf16 reference: N=1013, d 64/80/128, GQA 1/4/8") {
   if (!have_bf16()) return;
   for (int d : {64, 80, 128})
     for (int hkv : {8, 2, 1})
@@ -261,7 +261,7 @@ TEST_CASE("sdpa_flash_bf16 matches fp64 within 2x a naive bf16 reference: N=1013
       }
 }
 
-TEST_CASE("sdpa_flash_bf16: odd head dims, q_len != kv_len, batch 2") {
+TEST_CASE("sdpa_flash avx512_bf16: odd head dims, q_len != kv_len, batch 2") {
   if (!have_bf16()) return;
   // d and dv odd or not multiples of 16: zero-padded pairs and masked column vectors.
   check_case({"d33_dv17_b2_gqa3_causal", 2, 6, 2, 33, 17, 301, 1013, causal_mask()});
@@ -275,7 +275,7 @@ TEST_CASE("sdpa_flash_bf16: odd head dims, q_len != kv_len, batch 2") {
   check_case({"q64_kv20011_mha_d80", 1, 1, 1, 80, 80, 64, 20011, {}});
 }
 
-TEST_CASE("sdpa_flash_bf16: sliding window with sinks, and a predicate mask") {
+TEST_CASE("sdpa_flash avx512_bf16: sliding window with sinks, and a predicate mask") {
   if (!have_bf16()) return;
   Mask m = causal_mask();
   m.window = 100;
@@ -301,14 +301,15 @@ TEST_CASE("CPU backend: bf16 inputs take the bf16 path where it pays, fp32 input
   auto be = make_cpu_backend();
   Case c{"backend_d128_gqa2", 1, 4, 2, 128, 128, 517, 517, causal_mask()};
   Data x = make_data(c, rng);
-  REQUIRE(cpu::sdpa_flash_bf16_pays(x.shape));
+  REQUIRE(cpu::sdpa_flash_packing_pays(x.shape));
   SdpaArgs a = args_of(x, c);
   be->sdpa(a);
   const HostTensor via_backend = x.o;
-  cpu::sdpa_flash_bf16(a);
+  cpu::sdpa_flash(a, cpu::FlashPath::avx512_bf16);
   CHECK(via_backend.data == x.o.data);  // the same kernel, deterministically
   check(compare(x, a, pick_rows(c, rng)), c.name);
-  // The same values as fp32 tensors: the fp32 kernel, whose error is ~1000x smaller.
+  // The same values as fp32 tensors: the fp32 kernel (its own best path), whose error is
+  // ~1000x smaller.
   SdpaArgs f = a;
   f.q.dtype = f.k.dtype = f.v.dtype = f.o.dtype = DType::f32;
   f.shape.dtype = DType::f32;
@@ -323,7 +324,7 @@ TEST_CASE("CPU backend: bf16 inputs take the bf16 path where it pays, fp32 input
   // Decode (one query row per key): bound by reading K and V, it stays on the fp32 path.
   Case dc{"decode", 1, 4, 4, 128, 128, 1, 4099, {}};
   Data y = make_data(dc, rng);
-  CHECK_FALSE(cpu::sdpa_flash_bf16_pays(y.shape));
+  CHECK_FALSE(cpu::sdpa_flash_packing_pays(y.shape));
   SdpaArgs da = args_of(y, dc);
   be->sdpa(da);
   const HostTensor decode_backend = y.o;

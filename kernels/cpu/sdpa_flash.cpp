@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -23,7 +24,7 @@
 
 #include "cpu/cpu_common.hpp"
 #include "cpu/sdpa.hpp"
-#include "cpu/sdpa_flash_bf16.hpp"
+#include "cpu/sdpa_flash_simd.hpp"
 
 namespace ab::cpu {
 namespace {
@@ -71,10 +72,10 @@ constexpr FlashTile sdpa_flash_tile(int head_dim, int v_dim) {
 }
 
 
-// Query rows per key (q_len × group) from which the bf16 path is used for bf16 inputs. Below it
-// the call is bound by reading K and V, and the bf16 path reads them twice (fp32 to pack, then
-// the bf16 pairs): decode stays on the fp32 path.
-constexpr int64_t kBf16MinRowsPerKey = 64;
+// Query rows per key (q_len × group) from which the packed AVX-512 paths are used. Below it the
+// call is bound by reading K and V, and a packed path reads them twice (to pack, then packed):
+// decode stays on the portable path.
+constexpr int64_t kPackedMinRowsPerKey = 64;
 
 // How sdpa_flash splits a problem into work items. Shared with sdpa_flash_executed_fraction
 // so that the reported executed fraction is the walk the kernel really does.
@@ -204,24 +205,29 @@ void narrow_columns(const Mask& m, int64_t kv_len, int64_t q0, int64_t q1, int64
 struct Workspace {
   Eigen::VectorXf q, s, acc, m, l;
   std::vector<uint32_t> qp, pp;
-  Workspace(int64_t rows, int d, int dv, int bc, bool bf16)
-      : q(bf16 ? 0 : rows * d), s(rows * bc), acc(rows * dv), m(rows), l(rows),
-        qp(bf16 ? size_t(rows * bf16::pairs(d)) : 0), pp(bf16 ? size_t(rows * bf16::pairs(bc)) : 0) {}
+  Workspace(int64_t rows, int d, int dv, int bc, FlashPath path)
+      : q(path == FlashPath::avx512_bf16 ? 0 : rows * d), s(rows * bc), acc(rows * dv), m(rows), l(rows),
+        qp(path == FlashPath::avx512_bf16 ? size_t(rows * simd::pairs(d)) : 0),
+        pp(path == FlashPath::avx512_bf16 ? size_t(rows * simd::pairs(bc)) : 0) {}
 };
 
-// K and V of every (batch, kv head) as bf16 pairs (cpu/sdpa_flash_bf16.hpp's layouts), packed
-// once per call: B·Hkv·Nkv·(d + dv) conversions, against B·Hq·Nq·Nkv·(d + dv) multiply-adds.
-struct Bf16Inputs {
-  std::unique_ptr<uint32_t[]> k, v;
-  int64_t k_head = 0, v_head = 0;  // words per (batch, kv head)
-  int64_t np = 0;                   // key pairs per head
+// K and V of every (batch, kv head) in a packed path's layouts (cpu/sdpa_flash_simd.hpp),
+// packed once per call: B·Hkv·Nkv·(d + dv) element moves against B·Hq·Nq·Nkv·(d + dv)
+// multiply-adds. bf16: pairs in uint32 words; f32: floats.
+struct Packed {
+  FlashPath path = FlashPath::portable;
+  std::unique_ptr<uint32_t[]> k, v;  // bf16 pairs
+  std::unique_ptr<float[]> kf, vf;   // f32
+  int64_t k_head = 0, v_head = 0;    // elements per (batch, kv head)
+  int64_t np = 0;                    // bf16: key pairs per head
 };
 
 // One work item: rows of query tile `x` (all heads of its pack) against keys [kb, ke).
 // Leaves the unnormalised state (m, ℓ, acc) in w.
-// With `bf` the products run in bf16 (fp32 accumulation), otherwise in fp32.
+// The products run as `pk.path` says: Eigen, or the AVX-512 tiles on the packed K and V.
 void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t kb,
-              int64_t ke, float scale, Workspace& w, const Bf16Inputs* bf) {
+              int64_t ke, float scale, Workspace& w, const Packed& pkd) {
+  const bool bf = pkd.path == FlashPath::avx512_bf16, f32 = pkd.path == FlashPath::avx512_f32;
   const AttnShape& s = a.shape;
   const int d = s.head_dim, dv = s.v_dim, bc = p.tile.kv_cols;
   const FlashPlan::Pack& pk = p.packs[size_t(x.pack)];
@@ -237,11 +243,11 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
   // Q tile (rows, D), pre-scaled: row t·nr + r is head heads[first + t], query i0 + r.
   // The bf16 path packs Q unscaled (scaling before rounding to bf16 would add an error) and
   // applies the scale to S in fp32.
-  const int64_t dp = bf16::pairs(d);
+  const int64_t dp = simd::pairs(d);
   for (int t = 0; t < pk.count; ++t) {
     const int h = p.heads[size_t(pk.first + t)];
     const float* src = Q + ((int64_t(x.b) * s.q_heads + h) * s.q_len + i0) * d;
-    if (bf) bf16::pack_rows(src, d, nr, d, w.qp.data() + t * nr * dp, dp);
+    if (bf) simd::pack_rows_bf16(src, d, nr, d, w.qp.data() + t * nr * dp, dp);
     else MapRM(w.q.data() + t * nr * d, nr, d) = scale * CMapRM(src, nr, d);
   }
   const CMapRM qt(w.q.data(), bf ? 0 : rows, d);
@@ -258,8 +264,10 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
     const int64_t nc = k1 - k0;
     // S (rows, nc) = (scale·Q) Kᵀ
     if (bf) {
-      bf16::qk_tile(w.qp.data(), rows, int(dp), bf->k.get() + bh * bf->k_head + k0 * dp, nc, scale,
-                    w.s.data());
+      simd::qk_tile_bf16(w.qp.data(), rows, int(dp), pkd.k.get() + bh * pkd.k_head + k0 * dp, nc,
+                         scale, w.s.data());
+    } else if (f32) {
+      simd::qk_tile_f32(w.q.data(), rows, d, pkd.kf.get() + bh * pkd.k_head + k0 * d, nc, w.s.data());
     } else {
       MapRM st(w.s.data(), rows, nc);
       st.noalias() = qt * CMapRM(K + k0 * d, nc, d).transpose();
@@ -295,8 +303,11 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
     online_softmax_tile(w.s.data(), rows, nc, m, l, acc);
     // acc (rows, Dv) += P V
     if (bf)
-      bf16::pv_tile(w.s.data(), rows, nc, bf->v.get() + bh * bf->v_head + (k0 / 2) * 16, bf->np, dv,
-                    acc.data(), w.pp.data());
+      simd::pv_tile_bf16(w.s.data(), rows, nc, pkd.v.get() + bh * pkd.v_head + (k0 / 2) * 16, pkd.np,
+                         dv, acc.data(), w.pp.data());
+    else if (f32)
+      simd::pv_tile_f32(w.s.data(), rows, nc, pkd.vf.get() + bh * pkd.v_head + k0 * 16, s.kv_len, dv,
+                        acc.data());
     else
       acc.noalias() += CMapRM(w.s.data(), rows, nc) * CMapRM(V + k0 * dv, nc, dv);
   };
@@ -307,9 +318,9 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
     if (cls == BlockClass::partial && !a.mask.extra) {
       int64_t c0 = k0, c1 = k1;
       narrow_columns(a.mask, s.kv_len, i0 + off, i1 + off, c0, c1);
-      // The bf16 products read K in blocks of 16 keys and V in key pairs: start on a block
-      // (k0 is one); the columns added are masked like any other in a partial tile.
-      if (bf) c0 -= (c0 - k0) % 16;
+      // The packed paths read K in blocks of 16 keys (and bf16 V in key pairs): start on a
+      // block (k0 is one); the columns added are masked like any other in a partial tile.
+      if (bf || f32) c0 -= (c0 - k0) % 16;
       tile(c0, c1, cls);
     } else {
       tile(k0, k1, cls);
@@ -381,8 +392,8 @@ double sdpa_flash_executed_fraction(const AttnShape& s, const Mask& m) {
 
 namespace {
 
-// sdpa_flash's body; with bf16 = true the products run in bf16 (sdpa_flash_bf16).
-void flash(const SdpaArgs& a, bool bf16) {
+// sdpa_flash's body, its products on the given path.
+void flash(const SdpaArgs& a, FlashPath path) {
   check_args(a);
   const AttnShape& s = a.shape;
   if (s.batch == 0 || s.q_len == 0) return;
@@ -401,41 +412,55 @@ void flash(const SdpaArgs& a, bool bf16) {
     part_ml.resize(size_t(n_items * max_rows * 2));
   }
 
-  // bf16: K and V packed per (batch, kv head) in chunks of 256 keys, shared by the threads.
-  Bf16Inputs bf;
+  // Packed paths: K and V packed per (batch, kv head) in chunks of 256 keys, shared by the
+  // threads.
+  static_assert(sdpa_flash_tile(128, 128).kv_cols % 16 == 0, "K blocks of 16 keys must tile key tiles");
+  Packed pkd;
+  pkd.path = path;
   constexpr int64_t kPackKeys = 256;
   const int64_t heads_kv = int64_t(s.batch) * s.kv_heads;
   const int64_t pack_chunks = (s.kv_len + kPackKeys - 1) / kPackKeys;
-  if (bf16) {
-    static_assert(sdpa_flash_tile(128, 128).kv_cols % 16 == 0, "bf16 K blocks must tile key tiles");
-    bf.np = bf16::pairs(s.kv_len);
-    bf.k_head = bf16::blocks16(s.kv_len) * 16 * bf16::pairs(d);
-    bf.v_head = bf16::blocks16(dv) * bf.np * 16;
-    bf.k.reset(new uint32_t[size_t(heads_kv * bf.k_head)]);
-    bf.v.reset(new uint32_t[size_t(heads_kv * bf.v_head)]);
+  const bool packed = path != FlashPath::portable;
+  if (path == FlashPath::avx512_bf16) {
+    pkd.np = simd::pairs(s.kv_len);
+    pkd.k_head = simd::blocks16(s.kv_len) * 16 * simd::pairs(d);
+    pkd.v_head = simd::blocks16(dv) * pkd.np * 16;
+    pkd.k.reset(new uint32_t[size_t(heads_kv * pkd.k_head)]);
+    pkd.v.reset(new uint32_t[size_t(heads_kv * pkd.v_head)]);
+  } else if (path == FlashPath::avx512_f32) {
+    pkd.k_head = simd::blocks16(s.kv_len) * 16 * d;
+    pkd.v_head = simd::blocks16(dv) * 16 * s.kv_len;
+    pkd.kf.reset(new float[size_t(heads_kv * pkd.k_head)]);
+    pkd.vf.reset(new float[size_t(heads_kv * pkd.v_head)]);
   }
-  const int pack_threads = bf16 ? int(std::min<int64_t>(threads, heads_kv * pack_chunks)) : 1;
+  const int pack_threads = packed ? int(std::min<int64_t>(threads, heads_kv * pack_chunks)) : 1;
 
 #pragma omp parallel num_threads(int(std::max<int64_t>(pack_threads, std::min<int64_t>(threads, n_items))))
   {
-    if (bf16) {
+    if (packed) {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t it = 0; it < heads_kv * pack_chunks; ++it) {
         const int64_t bh = it / pack_chunks, j0 = (it % pack_chunks) * kPackKeys;
         const int64_t nj = std::min(kPackKeys, s.kv_len - j0);
-        bf16::pack_k(a.k.host_f32() + (bh * s.kv_len + j0) * d, nj, d,
-                     bf.k.get() + bh * bf.k_head + j0 * bf16::pairs(d));
-        bf16::pack_v(a.v.host_f32() + bh * s.kv_len * dv, s.kv_len, dv, j0 / 2,
-                     std::min(bf.np, (j0 + nj + 1) / 2), bf.v.get() + bh * bf.v_head);
+        const float* kh = a.k.host_f32() + bh * s.kv_len * d;
+        const float* vh = a.v.host_f32() + bh * s.kv_len * dv;
+        if (path == FlashPath::avx512_bf16) {
+          simd::pack_k_bf16(kh + j0 * d, nj, d, pkd.k.get() + bh * pkd.k_head + j0 * simd::pairs(d));
+          simd::pack_v_bf16(vh, s.kv_len, dv, j0 / 2, std::min(pkd.np, (j0 + nj + 1) / 2),
+                            pkd.v.get() + bh * pkd.v_head);
+        } else {
+          simd::pack_k_f32(kh + j0 * d, nj, d, pkd.kf.get() + bh * pkd.k_head + j0 * d);
+          simd::pack_v_f32(vh, s.kv_len, dv, j0, j0 + nj, pkd.vf.get() + bh * pkd.v_head);
+        }
       }
     }
-    Workspace w(max_rows, d, dv, p.tile.kv_cols, bf16);
+    Workspace w(max_rows, d, dv, p.tile.kv_cols, path);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; ++it) {
       const UnitIndex x = unit_of(s, p, it / p.n_chunks);
       const int64_t c = it % p.n_chunks;
       const int64_t kb = c * p.kv_chunk, ke = std::min(s.kv_len, kb + p.kv_chunk);
-      run_item(a, p, x, kb, ke, scale, w, bf16 ? &bf : nullptr);
+      run_item(a, p, x, kb, ke, scale, w, pkd);
       if (!split) {
         write_rows(a, p, x, w.acc.data(), w.m.data(), w.l.data());
       } else {
@@ -480,18 +505,33 @@ void flash(const SdpaArgs& a, bool bf16) {
 
 }  // namespace
 
-void sdpa_flash(const SdpaArgs& a) { flash(a, false); }
-
-bool sdpa_flash_bf16_available() { return bf16::dot_available(); }
-
-void sdpa_flash_bf16(const SdpaArgs& a) {
-  if (!bf16::dot_available())
-    throw std::invalid_argument("sdpa_flash_bf16: this CPU has no AVX512_BF16 dot products");
-  flash(a, true);
+bool sdpa_flash_available(FlashPath path) {
+  switch (path) {
+    case FlashPath::portable: return true;
+    case FlashPath::avx512_f32: return simd::avx512_available();
+    case FlashPath::avx512_bf16: return simd::bf16_dot_available();
+  }
+  return false;
 }
 
-bool sdpa_flash_bf16_pays(const AttnShape& s) {
-  return int64_t(s.q_len) * (s.kv_heads > 0 ? s.q_heads / s.kv_heads : 1) >= kBf16MinRowsPerKey;
+bool sdpa_flash_packing_pays(const AttnShape& s) {
+  return int64_t(s.q_len) * (s.kv_heads > 0 ? s.q_heads / s.kv_heads : 1) >= kPackedMinRowsPerKey;
+}
+
+void sdpa_flash(const SdpaArgs& a, FlashPath path) {
+  if (!sdpa_flash_available(path))
+    throw std::invalid_argument(std::string("sdpa_flash: this CPU cannot run the ") +
+                                (path == FlashPath::avx512_bf16 ? "AVX512_BF16" : "AVX-512") + " path");
+  flash(a, path);
+}
+
+void sdpa_flash(const SdpaArgs& a) {
+  static const bool allowed = [] {
+    const char* e = std::getenv("ATTN_CPU_SIMD");
+    return !(e && std::string(e) == "off");
+  }();
+  const bool simd = allowed && simd::avx512_available() && sdpa_flash_packing_pays(a.shape);
+  flash(a, simd ? FlashPath::avx512_f32 : FlashPath::portable);
 }
 
 }  // namespace ab::cpu
