@@ -144,7 +144,7 @@ struct Errors {
 // the 16-key block and 256-row tile edges, and random ones.
 std::vector<std::array<int64_t, 3>> pick_rows(const Case& c, std::mt19937& rng) {
   std::vector<std::array<int64_t, 3>> r;
-  if (int64_t(c.batch) * c.q_heads * c.q_len <= 1500) {
+  if (int64_t(c.batch) * c.q_heads * c.q_len <= 3000) {
     for (int b = 0; b < c.batch; ++b)
       for (int h = 0; h < c.q_heads; ++h)
         for (int64_t i = 0; i < c.q_len; ++i) r.push_back({b, h, i});
@@ -172,8 +172,8 @@ Outcome compare(Data& x, const SdpaArgs& a, const std::vector<std::array<int64_t
   const int dv = x.shape.v_dim;
   const int64_t n = int64_t(rows.size());
   const float scale = a.effective_scale();
-  std::vector<double> ref_o(size_t(n * dv)), ref_lse(size_t(n));
-  std::vector<float> nv_o(size_t(n * dv)), nv_lse(size_t(n));
+  std::vector<double> ref_o(static_cast<size_t>(n * dv)), ref_lse(static_cast<size_t>(n));
+  std::vector<float> nv_o(static_cast<size_t>(n * dv)), nv_lse(static_cast<size_t>(n));
 #pragma omp parallel for schedule(dynamic, 4)
   for (int64_t r = 0; r < n; ++r) {
     const auto [b, h, i] = rows[size_t(r)];
