@@ -10,7 +10,7 @@ ratio over rounds and its min..max, and, per shape, our f32 median / our bf16 me
 Machines shared with other work give noisy single timings: the interleaving makes a ratio's two
 sides see the same load, and the spread says how far to trust it.
 
-  scripts/attn-bench version   # builds build/attn-bench
+  scripts/attn-bench env       # sets up and builds build/attn-bench
   /path/to/venv/bin/python scripts/peers/cpu_compare.py --threads 2 --rounds 3 --out results/cpu/torch-peer.json
 
 Exit codes: 0 ok, 1 a measurement failed, 2 bad usage or PyTorch missing.
@@ -133,7 +133,7 @@ def main():
     shapes = [parse_shape(s) for s in a.shape] or DEFAULT_SHAPES
     binary = os.path.abspath(a.bin)
     if not os.access(binary, os.X_OK):
-        fail(f"no attn-bench binary at {binary} (build it: scripts/attn-bench version, or pass --bin)")
+        fail(f"no attn-bench binary at {binary} (build it: scripts/attn-bench env, or pass --bin)")
     try:
         import torch
     except ImportError as e:
