@@ -1,4 +1,5 @@
-// sdpa_flash against the float64 reference on fresh random inputs of odd shapes, with
+// sdpa_flash (each fp32 path: portable, AVX-512) against the float64 reference on fresh random
+// inputs of odd shapes, with
 // tolerances derived as in FlashAttention's tests: the kernel's error against fp64 may be
 // at most kF32.ratio (2) × the error of a naive fp32 row reference (plain loops) plus a floor.
 // Seeds come from std::random_device and are printed on failure; ATTN_TEST_SEED=<n> replays.
@@ -184,10 +185,10 @@ struct Outcome {
   int64_t masked_rows = 0, masked_bad = 0;  // fully masked rows, and those not O=0/LSE=-inf
 };
 
-Outcome run_case(const Case& c, std::mt19937& rng) {
+Outcome run_case(const Case& c, std::mt19937& rng, cpu::FlashPath path) {
   Data x = make_data(c, rng);
   SdpaArgs a = args_of(x, c);
-  cpu::sdpa_flash(a);
+  cpu::sdpa_flash(a, path);
   const Rows rows = pick_rows(c, rng);
   const int64_t n = int64_t(rows.i.size());
   const int dv = c.dv;
@@ -227,12 +228,12 @@ Outcome run_case(const Case& c, std::mt19937& rng) {
   return out;
 }
 
-// Returns the number of fully masked rows it checked.
-int64_t check_case(const Case& c) {
+int64_t check_case_on(const Case& c, cpu::FlashPath path) {
   const uint32_t seed = test_seed();
-  INFO("case " << c.name << "  seed " << seed << " (replay: ATTN_TEST_SEED=" << seed << ")");
+  INFO("case " << c.name << "  path " << (path == cpu::FlashPath::portable ? "portable" : "avx512_f32")
+                << "  seed " << seed << " (replay: ATTN_TEST_SEED=" << seed << ")");
   std::mt19937 rng(seed);
-  const Outcome r = run_case(c, rng);
+  const Outcome r = run_case(c, rng, path);
   const Tolerance& t = kF32;
   const double denom = std::sqrt(std::max(r.ref_sq, 1e-300));
   const double rel_k = std::sqrt(r.kernel.sq_o) / denom, rel_n = std::sqrt(r.naive.sq_o) / denom;
@@ -247,6 +248,22 @@ int64_t check_case(const Case& c) {
   CHECK(r.kernel.max_lse <= t.abs_lse);
   CHECK(r.masked_bad == 0);
   return r.masked_rows;
+}
+
+// Every fp32 path this CPU runs: the portable one (Eigen) and the AVX-512 one where present,
+// each on the same inputs. Returns the number of fully masked rows checked per path.
+int64_t check_case(const Case& c) {
+  int64_t masked = -1;
+  for (cpu::FlashPath path : {cpu::FlashPath::portable, cpu::FlashPath::avx512_f32}) {
+    if (!cpu::sdpa_flash_available(path)) {
+      MESSAGE("fp32 path " << int(path) << " skipped: this CPU has no AVX-512");
+      continue;
+    }
+    const int64_t m = check_case_on(c, path);
+    CHECK((masked < 0 || m == masked));
+    masked = m;
+  }
+  return masked;
 }
 
 Mask causal_mask() {

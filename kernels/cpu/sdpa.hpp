@@ -7,10 +7,24 @@
 
 namespace ab::cpu {
 
-// Tiled online-softmax attention in fp32 (flash-style): memory O(N·d), never N×N.
-// Threads over (batch, head, query tile) with OpenMP; empty mask blocks are skipped.
-// a.q/k/v/o/lse are host fp32 tensors; lse may be null.
+// Tiled online-softmax attention (flash-style): memory O(N·d), never N×N. Threads over (batch,
+// head, query tile) with OpenMP; empty mask blocks are skipped. a.q/k/v/o/lse are host fp32
+// tensors; lse may be null. The products run on one of three paths, the softmax always in fp32:
+//   portable     fp32 Eigen GEMMs, any CPU: the reference path
+//   avx512_f32   fp32 FMAs in AVX-512 register blocks on K and V packed once per call
+//   avx512_bf16  bf16 × bf16 → fp32 dot products (AVX512_BF16's VDPBF16PS): Q, K, V and P rounded
+//                to bf16 (nearest-even; bf16 inputs read exactly), as GPU flash kernels do
+// The ISA-specific code is compiled for its ISA whatever -march says and selected at run time.
+enum class FlashPath { portable, avx512_f32, avx512_bf16 };
+bool sdpa_flash_available(FlashPath path);
+// Whether a packed path pays for packing K and V once per call: enough query rows per key
+// (q_len × Hq/Hkv). Decode does not.
+bool sdpa_flash_packing_pays(const AttnShape& s);
+// The fp32 kernel: avx512_f32 where the CPU has it and packing pays (ATTN_CPU_SIMD=off keeps
+// the portable path), else portable.
 void sdpa_flash(const SdpaArgs& a);
+// On the given path; throws std::invalid_argument where this CPU cannot run it.
+void sdpa_flash(const SdpaArgs& a, FlashPath path);
 
 // Executed score blocks of sdpa_flash for a mask, at its tile size: the fraction of
 // (query, key) pairs inside non-empty tiles (used for executed FLOPs).

@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,6 +24,7 @@
 
 #include "cpu/cpu_common.hpp"
 #include "cpu/sdpa.hpp"
+#include "cpu/sdpa_flash_simd.hpp"
 
 namespace ab::cpu {
 namespace {
@@ -48,12 +51,31 @@ struct FlashTile {
 // Rejected: 128-row tiles pack the K/V tile once per 128 rows, and Eigen's packing was 21% of
 // the time at 128×256 (perf); 512-row tiles win 5-10% at d <= 80 but lose at d=128 causal
 // (more diagonal waste) and halve the query tiles available to the threads.
+// Re-measured 2026-12 on a 2-core AMD EPYC (Zen 4, AVX-512 + AVX512_BF16, no AMX; shared with
+// other builds at load 8-20, so per CPU-second, 1 thread, mean of the last 2 of 3 calls), fp32
+// GFLOP per CPU-second | bf16 path:
+//   H=2 N=4096 d=128 causal: 256×256 55 | 135 (chosen), 256×512 53 | 135, 512×256 51 | 120,
+//                            512×512 48 | 120, 512×128 52 | 117
+//   H=4 N=2048 d=64 full:    256×256 58 | 121 (chosen), 512×256 61 | 125, 256×512 56 | 123,
+//                            512×512 58 | 115, 512×128 58 | 114
+//   H=4 N=2048 d=64 causal:  256×256 50 | 99 (chosen), 256×512 53 | 108, 512×256 46 | 91,
+//                            512×512 42 | 92, 512×128 47 | 89
+//   H=2 N=2048 d=128 full:   256×256 55 | 142, 128×256 55 | 137, 256×128 58 | 135, 512×256 63 | 146,
+//                            256×512 59 | 144, 128×128 57 | 133, 64×256 50 | 142
+// so Zen 4 keeps 256×256 for both paths: no tile is better on every shape by more than the
+// noise, and 512-row tiles lose 7-12% causal. The bf16 path shares the tile (its K blocks of 16
+// keys and V key pairs divide it).
 constexpr FlashTile sdpa_flash_tile(int head_dim, int v_dim) {
   (void)head_dim;
   (void)v_dim;
   return {256, 256};
 }
 
+
+// Query rows per key (q_len × group) from which the packed AVX-512 paths are used. Below it the
+// call is bound by reading K and V, and a packed path reads them twice (to pack, then packed):
+// decode stays on the portable path.
+constexpr int64_t kPackedMinRowsPerKey = 64;
 
 // How sdpa_flash splits a problem into work items. Shared with sdpa_flash_executed_fraction
 // so that the reported executed fraction is the walk the kernel really does.
@@ -178,17 +200,34 @@ void narrow_columns(const Mask& m, int64_t kv_len, int64_t q0, int64_t q1, int64
   if (lo < hi) c0 = lo, c1 = hi;
 }
 
-// Per-thread scratch: one query tile, one score tile, the running state.
+// Per-thread scratch: one query tile, one score tile, the running state; for the bf16 path
+// also the query tile and the P tile as bf16 pairs.
 struct Workspace {
   Eigen::VectorXf q, s, acc, m, l;
-  Workspace(int64_t rows, int d, int dv, int bc)
-      : q(rows * d), s(rows * bc), acc(rows * dv), m(rows), l(rows) {}
+  std::vector<uint32_t> qp, pp;
+  Workspace(int64_t rows, int d, int dv, int bc, FlashPath path)
+      : q(path == FlashPath::avx512_bf16 ? 0 : rows * d), s(rows * bc), acc(rows * dv), m(rows), l(rows),
+        qp(path == FlashPath::avx512_bf16 ? size_t(rows * simd::pairs(d)) : 0),
+        pp(path == FlashPath::avx512_bf16 ? size_t(rows * simd::pairs(bc)) : 0) {}
+};
+
+// K and V of every (batch, kv head) in a packed path's layouts (cpu/sdpa_flash_simd.hpp),
+// packed once per call: B·Hkv·Nkv·(d + dv) element moves against B·Hq·Nq·Nkv·(d + dv)
+// multiply-adds. bf16: pairs in uint32 words; f32: floats.
+struct Packed {
+  FlashPath path = FlashPath::portable;
+  std::unique_ptr<uint32_t[]> k, v;  // bf16 pairs
+  std::unique_ptr<float[]> kf, vf;   // f32
+  int64_t k_head = 0, v_head = 0;    // elements per (batch, kv head)
+  int64_t np = 0;                    // bf16: key pairs per head
 };
 
 // One work item: rows of query tile `x` (all heads of its pack) against keys [kb, ke).
 // Leaves the unnormalised state (m, ℓ, acc) in w.
+// The products run as `pk.path` says: Eigen, or the AVX-512 tiles on the packed K and V.
 void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t kb,
-              int64_t ke, float scale, Workspace& w) {
+              int64_t ke, float scale, Workspace& w, const Packed& pkd) {
+  const bool bf = pkd.path == FlashPath::avx512_bf16, f32 = pkd.path == FlashPath::avx512_f32;
   const AttnShape& s = a.shape;
   const int d = s.head_dim, dv = s.v_dim, bc = p.tile.kv_cols;
   const FlashPlan::Pack& pk = p.packs[size_t(x.pack)];
@@ -202,12 +241,17 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
   const float* V = a.v.host_f32() + (int64_t(x.b) * s.kv_heads + pk.kv_head) * s.kv_len * dv;
 
   // Q tile (rows, D), pre-scaled: row t·nr + r is head heads[first + t], query i0 + r.
+  // The bf16 path packs Q unscaled (scaling before rounding to bf16 would add an error) and
+  // applies the scale to S in fp32.
+  const int64_t dp = simd::pairs(d);
   for (int t = 0; t < pk.count; ++t) {
     const int h = p.heads[size_t(pk.first + t)];
     const float* src = Q + ((int64_t(x.b) * s.q_heads + h) * s.q_len + i0) * d;
-    MapRM(w.q.data() + t * nr * d, nr, d) = scale * CMapRM(src, nr, d);
+    if (bf) simd::pack_rows_bf16(src, d, nr, d, w.qp.data() + t * nr * dp, dp);
+    else MapRM(w.q.data() + t * nr * d, nr, d) = scale * CMapRM(src, nr, d);
   }
-  const CMapRM qt(w.q.data(), rows, d);
+  const CMapRM qt(w.q.data(), bf ? 0 : rows, d);
+  const int64_t bh = int64_t(x.b) * s.kv_heads + pk.kv_head;
   MapRM acc(w.acc.data(), rows, dv);
   acc.setZero();
   float* m = w.m.data();
@@ -219,8 +263,15 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
   auto tile = [&](int64_t k0, int64_t k1, BlockClass cls) {
     const int64_t nc = k1 - k0;
     // S (rows, nc) = (scale·Q) Kᵀ
-    MapRM st(w.s.data(), rows, nc);
-    st.noalias() = qt * CMapRM(K + k0 * d, nc, d).transpose();
+    if (bf) {
+      simd::qk_tile_bf16(w.qp.data(), rows, int(dp), pkd.k.get() + bh * pkd.k_head + k0 * dp, nc,
+                         scale, w.s.data());
+    } else if (f32) {
+      simd::qk_tile_f32(w.q.data(), rows, d, pkd.kf.get() + bh * pkd.k_head + k0 * d, nc, w.s.data());
+    } else {
+      MapRM st(w.s.data(), rows, nc);
+      st.noalias() = qt * CMapRM(K + k0 * d, nc, d).transpose();
+    }
     if (cls == BlockClass::partial) {
       for (int t = 0; t < pk.count; ++t) {
         const int h = p.heads[size_t(pk.first + t)];
@@ -251,7 +302,14 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
     }
     online_softmax_tile(w.s.data(), rows, nc, m, l, acc);
     // acc (rows, Dv) += P V
-    acc.noalias() += CMapRM(w.s.data(), rows, nc) * CMapRM(V + k0 * dv, nc, dv);
+    if (bf)
+      simd::pv_tile_bf16(w.s.data(), rows, nc, pkd.v.get() + bh * pkd.v_head + (k0 / 2) * 16, pkd.np,
+                         dv, acc.data(), w.pp.data());
+    else if (f32)
+      simd::pv_tile_f32(w.s.data(), rows, nc, pkd.vf.get() + bh * pkd.v_head + k0 * 16, s.kv_len, dv,
+                        acc.data());
+    else
+      acc.noalias() += CMapRM(w.s.data(), rows, nc) * CMapRM(V + k0 * dv, nc, dv);
   };
   for (int64_t k0 = kb; k0 < ke; k0 += bc) {
     const int64_t k1 = std::min(ke, k0 + bc);
@@ -260,6 +318,9 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
     if (cls == BlockClass::partial && !a.mask.extra) {
       int64_t c0 = k0, c1 = k1;
       narrow_columns(a.mask, s.kv_len, i0 + off, i1 + off, c0, c1);
+      // The packed paths read K in blocks of 16 keys (and bf16 V in key pairs): start on a
+      // block (k0 is one); the columns added are masked like any other in a partial tile.
+      if (bf || f32) c0 -= (c0 - k0) % 16;
       tile(c0, c1, cls);
     } else {
       tile(k0, k1, cls);
@@ -329,7 +390,10 @@ double sdpa_flash_executed_fraction(const AttnShape& s, const Mask& m) {
   return executed / total;
 }
 
-void sdpa_flash(const SdpaArgs& a) {
+namespace {
+
+// sdpa_flash's body, its products on the given path.
+void flash(const SdpaArgs& a, FlashPath path) {
   check_args(a);
   const AttnShape& s = a.shape;
   if (s.batch == 0 || s.q_len == 0) return;
@@ -348,15 +412,55 @@ void sdpa_flash(const SdpaArgs& a) {
     part_ml.resize(size_t(n_items * max_rows * 2));
   }
 
-#pragma omp parallel num_threads(int(std::min<int64_t>(threads, n_items)))
+  // Packed paths: K and V packed per (batch, kv head) in chunks of 256 keys, shared by the
+  // threads.
+  static_assert(sdpa_flash_tile(128, 128).kv_cols % 16 == 0, "K blocks of 16 keys must tile key tiles");
+  Packed pkd;
+  pkd.path = path;
+  constexpr int64_t kPackKeys = 256;
+  const int64_t heads_kv = int64_t(s.batch) * s.kv_heads;
+  const int64_t pack_chunks = (s.kv_len + kPackKeys - 1) / kPackKeys;
+  const bool packed = path != FlashPath::portable;
+  if (path == FlashPath::avx512_bf16) {
+    pkd.np = simd::pairs(s.kv_len);
+    pkd.k_head = simd::blocks16(s.kv_len) * 16 * simd::pairs(d);
+    pkd.v_head = simd::blocks16(dv) * pkd.np * 16;
+    pkd.k.reset(new uint32_t[size_t(heads_kv * pkd.k_head)]);
+    pkd.v.reset(new uint32_t[size_t(heads_kv * pkd.v_head)]);
+  } else if (path == FlashPath::avx512_f32) {
+    pkd.k_head = simd::blocks16(s.kv_len) * 16 * d;
+    pkd.v_head = simd::blocks16(dv) * 16 * s.kv_len;
+    pkd.kf.reset(new float[size_t(heads_kv * pkd.k_head)]);
+    pkd.vf.reset(new float[size_t(heads_kv * pkd.v_head)]);
+  }
+  const int pack_threads = packed ? int(std::min<int64_t>(threads, heads_kv * pack_chunks)) : 1;
+
+#pragma omp parallel num_threads(int(std::max<int64_t>(pack_threads, std::min<int64_t>(threads, n_items))))
   {
-    Workspace w(max_rows, d, dv, p.tile.kv_cols);
+    if (packed) {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < heads_kv * pack_chunks; ++it) {
+        const int64_t bh = it / pack_chunks, j0 = (it % pack_chunks) * kPackKeys;
+        const int64_t nj = std::min(kPackKeys, s.kv_len - j0);
+        const float* kh = a.k.host_f32() + bh * s.kv_len * d;
+        const float* vh = a.v.host_f32() + bh * s.kv_len * dv;
+        if (path == FlashPath::avx512_bf16) {
+          simd::pack_k_bf16(kh + j0 * d, nj, d, pkd.k.get() + bh * pkd.k_head + j0 * simd::pairs(d));
+          simd::pack_v_bf16(vh, s.kv_len, dv, j0 / 2, std::min(pkd.np, (j0 + nj + 1) / 2),
+                            pkd.v.get() + bh * pkd.v_head);
+        } else {
+          simd::pack_k_f32(kh + j0 * d, nj, d, pkd.kf.get() + bh * pkd.k_head + j0 * d);
+          simd::pack_v_f32(vh, s.kv_len, dv, j0, j0 + nj, pkd.vf.get() + bh * pkd.v_head);
+        }
+      }
+    }
+    Workspace w(max_rows, d, dv, p.tile.kv_cols, path);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; ++it) {
       const UnitIndex x = unit_of(s, p, it / p.n_chunks);
       const int64_t c = it % p.n_chunks;
       const int64_t kb = c * p.kv_chunk, ke = std::min(s.kv_len, kb + p.kv_chunk);
-      run_item(a, p, x, kb, ke, scale, w);
+      run_item(a, p, x, kb, ke, scale, w, pkd);
       if (!split) {
         write_rows(a, p, x, w.acc.data(), w.m.data(), w.l.data());
       } else {
@@ -397,6 +501,37 @@ void sdpa_flash(const SdpaArgs& a) {
       }
     }
   }
+}
+
+}  // namespace
+
+bool sdpa_flash_available(FlashPath path) {
+  switch (path) {
+    case FlashPath::portable: return true;
+    case FlashPath::avx512_f32: return simd::avx512_available();
+    case FlashPath::avx512_bf16: return simd::bf16_dot_available();
+  }
+  return false;
+}
+
+bool sdpa_flash_packing_pays(const AttnShape& s) {
+  return int64_t(s.q_len) * (s.kv_heads > 0 ? s.q_heads / s.kv_heads : 1) >= kPackedMinRowsPerKey;
+}
+
+void sdpa_flash(const SdpaArgs& a, FlashPath path) {
+  if (!sdpa_flash_available(path))
+    throw std::invalid_argument(std::string("sdpa_flash: this CPU cannot run the ") +
+                                (path == FlashPath::avx512_bf16 ? "AVX512_BF16" : "AVX-512") + " path");
+  flash(a, path);
+}
+
+void sdpa_flash(const SdpaArgs& a) {
+  static const bool allowed = [] {
+    const char* e = std::getenv("ATTN_CPU_SIMD");
+    return !(e && std::string(e) == "off");
+  }();
+  const bool simd = allowed && simd::avx512_available() && sdpa_flash_packing_pays(a.shape);
+  flash(a, simd ? FlashPath::avx512_f32 : FlashPath::portable);
 }
 
 }  // namespace ab::cpu

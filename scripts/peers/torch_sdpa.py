@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Measure PyTorch's attention kernels on exactly the cases of an attn-bench spec.
 
-Peers: SDPA with one backend forced at a time (cuDNN, FlashAttention-2, memory-efficient)
-and compiled FlexAttention (no mask, causal, sink + sliding window through a mask_mod).
+Peers on the GPU (--device cuda, the default): SDPA with one backend forced at a time (cuDNN,
+FlashAttention-2, memory-efficient) and compiled FlexAttention (no mask, causal, sink + sliding
+window through a mask_mod). On the CPU (--device cpu): SDPA as PyTorch dispatches it there, its
+flash-attention CPU kernel (variant torch_cpu), in f32 or bf16 tensors, on --threads threads,
+timed with the wall clock; cold mode writes a buffer of 2x the last-level cache first.
 Timing follows attn-bench's GPU method (DESIGN.md section 5): CUDA events around the call,
 warm-up, cold mode flushes the L2 by writing a buffer of 2x its size before each sample,
 hot mode rotates input copies past 2x L2, adaptive repetition until the median's relative
@@ -15,6 +18,8 @@ case ids "<label>/<problem key>", so `attn-bench table` puts them beside ours.
   # or, without a spec:
   python3 scripts/peers/torch_sdpa.py --batch 1 --heads 32 --head-dim 128 --seq-len 16384 \
       --causal --dtype bf16 --mode cold --out peers.json
+
+  python3 scripts/peers/torch_sdpa.py --device cpu --threads 2 --cases cases.json --mode hot
 
 Exit codes: 0 ok, 1 some case failed, 2 bad usage or PyTorch/CUDA missing.
 """
@@ -33,6 +38,7 @@ import time
 
 SCHEMA_VERSION = "1.0.0"
 PEERS = ["cudnn", "flash", "efficient", "flex"]
+CPU_PEERS = ["cpu"]
 FLOPS_CONVENTION = ("multiply-add = 2 FLOPs; dense = 4*B*Hq*Nq*Nkv*d (QK^T and PV, d=v_dim for PV); "
                     "causal counts allowed pairs only")
 
@@ -168,6 +174,68 @@ class Timer:
         return samples, stop
 
 
+def last_level_cache_bytes():
+    best = 0
+    for i in range(8):
+        try:
+            with open(f"/sys/devices/system/cpu/cpu0/cache/index{i}/size") as f:
+                v = f.read().strip()
+        except OSError:
+            continue
+        mult = {"K": 1 << 10, "M": 1 << 20}.get(v[-1:], 1)
+        try:
+            best = max(best, int(v.rstrip("KM")) * mult)
+        except ValueError:
+            pass
+    return best
+
+
+class CpuTimer(Timer):
+    """Wall clock around each call; cold mode first writes a buffer of 2x the last-level cache
+    (at least 128 MiB), as attn-bench's CPU backend does."""
+
+    def __init__(self, torch, mode, target_rse, max_time, min_samples, max_samples, warmup):
+        self.torch, self.mode = torch, mode
+        self.target_rse, self.max_time = target_rse, max_time
+        self.min_samples, self.max_samples, self.warmup = min_samples, max_samples, warmup
+        self.l2 = last_level_cache_bytes()
+        self.flush = torch.empty(max(2 * self.l2, 128 << 20), dtype=torch.uint8) if mode == "cold" else None
+
+    def once(self, fn):
+        if self.flush is not None:
+            self.flush.add_(1)
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    def run(self, fns):
+        for i in range(self.warmup):
+            fns[i % len(fns)]()
+        samples, stop = [], "max_samples"
+        t0 = time.perf_counter()
+        for s in range(self.max_samples):
+            samples.append(self.once(fns[s % len(fns)]))
+            if len(samples) >= self.min_samples:
+                if median_rse(samples) <= self.target_rse:
+                    stop = "rse"
+                    break
+                if time.perf_counter() - t0 >= self.max_time:
+                    stop = "max_time"
+                    break
+        return samples, stop
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def summarize(v):
     s = sorted(v)
     n = len(s)
@@ -254,9 +322,13 @@ def main():
     ap.add_argument("--causal", action="store_true")
     ap.add_argument("--window", type=int, default=0)
     ap.add_argument("--sinks", type=int, default=0)
-    ap.add_argument("--dtype", default="bf16", choices=["bf16", "f16"])
+    ap.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f32"],
+                    help="f32: --device cpu only")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    ap.add_argument("--threads", type=int, default=0, help="--device cpu: torch threads (0 = every core)")
     ap.add_argument("--mode", default="cold", choices=["cold", "hot"])
-    ap.add_argument("--peers", default=",".join(PEERS), help="comma list of " + ",".join(PEERS))
+    ap.add_argument("--peers", default="", help="comma list of " + ",".join(PEERS) + " (cuda, all by default) or "
+                    + ",".join(CPU_PEERS) + " (cpu)")
     ap.add_argument("--filter", default="", help="run only peer cases whose id matches this regex "
                     "(e.g. 'torch_(cudnn|flash)|torch_flex/prefill_.*q16384': each new shape recompiles Flex)")
     ap.add_argument("--out", default="", help="report path (default results/runs/peers-<stamp>.json)")
@@ -266,10 +338,14 @@ def main():
     ap.add_argument("--max-samples", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=3)
     a = ap.parse_args()
-    peers = [x for x in a.peers.split(",") if x]
+    cpu = a.device == "cpu"
+    known = CPU_PEERS if cpu else PEERS
+    peers = [x for x in (a.peers or ",".join(known)).split(",") if x]
     for x in peers:
-        if x not in PEERS:
-            fail(f"--peers: unknown peer '{x}' (known: {', '.join(PEERS)})")
+        if x not in known:
+            fail(f"--peers: unknown peer '{x}' for --device {a.device} (known: {', '.join(known)})")
+    if a.dtype == "f32" and not cpu:
+        fail("--dtype f32: the GPU peers run bf16/f16 only (f32 is for --device cpu)")
 
     try:
         import torch
@@ -277,9 +353,16 @@ def main():
         from torch.nn.attention import SDPBackend, sdpa_kernel
     except ImportError as e:
         fail(f"PyTorch is required for the peer measurements and was not found ({e}); "
-             "install torch with CUDA support, or run this on the GPU machine")
-    if not torch.cuda.is_available():
-        fail("PyTorch sees no CUDA device (torch.cuda.is_available() is False)")
+             "install torch (pip install torch; any build runs on the CPU)")
+    if not cpu and not torch.cuda.is_available():
+        fail("PyTorch sees no CUDA device (torch.cuda.is_available() is False); --device cpu measures its CPU kernel")
+    dev = "cpu" if cpu else "cuda"
+    if cpu and a.threads > 0:
+        torch.set_num_threads(a.threads)
+
+    def sync():
+        if not cpu:
+            torch.cuda.synchronize()
 
     if a.cases:
         cases, spec_path = load_cases(a.cases)
@@ -288,7 +371,7 @@ def main():
     work = peer_cases(cases)
 
     flex_fn, create_block_mask = None, None
-    if "flex" in peers:
+    if "flex" in peers and not cpu:
         try:
             from torch.nn.attention.flex_attention import flex_attention, create_block_mask
             flex_fn = torch.compile(flex_attention, dynamic=False)
@@ -296,17 +379,25 @@ def main():
             flex_fn = e
 
     dt = {"bf16": torch.bfloat16, "f16": torch.float16}
-    timer = Timer(torch, a.mode, a.target_rse, a.max_time, a.min_samples, a.max_samples, a.warmup)
-    nvml = Nvml()
+    if cpu:
+        dt["f32"] = torch.float32
+    timer = (CpuTimer if cpu else Timer)(torch, a.mode, a.target_rse, a.max_time, a.min_samples,
+                                         a.max_samples, a.warmup)
+    nvml = Nvml() if not cpu else None
     backend_of = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
                   "efficient": SDPBackend.EFFICIENT_ATTENTION}
 
-    props = torch.cuda.get_device_properties(0)
-    device = {"backend": "cuda", "name": props.name, "compute_capability": f"{props.major}.{props.minor}",
-              "sms": props.multi_processor_count, "memory_bytes": props.total_memory,
-              "l2_bytes": timer.l2, "driver": nvml.driver(), "runtime": torch.version.cuda or "",
-              "clocks": {"sm_max_mhz": nvml.max_clock(1) if nvml.h else None,
-                         "mem_max_mhz": nvml.max_clock(2) if nvml.h else None}}
+    if cpu:
+        device = {"backend": "cpu", "name": cpu_model(), "threads": torch.get_num_threads(),
+                  "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                  "last_level_cache_bytes": timer.l2}
+    else:
+        props = torch.cuda.get_device_properties(0)
+        device = {"backend": "cuda", "name": props.name, "compute_capability": f"{props.major}.{props.minor}",
+                  "sms": props.multi_processor_count, "memory_bytes": props.total_memory,
+                  "l2_bytes": timer.l2, "driver": nvml.driver(), "runtime": torch.version.cuda or "",
+                  "clocks": {"sm_max_mhz": nvml.max_clock(1) if nvml.h else None,
+                             "mem_max_mhz": nvml.max_clock(2) if nvml.h else None}}
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     spec_sha = ""
     if a.cases:
@@ -319,12 +410,13 @@ def main():
         "spec": {"path": spec_path, "sha256": spec_sha, "name": "peers", "description":
                  "PyTorch SDPA backends and FlexAttention on attn-bench's cases"},
         "timestamp": stamp,
-        "host": {"cpu_model": platform.processor(), "cores": os.cpu_count(), "hostname": socket.gethostname(),
+        "host": {"cpu_model": cpu_model(), "cores": os.cpu_count(), "hostname": socket.gethostname(),
                  "os": " ".join(platform.uname()[:3])},
         "build": {"compiler": f"torch {torch.__version__}", "flags": "", "build_type": "",
                   "cuda": torch.version.cuda or "",
                   "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else ""},
-        "run": {"device": "cuda", "mode": a.mode, "peers": peers, "note": ""},
+        "run": {"device": dev, "mode": a.mode, "peers": peers, "note": "",
+                "threads": torch.get_num_threads() if cpu else 0},
         "devices": [device],
     }
     out_path = a.out
@@ -351,7 +443,7 @@ def main():
         pairs = allowed_pairs(Nq, Nkv, causal, window, sinks)
         # As attn-bench's dense_equivalent: the run shape's heads, causal-aware pairs, no window.
         dense_pairs = allowed_pairs(Nq, Nkv, causal)
-        e = 2 if p["dtype"] in ("bf16", "f16") else 4
+        e = 2 if p["dtype"] in ("bf16", "f16") else 4  # bytes per element of the peer's tensors
         flops = {"convention": FLOPS_CONVENTION,
                  "executed": 2.0 * B * Hq * pairs * (D + Dv),
                  "dense_equivalent": 2.0 * B * Hq * dense_pairs * (D + Dv),
@@ -365,21 +457,21 @@ def main():
         inputs = []
         if dtype is not None:
             for _ in range(copies):
-                inputs.append((torch.randn(B, Hq, Nq, D, device="cuda", dtype=dtype),
-                               torch.randn(B, Hkv, Nkv, D, device="cuda", dtype=dtype),
-                               torch.randn(B, Hkv, Nkv, Dv, device="cuda", dtype=dtype)))
+                inputs.append((torch.randn(B, Hq, Nq, D, device=dev, dtype=dtype),
+                               torch.randn(B, Hkv, Nkv, D, device=dev, dtype=dtype),
+                               torch.randn(B, Hkv, Nkv, Dv, device=dev, dtype=dtype)))
 
         for peer in peers:
             label = f"torch_{peer}{w['suffix']}"
             if a.filter and not re.search(a.filter, f"{label}/{p['key']}"):
                 continue
             case = {"id": f"{label}/{p['key']}", "variant": f"torch_{peer}", "label": label, "params": {},
-                    "problem": p, "shape": s, "backend": "cuda", "status": "ok", "reason": "", "metrics": {}}
+                    "problem": p, "shape": s, "backend": dev, "status": "ok", "reason": "", "metrics": {}}
             case["metrics"]["flops"] = flops
             notes = []
             try:
                 if dtype is None:
-                    raise NotImplementedError(f"dtype {p['dtype']}: the peers run bf16/f16 only")
+                    raise NotImplementedError(f"dtype {p['dtype']}: the peers run " + ("f32/bf16/f16" if cpu else "bf16/f16") + " only")
                 if m.get("unsupported"):
                     raise NotImplementedError(f"mask predicate '{m['unsupported']}' has no peer implementation")
                 if peer == "flex":
@@ -397,7 +489,7 @@ def main():
 
                     bm = None
                     if causal or window > 0:
-                        bm = create_block_mask(mask_mod, B=None, H=None, Q_LEN=Nq, KV_LEN=Nkv, device="cuda")
+                        bm = create_block_mask(mask_mod, B=None, H=None, Q_LEN=Nq, KV_LEN=Nkv, device=dev)
                     gqa = Hq != Hkv
                     fns = [(lambda q=q, k=k, v=v: flex_fn(q, k, v, block_mask=bm, enable_gqa=gqa))
                            for q, k, v in inputs]
@@ -418,10 +510,13 @@ def main():
                     expand = False
                     if gqa:
                         try:
-                            with sdpa_kernel(backend_of[peer]):
-                                q, k, v = inputs[0]
+                            q, k, v = inputs[0]
+                            if cpu:
                                 F.scaled_dot_product_attention(q, k, v, enable_gqa=True, **kwargs)
-                            torch.cuda.synchronize()
+                            else:
+                                with sdpa_kernel(backend_of[peer]):
+                                    F.scaled_dot_product_attention(q, k, v, enable_gqa=True, **kwargs)
+                            sync()
                             kwargs["enable_gqa"] = True
                         except Exception:
                             expand = True
@@ -433,9 +528,12 @@ def main():
                             k = k.repeat_interleave(Hq // Hkv, dim=1)
                             v = v.repeat_interleave(Hq // Hkv, dim=1)
                         rot.append((q, k, v))
-                    bk = backend_of[peer]
+                    bk = backend_of.get(peer)
 
                     def make(q, k, v):
+                        if cpu:  # PyTorch's own CPU dispatch: its flash-attention CPU kernel
+                            return lambda: F.scaled_dot_product_attention(q, k, v, **kwargs)
+
                         def f():
                             with sdpa_kernel(bk):
                                 F.scaled_dot_product_attention(q, k, v, **kwargs)
@@ -443,10 +541,10 @@ def main():
 
                     fns = [make(*x) for x in rot]
                     fns[0]()  # raises here when the backend cannot run this case
-                    torch.cuda.synchronize()
-                before = nvml.clocks()
+                    sync()
+                before = nvml.clocks() if nvml else None
                 samples, stop = timer.run(fns)
-                after = nvml.clocks()
+                after = nvml.clocks() if nvml else None
                 st = summarize(samples)
                 lat = {"unit": "s", "cache": a.mode, "warmup": a.warmup, "n": len(samples), "stop": stop,
                        "target_rse": a.target_rse, "rse": median_rse(samples)}
@@ -470,8 +568,12 @@ def main():
                 case["metrics"]["latency"] = lat
                 case["metrics"]["accuracy"] = {"status": "n/a", "reason": "peer kernel: checked by its own tests"}
                 r = lat["rates"]
-                print(f"{case['id']:90s} {med * 1e3:9.3f} ms {r['tflops_executed']:7.1f} TFLOP/s "
-                      f"{r['gbps'] / 1e3:6.3f} TB/s", flush=True)
+                if cpu:
+                    print(f"{case['id']:90s} {med * 1e3:9.3f} ms {r['tflops_executed'] * 1e3:7.1f} GFLOP/s "
+                          f"{r['gbps']:7.2f} GB/s", flush=True)
+                else:
+                    print(f"{case['id']:90s} {med * 1e3:9.3f} ms {r['tflops_executed']:7.1f} TFLOP/s "
+                          f"{r['gbps'] / 1e3:6.3f} TB/s", flush=True)
             except NotImplementedError as ex:
                 case["status"], case["reason"] = "skipped", str(ex)
                 print(f"{case['id']:90s} skipped: {ex}", flush=True)
@@ -485,11 +587,12 @@ def main():
                     n_failed += 1
                 case["reason"] = f"{type(ex).__name__}: {msg}"[:500]
                 print(f"{case['id']:90s} {case['status']}: {case['reason']}", flush=True)
-                torch.cuda.synchronize()
+                sync()
             report["cases"].append(case)
             save()
         del inputs
-        torch.cuda.empty_cache()
+        if not cpu:
+            torch.cuda.empty_cache()
     save(complete=True)
     print(f"wrote {out_path} ({len(report['cases'])} cases)")
     return 1 if n_failed else 0

@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <limits>
 #include <fstream>
 #include <list>
@@ -36,6 +38,20 @@ size_t last_level_cache_bytes() {
     }
   }
   return best;
+}
+
+// bf16 products are used unless the CPU lacks them or ATTN_CPU_BF16=off asks for fp32.
+bool bf16_allowed() {
+  static const bool ok = [] {
+    const char* e = std::getenv("ATTN_CPU_BF16");
+    return cpu::sdpa_flash_available(cpu::FlashPath::avx512_bf16) && !(e && std::string(e) == "off");
+  }();
+  return ok;
+}
+
+bool use_bf16_products(const SdpaArgs& a) {
+  return a.q.dtype == DType::bf16 && a.k.dtype == DType::bf16 && a.v.dtype == DType::bf16 &&
+         bf16_allowed() && cpu::sdpa_flash_packing_pays(a.shape);
 }
 
 class CpuBackend final : public Backend {
@@ -92,10 +108,23 @@ class CpuBackend final : public Backend {
       return Support::no("cpu sdpa: softcap needs a cap > 0");
     return Support::yes();
   }
-  // Softmax: the tiled flash kernel; the other score transforms: cpu/sdpa_transforms.
+  // Softmax: the tiled flash kernel (docs/cpu.md), with bf16 products for bf16 inputs where
+  // the CPU has AVX512_BF16 and the shape has enough query rows per key to pay for packing K
+  // and V (ATTN_CPU_BF16=off keeps fp32); the other score transforms: cpu/sdpa_transforms.
   void sdpa(const SdpaArgs& a) override {
-    if (a.transform == ScoreTransform::softmax) cpu::sdpa_flash(a);
-    else cpu::sdpa_transformed(a);
+    if (a.transform != ScoreTransform::softmax) cpu::sdpa_transformed(a);
+    else if (use_bf16_products(a)) cpu::sdpa_flash(a, cpu::FlashPath::avx512_bf16);
+    else cpu::sdpa_flash(a);
+  }
+  // Which products dense prefill-sized softmax attention runs (decode: the portable path).
+  nlohmann::ordered_json device_info() const override {
+    const char* e = std::getenv("ATTN_CPU_SIMD");
+    const bool f32 = cpu::sdpa_flash_available(cpu::FlashPath::avx512_f32) && !(e && std::string(e) == "off");
+    nlohmann::ordered_json j;
+    j["name"] = "cpu";
+    j["sdpa_f32"] = f32 ? "avx512_f32 (fp32 FMA register blocks)" : "portable (Eigen fp32 GEMMs)";
+    j["sdpa_bf16"] = bf16_allowed() ? "avx512_bf16 (VDPBF16PS, fp32 accumulation)" : j["sdpa_f32"];
+    return j;
   }
   Support supports_output_gate(const OutputGateArgs& a) const override {
     (void)a;

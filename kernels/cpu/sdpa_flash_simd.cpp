@@ -1,0 +1,288 @@
+// Tile products for sdpa_flash's AVX-512 paths: fp32 FMAs, or AVX512_BF16 dot products
+// (VDPBF16PS) with fp32 accumulation. One register block for both: R query rows × C vectors of
+// 16 output columns in R·C zmm accumulators (6 × 4 = 24, plus 4 B vectors and one broadcast,
+// within the 32 registers); per step of the reduction one broadcast of A per row (a float, or a
+// bf16 pair) and one load of B per column vector. On the Zen 4 dev VM (1 thread, per
+// CPU-second, a 252×256 score tile and d = 128) the f32 block ran QKᵀ plus PV at 92-103 GFLOP/s
+// where Eigen's GEMMs ran 64-66: Eigen packs both operands on every call, these read K and V
+// packed once per call.
+
+// GCC 12 warns -Wmaybe-uninitialized inside its own AVX-512 intrinsic headers (a false
+// positive on _mm512_undefined_*, GCC PR 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include "cpu/sdpa_flash_simd.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+namespace ab::cpu::simd {
+
+// libgcc's cpu model checks XCR0 for the AVX-512 register state before reporting the bits.
+bool avx512_available() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("fma");
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+bool bf16_dot_available() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  static const bool ok = avx512_available() && __builtin_cpu_supports("avx512bf16");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+}  // namespace ab::cpu::simd
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+// Everything below is compiled for AVX-512 with AVX512_BF16 whatever -march says. The f32
+// functions run where only avx512_available() holds: they use no bf16 intrinsic, and GCC emits
+// bf16 instructions only for them.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,fma")
+#include <immintrin.h>
+
+namespace ab::cpu::simd {
+namespace {
+
+constexpr int kRows = 6;  // R of the register block
+constexpr int kCols = 4;  // C (vectors of 16 columns)
+
+inline __mmask16 tail_mask(int64_t n) {  // lanes of the last 16-column vector of n columns
+  const int64_t r = n % 16;
+  return r ? __mmask16((1u << r) - 1) : __mmask16(0xFFFF);
+}
+
+// x[0..15] with lanes at or past n zero.
+inline __m512 load16(const float* x, int64_t n) {
+  if (n >= 16) return _mm512_loadu_ps(x);
+  if (n <= 0) return _mm512_setzero_ps();
+  return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), x);
+}
+
+// 32 fp32 (x[0..31], zero from n on) → 16 bf16 pairs in order: (x0,x1), (x2,x3), ...
+// (cvtne2ps_pbh(a, b) puts b's 16 values in the low words, a's in the high ones).
+inline __m512i pairs_of(const float* x, int64_t n) {
+  return __m512i(_mm512_cvtne2ps_pbh(load16(x + 16, n - 16), load16(x, n)));
+}
+
+// The two products: what one step of the reduction broadcasts from A and multiplies into C.
+struct F32Op {
+  using Elem = float;
+  using Vec = __m512;
+  static Vec load(const float* b) { return _mm512_loadu_ps(b); }
+  static Vec bcast(float a) { return _mm512_set1_ps(a); }
+  static __m512 madd(__m512 acc, Vec a, Vec b) { return _mm512_fmadd_ps(a, b, acc); }
+};
+struct Bf16Op {
+  using Elem = uint32_t;  // a pair of bf16
+  using Vec = __m512bh;
+  static Vec load(const uint32_t* b) { return Vec(_mm512_loadu_si512(b)); }
+  static Vec bcast(uint32_t a) { return Vec(_mm512_set1_epi32(int(a))); }
+  static __m512 madd(__m512 acc, Vec a, Vec b) { return _mm512_dpbf16_ps(acc, a, b); }
+};
+
+// C[R × 16C] (=|+=) alpha · A[R × n] · B[n × 16C] over n reduction steps (floats or bf16
+// pairs); B's column vectors are cb_stride elements apart, its steps 16. The last column vector
+// is stored under `last`.
+template <class Op, int R, int C, bool kAccumulate>
+void micro(const typename Op::Elem* a, int64_t lda, const typename Op::Elem* b, int64_t cb_stride,
+           int64_t n, float* c, int64_t ldc, float alpha, __mmask16 last) {
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j)
+      acc[r][j] = kAccumulate ? _mm512_maskz_loadu_ps(j == C - 1 ? last : __mmask16(0xFFFF),
+                                                      c + r * ldc + j * 16)
+                              : _mm512_setzero_ps();
+  for (int64_t p = 0; p < n; ++p) {
+    typename Op::Vec bv[C];
+    for (int j = 0; j < C; ++j) bv[j] = Op::load(b + j * cb_stride + p * 16);
+    for (int r = 0; r < R; ++r) {
+      const typename Op::Vec av = Op::bcast(a[r * lda + p]);
+      for (int j = 0; j < C; ++j) acc[r][j] = Op::madd(acc[r][j], av, bv[j]);
+    }
+  }
+  const __m512 al = _mm512_set1_ps(alpha);
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j) {
+      const __m512 v = kAccumulate || alpha == 1.0f ? acc[r][j] : _mm512_mul_ps(acc[r][j], al);
+      _mm512_mask_storeu_ps(c + r * ldc + j * 16, j == C - 1 ? last : __mmask16(0xFFFF), v);
+    }
+}
+
+template <class Op, int C, bool kAccumulate>
+void rows_of(int64_t rows, const typename Op::Elem* a, int64_t lda, const typename Op::Elem* b,
+             int64_t cb_stride, int64_t n, float* c, int64_t ldc, float alpha, __mmask16 last) {
+  int64_t r = 0;
+  for (; r + kRows <= rows; r += kRows)
+    micro<Op, kRows, C, kAccumulate>(a + r * lda, lda, b, cb_stride, n, c + r * ldc, ldc, alpha, last);
+  const typename Op::Elem* ar = a + r * lda;
+  float* cr = c + r * ldc;
+  switch (rows - r) {
+    case 5: micro<Op, 5, C, kAccumulate>(ar, lda, b, cb_stride, n, cr, ldc, alpha, last); break;
+    case 4: micro<Op, 4, C, kAccumulate>(ar, lda, b, cb_stride, n, cr, ldc, alpha, last); break;
+    case 3: micro<Op, 3, C, kAccumulate>(ar, lda, b, cb_stride, n, cr, ldc, alpha, last); break;
+    case 2: micro<Op, 2, C, kAccumulate>(ar, lda, b, cb_stride, n, cr, ldc, alpha, last); break;
+    case 1: micro<Op, 1, C, kAccumulate>(ar, lda, b, cb_stride, n, cr, ldc, alpha, last); break;
+    default: break;
+  }
+}
+
+// C[rows × ncols] (=|+=) alpha · A · B, B in 16-column vectors cb_stride apart. Column groups
+// of kCols vectors outermost: one group's B panel (n·64 elements, 16-32 KiB here) stays in L1
+// while every row block passes over it.
+template <class Op, bool kAccumulate>
+void gemm(int64_t rows, int64_t ncols, const typename Op::Elem* a, int64_t lda,
+          const typename Op::Elem* b, int64_t cb_stride, int64_t n, float* c, int64_t ldc, float alpha) {
+  const int64_t nvec = blocks16(ncols);
+  for (int64_t j = 0; j < nvec; j += kCols) {
+    const int cn = int(std::min<int64_t>(kCols, nvec - j));
+    const __mmask16 last = j + cn == nvec ? tail_mask(ncols) : __mmask16(0xFFFF);
+    const typename Op::Elem* bj = b + j * cb_stride;
+    float* cj = c + j * 16;
+    switch (cn) {
+      case 4: rows_of<Op, 4, kAccumulate>(rows, a, lda, bj, cb_stride, n, cj, ldc, alpha, last); break;
+      case 3: rows_of<Op, 3, kAccumulate>(rows, a, lda, bj, cb_stride, n, cj, ldc, alpha, last); break;
+      case 2: rows_of<Op, 2, kAccumulate>(rows, a, lda, bj, cb_stride, n, cj, ldc, alpha, last); break;
+      default: rows_of<Op, 1, kAccumulate>(rows, a, lda, bj, cb_stride, n, cj, ldc, alpha, last); break;
+    }
+  }
+}
+
+}  // namespace
+
+void pack_rows_bf16(const float* x, int64_t ld, int64_t rows, int64_t n, uint32_t* dst, int64_t ldp) {
+  const int64_t np = pairs(n);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ld;
+    uint32_t* dr = dst + r * ldp;
+    for (int64_t p = 0; p < np; p += 16) {
+      const __m512i v = pairs_of(xr + 2 * p, n - 2 * p);
+      _mm512_mask_storeu_epi32(dr + p, tail_mask(std::min<int64_t>(16, np - p)), v);
+    }
+  }
+}
+
+void pack_k_bf16(const float* k, int64_t nkv, int d, uint32_t* dst) {
+  const int64_t dp = pairs(d);
+  // One block of 16 keys: its rows as pairs (key-major) in `t`, then transposed to pair-major.
+  alignas(64) uint32_t t[16 * 64];
+  for (int64_t jb = 0; jb < blocks16(nkv); ++jb) {
+    uint32_t* out = dst + jb * dp * 16;
+    for (int64_t p0 = 0; p0 < dp; p0 += 64) {  // 64 pairs (d ≤ 128) per pass through t
+      const int64_t pn = std::min<int64_t>(64, dp - p0);
+      for (int lane = 0; lane < 16; ++lane) {
+        const int64_t j = jb * 16 + lane;
+        uint32_t* tr = t + lane * 64;
+        if (j >= nkv) {
+          std::memset(tr, 0, sizeof(uint32_t) * 64);
+          continue;
+        }
+        const float* kr = k + j * d + 2 * p0;
+        const int64_t n = d - 2 * p0;
+        for (int64_t p = 0; p < pn; p += 16) _mm512_storeu_si512(tr + p, pairs_of(kr + 2 * p, n - 2 * p));
+      }
+      for (int64_t p = 0; p < pn; ++p) {
+        const __m512i idx = _mm512_set_epi32(15 * 64, 14 * 64, 13 * 64, 12 * 64, 11 * 64, 10 * 64, 9 * 64,
+                                             8 * 64, 7 * 64, 6 * 64, 5 * 64, 4 * 64, 3 * 64, 2 * 64, 64, 0);
+        _mm512_storeu_si512(out + (p0 + p) * 16, _mm512_i32gather_epi32(idx, t + p, 4));
+      }
+    }
+  }
+}
+
+void pack_v_bf16(const float* v, int64_t nkv, int dv, int64_t p0, int64_t p1, uint32_t* dst) {
+  const int64_t np = pairs(nkv);
+  // Word 2i of the result takes word i (row 2p's value of column i), word 2i + 1 takes word
+  // 16 + i (row 2p + 1's): cvtne2ps_pbh(odd, even) puts even's values in words 0..15.
+  alignas(64) static constexpr uint16_t kInterleave[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                                           8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i idx = _mm512_load_si512(kInterleave);
+  for (int64_t cb = 0; cb < blocks16(dv); ++cb) {
+    const int64_t c0 = cb * 16;
+    const __mmask16 m = c0 + 16 <= dv ? __mmask16(0xFFFF) : tail_mask(dv);
+    uint32_t* out = dst + cb * np * 16;
+    for (int64_t p = p0; p < p1; ++p) {
+      const __m512 even = _mm512_maskz_loadu_ps(m, v + 2 * p * dv + c0);
+      const __m512 odd = 2 * p + 1 < nkv ? _mm512_maskz_loadu_ps(m, v + (2 * p + 1) * dv + c0)
+                                         : _mm512_setzero_ps();
+      const __m512i both = __m512i(_mm512_cvtne2ps_pbh(odd, even));
+      _mm512_storeu_si512(out + p * 16, _mm512_permutexvar_epi16(idx, both));
+    }
+  }
+}
+
+void qk_tile_bf16(const uint32_t* qp, int64_t rows, int dp, const uint32_t* kp, int64_t nc, float scale,
+                  float* s) {
+  gemm<Bf16Op, false>(rows, nc, qp, dp, kp, int64_t(dp) * 16, dp, s, nc, scale);
+}
+
+void pv_tile_bf16(const float* p, int64_t rows, int64_t nc, const uint32_t* vp, int64_t np, int dv,
+                  float* acc, uint32_t* scratch) {
+  const int64_t pc = pairs(nc);
+  pack_rows_bf16(p, nc, rows, nc, scratch, pc);
+  gemm<Bf16Op, true>(rows, dv, scratch, pc, vp, np * 16, pc, acc, dv, 1.0f);
+}
+
+void pack_k_f32(const float* k, int64_t nkv, int d, float* dst) {
+  // Element c of 16 consecutive keys: a gather with stride d (masked in the last block).
+  __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                   _mm512_set1_epi32(d));
+  for (int64_t jb = 0; jb < blocks16(nkv); ++jb) {
+    const float* kb = k + jb * 16 * d;
+    float* out = dst + jb * d * 16;
+    const __mmask16 m = jb * 16 + 16 <= nkv ? __mmask16(0xFFFF) : tail_mask(nkv);
+    for (int c = 0; c < d; ++c)
+      _mm512_storeu_ps(out + c * 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, kb + c, 4));
+  }
+}
+
+void pack_v_f32(const float* v, int64_t nkv, int dv, int64_t j0, int64_t j1, float* dst) {
+  for (int64_t cb = 0; cb < blocks16(dv); ++cb) {
+    const int64_t c0 = cb * 16;
+    const __mmask16 m = c0 + 16 <= dv ? __mmask16(0xFFFF) : tail_mask(dv);
+    float* out = dst + cb * nkv * 16;
+    for (int64_t j = j0; j < j1; ++j) _mm512_storeu_ps(out + j * 16, _mm512_maskz_loadu_ps(m, v + j * dv + c0));
+  }
+}
+
+void qk_tile_f32(const float* q, int64_t rows, int d, const float* kp, int64_t nc, float* s) {
+  gemm<F32Op, false>(rows, nc, q, d, kp, int64_t(d) * 16, d, s, nc, 1.0f);
+}
+
+void pv_tile_f32(const float* p, int64_t rows, int64_t nc, const float* vp, int64_t nkv, int dv,
+                 float* acc) {
+  gemm<F32Op, true>(rows, dv, p, nc, vp, nkv * 16, nc, acc, dv, 1.0f);
+}
+
+}  // namespace ab::cpu::simd
+
+#pragma GCC pop_options
+
+#else  // not x86 with GCC-compatible target pragmas: nothing is available, nothing is called
+
+namespace ab::cpu::simd {
+void pack_k_f32(const float*, int64_t, int, float*) {}
+void pack_v_f32(const float*, int64_t, int, int64_t, int64_t, float*) {}
+void qk_tile_f32(const float*, int64_t, int, const float*, int64_t, float*) {}
+void pv_tile_f32(const float*, int64_t, int64_t, const float*, int64_t, int, float*) {}
+void pack_rows_bf16(const float*, int64_t, int64_t, int64_t, uint32_t*, int64_t) {}
+void pack_k_bf16(const float*, int64_t, int, uint32_t*) {}
+void pack_v_bf16(const float*, int64_t, int, int64_t, int64_t, uint32_t*) {}
+void qk_tile_bf16(const uint32_t*, int64_t, int, const uint32_t*, int64_t, float, float*) {}
+void pv_tile_bf16(const float*, int64_t, int64_t, const uint32_t*, int64_t, int, float*, uint32_t*) {}
+}  // namespace ab::cpu::simd
+
+#endif
