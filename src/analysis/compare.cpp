@@ -23,6 +23,9 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // Bootstrap draws of the within-run interval: enough for stable 2.5% / 97.5% quantiles
 // (their Monte Carlo error is ~0.3% of the interval's width at 4000 draws).
 constexpr int kBootstrapDraws = 4000;
+// Below this many samples a side, a bootstrap of the median has too few distinct values to
+// say anything (two samples give three possible medians).
+constexpr std::size_t kMinSamplesWithin = 5;
 
 std::string status_of(const Json& c) {
   const std::string s = lookup_text(c, "status");
@@ -344,9 +347,12 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
         // noise floor (docs/ci.md, "One report per side").
         d.threshold = (1 + opts.max_slowdown) * (1 + opts.noise_floor) - 1;
         const auto xs = samples_of(*b.first_ok), ys = samples_of(*n.first_ok);
-        if (xs.size() >= 2 && ys.size() >= 2) {
+        if (xs.size() >= kMinSamplesWithin && ys.size() >= kMinSamplesWithin) {
           iv = stats::within_run_interval(xs, ys, level, kBootstrapDraws, fnv1a(id));
           d.p = stats::mann_whitney_u(xs, ys).p;
+        } else if (!xs.empty() && !ys.empty()) {
+          d.note = fmt::format("n={}/{}: too few samples for an interval, untested", xs.size(), ys.size());
+          any_untested = true;
         } else {
           d.note = "no samples: medians only, untested";
           any_untested = true;
@@ -487,8 +493,8 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
         opts.metric, base.size() > 1 || next.size() > 1 ? " (the first run of each side)" : ""));
   if (any_untested)
     cmp.notes.push_back(
-        "some cases have no latency samples (metrics.latency.samples): their medians are "
-        "compared but cannot be called significant, so they never count as regressions");
+        "some cases have too few or no latency samples (metrics.latency.samples): their medians "
+        "are compared but cannot be called significant, so they never count as regressions");
   return cmp;
 }
 

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Measure the CI gate on this machine: false alarms and power (docs/ci.md, "Checking the gate").
+
+Experiments (each optional, all by default):
+
+  aa      N independent A/A decisions: `attn-bench ab --aa BIN SPEC`, one binary against
+          itself; a decision is flagged when ab exits 1. Target: at most 2% flagged.
+  power   N decisions per slowdown fraction: `attn-bench ab BIN SLOW SPEC`, SLOW being the
+          same binary run with ATTN_TEST_SLOWDOWN=VARIANT:FRACTION (a real busy-wait of that
+          fraction of every kernel call of VARIANT, test-only). Detected: ab exits 1 and a
+          REGRESSED row is a case of VARIANT. A flag on another variant only is counted apart
+          (a false alarm inside a power trial).
+  single  K separate plain `attn-bench run SPEC`, then `attn-bench compare` (one report per
+          side) on all K(K-1)/2 pairs, earlier run as BASE. Target: at most 1 flagged.
+
+Every decision's command, exit code, flagged cases and wall time go to OUT/results.json; the
+summary is printed. Nothing is built except by scripts/build.sh when --bin is not given and
+build/attn-bench is missing.
+
+  scripts/gate_experiment.py --aa 45 --power 0.10:20 --power 0.05:20 --single 10
+"""
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(cmd, log, env=None):
+    t0 = time.monotonic()
+    with open(log, "w") as f:
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    return rc, time.monotonic() - t0
+
+
+def flagged_rows(verdict_json):
+    """(case id, ratio, ci) of REGRESSED rows, and whether the summary regressed."""
+    try:
+        docs = json.load(open(verdict_json))
+    except (OSError, ValueError):
+        return [], False
+    if isinstance(docs, dict):
+        docs = [docs]
+    rows, summary = [], False
+    for d in docs:
+        summary = summary or d.get("summary", {}).get("regressed", False)
+        for r in d.get("rows", []):
+            if r.get("verdict") == "REGRESSED":
+                rows.append({"id": r["id"], "ratio": r.get("ratio"), "ci": r.get("ci")})
+    return rows, summary
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build", "attn-bench"))
+    ap.add_argument("--spec", default=os.path.join(ROOT, "configs", "quick.yaml"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "results", "gate-experiment-" + time.strftime("%Y%m%dT%H%M%S")))
+    ap.add_argument("--aa", type=int, default=0, help="number of A/A decisions")
+    ap.add_argument("--power", action="append", default=[], metavar="FRACTION:N",
+                    help="N decisions with a slowdown of FRACTION (repeatable), e.g. 0.10:20")
+    ap.add_argument("--variant", default="mha", help="the variant slowed down in the power trials")
+    ap.add_argument("--single", type=int, default=0, metavar="K",
+                    help="K plain runs, then compare on all K(K-1)/2 pairs")
+    ap.add_argument("--ab-arg", action="append", default=[], metavar="ARG",
+                    help="extra argument for every `ab` (repeatable), e.g. --ab-arg=--rounds=3")
+    args = ap.parse_args()
+    if not (args.aa or args.power or args.single):
+        args.aa, args.power, args.single = 45, ["0.10:20", "0.05:20"], 10
+
+    if not os.access(args.bin, os.X_OK):
+        if args.bin != os.path.join(ROOT, "build", "attn-bench"):
+            sys.exit(f"no executable at {args.bin}")
+        subprocess.check_call([os.path.join(ROOT, "scripts", "build.sh")])
+    binary = os.path.abspath(args.bin)
+    spec = os.path.abspath(args.spec)
+    os.makedirs(args.out, exist_ok=True)
+    results = {"binary": binary, "spec": spec, "ab_args": args.ab_arg, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "uname": " ".join(os.uname()), "aa": [], "power": {}, "single": []}
+    save = lambda: json.dump(results, open(os.path.join(args.out, "results.json"), "w"), indent=2)
+
+    def ab_decision(kind, i, sides, env_note=""):
+        out = os.path.join(args.out, f"{kind}-{i:03d}")
+        cmd = [binary, "ab", *sides, spec, "-o", out, *args.ab_arg]
+        rc, wall = run(cmd, out + ".log")
+        rows, summary = flagged_rows(os.path.join(out, "verdict.json"))
+        rec = {"i": i, "cmd": " ".join(cmd) + env_note, "rc": rc, "wall_s": round(wall, 1),
+               "regressed": rows, "summary_regressed": summary}
+        print(f"{kind} {i}: exit {rc} in {wall:.0f} s" + (f"; REGRESSED: {', '.join(r['id'] for r in rows)}" if rows else "")
+              + ("; summary regressed" if summary else ""), flush=True)
+        if rc not in (0, 1):
+            print(open(out + ".log").read()[-2000:], file=sys.stderr)
+        return rec
+
+    for i in range(args.aa):
+        results["aa"].append(ab_decision("aa", i + 1, ["--aa", binary]))
+        save()
+
+    for p in args.power:
+        frac, n = p.split(":")
+        wrapper = os.path.join(args.out, f"slow-{frac}.sh")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\n# test-only: {binary} with every {args.variant} kernel call {float(frac)*100:g}% slower\n"
+                    f"ATTN_TEST_SLOWDOWN={args.variant}:{frac} exec {binary} \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        recs = results["power"].setdefault(frac, [])
+        for i in range(int(n)):
+            rec = ab_decision(f"power{frac}", i + 1, [binary, wrapper], f"  (B = {binary} with ATTN_TEST_SLOWDOWN={args.variant}:{frac})")
+            rec["detected"] = rec["rc"] == 1 and any(r["id"].split("/")[0] == args.variant for r in rec["regressed"])
+            rec["other_flags"] = [r["id"] for r in rec["regressed"] if r["id"].split("/")[0] != args.variant]
+            recs.append(rec)
+            save()
+
+    if args.single:
+        reports = []
+        for i in range(args.single):
+            rep = os.path.join(args.out, f"single-run-{i + 1:02d}.json")
+            rc, wall = run([binary, "run", spec, "-o", rep, "-q"], rep + ".log")
+            print(f"single run {i + 1}: exit {rc} in {wall:.0f} s", flush=True)
+            reports.append(rep)
+        for a, b in itertools.combinations(range(len(reports)), 2):
+            out = os.path.join(args.out, f"single-{a + 1:02d}-{b + 1:02d}")
+            cmd = [binary, "compare", reports[a], reports[b], "--json", out + ".json"]
+            rc, _ = run(cmd, out + ".log")
+            rows, summary = flagged_rows(out + ".json")
+            results["single"].append({"pair": [a + 1, b + 1], "cmd": " ".join(cmd), "rc": rc, "regressed": rows})
+        save()
+
+    # ---- summary ---------------------------------------------------------------------------
+    lines = []
+    if results["aa"]:
+        n = len(results["aa"])
+        f = sum(r["rc"] == 1 for r in results["aa"])
+        errs = sum(r["rc"] not in (0, 1) for r in results["aa"])
+        walls = [r["wall_s"] for r in results["aa"]]
+        lines.append(f"A/A (ab --aa): {f}/{n} flagged ({100.0 * f / n:.1f}%), {errs} errors; "
+                     f"wall per decision median {statistics.median(walls):.0f} s, max {max(walls):.0f} s")
+    for frac, recs in results["power"].items():
+        n = len(recs)
+        d = sum(r["detected"] for r in recs)
+        other = sum(bool(r["other_flags"]) for r in recs)
+        walls = [r["wall_s"] for r in recs]
+        lines.append(f"power, {float(frac) * 100:g}% slowdown of {args.variant}: {d}/{n} detected ({100.0 * d / n:.0f}%); "
+                     f"{other} trial(s) also flagged another variant; wall median {statistics.median(walls):.0f} s")
+    if results["single"]:
+        n = len(results["single"])
+        f = sum(r["rc"] == 1 for r in results["single"])
+        errs = sum(r["rc"] not in (0, 1) for r in results["single"])
+        lines.append(f"single-report compare, {args.single} runs, {n} pairs: {f} flagged, {errs} errors")
+    results["summary"] = lines
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    save()
+    print("\n".join(lines))
+    print(f"details: {os.path.join(args.out, 'results.json')}")
+
+
+if __name__ == "__main__":
+    main()
