@@ -66,6 +66,10 @@ def main():
     ap.add_argument("--variant", default="mha", help="the variant slowed down in the power trials")
     ap.add_argument("--single", type=int, default=0, metavar="K",
                     help="K plain runs, then compare on all K(K-1)/2 pairs")
+    ap.add_argument("--calibrate", type=int, default=0, metavar="ROUNDS",
+                    help="first an `ab --aa` of ROUNDS rounds; its noise calibration goes to every later ab")
+    ap.add_argument("--max-minutes", type=float, default=0,
+                    help="stop starting new ab decisions after this long (the single-report part still runs)")
     ap.add_argument("--ab-arg", action="append", default=[], metavar="ARG",
                     help="extra argument for every `ab` (repeatable), e.g. --ab-arg=--rounds=3")
     args = ap.parse_args()
@@ -96,10 +100,23 @@ def main():
             print(open(out + ".log").read()[-2000:], file=sys.stderr)
         return rec
 
-    for i in range(args.aa):
-        results["aa"].append(ab_decision("aa", i + 1, ["--aa", binary]))
-        save()
+    if args.calibrate:
+        noise = os.path.join(args.out, "noise.json")
+        cmd = [binary, "ab", "--aa", binary, spec, "-o", os.path.join(args.out, "calibration"),
+               "--rounds", str(args.calibrate), "--save-noise", noise,
+               *[a for a in args.ab_arg if not a.startswith("--rounds")]]
+        rc, wall = run(cmd, os.path.join(args.out, "calibration.log"))
+        print(f"calibration ({args.calibrate} rounds): exit {rc} in {wall:.0f} s -> {noise}", flush=True)
+        if not os.path.exists(noise):
+            sys.exit("calibration failed: " + open(os.path.join(args.out, "calibration.log")).read()[-2000:])
+        results["calibration"] = {"cmd": " ".join(cmd), "rc": rc, "wall_s": round(wall, 1)}
+        args.ab_arg = args.ab_arg + ["--noise", noise]
+        results["ab_args"] = args.ab_arg
 
+    # The experiments interleaved, one decision of each kind in turn, so that a run cut short
+    # by --max-minutes leaves comparable counts of each; and so that slow changes of the
+    # machine's load spread over all of them.
+    queues = [[("aa", i + 1) for i in range(args.aa)]]
     for p in args.power:
         frac, n = p.split(":")
         wrapper = os.path.join(args.out, f"slow-{frac}.sh")
@@ -107,13 +124,25 @@ def main():
             f.write(f"#!/bin/sh\n# test-only: {binary} with every {args.variant} kernel call {float(frac)*100:g}% slower\n"
                     f"ATTN_TEST_SLOWDOWN={args.variant}:{frac} exec {binary} \"$@\"\n")
         os.chmod(wrapper, 0o755)
-        recs = results["power"].setdefault(frac, [])
-        for i in range(int(n)):
-            rec = ab_decision(f"power{frac}", i + 1, [binary, wrapper], f"  (B = {binary} with ATTN_TEST_SLOWDOWN={args.variant}:{frac})")
+        results["power"].setdefault(frac, [])
+        queues.append([(frac, i + 1) for i in range(int(n))])
+    tasks = [t for group in itertools.zip_longest(*queues) for t in group if t]
+    deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
+    for kind, i in tasks:
+        if deadline and time.monotonic() > deadline:
+            print("stopped by --max-minutes", flush=True)
+            results["stopped_by_deadline"] = True
+            break
+        if kind == "aa":
+            results["aa"].append(ab_decision("aa", i, ["--aa", binary]))
+        else:
+            wrapper = os.path.join(args.out, f"slow-{kind}.sh")
+            rec = ab_decision(f"power{kind}", i, [binary, wrapper],
+                              f"  (B = {binary} with ATTN_TEST_SLOWDOWN={args.variant}:{kind})")
             rec["detected"] = rec["rc"] == 1 and any(r["id"].split("/")[0] == args.variant for r in rec["regressed"])
             rec["other_flags"] = [r["id"] for r in rec["regressed"] if r["id"].split("/")[0] != args.variant]
-            recs.append(rec)
-            save()
+            results["power"][kind].append(rec)
+        save()
 
     if args.single:
         reports = []
@@ -144,6 +173,8 @@ def main():
         d = sum(r["detected"] for r in recs)
         other = sum(bool(r["other_flags"]) for r in recs)
         walls = [r["wall_s"] for r in recs]
+        if not n:
+            continue
         lines.append(f"power, {float(frac) * 100:g}% slowdown of {args.variant}: {d}/{n} detected ({100.0 * d / n:.0f}%); "
                      f"{other} trial(s) also flagged another variant; wall median {statistics.median(walls):.0f} s")
     if results["single"]:

@@ -26,6 +26,9 @@ constexpr int kBootstrapDraws = 4000;
 // Below this many samples a side, a bootstrap of the median has too few distinct values to
 // say anything (two samples give three possible medians).
 constexpr std::size_t kMinSamplesWithin = 5;
+// The common shift of a run is a median over cases: with fewer cases it is mostly the case's
+// own change.
+constexpr std::size_t kMinCasesForShift = 5;
 
 std::string status_of(const Json& c) {
   const std::string s = lookup_text(c, "status");
@@ -290,6 +293,11 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
   std::vector<double> ratios, deltas;
   // Per compared latency row: each run's log median (NaN where the run lacks the case).
   std::vector<std::vector<double>> row_base_logs, row_next_logs;
+  struct LatRow {
+    const Json* base_first;  // the first ok run of each side (its samples, one run per side)
+    const Json* next_first;
+  };
+  std::vector<LatRow> lat_rows;
   bool any_untested = false;
   for (const std::string& id : bs.order) {
     auto it = ns.cases.find(id);
@@ -331,54 +339,17 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
       }
       d.base = std::exp(mean_of(bl));
       d.next = std::exp(mean_of(nl));
-      d.threshold = opts.max_slowdown;
-      std::optional<stats::RunVariance> prior;
-      if (opts.noise)
-        if (auto nit = opts.noise->cases.find(id); nit != opts.noise->cases.end() && nit->second.df > 0)
-          prior = stats::RunVariance{nit->second.sigma * nit->second.sigma, nit->second.df};
-      std::optional<stats::LogRatioInterval> iv;
-      const bool one_each = bl.size() == 1 && nl.size() == 1;
-      if (!one_each || prior) {
-        const bool pair_rows = cmp.paired && bl.size() == base.size() && nl.size() == next.size();
-        iv = stats::between_run_interval(bl, nl, pair_rows, level, prior);
-      }
-      if (one_each && !prior) {
-        // Run-to-run variance unknown: a within-run interval, and a threshold widened by the
-        // noise floor (docs/ci.md, "One report per side").
-        d.threshold = (1 + opts.max_slowdown) * (1 + opts.noise_floor) - 1;
-        const auto xs = samples_of(*b.first_ok), ys = samples_of(*n.first_ok);
-        if (xs.size() >= kMinSamplesWithin && ys.size() >= kMinSamplesWithin) {
-          iv = stats::within_run_interval(xs, ys, level, kBootstrapDraws, fnv1a(id));
-          d.p = stats::mann_whitney_u(xs, ys).p;
-        } else if (!xs.empty() && !ys.empty()) {
-          d.note = fmt::format("n={}/{}: too few samples for an interval, untested", xs.size(), ys.size());
-          any_untested = true;
-        } else {
-          d.note = "no samples: medians only, untested";
-          any_untested = true;
-        }
-      }
-      const double log_t = std::log1p(d.threshold);
-      const double est = iv ? iv->estimate : std::log(d.next / d.base);
-      d.ratio = std::exp(est);
       d.delta = d.next - d.base;
-      if (iv) {
-        d.ci_lo = std::exp(iv->lo);
-        d.ci_hi = std::exp(iv->hi);
-        d.method = iv->method;
-        if (iv->lo > log_t) d.verdict = Verdict::regressed;
-        else if (iv->hi < -log_t) d.verdict = Verdict::faster;
-        else if (est > log_t) d.verdict = Verdict::slower_not_significant;
-      } else if (est > log_t) {
-        d.verdict = Verdict::slower_not_significant;
-      }
+      d.ratio = d.next / d.base;
       if (d.rse_unmet) {
         ++cmp.rse_unmet;
-        d.note += std::string(d.note.empty() ? "" : "; ") + "rse>target";
+        d.note = "rse>target";
       }
-      ratios.push_back(d.ratio);
       row_base_logs.push_back(std::move(bl_all));
       row_next_logs.push_back(std::move(nl_all));
+      lat_rows.push_back({b.first_ok, n.first_ok});
+      cmp.rows.push_back(std::move(d));
+      continue;  // decided below, once every row's runs are known
     } else {
       const Json& bc = *b.first_ok;
       const Json& nc = *n.first_ok;
@@ -428,6 +399,106 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
   }
   for (const std::string& id : ns.order)
     if (!bs.cases.count(id)) cmp.only_next.push_back(id);
+
+  if (lat && !cmp.rows.empty()) {
+    // Per-case intervals at 1 − alpha/m over the m compared cases (Bonferroni): the gate fails
+    // when any one case regresses, so the chance that some case of an A/A crosses its bound
+    // stays below alpha.
+    const std::size_t m = cmp.rows.size();
+    cmp.case_level = 1 - opts.alpha / static_cast<double>(m);
+    // Common shift: per run, the median over cases of the run's log medians about their means
+    // over all runs. Load on the machine slows every case of a run alike (measured: the
+    // prefill cases of one run move together by up to 40% between runs of one binary); taking
+    // it out leaves each case's change relative to the spec's other cases. The summary below
+    // is not adjusted, so a change that slows every case alike is seen there.
+    cmp.adjusted = opts.adjust_common_shift && !cmp.single_run && m >= kMinCasesForShift;
+    std::vector<double> shift_base(base.size(), 0.0), shift_next(next.size(), 0.0);
+    if (cmp.adjusted) {
+      std::vector<double> row_mean(m, 0.0);
+      for (std::size_t r = 0; r < m; ++r) {
+        std::vector<double> all;
+        for (double x : row_base_logs[r]) if (!std::isnan(x)) all.push_back(x);
+        for (double x : row_next_logs[r]) if (!std::isnan(x)) all.push_back(x);
+        row_mean[r] = mean_of(all);
+      }
+      auto shifts = [&](const std::vector<std::vector<double>>& logs, std::vector<double>& out) {
+        for (std::size_t i = 0; i < out.size(); ++i) {
+          std::vector<double> dev;
+          for (std::size_t r = 0; r < m; ++r)
+            if (!std::isnan(logs[r][i])) dev.push_back(logs[r][i] - row_mean[r]);
+          out[i] = dev.empty() ? 0.0 : stats::median(dev);
+        }
+      };
+      shifts(row_base_logs, shift_base);
+      shifts(row_next_logs, shift_next);
+    }
+    for (std::size_t r = 0; r < m; ++r) {
+      CaseDelta& d = cmp.rows[r];
+      std::vector<double> bl, nl;
+      for (std::size_t i = 0; i < base.size(); ++i)
+        if (!std::isnan(row_base_logs[r][i])) bl.push_back(row_base_logs[r][i] - shift_base[i]);
+      for (std::size_t i = 0; i < next.size(); ++i)
+        if (!std::isnan(row_next_logs[r][i])) nl.push_back(row_next_logs[r][i] - shift_next[i]);
+      d.threshold = opts.max_slowdown;
+      std::optional<stats::RunVariance> prior;
+      if (opts.noise)
+        if (auto nit = opts.noise->cases.find(d.id); nit != opts.noise->cases.end() && nit->second.df > 0)
+          prior = stats::RunVariance{nit->second.sigma * nit->second.sigma, nit->second.df};
+      std::optional<stats::LogRatioInterval> iv;
+      const bool one_each = bl.size() == 1 && nl.size() == 1;
+      if (!one_each || prior) {
+        const bool pair_rows = cmp.paired && bl.size() == base.size() && nl.size() == next.size();
+        iv = stats::between_run_interval(bl, nl, pair_rows, cmp.case_level, prior);
+      }
+      if (one_each && !prior) {
+        // Run-to-run variance unknown: a within-run interval, and a threshold widened by the
+        // noise floor (docs/ci.md, "One report per side").
+        const auto xs = samples_of(*lat_rows[r].base_first), ys = samples_of(*lat_rows[r].next_first);
+        // A run whose own samples spread over a factor s (p90/p10) was timed while the
+        // machine's share of the CPU moved by about that much; the next run's median can land
+        // anywhere in such a range, so the threshold grows by s too.
+        auto spread = [](const std::vector<double>& v) {
+          if (v.size() < kMinSamplesWithin) return 1.0;
+          const double lo = stats::quantile(v, 0.1), hi = stats::quantile(v, 0.9);
+          return lo > 0 ? std::max(1.0, hi / lo) : 1.0;
+        };
+        const double s = std::max(spread(xs), spread(ys));
+        d.threshold = (1 + opts.max_slowdown) * (1 + opts.noise_floor) * s - 1;
+        if (s > 1.5) d.note = fmt::format("spread x{:.3g}", s) + (d.note.empty() ? "" : "; " + d.note);
+        if (xs.size() >= kMinSamplesWithin && ys.size() >= kMinSamplesWithin) {
+          iv = stats::within_run_interval(xs, ys, cmp.case_level, kBootstrapDraws, fnv1a(d.id));
+          d.p = stats::mann_whitney_u(xs, ys).p;
+        } else {
+          const std::string why = !xs.empty() && !ys.empty()
+                                      ? fmt::format("n={}/{}: too few samples for an interval, untested",
+                                                    xs.size(), ys.size())
+                                      : "no samples: medians only, untested";
+          d.note = d.note.empty() ? why : why + "; " + d.note;
+          any_untested = true;
+        }
+      }
+      const double log_t = std::log1p(d.threshold);
+      const double est = iv ? iv->estimate : std::log(d.next / d.base);
+      d.ratio = std::exp(est);
+      if (iv) {
+        d.ci_lo = std::exp(iv->lo);
+        d.ci_hi = std::exp(iv->hi);
+        d.method = iv->method + (cmp.adjusted ? ", shift-adjusted" : "");
+        if (iv->lo > log_t) d.verdict = Verdict::regressed;
+        else if (iv->hi < -log_t) d.verdict = Verdict::faster;
+        else if (est > log_t) d.verdict = Verdict::slower_not_significant;
+      } else if (est > log_t) {
+        d.verdict = Verdict::slower_not_significant;
+      }
+      if (d.verdict == Verdict::regressed) ++cmp.regressions;
+      ratios.push_back(d.ratio);
+    }
+    if (cmp.adjusted) {
+      // The summary is the plain geometric mean (not adjusted); computed below.
+      ratios.clear();
+      for (std::size_t r = 0; r < m; ++r) ratios.push_back(cmp.rows[r].next / cmp.rows[r].base);
+    }
+  }
 
   if (opts.metric == "recall") {
     if (!deltas.empty()) cmp.summary = mean_of(deltas);
@@ -527,13 +598,22 @@ Json noise_from_aa(const std::vector<Report>& a, const std::vector<Report>& b, c
   Json cases = Json::object();
   std::vector<double> sigmas;
   std::vector<std::string> ignored;
+  // Each round's common shift (the median difference over cases) is taken out, as compare
+  // does with several runs a side, when there are enough cases for a median.
+  std::vector<double> round_shift(a.size(), 0.0);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    std::vector<double> ds;
+    for (const auto& [id, xa] : la[i])
+      if (auto ib = lb[i].find(id); ib != lb[i].end()) ds.push_back(ib->second - xa);
+    if (ds.size() >= kMinCasesForShift) round_shift[i] = stats::median(ds);
+  }
   for (const auto& [id, c] : index_cases(a.front(), ignored)) {
     double ss = 0, sum_log = 0;
     int rounds = 0;
     for (std::size_t i = 0; i < a.size(); ++i) {
       auto ia = la[i].find(id), ib = lb[i].find(id);
       if (ia == la[i].end() || ib == lb[i].end()) continue;
-      const double d = ib->second - ia->second;
+      const double d = ib->second - ia->second - round_shift[i];
       ss += d * d;
       sum_log += ia->second + ib->second;
       ++rounds;
@@ -553,7 +633,8 @@ Json noise_from_aa(const std::vector<Report>& a, const std::vector<Report>& b, c
   doc["version"] = 1;
   doc["meta"] = meta;
   doc["rule"] = "sigma^2 = sum over rounds of d^2 / (2 R), d = log(median of B's run) - "
-                "log(median of A's run) in the same round, both sides the same binary; df = R";
+                "log(median of A's run) in the same round minus the round's median d over cases "
+                "(with >= 5 cases), both sides the same binary; df = R";
   if (!sigmas.empty())
     doc["summary"] = {{"cases", sigmas.size()},
                       {"median_sigma", stats::median(sigmas)},
@@ -639,8 +720,8 @@ std::string aligned(const std::vector<std::vector<std::string>>& rows, size_t ri
 
 std::string rule_text(const Comparison& c) {
   const auto& o = c.opts;
-  const double level = (1 - o.alpha) * 100;
   if (c.metric == "latency") {
+    const double level = c.case_level * 100;
     std::string how;
     if (c.single_run)
       how = c.noise_path.empty()
@@ -650,17 +731,20 @@ std::string rule_text(const Comparison& c) {
                 : fmt::format("{:.4g}% t interval from the calibrated run-to-run variance ({})",
                               level, c.noise_path);
     else
-      how = fmt::format("{:.4g}% t interval from the spread of per-run medians ({}{})", level,
+      how = fmt::format("{:.4g}% t interval from the spread of per-run medians ({}{}{})", level,
                         c.paired ? "paired by round" : "pooled two-sample",
-                        c.noise_path.empty() ? "" : ", pooled with the calibration " + c.noise_path);
+                        c.adjusted ? "; each run's common shift over cases taken out" : "",
+                        c.noise_path.empty() ? "" : "; pooled with the calibration " + c.noise_path);
     return fmt::format("rule: ratio = new/base of per-run medians (geometric mean over runs); "
-                       "{}; REGRESSED when the interval's lower bound exceeds 1 + threshold "
-                       "(threshold {:.4g}%{}), or when the summary's does",
-                       how, o.max_slowdown * 100,
+                       "{}; intervals at 1 - {:.3g}/{} cases; REGRESSED when a case's lower bound "
+                       "exceeds 1 + threshold (threshold {:.4g}%{}), or when the summary's "
+                       "({:.4g}%, not adjusted) does",
+                       how, o.alpha, c.rows.size(), o.max_slowdown * 100,
                        c.single_run && c.noise_path.empty()
                            ? fmt::format(", {:.4g}% with the floor",
                                          ((1 + o.max_slowdown) * (1 + o.noise_floor) - 1) * 100)
-                           : "");
+                           : "",
+                       (1 - o.alpha) * 100);
   }
   if (c.metric == "recall")
     return fmt::format("rule: REGRESSED when {} drops by more than {:.4g} (absolute); no "
@@ -712,7 +796,7 @@ std::string render_comparison(const Comparison& c) {
     std::vector<std::vector<std::string>> rows;
     if (lat) {
       rows.push_back({"id", "runs", "n", "base ms", "new ms", "ratio",
-                      fmt::format("{:.4g}% CI", (1 - c.opts.alpha) * 100), "verdict", ""});
+                      fmt::format("{:.4g}% CI", c.case_level * 100), "verdict", ""});
       for (const auto& d : c.rows)
         rows.push_back({d.id, fmt::format("{}/{}", d.runs_base, d.runs_next),
                         fmt::format("{}/{}", d.n_base, d.n_next), fmt_value(c.metric, d.base),
@@ -764,7 +848,7 @@ std::string render_comparison_markdown(const Comparison& c) {
   if (!c.rows.empty()) {
     if (lat) {
       out += fmt::format("| case | runs | n | base ms | new ms | ratio | {:.4g}% CI | verdict |\n",
-                         (1 - c.opts.alpha) * 100);
+                         c.case_level * 100);
       out += "|---|---:|---:|---:|---:|---:|---:|---|\n";
     } else {
       out += fmt::format("| case | base | new | {} | verdict |\n", c.metric == "recall" ? "delta" : "ratio");

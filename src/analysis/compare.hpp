@@ -44,11 +44,12 @@ NoiseCalibration load_noise(const std::string& path);  // InputError when unread
 
 struct CompareOptions {
   std::string metric = "latency";  // latency | flops | bytes | density | recall | error
-  double max_slowdown = 0.05;      // latency: REGRESSED when the CI's lower bound > 1 + this
+  double max_slowdown = 0.02;      // latency: REGRESSED when the CI's lower bound > 1 + this
   double alpha = 0.05;             // latency: the interval covers 1 − alpha
   double noise_floor = kDefaultNoiseFloor;  // latency, one run per side, no calibration
   const NoiseCalibration* noise = nullptr;  // latency: pooled into the run-to-run variance
   bool paired = true;              // pair run i of BASE with run i of NEW when counts match
+  bool adjust_common_shift = true; // latency, >= 2 runs a side, >= 5 cases: see compare.cpp
   double max_drop = 0.01;          // recall: regression when it drops by more (absolute)
   double max_rise = 2.0;           // error: regression when new > max_rise · base + abs_floor
   double abs_floor = 1e-6;
@@ -89,6 +90,8 @@ struct Comparison {
   std::string noise_path;      // the calibration used, "" for none
   bool single_run = false;     // latency: one run per side (run-to-run variance unknown)
   bool paired = false;         // latency: runs paired by round
+  bool adjusted = false;       // latency: per-case ratios relative to each run's common shift
+  double case_level = 0;       // latency: coverage of each case's interval, 1 − alpha/cases
   std::vector<CaseDelta> rows;          // matched, ok on both sides, metric present
   std::vector<NotCompared> not_compared;
   std::vector<std::string> only_base, only_next;

@@ -34,6 +34,8 @@
 #include "cli/commands.hpp"
 #include "core/errors.hpp"
 #include "core/host_info.hpp"
+#include "core/spec.hpp"
+#include "runner/runner.hpp"
 
 extern char** environ;
 
@@ -46,20 +48,28 @@ namespace fs = std::filesystem;
 struct AbOptions {
   std::vector<std::string> args;  // A B SPEC, or A SPEC with --aa
   bool aa = false;
-  int rounds = 3;
+  int rounds = 4;
+  std::string sampling = "short";
   std::string out;
   std::vector<std::string> sets;
   int threads = -1;
   std::string filter;
   bool no_shuffle = false;
   std::vector<std::string> metrics{"latency"};
-  std::string max_slowdown = "5%";
+  std::string max_slowdown = "2%";
   double alpha = 0.05;
   std::string noise;
   std::string save_noise;
   std::string markdown, json;
   std::string cmake_args = "-DATTN_CUDA=OFF -DATTN_BUILD_TESTS=OFF";
+  bool no_adjust = false;
 };
+
+// `--sampling short`: each run samples briefly. Between-run variance dominates a run's median
+// (docs/ci.md, "Why short runs"), so the time goes further as more rounds than as more samples
+// per run. Put before the user's --set, which win.
+const std::vector<std::string> kShortSampling = {
+    "metrics.latency.warmup=1", "metrics.latency.min_samples=3", "metrics.latency.max_time=0.25"};
 
 std::atomic<bool> g_interrupted{false};
 extern "C" void ab_on_sigint(int) { g_interrupted.store(true); }
@@ -254,6 +264,18 @@ int run_ab(const AbOptions& o) {
   copt.max_slowdown = analysis::parse_fraction(o.max_slowdown, "--max-slowdown");
   copt.alpha = o.alpha;
   copt.allow_mismatch = true;  // both sides run here, now; build differences are printed
+  copt.adjust_common_shift = !o.no_adjust;
+  if (o.sampling != "short" && o.sampling != "spec")
+    throw InputError(fmt::format("--sampling '{}': expected short or spec", o.sampling));
+  std::vector<std::string> sets;
+  {
+    const Experiment ex = load_experiment(spec, o.sets);  // bad spec or --set: exit 2 here
+    if (o.sampling == "short" && ex.metrics.contains("latency")) sets = kShortSampling;
+    if (!o.filter.empty() && select_cases(ex, o.filter).empty())
+      throw InputError(fmt::format("--filter '{}' matches none of the spec's {} case ids", o.filter,
+                                   ex.cases.size()));
+  }
+  sets.insert(sets.end(), o.sets.begin(), o.sets.end());
   const auto names = analysis::compare_metric_names();
   for (const auto& m : o.metrics)
     if (std::find(names.begin(), names.end(), m) == names.end())
@@ -307,7 +329,7 @@ int run_ab(const AbOptions& o) {
       const std::string report = fmt::format("{}/{}/run-{:02d}.json", out, s->label, r + 1);
       const std::string log = fmt::format("{}/logs/run-{}-{:02d}.log", out, s->label, r + 1);
       std::vector<std::string> cmd = {s->binary, "run", spec, "-o", report, "-q"};
-      for (const auto& kv : o.sets) {
+      for (const auto& kv : sets) {
         cmd.push_back("--set");
         cmd.push_back(kv);
       }
@@ -373,7 +395,7 @@ int run_ab(const AbOptions& o) {
                            {"threads", analysis::lookup_text(base.front().doc, "meta.run.threads")},
                            {"binary", a.given},
                            {"rounds", o.rounds},
-                           {"sets", o.sets},
+                           {"sets", sets},
                            {"created", utc_timestamp()},
                            {"runs", out}};
     const analysis::Json noise_doc = analysis::noise_from_aa(base, next, meta);
@@ -389,6 +411,11 @@ int run_ab(const AbOptions& o) {
       text += "A/A FALSE ALARM: the gate flagged a binary against itself; its threshold is below this "
               "machine's noise (docs/ci.md, \"Choosing a threshold\")\n";
   }
+  if (o.noise.empty() && !o.aa && o.rounds < 8)
+    text += fmt::format("note: no noise calibration: each case's interval rests on {} rounds ({} degrees "
+                        "of freedom). `attn-bench ab --aa A SPEC --save-noise F` once, then `--noise F`, "
+                        "narrows them (docs/ci.md)\n",
+                        o.rounds, o.rounds - 1);
   std::cout << text;
   std::cout.flush();
   write_text(out + "/verdict.txt", text);
@@ -416,6 +443,11 @@ void setup_ab(CLI::App& app, Action& action) {
   sub->add_option("--threads", o->threads, "CPU threads of every run (0 = every core)")->check(CLI::Range(0, 4096));
   sub->add_option("--filter", o->filter, "run only cases whose id matches this regex");
   sub->add_flag("--no-shuffle", o->no_shuffle, "run cases in the spec's order");
+  sub->add_option("--sampling", o->sampling,
+                  "short: every run samples briefly (warmup 1, min_samples 3, max_time 0.25 s), "
+                  "so time goes to rounds; spec: the spec's latency settings")
+      ->capture_default_str();
+  sub->add_flag("--no-adjust", o->no_adjust, "latency: do not take out each run's common shift over cases");
   sub->add_option("--metric,-m", o->metrics,
                   "what to gate on, repeatable: latency, flops, bytes, density, recall, error")
       ->capture_default_str();

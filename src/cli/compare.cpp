@@ -20,11 +20,12 @@ namespace {
 struct CompareCliOptions {
   std::string base, next;
   std::string metric = "latency";
-  std::string max_slowdown = "5%";
+  std::string max_slowdown = "2%";
   double alpha = 0.05;
   std::string noise;
   std::string noise_floor = fmt::format("{:g}%", analysis::kDefaultNoiseFloor * 100);
   bool unpaired = false;
+  bool no_adjust = false;
   std::string max_drop = "0.01";
   std::string max_rise = "2";
   double tolerance = 1e-9;
@@ -45,6 +46,7 @@ int run_compare(const CompareCliOptions& o) {
   c.alpha = o.alpha;
   c.noise_floor = analysis::parse_fraction(o.noise_floor, "--noise-floor");
   c.paired = !o.unpaired;
+  c.adjust_common_shift = !o.no_adjust;
   c.max_drop = analysis::parse_fraction(o.max_drop, "--max-drop");
   c.max_rise = analysis::parse_factor(o.max_rise, "--max-rise");
   if (!(o.tolerance >= 0)) throw InputError("--tolerance must be >= 0");
@@ -95,6 +97,8 @@ void setup_compare(CLI::App& app, Action& action) {
       ->capture_default_str();
   sub->add_flag("--unpaired", opts->unpaired,
                 "Latency: do not pair run i of BASE with run i of NEW (runs not made in rounds)");
+  sub->add_flag("--no-adjust", opts->no_adjust,
+                "Latency: do not take out each run's common shift over cases (several runs a side)");
   sub->add_option("--max-drop", opts->max_drop, "Recall: largest tolerated absolute drop")
       ->capture_default_str();
   sub->add_option("--max-rise", opts->max_rise,
