@@ -55,6 +55,40 @@ def flagged_rows(verdict_json):
     return rows, summary
 
 
+def rejudge(args):
+    """The stored runs of each decision, compared again: `compare OUT/x/A OUT/x/B [--noise]`."""
+    old = json.load(open(os.path.join(args.rejudge, "results.json")))
+    noise = os.path.join(args.rejudge, "noise.json")
+    extra = ["--noise", noise] if os.path.exists(noise) else []
+    variant = args.variant
+    def judge(kind, i):
+        d = os.path.join(args.rejudge, f"{kind}-{i:03d}")
+        if not (os.path.isdir(os.path.join(d, "A")) and os.path.isdir(os.path.join(d, "B"))):
+            return None
+        out = d + ".rejudged.json"
+        rc, _ = run([os.path.abspath(args.bin), "compare", os.path.join(d, "A"), os.path.join(d, "B"),
+                     "--json", out, *extra], d + ".rejudged.log")
+        rows, summary = flagged_rows(out)
+        return {"i": i, "rc": rc, "regressed": rows, "summary_regressed": summary,
+                "runs": len(os.listdir(os.path.join(d, "A")))}
+    lines = []
+    aa = [r for r in (judge("aa", rec["i"]) for rec in old.get("aa", [])) if r]
+    if aa:
+        f = sum(r["rc"] == 1 for r in aa)
+        lines.append(f"A/A: {f}/{len(aa)} flagged" + "".join(
+            f"; #{r['i']}: {', '.join(x['id'] for x in r['regressed']) or 'summary'}" for r in aa if r["rc"] == 1))
+    for frac, recs in old.get("power", {}).items():
+        rs = [r for r in (judge(f"power{frac}", rec["i"]) for rec in recs) if r]
+        if not rs:
+            continue
+        det = sum(r["rc"] == 1 and any(x["id"].split("/")[0] == variant for x in r["regressed"]) for r in rs)
+        other = sum(any(x["id"].split("/")[0] != variant for x in r["regressed"]) for r in rs)
+        summ = sum(r["summary_regressed"] for r in rs)
+        lines.append(f"power {float(frac) * 100:g}%: {det}/{len(rs)} detected ({variant} case REGRESSED); "
+                     f"{other} with another variant flagged; {summ} with the summary flagged")
+    print("\n".join(lines))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "attn-bench"))
@@ -72,7 +106,12 @@ def main():
                     help="stop starting new ab decisions after this long (the single-report part still runs)")
     ap.add_argument("--ab-arg", action="append", default=[], metavar="ARG",
                     help="extra argument for every `ab` (repeatable), e.g. --ab-arg=--rounds=3")
+    ap.add_argument("--rejudge", metavar="OUT",
+                    help="decide again every ab of an earlier OUT from its stored runs with this binary's "
+                         "compare (same rule as ab), and print the summary")
     args = ap.parse_args()
+    if args.rejudge:
+        return rejudge(args)
     if not (args.aa or args.power or args.single):
         args.aa, args.power, args.single = 45, ["0.10:20", "0.05:20"], 10
 

@@ -405,14 +405,14 @@ TEST_CASE("several runs per side: the spread of per-run medians decides") {
   CHECK(g.n_base == 32);
   CHECK(g.method == "paired, shift-adjusted");
   CHECK(g.ratio == Approx(1.12));  // each run's drift, common to all cases, is taken out
-  CHECK(slow.case_level == Approx(1 - 0.05 / 6));  // Bonferroni over the 6 compared cases
+  CHECK(slow.case_level == Approx(1 - 0.05 / 7));  // Bonferroni: 6 cases and the summary
   CHECK(g.verdict == Verdict::regressed);
   CHECK(slow.regressions == 1);
   CHECK(comparison_exit_code(slow) == 1);
   const std::string text = render_comparison(slow);
   CHECK(text.find("4/4") != std::string::npos);     // runs per side
   CHECK(text.find("32/32") != std::string::npos);   // samples per side
-  CHECK(text.find("99.17% CI") != std::string::npos);
+  CHECK(text.find("99.29% CI") != std::string::npos);
   CHECK(text.find("paired by round") != std::string::npos);
   // Without the adjustment the ratio carries the drift; unpaired, the drift between rounds is
   // noise too, and the interval widens.
@@ -434,7 +434,7 @@ TEST_CASE("markdown and JSON for a pull-request comment") {
   const std::vector<double> drift = {1.0, 1.02, 0.99};
   const Comparison c = compare_runs(runs_of(report_a(), drift), runs_of(report_a(), drift, id, 1.2), {});
   const std::string md = render_comparison_markdown(c);
-  CHECK(md.find("| case | runs | n | base ms | new ms | ratio | 99.17% CI | verdict |") != std::string::npos);
+  CHECK(md.find("| case | runs | n | base ms | new ms | ratio | 99.29% CI | verdict |") != std::string::npos);
   CHECK(md.find("**REGRESSED**") != std::string::npos);
   CHECK(md.find("**regression**") != std::string::npos);
   const Json j = comparison_json(c);

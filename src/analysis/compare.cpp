@@ -279,7 +279,6 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
   const bool lat = opts.metric == "latency";
   cmp.single_run = lat && base.size() == 1 && next.size() == 1;
   cmp.paired = lat && opts.paired && base.size() == next.size() && base.size() >= 2;
-  const double level = 1 - opts.alpha;
 
   if (lat)
     cmp.metric_source = "metrics.latency.samples (per-run medians, ms)";
@@ -401,11 +400,12 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
     if (!bs.cases.count(id)) cmp.only_next.push_back(id);
 
   if (lat && !cmp.rows.empty()) {
-    // Per-case intervals at 1 − alpha/m over the m compared cases (Bonferroni): the gate fails
-    // when any one case regresses, so the chance that some case of an A/A crosses its bound
-    // stays below alpha.
+    // Intervals at 1 − alpha/k over the k tests the gate makes, the m compared cases and, with
+    // several runs a side, the summary (Bonferroni): the gate fails when any one of them
+    // regresses, so the chance that an A/A crosses some bound stays below alpha.
     const std::size_t m = cmp.rows.size();
-    cmp.case_level = 1 - opts.alpha / static_cast<double>(m);
+    cmp.tests = cmp.single_run ? m : m + 1;
+    cmp.case_level = 1 - opts.alpha / static_cast<double>(cmp.tests);
     // Common shift: per run, the median over cases of the run's log medians about their means
     // over all runs. Load on the machine slows every case of a run alike (measured: the
     // prefill cases of one run move together by up to 40% between runs of one binary); taking
@@ -525,7 +525,7 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
     const auto gn = per_run(row_next_logs, next.size());
     if (!gb.empty() && !gn.empty() && gb.size() + gn.size() >= 3) {
       const bool pair = cmp.paired && gb.size() == base.size() && gn.size() == next.size();
-      if (const auto iv = stats::between_run_interval(gb, gn, pair, level, std::nullopt)) {
+      if (const auto iv = stats::between_run_interval(gb, gn, pair, cmp.case_level, std::nullopt)) {
         cmp.summary = std::exp(iv->estimate);
         cmp.summary_lo = std::exp(iv->lo);
         cmp.summary_hi = std::exp(iv->hi);
@@ -736,15 +736,15 @@ std::string rule_text(const Comparison& c) {
                         c.adjusted ? "; each run's common shift over cases taken out" : "",
                         c.noise_path.empty() ? "" : "; pooled with the calibration " + c.noise_path);
     return fmt::format("rule: ratio = new/base of per-run medians (geometric mean over runs); "
-                       "{}; intervals at 1 - {:.3g}/{} cases; REGRESSED when a case's lower bound "
-                       "exceeds 1 + threshold (threshold {:.4g}%{}), or when the summary's "
-                       "({:.4g}%, not adjusted) does",
-                       how, o.alpha, c.rows.size(), o.max_slowdown * 100,
+                       "{}; intervals at 1 - {:.3g}/{} ({} cases{}); REGRESSED when a case's lower "
+                       "bound exceeds 1 + threshold (threshold {:.4g}%{}){}",
+                       how, o.alpha, c.tests, c.rows.size(), c.single_run ? "" : " and the summary",
+                       o.max_slowdown * 100,
                        c.single_run && c.noise_path.empty()
                            ? fmt::format(", {:.4g}% with the floor",
                                          ((1 + o.max_slowdown) * (1 + o.noise_floor) - 1) * 100)
                            : "",
-                       (1 - o.alpha) * 100);
+                       c.single_run ? "" : ", or when the summary's (not adjusted) does");
   }
   if (c.metric == "recall")
     return fmt::format("rule: REGRESSED when {} drops by more than {:.4g} (absolute); no "

@@ -91,7 +91,8 @@ struct Comparison {
   bool single_run = false;     // latency: one run per side (run-to-run variance unknown)
   bool paired = false;         // latency: runs paired by round
   bool adjusted = false;       // latency: per-case ratios relative to each run's common shift
-  double case_level = 0;       // latency: coverage of each case's interval, 1 − alpha/cases
+  double case_level = 0;       // latency: coverage of each interval, 1 − alpha/tests
+  std::size_t tests = 0;       // latency: the cases, plus the summary with several runs a side
   std::vector<CaseDelta> rows;          // matched, ok on both sides, metric present
   std::vector<NotCompared> not_compared;
   std::vector<std::string> only_base, only_next;
