@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -292,15 +294,37 @@ TEST_CASE("number formatting") {
 
 TEST_SUITE("compare") {
 
+// `runs` copies of a report with every latency sample scaled by factors[i] (a run's machine
+// state), and `slow` more for case `id` (a real change).
+std::vector<Report> runs_of(const Report& r, const std::vector<double>& factors,
+                            const std::string& id = "", double slow = 1.0) {
+  std::vector<Report> out;
+  for (std::size_t i = 0; i < factors.size(); ++i) {
+    Json doc = r.doc;
+    for (auto& c : doc["cases"]) {
+      if (!c["metrics"].contains("latency")) continue;
+      const double f = factors[i] * (c["id"] == id ? slow : 1.0);
+      for (auto& v : c["metrics"]["latency"]["samples"]) v = v.get<double>() * f;
+      c["metrics"]["latency"]["median"] = c["metrics"]["latency"]["median"].get<double>() * f;
+    }
+    out.push_back(report_from_json(doc, r.name + "-run" + std::to_string(i + 1) + ".json"));
+  }
+  return out;
+}
+
 TEST_CASE("a report against itself: no regression") {
   const Comparison c = compare_reports(report_a(), report_a(), {});
   CHECK(c.rows.size() == 6);
+  CHECK(c.single_run);
   CHECK(c.regressions == 0);
   CHECK(comparison_exit_code(c) == 0);
   for (const auto& d : c.rows) {
     CHECK(d.verdict == Verdict::ok);
     CHECK(d.ratio == Approx(1.0));
     CHECK(d.p.value() == Approx(1.0));
+    CHECK(d.ci_lo.value() <= 1.0);
+    CHECK(d.ci_hi.value() >= 1.0);
+    CHECK(d.method == "within-run bootstrap");
   }
   CHECK(c.summary.value() == Approx(1.0));
   CHECK(c.not_compared.size() == 2);  // the skipped and the failed case
@@ -308,33 +332,167 @@ TEST_CASE("a report against itself: no regression") {
   CHECK(c.only_next.empty());
 }
 
-TEST_CASE("a 1.3x slower case is REGRESSED; a 2% one is ok") {
+TEST_CASE("one report per side: the threshold is widened by the noise floor") {
+  // 1.3x with 8 vs 8 samples fully separated: the within-run interval is far above 1.05, but
+  // one run per side cannot tell a code change from the machine's drift between runs.
   const Comparison c = compare_reports(report_a(), report_slow(), {});
-  CHECK(c.regressions == 1);
-  CHECK(comparison_exit_code(c) == 1);
   const CaseDelta& g = row_of(c, kGqa + "/" + kKey4k);
-  CHECK(g.verdict == Verdict::regressed);
   CHECK(g.ratio == Approx(1.3));
-  CHECK(g.exact);                                  // 8 vs 8 samples, no ties
-  CHECK(g.p.value() == Approx(2.0 / 12870.0));     // complete separation: 2 / C(16, 8)
-  const CaseDelta& t = row_of(c, kTopk + "/" + kKey1k);
-  CHECK(t.ratio == Approx(1.02));
-  CHECK(t.verdict == Verdict::ok);
-  CHECK(c.summary.value() == Approx(std::pow(1.3 * 1.02, 1.0 / 6.0)));
+  CHECK(g.ci_lo.value() > 1.2);
+  CHECK(g.threshold >= 1.02 * (1 + kDefaultNoiseFloor) - 1);  // times the runs' own spread
+  CHECK(g.verdict == Verdict::ok);
+  CHECK(c.regressions == 0);
+  CHECK(comparison_exit_code(c) == 0);
   const std::string out = render_comparison(c);
-  CHECK(out.find("REGRESSED") != std::string::npos);
-  CHECK(out.find("geometric mean") != std::string::npos);
-  CHECK(out.find("result: 1 regression(s)") != std::string::npos);
+  CHECK(out.find("run-to-run variance is unknown") != std::string::npos);
+  CHECK(out.find("no interval: one run per side") != std::string::npos);
 
-  // The same change under a looser threshold or a stricter alpha is not a regression.
-  CHECK(compare_reports(report_a(), report_slow(), copt("latency", 0.5)).regressions == 0);
-  const Comparison strict = compare_reports(report_a(), report_slow(), copt("latency", 0.05, 1e-5));
-  CHECK(strict.regressions == 0);
-  CHECK(row_of(strict, kGqa + "/" + kKey4k).verdict == Verdict::slower_not_significant);
-  // And the other way round it is faster.
-  const Comparison back = compare_reports(report_slow(), report_a(), {});
+  // With no floor, the same change is a regression; its p-value is shown for information.
+  CompareOptions no_floor;
+  no_floor.noise_floor = 0;
+  const Comparison raw = compare_reports(report_a(), report_slow(), no_floor);
+  CHECK(raw.regressions == 1);
+  CHECK(comparison_exit_code(raw) == 1);
+  const CaseDelta& r = row_of(raw, kGqa + "/" + kKey4k);
+  CHECK(r.verdict == Verdict::regressed);
+  CHECK(r.p.value() == Approx(2.0 / 12870.0));  // complete separation: 2 / C(16, 8)
+  CHECK(row_of(raw, kTopk + "/" + kKey1k).verdict != Verdict::regressed);  // 1.02x
+  CHECK(raw.summary.value() == Approx(std::pow(1.3 * 1.02, 1.0 / 6.0)));
+  CHECK(render_comparison(raw).find("result: 1 regression(s)") != std::string::npos);
+  no_floor.max_slowdown = 0.5;
+  CHECK(compare_reports(report_a(), report_slow(), no_floor).regressions == 0);
+  no_floor.max_slowdown = 0.05;
+  const Comparison back = compare_reports(report_slow(), report_a(), no_floor);
   CHECK(row_of(back, kGqa + "/" + kKey4k).verdict == Verdict::faster);
   CHECK(back.regressions == 0);
+
+  // A noise calibration gives the run-to-run variance: then one run per side is a real test.
+  NoiseCalibration cal;
+  cal.path = "cal.json";
+  for (const auto& d : c.rows) cal.cases[d.id] = {0.02, 10, 0};
+  CompareOptions with_cal;
+  with_cal.noise = &cal;
+  const Comparison calibrated = compare_reports(report_a(), report_slow(), with_cal);
+  const CaseDelta& k = row_of(calibrated, kGqa + "/" + kKey4k);
+  CHECK(k.method == "calibrated");
+  CHECK(k.threshold == Approx(0.02));
+  CHECK(k.verdict == Verdict::regressed);
+  CHECK(calibrated.regressions == 1);
+}
+
+TEST_CASE("several runs per side: the spread of per-run medians decides") {
+  const std::string id = kGqa + "/" + kKey4k;
+  // The machine drifts by +-8% from run to run; rounds are paired, so drift cancels.
+  const std::vector<double> drift = {1.0, 1.08, 0.93, 1.04};
+  const auto a = runs_of(report_a(), drift);
+  const auto aa = compare_runs(a, runs_of(report_a(), drift), {});
+  CHECK_FALSE(aa.single_run);
+  CHECK(aa.paired);
+  CHECK(aa.regressions == 0);
+  CHECK(comparison_exit_code(aa) == 0);
+  CHECK(aa.summary_lo.value() <= 1.0 + 1e-9);
+  CHECK(aa.summary_hi.value() >= 1.0 - 1e-9);
+  // The same binary with a drift that does not match round by round: it is common to every
+  // case of a run, so the shift adjustment takes it out; without it the rows widen. Either
+  // way none is flagged.
+  const auto b_drift = runs_of(report_a(), {1.03, 0.97, 1.06, 0.95});
+  const auto shifted = compare_runs(a, b_drift, {});
+  CHECK(shifted.adjusted);
+  CHECK(shifted.regressions == 0);
+  for (const auto& d : shifted.rows) CHECK(d.ratio == Approx(1.0));
+  CompareOptions raw;
+  raw.adjust_common_shift = false;
+  const auto shifted_raw = compare_runs(a, b_drift, raw);
+  CHECK_FALSE(shifted_raw.adjusted);
+  CHECK(shifted_raw.regressions == 0);
+  for (const auto& d : shifted_raw.rows) CHECK(d.ci_hi.value() - d.ci_lo.value() > 0.02);
+
+  // A real 12% slowdown of one case under the same drift: REGRESSED, the others ok.
+  const auto slow = compare_runs(a, runs_of(report_a(), {1.01, 1.07, 0.94, 1.05}, id, 1.12), {});
+  const CaseDelta& g = row_of(slow, id);
+  CHECK(g.runs_base == 4);
+  CHECK(g.runs_next == 4);
+  CHECK(g.n_base == 32);
+  CHECK(g.method == "paired, shift-adjusted");
+  CHECK(g.ratio == Approx(1.12));  // each run's drift, common to all cases, is taken out
+  CHECK(slow.case_level == Approx(1 - 0.05 / 7));  // Bonferroni: 6 cases and the summary
+  CHECK(g.verdict == Verdict::regressed);
+  CHECK(slow.regressions == 1);
+  CHECK(comparison_exit_code(slow) == 1);
+  const std::string text = render_comparison(slow);
+  CHECK(text.find("4/4") != std::string::npos);     // runs per side
+  CHECK(text.find("32/32") != std::string::npos);   // samples per side
+  CHECK(text.find("99.29% CI") != std::string::npos);
+  CHECK(text.find("paired by round") != std::string::npos);
+  // Without the adjustment the ratio carries the drift; unpaired, the drift between rounds is
+  // noise too, and the interval widens.
+  const auto b_slow = runs_of(report_a(), {1.01, 1.07, 0.94, 1.05}, id, 1.12);
+  const Comparison paired_raw = compare_runs(a, b_slow, raw);
+  const CaseDelta& p = row_of(paired_raw, id);
+  CHECK(p.method == "paired");
+  CHECK(p.ratio == Approx(1.12 * std::pow(1.01 / 1.0 * 1.07 / 1.08 * 0.94 / 0.93 * 1.05 / 1.04, 0.25)));
+  CHECK(p.verdict == Verdict::regressed);
+  raw.paired = false;
+  const Comparison unpaired_raw = compare_runs(a, b_slow, raw);
+  const CaseDelta& u = row_of(unpaired_raw, id);
+  CHECK(u.method == "pooled");
+  CHECK(u.ci_hi.value() - u.ci_lo.value() > p.ci_hi.value() - p.ci_lo.value());
+}
+
+TEST_CASE("markdown and JSON for a pull-request comment") {
+  const std::string id = kGqa + "/" + kKey4k;
+  const std::vector<double> drift = {1.0, 1.02, 0.99};
+  const Comparison c = compare_runs(runs_of(report_a(), drift), runs_of(report_a(), drift, id, 1.2), {});
+  const std::string md = render_comparison_markdown(c);
+  CHECK(md.find("| case | runs | n | base ms | new ms | ratio | 99.29% CI | verdict |") != std::string::npos);
+  CHECK(md.find("**REGRESSED**") != std::string::npos);
+  CHECK(md.find("**regression**") != std::string::npos);
+  const Json j = comparison_json(c);
+  CHECK(j["exit_code"] == 1);
+  CHECK(j["regressions"] == 1);
+  bool found = false;
+  for (const auto& r : j["rows"])
+    if (r["id"] == id) {
+      found = true;
+      CHECK(r["verdict"] == "REGRESSED");
+      CHECK(r["runs"][0] == 3);
+      CHECK(r["ci"][0].get<double>() > 1.05);
+    }
+  CHECK(found);
+}
+
+TEST_CASE("reports made under other conditions are refused, or compared with warnings") {
+  Json next = report_a().doc;
+  next["meta"]["run"]["threads"] = 1;
+  next["meta"]["host"]["hostname"] = "elsewhere";
+  const std::string msg = message_of([&] { compare_reports(report_a(), report_from_json(next, "n.json"), {}); });
+  CHECK(msg.find("meta.run.threads") != std::string::npos);
+  CHECK(msg.find("meta.host.hostname") != std::string::npos);
+  CHECK(msg.find("--allow-mismatch") != std::string::npos);
+  CompareOptions allow;
+  allow.allow_mismatch = true;
+  const Comparison c = compare_reports(report_a(), report_from_json(next, "n.json"), allow);
+  CHECK(c.mismatches.size() == 2);
+  CHECK(render_comparison(c).find("WARNING: not comparable: meta.host.hostname") != std::string::npos);
+  // Build flags and the spec's sha256 count too.
+  Json flags = report_a().doc;
+  flags["meta"]["build"]["flags"] = "-O0";
+  flags["meta"]["spec"]["sha256"] = "ff";
+  CHECK(meta_mismatches({report_a()}, {report_from_json(flags)}).size() == 2);
+}
+
+TEST_CASE("a run that stopped above its target RSE is flagged in the row") {
+  Json next = report_a().doc;
+  Json& lat = case_by_id(next, "mha/" + kKey1k)["metrics"]["latency"];
+  lat["stop"] = "max_samples";
+  lat["rse"] = 0.05;
+  lat["target_rse"] = 0.01;
+  const Comparison c = compare_reports(report_a(), report_from_json(next), {});
+  CHECK(row_of(c, "mha/" + kKey1k).rse_unmet);
+  CHECK(row_of(c, "mha/" + kKey1k).note.find("rse>target") != std::string::npos);
+  CHECK_FALSE(row_of(c, kGqa + "/" + kKey1k).rse_unmet);
+  CHECK(c.rse_unmet == 1);
+  CHECK(render_comparison(c).find("above metrics.latency.target_rse") != std::string::npos);
 }
 
 TEST_CASE("unmatched ids, duplicate ids, and no matched case at all") {
@@ -352,32 +510,80 @@ TEST_CASE("unmatched ids, duplicate ids, and no matched case at all") {
   for (auto& k : renamed["cases"]) k["id"] = "other/" + k["id"].get<std::string>();
   const Comparison none = compare_reports(report_a(), report_from_json(renamed), {});
   CHECK(none.rows.empty());
-  CHECK(comparison_exit_code(none) == 0);
+  CHECK(comparison_exit_code(none) == 2);  // nothing compared is not a pass
   CHECK(render_comparison(none).find("no matched cases") != std::string::npos);
 
   Json dup = report_a().doc;
   dup["cases"].push_back(dup["cases"][0]);
-  CHECK(compare_reports(report_a(), report_from_json(dup), {}).notes.size() == 1);
+  CHECK(compare_reports(report_a(), report_from_json(dup), {}).notes.size() == 2);  // + the one-run note
 }
 
 TEST_CASE("few or missing samples cannot make a regression") {
+  CompareOptions no_floor;
+  no_floor.noise_floor = 0;
   Json next = report_slow().doc;
   Json& g = case_by_id(next, kGqa + "/" + kKey4k);
   g["metrics"]["latency"]["samples"] = Json::array({0.026, 0.0261, 0.0262});
   Json base = report_a().doc;
   case_by_id(base, kGqa + "/" + kKey4k)["metrics"]["latency"]["samples"] = Json::array({0.020, 0.0201});
-  const Comparison few = compare_reports(report_from_json(base), report_from_json(next), {});
+  const Comparison few = compare_reports(report_from_json(base), report_from_json(next), no_floor);
   const CaseDelta& d = row_of(few, kGqa + "/" + kKey4k);
   CHECK(d.verdict == Verdict::slower_not_significant);
-  CHECK(d.note.find("cannot reach") != std::string::npos);
+  CHECK(d.note.find("too few samples") != std::string::npos);
 
   g["metrics"]["latency"].erase("samples");
-  const Comparison none = compare_reports(report_a(), report_from_json(next), {});
+  const Comparison none = compare_reports(report_a(), report_from_json(next), no_floor);
   const CaseDelta& e = row_of(none, kGqa + "/" + kKey4k);
   CHECK_FALSE(e.p.has_value());
+  CHECK_FALSE(e.ci_lo.has_value());
   CHECK(e.ratio == Approx(0.026091 / 0.02007));
   CHECK(e.verdict == Verdict::slower_not_significant);
   CHECK(none.regressions == 0);
+}
+
+TEST_CASE("deterministic metrics: FLOPs, bytes and density compare exactly or within a tolerance") {
+  Json next = report_a().doc;
+  Json& f = case_by_id(next, "mha/" + kKey1k)["metrics"]["flops"];
+  f["executed"] = f["executed"].get<double>() * 1.001;
+  const Comparison c = compare_reports(report_a(), report_from_json(next), copt("flops"));
+  CHECK(row_of(c, "mha/" + kKey1k).verdict == Verdict::regressed);
+  CHECK(row_of(c, kGqa + "/" + kKey1k).verdict == Verdict::ok);
+  CHECK(comparison_exit_code(c) == 1);
+  CompareOptions loose = copt("flops");
+  loose.tolerance = 0.01;
+  CHECK(compare_reports(report_a(), report_from_json(next), loose).regressions == 0);
+  f["executed"] = f["executed"].get<double>() * 0.5;
+  CHECK(row_of(compare_reports(report_a(), report_from_json(next), copt("flops")), "mha/" + kKey1k).verdict ==
+        Verdict::improved);
+  CHECK(compare_reports(report_a(), report_a(), copt("bytes")).regressions == 0);
+  Json dense = report_a().doc;
+  case_by_id(dense, kTopk + "/" + kKey1k)["metrics"]["flops"]["density"] = 0.5;
+  const Comparison d = compare_reports(report_a(), report_from_json(dense), copt("density"));
+  CHECK(row_of(d, kTopk + "/" + kKey1k).verdict == Verdict::regressed);
+  CHECK(d.notes.front().find("no significance test") != std::string::npos);
+}
+
+TEST_CASE("a noise calibration from A/A runs, written and read back") {
+  // Drift common to a round's cases is taken out (6 cases: a median is meaningful); what is
+  // left of mha@1024 is its own 5% in every round of B.
+  const std::vector<double> fa = {1.0, 1.02, 0.98}, fb = {1.01, 1.0, 0.99};
+  const std::string id = "mha/" + kKey1k;
+  const Json doc = noise_from_aa(runs_of(report_a(), fa), runs_of(report_a(), fb, id, 1.05), Json{{"spec", "x"}});
+  const double d = std::log(1.05);
+  CHECK(doc["cases"][id]["sigma"].get<double>() == Approx(std::sqrt(3 * d * d / 6)));
+  CHECK(doc["cases"][id]["df"] == 3);
+  CHECK(doc["cases"][kGqa + "/" + kKey1k]["sigma"].get<double>() == Approx(0).epsilon(1e-12));
+  CHECK(doc["cases"].size() == 6);
+  const std::string path = std::string(ATTN_BINARY) + ".test-noise.json";
+  {
+    std::ofstream f(path);
+    f << doc.dump(2);
+  }
+  const NoiseCalibration n = load_noise(path);
+  CHECK(n.cases.size() == 6);
+  CHECK(n.cases.at(id).df == Approx(3));
+  std::remove(path.c_str());
+  CHECK(message_of([] { load_noise(kData + "report_a.json"); }).find("not a noise calibration") != std::string::npos);
 }
 
 TEST_CASE("recall: an absolute drop beyond --max-drop regresses; no test is made") {

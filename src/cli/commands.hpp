@@ -20,6 +20,7 @@ void setup_list(CLI::App& app, Action& action);
 void setup_validate(CLI::App& app, Action& action);
 void setup_table(CLI::App& app, Action& action);
 void setup_compare(CLI::App& app, Action& action);
+void setup_ab(CLI::App& app, Action& action);
 void setup_env(CLI::App& app, Action& action);
 void setup_inspect(CLI::App& app, Action& action);
 void setup_report(CLI::App& app, Action& action);

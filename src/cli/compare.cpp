@@ -1,10 +1,12 @@
-// `attn-bench compare BASE NEW [--metric latency|recall|error] [--max-slowdown 5%]
-//  [--alpha 0.05] [--max-drop 0.01] [--max-rise 2]`: the CI gate (analysis/compare.hpp).
-// Exit 0: no regression; 1: a regression; 2: bad usage or input.
+// `attn-bench compare BASE NEW`: the CI gate (analysis/compare.hpp, docs/ci.md). BASE and NEW
+// are each a report or a directory of reports (repeated runs of one side).
+// Exit 0: no regression; 1: a regression; 2: bad usage or input, or nothing compared.
 #include <fmt/format.h>
 
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "analysis/compare.hpp"
@@ -15,51 +17,100 @@ namespace ab::cli {
 
 namespace {
 
-struct CompareOptions {
+struct CompareCliOptions {
   std::string base, next;
   std::string metric = "latency";
-  std::string max_slowdown = "5%";
+  std::string max_slowdown = "2%";
   double alpha = 0.05;
+  std::string noise;
+  std::string noise_floor = fmt::format("{:g}%", analysis::kDefaultNoiseFloor * 100);
+  bool unpaired = false;
+  bool no_adjust = false;
   std::string max_drop = "0.01";
   std::string max_rise = "2";
+  double tolerance = 1e-9;
+  bool allow_mismatch = false;
+  std::string markdown, json;
 };
 
-int run_compare(const CompareOptions& o) {
+void write_file(const std::string& path, const std::string& text, const char* option) {
+  std::ofstream f(path);
+  if (!f) throw InputError(fmt::format("{}: cannot write '{}'", option, path));
+  f << text;
+}
+
+int run_compare(const CompareCliOptions& o) {
   analysis::CompareOptions c;
   c.metric = o.metric;
   c.max_slowdown = analysis::parse_fraction(o.max_slowdown, "--max-slowdown");
   c.alpha = o.alpha;
+  c.noise_floor = analysis::parse_fraction(o.noise_floor, "--noise-floor");
+  c.paired = !o.unpaired;
+  c.adjust_common_shift = !o.no_adjust;
   c.max_drop = analysis::parse_fraction(o.max_drop, "--max-drop");
   c.max_rise = analysis::parse_factor(o.max_rise, "--max-rise");
-  const analysis::Report base = analysis::load_report(o.base);
-  const analysis::Report next = analysis::load_report(o.next);
-  for (const auto* r : {&base, &next})
-    for (const auto& w : r->warnings) std::cerr << "warning: " << w << "\n";
-  const analysis::Comparison cmp = analysis::compare_reports(base, next, c);
+  if (!(o.tolerance >= 0)) throw InputError("--tolerance must be >= 0");
+  c.tolerance = o.tolerance;
+  c.allow_mismatch = o.allow_mismatch;
+  std::optional<analysis::NoiseCalibration> noise;
+  if (!o.noise.empty()) {
+    noise = analysis::load_noise(o.noise);
+    c.noise = &*noise;
+  }
+  const auto base = analysis::load_runs(o.base);
+  const auto next = analysis::load_runs(o.next);
+  for (const auto* side : {&base, &next})
+    for (const auto& r : *side)
+      for (const auto& w : r.warnings) std::cerr << "warning: " << w << "\n";
+  const analysis::Comparison cmp = analysis::compare_runs(base, next, c);
+  for (const auto& m : cmp.mismatches) std::cerr << "WARNING: not comparable: " << m << "\n";
   std::cout << analysis::render_comparison(cmp);
   std::cout.flush();
+  if (!o.markdown.empty()) write_file(o.markdown, analysis::render_comparison_markdown(cmp), "--markdown");
+  if (!o.json.empty()) write_file(o.json, analysis::comparison_json(cmp).dump(2) + "\n", "--json");
+  if (cmp.rows.empty())
+    std::cerr << "error: no case was compared: the two sides share no case id that is ok on "
+                 "both with the metric recorded\n";
   return analysis::comparison_exit_code(cmp);
 }
 
 }  // namespace
 
 void setup_compare(CLI::App& app, Action& action) {
-  auto opts = std::make_shared<CompareOptions>();
+  auto opts = std::make_shared<CompareCliOptions>();
   CLI::App* sub = app.add_subcommand(
-      "compare", "Compare two reports case by case; exit 1 when NEW regressed beyond noise");
-  sub->add_option("base", opts->base, "Reference report (JSON)")->required();
-  sub->add_option("new", opts->next, "Report to check (JSON)")->required();
-  sub->add_option("--metric,-m", opts->metric, "latency, recall or error")->capture_default_str();
+      "compare", "Compare two reports (or two directories of runs) case by case; exit 1 when NEW "
+                 "regressed beyond noise");
+  sub->add_option("base", opts->base, "Reference: a report, or a directory of reports (runs)")->required();
+  sub->add_option("new", opts->next, "To check: a report, or a directory of reports (runs)")->required();
+  sub->add_option("--metric,-m", opts->metric, "latency, flops, bytes, density, recall or error")
+      ->capture_default_str();
   sub->add_option("--max-slowdown", opts->max_slowdown,
-                  "Latency: slowdown tolerated before a significant change counts (5% or 0.05)")
+                  "Latency: REGRESSED when the interval's lower bound of new/base exceeds 1 + this "
+                  "(5% or 0.05)")
       ->capture_default_str();
-  sub->add_option("--alpha", opts->alpha, "Latency: significance level of the Mann-Whitney U test")
+  sub->add_option("--alpha", opts->alpha, "Latency: the interval covers 1 - alpha")->capture_default_str();
+  sub->add_option("--noise", opts->noise,
+                  "Latency: a noise calibration from `attn-bench ab --aa` (run-to-run variance per case)");
+  sub->add_option("--noise-floor", opts->noise_floor,
+                  "Latency, one report per side without --noise: widen the threshold by this")
       ->capture_default_str();
+  sub->add_flag("--unpaired", opts->unpaired,
+                "Latency: do not pair run i of BASE with run i of NEW (runs not made in rounds)");
+  sub->add_flag("--no-adjust", opts->no_adjust,
+                "Latency: do not take out each run's common shift over cases (several runs a side)");
   sub->add_option("--max-drop", opts->max_drop, "Recall: largest tolerated absolute drop")
       ->capture_default_str();
   sub->add_option("--max-rise", opts->max_rise,
                   "Error: largest tolerated factor (new <= factor x base + 1e-6)")
       ->capture_default_str();
+  sub->add_option("--tolerance", opts->tolerance,
+                  "flops, bytes, density: relative change tolerated")
+      ->capture_default_str();
+  sub->add_flag("--allow-mismatch", opts->allow_mismatch,
+                "Compare reports made on other hosts, threads, builds, devices or specs (warns)");
+  sub->add_option("--markdown", opts->markdown, "Also write the comparison as markdown (a PR comment)");
+  sub->add_option("--json", opts->json, "Also write the comparison as JSON");
   sub->callback([opts, &action] { action = [opts] { return run_compare(*opts); }; });
 }
 

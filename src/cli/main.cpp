@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   ab::cli::setup_list(app, action);
   ab::cli::setup_table(app, action);
   ab::cli::setup_compare(app, action);
+  ab::cli::setup_ab(app, action);
   ab::cli::setup_env(app, action);
   ab::cli::setup_inspect(app, action);
   ab::cli::setup_report(app, action);

@@ -13,6 +13,7 @@ struct RunCliOptions {
   std::string filter;
   std::vector<std::string> sets;
   int threads = -1;
+  int64_t shuffle = -1;
   bool dry_run = false;
   bool quiet = false;
   std::string emit_cases;
@@ -29,6 +30,8 @@ void setup_run(CLI::App& app, Action& action) {
   sub->add_option("--filter", opt->filter, "run only cases whose id matches this regex");
   sub->add_option("--set", opt->sets, "override a spec key: KEY=VALUE, e.g. problem.seq_len=[1024,4096]");
   sub->add_option("--threads", opt->threads, "CPU threads (0 = every core)")->check(CLI::Range(0, 4096));
+  sub->add_option("--shuffle", opt->shuffle, "run the cases in an order shuffled by this seed (attn-bench ab)")
+      ->check(CLI::NonNegativeNumber);
   sub->add_flag("--dry-run", opt->dry_run, "list the cases without running them");
   sub->add_flag("-q,--quiet", opt->quiet, "no progress lines on stderr");
   sub->add_option("--emit-cases", opt->emit_cases, "write the cases as JSON (for scripts/peers) and exit");
@@ -40,6 +43,7 @@ void setup_run(CLI::App& app, Action& action) {
       ro.device = opt->device;
       ro.filter = opt->filter;
       ro.threads = opt->threads;
+      ro.shuffle_seed = opt->shuffle;
       ro.dry_run = opt->dry_run;
       ro.quiet = opt->quiet;
       ro.emit_cases = opt->emit_cases;

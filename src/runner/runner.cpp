@@ -3,13 +3,17 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <regex>
 #include <cmath>
 #include <fstream>
+#include <optional>
 
 #include "backends/backends.hpp"
 #include "core/errors.hpp"
@@ -45,6 +49,65 @@ std::string fmt_seconds(double s) {
   else std::snprintf(buf, sizeof buf, "%.1fh", s / 3600);
   return buf;
 }
+
+// Test-only: ATTN_TEST_SLOWDOWN=VARIANT:FRACTION (e.g. mha:0.10) makes every run() of the
+// variant of that name or label busy-wait FRACTION of the time the call itself took, inside
+// the timed region: a real, calibrated slowdown to measure the CI gate's power against
+// (docs/ci.md, "Checking the gate"). Read here only; a report made with it says so in
+// meta.run.test_slowdown. Never set it for a measurement.
+struct TestSlowdown {
+  std::string variant;
+  double fraction = 0;
+};
+
+const std::optional<TestSlowdown>& test_slowdown() {
+  static const std::optional<TestSlowdown> value = []() -> std::optional<TestSlowdown> {
+    const char* env = std::getenv("ATTN_TEST_SLOWDOWN");
+    if (!env || !*env) return std::nullopt;
+    const std::string s(env);
+    const auto colon = s.rfind(':');
+    char* end = nullptr;
+    const double f = colon == std::string::npos ? 0 : std::strtod(s.c_str() + colon + 1, &end);
+    if (colon == std::string::npos || colon == 0 || !end || *end != '\0' || !(f > 0 && f < 10))
+      throw InputError("ATTN_TEST_SLOWDOWN='" + s + "': expected VARIANT:FRACTION, e.g. mha:0.10");
+    return TestSlowdown{s.substr(0, colon), f};
+  }();
+  return value;
+}
+
+class SlowedVariant final : public Variant {
+ public:
+  SlowedVariant(std::unique_ptr<Variant> inner, double fraction)
+      : inner_(std::move(inner)), fraction_(fraction) {}
+  const VariantInfo& info() const override { return inner_->info(); }
+  AttnShape shape(const Problem& p) const override { return inner_->shape(p); }
+  void prepare_inputs(const AttnShape& s, HostInputs& in, uint64_t seed) const override {
+    inner_->prepare_inputs(s, in, seed);
+  }
+  int64_t prompt_queries(const AttnShape& s) const override { return inner_->prompt_queries(s); }
+  Shape4 output_shape(const AttnShape& s) const override { return inner_->output_shape(s); }
+  Support supports(const AttnShape& s, const Backend& b) const override { return inner_->supports(s, b); }
+  Cost cost(const AttnShape& s, const Plan* plan) const override { return inner_->cost(s, plan); }
+  bool has_plan_phase() const override { return inner_->has_plan_phase(); }
+  Plan plan(const Inputs& in, Backend& b) override { return inner_->plan(in, b); }
+  void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    inner_->run(in, plan, out, b);
+    b.synchronize();
+    const auto t1 = std::chrono::steady_clock::now();
+    const auto until = t1 + std::chrono::duration_cast<std::chrono::steady_clock::duration>((t1 - t0) * fraction_);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  }
+  void reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i, double* o,
+                     double* lse) const override {
+    inner_->reference_row(in, plan, b, h, i, o, lse);
+  }
+
+ private:
+  std::unique_ptr<Variant> inner_;
+  double fraction_;
+};
 
 }  // namespace
 
@@ -98,6 +161,8 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
   try {
     const RegistryEntry* entry = find_variant(c.variant.name);
     std::unique_ptr<Variant> variant = entry->make(c.variant.params);
+    if (const auto& slow = test_slowdown(); slow && (slow->variant == c.variant.name || slow->variant == c.variant.label))
+      variant = std::make_unique<SlowedVariant>(std::move(variant), slow->fraction);
     const AttnShape shape = variant->shape(c.problem);
     r["shape"] = shape_json(shape);
     const Support sup = variant->supports(shape, backend);
@@ -156,7 +221,16 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
 }
 
 int run_experiment(const Experiment& ex, const RunOptions& opts) {
-  const std::vector<const Case*> cases = select_cases(ex, opts.filter);
+  std::vector<const Case*> cases = select_cases(ex, opts.filter);
+  if (!opts.filter.empty() && cases.empty())
+    throw InputError("--filter '" + opts.filter + "' matches none of the spec's " +
+                     std::to_string(ex.cases.size()) + " case ids (e.g. '" +
+                     (ex.cases.empty() ? std::string() : ex.cases.front().id) + "')");
+  // A fixed order puts each case after the same neighbour every run; a shuffled one spreads
+  // what a neighbour leaves behind (cache, clocks) over all cases (docs/ci.md).
+  if (opts.shuffle_seed >= 0)
+    std::shuffle(cases.begin(), cases.end(), std::mt19937_64(static_cast<uint64_t>(opts.shuffle_seed)));
+  test_slowdown();  // a malformed ATTN_TEST_SLOWDOWN is bad input before anything runs
   const std::string device = opts.device.empty() ? ex.device : opts.device;
 
   if (!opts.emit_cases.empty()) {
@@ -215,6 +289,9 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
   meta["run"] = {{"device", backend->name()}, {"threads", threads}, {"seed", ex.seed},
                  {"baseline", ex.baseline}, {"filter", opts.filter}, {"input", ex.input},
                  {"metrics", ex.metrics}, {"note", note}};
+  if (opts.shuffle_seed >= 0) meta["run"]["shuffle_seed"] = opts.shuffle_seed;
+  if (const auto& slow = test_slowdown())
+    meta["run"]["test_slowdown"] = slow->variant + ":" + std::to_string(slow->fraction);
   meta["devices"] = json::array();
   if (json d = backend->device_info(); !d.empty()) meta["devices"].push_back(d);
   ReportWriter report(out_path, meta);

@@ -21,6 +21,7 @@ struct RunOptions {
   bool dry_run = false;    // list the cases, run nothing
   bool quiet = false;      // no progress lines
   std::string emit_cases;  // write the cases as JSON (for peers) and run nothing
+  int64_t shuffle_seed = -1;  // >= 0: run the cases in an order shuffled by this seed
   std::vector<std::string> argv;
   std::FILE* table_out = stdout;  // the summary table; nullptr = none
 };

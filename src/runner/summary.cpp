@@ -30,6 +30,14 @@ void print_run_summary(const nlohmann::ordered_json& report, const std::string& 
     if ((c["label"] == baseline || c["variant"] == baseline) && c["status"] == "ok")
       if (double m = num(c, {"metrics", "latency", "median"}); m > 0) base[c["problem"]["key"]] = m;
 
+  // A case whose sampling stopped (max_samples, max_time) above its target RSE: its median is
+  // less certain than the spec asked for, which a gate comparing it should know.
+  auto rse_unmet = [](const nlohmann::ordered_json& c) {
+    const auto* stop = find_path(c, {"metrics", "latency", "stop"});
+    if (!stop || !stop->is_string() || (*stop != "max_samples" && *stop != "max_time")) return false;
+    return num(c, {"metrics", "latency", "rse"}) > num(c, {"metrics", "latency", "target_rse"}, 1e300);
+  };
+  size_t unmet = 0;
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"case", "problem", "status", "median ms", "TFLOP/s", "GB/s", "speedup", "rel err"});
   for (const auto& c : cases) {
@@ -37,6 +45,10 @@ void print_run_summary(const nlohmann::ordered_json& report, const std::string& 
     r.push_back(c["label"].get<std::string>());
     r.push_back(c["problem"]["key"].get<std::string>());
     r.push_back(c["status"].get<std::string>());
+    if (rse_unmet(c)) {
+      r.back() += "*";
+      ++unmet;
+    }
     const double med = num(c, {"metrics", "latency", "median"});
     r.push_back(med > 0 ? fmt::format("{:.3f}", med * 1e3) : "-");
     const double tf = num(c, {"metrics", "latency", "rates", "tflops_executed"});
@@ -66,6 +78,9 @@ void print_run_summary(const nlohmann::ordered_json& report, const std::string& 
       std::fprintf(out, "%s\n", std::string(total - 2, '-').c_str());
     }
   }
+  if (unmet)
+    std::fprintf(out, "* %zu case(s) stopped at max_samples/max_time with the median's relative standard error above "
+                      "metrics.latency.target_rse: their medians are less certain than the spec asked\n", unmet);
   std::fprintf(out, "speedup: median latency of '%s' on the same problem / this case's; TFLOP/s: executed FLOPs / median\n",
                baseline.c_str());
 }

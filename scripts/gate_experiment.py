@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Measure the CI gate on this machine: false alarms and power (docs/ci.md, "Checking the gate").
+
+Experiments (each optional, all by default):
+
+  aa      N independent A/A decisions: `attn-bench ab --aa BIN SPEC`, one binary against
+          itself; a decision is flagged when ab exits 1. Target: at most 2% flagged.
+  power   N decisions per slowdown fraction: `attn-bench ab BIN SLOW SPEC`, SLOW being the
+          same binary run with ATTN_TEST_SLOWDOWN=VARIANT:FRACTION (a real busy-wait of that
+          fraction of every kernel call of VARIANT, test-only). Detected: ab exits 1 and a
+          REGRESSED row is a case of VARIANT. A flag on another variant only is counted apart
+          (a false alarm inside a power trial).
+  single  K separate plain `attn-bench run SPEC`, then `attn-bench compare` (one report per
+          side) on all K(K-1)/2 pairs, earlier run as BASE. Target: at most 1 flagged.
+
+Every decision's command, exit code, flagged cases and wall time go to OUT/results.json; the
+summary is printed. Nothing is built except by scripts/build.sh when --bin is not given and
+build/attn-bench is missing.
+
+  scripts/gate_experiment.py --aa 45 --power 0.10:20 --power 0.05:20 --single 10
+"""
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(cmd, log, env=None):
+    t0 = time.monotonic()
+    with open(log, "w") as f:
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    return rc, time.monotonic() - t0
+
+
+def flagged_rows(verdict_json):
+    """(case id, ratio, ci) of REGRESSED rows, and whether the summary regressed."""
+    try:
+        docs = json.load(open(verdict_json))
+    except (OSError, ValueError):
+        return [], False
+    if isinstance(docs, dict):
+        docs = [docs]
+    rows, summary = [], False
+    for d in docs:
+        summary = summary or d.get("summary", {}).get("regressed", False)
+        for r in d.get("rows", []):
+            if r.get("verdict") == "REGRESSED":
+                rows.append({"id": r["id"], "ratio": r.get("ratio"), "ci": r.get("ci")})
+    return rows, summary
+
+
+def rejudge(args):
+    """The stored runs of each decision, compared again: `compare OUT/x/A OUT/x/B [--noise]`."""
+    old = json.load(open(os.path.join(args.rejudge, "results.json")))
+    noise = os.path.join(args.rejudge, "noise.json")
+    extra = ["--noise", noise] if os.path.exists(noise) else []
+    variant = args.variant
+    def judge(kind, i):
+        d = os.path.join(args.rejudge, f"{kind}-{i:03d}")
+        if not (os.path.isdir(os.path.join(d, "A")) and os.path.isdir(os.path.join(d, "B"))):
+            return None
+        out = d + ".rejudged.json"
+        rc, _ = run([os.path.abspath(args.bin), "compare", os.path.join(d, "A"), os.path.join(d, "B"),
+                     "--json", out, *extra], d + ".rejudged.log")
+        rows, summary = flagged_rows(out)
+        return {"i": i, "rc": rc, "regressed": rows, "summary_regressed": summary,
+                "runs": len(os.listdir(os.path.join(d, "A")))}
+    lines = []
+    aa = [r for r in (judge("aa", rec["i"]) for rec in old.get("aa", [])) if r]
+    if aa:
+        f = sum(r["rc"] == 1 for r in aa)
+        lines.append(f"A/A: {f}/{len(aa)} flagged" + "".join(
+            f"; #{r['i']}: {', '.join(x['id'] for x in r['regressed']) or 'summary'}" for r in aa if r["rc"] == 1))
+    for frac, recs in old.get("power", {}).items():
+        rs = [r for r in (judge(f"power{frac}", rec["i"]) for rec in recs) if r]
+        if not rs:
+            continue
+        det = sum(r["rc"] == 1 and any(x["id"].split("/")[0] == variant for x in r["regressed"]) for r in rs)
+        other = sum(any(x["id"].split("/")[0] != variant for x in r["regressed"]) for r in rs)
+        summ = sum(r["summary_regressed"] for r in rs)
+        lines.append(f"power {float(frac) * 100:g}%: {det}/{len(rs)} detected ({variant} case REGRESSED); "
+                     f"{other} with another variant flagged; {summ} with the summary flagged")
+    print("\n".join(lines))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build", "attn-bench"))
+    ap.add_argument("--spec", default=os.path.join(ROOT, "configs", "quick.yaml"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "results", "gate-experiment-" + time.strftime("%Y%m%dT%H%M%S")))
+    ap.add_argument("--aa", type=int, default=0, help="number of A/A decisions")
+    ap.add_argument("--power", action="append", default=[], metavar="FRACTION:N",
+                    help="N decisions with a slowdown of FRACTION (repeatable), e.g. 0.10:20")
+    ap.add_argument("--variant", default="mha", help="the variant slowed down in the power trials")
+    ap.add_argument("--single", type=int, default=0, metavar="K",
+                    help="K plain runs, then compare on all K(K-1)/2 pairs")
+    ap.add_argument("--calibrate", type=int, default=0, metavar="ROUNDS",
+                    help="first an `ab --aa` of ROUNDS rounds; its noise calibration goes to every later ab")
+    ap.add_argument("--max-minutes", type=float, default=0,
+                    help="stop starting new ab decisions after this long (the single-report part still runs)")
+    ap.add_argument("--ab-arg", action="append", default=[], metavar="ARG",
+                    help="extra argument for every `ab` (repeatable), e.g. --ab-arg=--rounds=3")
+    ap.add_argument("--rejudge", metavar="OUT",
+                    help="decide again every ab of an earlier OUT from its stored runs with this binary's "
+                         "compare (same rule as ab), and print the summary")
+    args = ap.parse_args()
+    if args.rejudge:
+        return rejudge(args)
+    if not (args.aa or args.power or args.single):
+        args.aa, args.power, args.single = 45, ["0.10:20", "0.05:20"], 10
+
+    if not os.access(args.bin, os.X_OK):
+        if args.bin != os.path.join(ROOT, "build", "attn-bench"):
+            sys.exit(f"no executable at {args.bin}")
+        subprocess.check_call([os.path.join(ROOT, "scripts", "build.sh")])
+    binary = os.path.abspath(args.bin)
+    spec = os.path.abspath(args.spec)
+    os.makedirs(args.out, exist_ok=True)
+    results = {"binary": binary, "spec": spec, "ab_args": args.ab_arg, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "uname": " ".join(os.uname()), "aa": [], "power": {}, "single": []}
+    save = lambda: json.dump(results, open(os.path.join(args.out, "results.json"), "w"), indent=2)
+
+    def ab_decision(kind, i, sides, env_note=""):
+        out = os.path.join(args.out, f"{kind}-{i:03d}")
+        cmd = [binary, "ab", *sides, spec, "-o", out, *args.ab_arg]
+        rc, wall = run(cmd, out + ".log")
+        rows, summary = flagged_rows(os.path.join(out, "verdict.json"))
+        rec = {"i": i, "cmd": " ".join(cmd) + env_note, "rc": rc, "wall_s": round(wall, 1),
+               "regressed": rows, "summary_regressed": summary}
+        print(f"{kind} {i}: exit {rc} in {wall:.0f} s" + (f"; REGRESSED: {', '.join(r['id'] for r in rows)}" if rows else "")
+              + ("; summary regressed" if summary else ""), flush=True)
+        if rc not in (0, 1):
+            print(open(out + ".log").read()[-2000:], file=sys.stderr)
+        return rec
+
+    if args.calibrate:
+        noise = os.path.join(args.out, "noise.json")
+        cmd = [binary, "ab", "--aa", binary, spec, "-o", os.path.join(args.out, "calibration"),
+               "--rounds", str(args.calibrate), "--save-noise", noise,
+               *[a for a in args.ab_arg if not a.startswith("--rounds")]]
+        rc, wall = run(cmd, os.path.join(args.out, "calibration.log"))
+        print(f"calibration ({args.calibrate} rounds): exit {rc} in {wall:.0f} s -> {noise}", flush=True)
+        if not os.path.exists(noise):
+            sys.exit("calibration failed: " + open(os.path.join(args.out, "calibration.log")).read()[-2000:])
+        results["calibration"] = {"cmd": " ".join(cmd), "rc": rc, "wall_s": round(wall, 1)}
+        args.ab_arg = args.ab_arg + ["--noise", noise]
+        results["ab_args"] = args.ab_arg
+
+    # The experiments interleaved, one decision of each kind in turn, so that a run cut short
+    # by --max-minutes leaves comparable counts of each; and so that slow changes of the
+    # machine's load spread over all of them.
+    queues = [[("aa", i + 1) for i in range(args.aa)]]
+    for p in args.power:
+        frac, n = p.split(":")
+        wrapper = os.path.join(args.out, f"slow-{frac}.sh")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\n# test-only: {binary} with every {args.variant} kernel call {float(frac)*100:g}% slower\n"
+                    f"ATTN_TEST_SLOWDOWN={args.variant}:{frac} exec {binary} \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        results["power"].setdefault(frac, [])
+        queues.append([(frac, i + 1) for i in range(int(n))])
+    tasks = [t for group in itertools.zip_longest(*queues) for t in group if t]
+    deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
+    for kind, i in tasks:
+        if deadline and time.monotonic() > deadline:
+            print("stopped by --max-minutes", flush=True)
+            results["stopped_by_deadline"] = True
+            break
+        if kind == "aa":
+            results["aa"].append(ab_decision("aa", i, ["--aa", binary]))
+        else:
+            wrapper = os.path.join(args.out, f"slow-{kind}.sh")
+            rec = ab_decision(f"power{kind}", i, [binary, wrapper],
+                              f"  (B = {binary} with ATTN_TEST_SLOWDOWN={args.variant}:{kind})")
+            rec["detected"] = rec["rc"] == 1 and any(r["id"].split("/")[0] == args.variant for r in rec["regressed"])
+            rec["other_flags"] = [r["id"] for r in rec["regressed"] if r["id"].split("/")[0] != args.variant]
+            results["power"][kind].append(rec)
+        save()
+
+    if args.single:
+        reports = []
+        for i in range(args.single):
+            rep = os.path.join(args.out, f"single-run-{i + 1:02d}.json")
+            rc, wall = run([binary, "run", spec, "-o", rep, "-q"], rep + ".log")
+            print(f"single run {i + 1}: exit {rc} in {wall:.0f} s", flush=True)
+            reports.append(rep)
+        for a, b in itertools.combinations(range(len(reports)), 2):
+            out = os.path.join(args.out, f"single-{a + 1:02d}-{b + 1:02d}")
+            cmd = [binary, "compare", reports[a], reports[b], "--json", out + ".json"]
+            rc, _ = run(cmd, out + ".log")
+            rows, summary = flagged_rows(out + ".json")
+            results["single"].append({"pair": [a + 1, b + 1], "cmd": " ".join(cmd), "rc": rc, "regressed": rows})
+        save()
+
+    # ---- summary ---------------------------------------------------------------------------
+    lines = []
+    if results["aa"]:
+        n = len(results["aa"])
+        f = sum(r["rc"] == 1 for r in results["aa"])
+        errs = sum(r["rc"] not in (0, 1) for r in results["aa"])
+        walls = [r["wall_s"] for r in results["aa"]]
+        lines.append(f"A/A (ab --aa): {f}/{n} flagged ({100.0 * f / n:.1f}%), {errs} errors; "
+                     f"wall per decision median {statistics.median(walls):.0f} s, max {max(walls):.0f} s")
+    for frac, recs in results["power"].items():
+        n = len(recs)
+        d = sum(r["detected"] for r in recs)
+        other = sum(bool(r["other_flags"]) for r in recs)
+        walls = [r["wall_s"] for r in recs]
+        if not n:
+            continue
+        lines.append(f"power, {float(frac) * 100:g}% slowdown of {args.variant}: {d}/{n} detected ({100.0 * d / n:.0f}%); "
+                     f"{other} trial(s) also flagged another variant; wall median {statistics.median(walls):.0f} s")
+    if results["single"]:
+        n = len(results["single"])
+        f = sum(r["rc"] == 1 for r in results["single"])
+        errs = sum(r["rc"] not in (0, 1) for r in results["single"])
+        lines.append(f"single-report compare, {args.single} runs, {n} pairs: {f} flagged, {errs} errors")
+    results["summary"] = lines
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    save()
+    print("\n".join(lines))
+    print(f"details: {os.path.join(args.out, 'results.json')}")
+
+
+if __name__ == "__main__":
+    main()
