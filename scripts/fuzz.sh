@@ -55,7 +55,9 @@ build_harness() {
   done
   local bin=$out/bin/fuzz_$h
   if [ ! -x "$bin" ] || [ "$root/fuzz/fuzz_$h.cpp" -nt "$bin" ] || [ -n "$(find "${objs[@]}" "$base/libattn_core.a" -newer "$bin" 2>/dev/null)" ]; then
-    clang++-14 "${flags[@]}" "$root/fuzz/fuzz_$h.cpp" "${objs[@]}" "$base/libattn_core.a" \
+    local cuda=()  # a base built with CUDA links its backend too
+    [ -f "$base/libattn_cuda.a" ] && cuda=("$base/libattn_cuda.a" "$base/libattn_core.a" -L/usr/local/cuda/lib64 -lcudart)
+    clang++-14 "${flags[@]}" "$root/fuzz/fuzz_$h.cpp" "${objs[@]}" "$base/libattn_core.a" "${cuda[@]}" \
       -lyaml-cpp -lfmt -lgomp -lpthread -ldl -o "$bin"
   fi
 }

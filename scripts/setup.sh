@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(build-essential cmake ninja-build git pkg-config
           libcli11-dev libyaml-cpp-dev libeigen3-dev nlohmann-json3-dev doctest-dev
-          libbenchmark-dev libfmt-dev python3)
+          libbenchmark-dev libfmt-dev python3
+          clang-14 libclang-rt-14-dev)  # the fuzz harnesses (libFuzzer) and their corpus replay
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

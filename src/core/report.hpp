@@ -13,7 +13,7 @@
 
 namespace ab {
 
-inline constexpr const char* kSchemaVersion = "1.0.0";
+inline constexpr const char* kSchemaVersion = "1.1.0";
 
 class ReportWriter {
  public:

@@ -115,6 +115,21 @@ c = json.load(open(sys.argv[1]))["cases"][0]
 assert c["input_nonfinite"] == ["input q holds 1 non-finite value (first: inf at [0,0,1,0])"], c
 PY
 
+# Reports that table and compare must refuse (exit 2), not crash on: deep nesting, 1e400.
+py "$tmp" <<'PY'
+import sys
+d = sys.argv[1]
+open(d + '/deep.json', 'w').write('{"schema_version": "1.0.0", "cases": ' + '[' * 100000 + ']' * 100000 + '}')
+open(d + '/huge.json', 'w').write('{"schema_version": "1.0.0", "cases": [], "x": 1e400}')
+PY
+expect_exit 2 'nests deeper than 64 levels' -- "$bin" table "$tmp/deep.json"
+expect_exit 2 'nests deeper than 64 levels' -- "$bin" compare "$tmp/deep.json" "$tmp/deep.json"
+expect_exit 2 'not valid JSON.*number overflow' -- "$bin" table "$tmp/huge.json"
+# A backtracking pattern in --filter returns at once (POSIX regex, no exponential backtracking).
+t0=$(date +%s)
+"$bin" run "$tmp/small.yaml" --filter '(a*)*(a*)*(a*)*(a*)*b' --dry-run >/dev/null 2>&1
+[ $(( $(date +%s) - t0 )) -lt 10 ] || fail "--filter with nested quantifiers took $(( $(date +%s) - t0 )) s"
+
 # The journal: 1,024 tiny cases are written in O(cases).
 printf 'problem: {heads: 1, head_dim: 8, batch: [1, 2, 3, 4], seq_len: [%s]}\nvariants: [mha]\nmetrics: [flops]\n' \
   "$(seq -s, 1 256)" > "$tmp/many.yaml"
