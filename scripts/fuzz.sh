@@ -71,7 +71,9 @@ if [ "$1" = "--replay" ]; then
     mapfile -t dirs < <(committed "$h")
     n=$(find "${dirs[@]}" -type f | wc -l)
     # -runs=0 over directories: every file once. Exit non-zero on any crash, leak or timeout.
-    "$out/bin/fuzz_$h" -runs=0 -timeout=10 -rss_limit_mb=2048 "${dirs[@]}" 2>"$out/replay_$h.log" ||
+    mkdir -p "$out/findings/$h"
+    "$out/bin/fuzz_$h" -runs=0 -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$out/findings/$h/" \
+      "${dirs[@]}" 2>"$out/replay_$h.log" ||
       { tail -40 "$out/replay_$h.log"; echo "fuzz replay: $h FAILED" >&2; exit 1; }
     echo "fuzz replay: $h: $n committed inputs, no crash, leak or timeout"
   done
@@ -89,5 +91,6 @@ for h in "${run[@]}"; do
   echo "fuzz: $h for ${secs}s (corpus $out/corpus/$h, findings $out/findings/$h)"
   # -timeout: an input taking 10 s is a hang; -rss_limit_mb: unbounded growth is a finding.
   (cd "$out/findings/$h" && "$out/bin/fuzz_$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+    -artifact_prefix="$out/findings/$h/" \
     -max_len=8192 -print_final_stats=1 "${dict[@]}" "$out/corpus/$h" "${dirs[@]}") 2>&1 | tail -25
 done

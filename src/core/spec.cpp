@@ -470,7 +470,7 @@ Experiment parse_tree(const std::string& text, const std::string& path,
     if (prob[k]) axes.push_back({k, axis(w, prob[k], "problem." + k)});
 
   // The grid is expanded in memory: refuse one too large to list before building it.
-  constexpr uint64_t kMaxCases = 1000000;
+  constexpr uint64_t kMaxCases = 100000;
   auto grid_size = [&](uint64_t acc, size_t n, const YAML::Node& at, const std::string& what) {
     if (n != 0 && acc > kMaxCases / n)
       w.fail(at, what, "the sweep has more than " + std::to_string(kMaxCases) + " points; split it into several specs");

@@ -394,9 +394,10 @@ std::vector<float> read_tensor(const TensorInfo& t) {
   if (t.offset > size || t.bytes > size - t.offset)
     fail(t.file, "truncated: tensor '" + t.name + "' needs bytes up to " + std::to_string(t.offset + t.bytes) +
                      ", the file has " + std::to_string(size));
-  const std::string raw = read_bytes(t.file, t.offset, t.bytes);
   const size_t n = static_cast<size_t>(t.bytes / static_cast<uint64_t>(t.item_bytes));
   std::vector<float> out(n);
+  if (n == 0) return out;  // an empty tensor: no bytes to read (memcpy to a null data() is UB)
+  const std::string raw = read_bytes(t.file, t.offset, t.bytes);
   const unsigned char* p = reinterpret_cast<const unsigned char*>(raw.data());
   switch (t.dtype) {
     case FileDType::f32: std::memcpy(out.data(), p, n * 4); break;
