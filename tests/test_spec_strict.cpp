@@ -128,7 +128,8 @@ TEST_CASE("--set addresses list entries: variants[1].kv_heads") {
   CHECK(contains(error_of(kOk, {"variants[5].kv_heads=1"}), "has 2 entries; [5] is past its end"));
   CHECK(contains(error_of(kOk, {"problem[0].heads=1"}), "is not a list"));
   CHECK(contains(error_of(kOk, {"variants[x].kv_heads=1"}), "not a non-negative integer"));
-  CHECK(contains(error_of(kOk, {"variants[1].kv_heads=3"}), "--set variants[1].kv_heads"));
+  CHECK(contains(error_of(kOk, {"variants[1].kv_heads=3"}), "gqa.kv_heads = 3: must divide the query heads (8)"));
+  CHECK(contains(error_of(kOk, {"variants[1].kv_heads=x"}), "--set variants[1].kv_heads"));
 }
 
 TEST_CASE("a sweep too large to list is refused before it is expanded") {
@@ -136,4 +137,9 @@ TEST_CASE("a sweep too large to list is refused before it is expanded") {
   for (int i = 1; i <= 200; ++i) axis += std::to_string(i) + (i < 200 ? "," : "]");
   CHECK(contains(error_of("problem: {heads: 8, seq_len: " + axis + ", head_dim: " + axis + ", batch: " + axis + "}\nvariants: [mha]\n"),
                  "more than 100000 points"));
+}
+
+TEST_CASE("a spec that is not UTF-8 is refused with the place (the report must be valid JSON)") {
+  CHECK(contains(error_of("problem: {heads: 8, seq_len: 64}\nvariants: [mha]\nname: \"a\xff\"\n"), "spec.yaml:3:9: the spec is not valid UTF-8"));
+  CHECK(contains(error_of("problem: {heads: 8, seq_len: 64}\nvariants: [mha]\nmetrics: {niah: {depths: [0.5, x]}}\n"), "metrics.niah"));
 }

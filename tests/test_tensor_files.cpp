@@ -415,12 +415,12 @@ TEST_CASE("a spec whose input file does not fit is refused when it is loaded, be
 TEST_CASE("a wrong header length is refused, never read as data shifted by a few bytes") {
   TempDir dir;
   const std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8};
-  // safetensors: the header is space-padded, so a length 4 bytes short still parses as JSON;
-  // the data buffer then starts 4 bytes early and is 4 bytes longer than its tensors.
+  // safetensors: the header is space-padded, so a length a byte short still parses as JSON;
+  // the data buffer then starts a byte early and is a byte longer than its tensors.
   const std::string good = safetensors_bytes({{"q", "F32", {8}, encode(x, "f4")}});
   const uint64_t n = good.size() - 8 - 32;
   REQUIRE(good[8 + n - 1] == ' ');  // the padding the short length cuts into
-  std::string shortlen = le(n - 4, 8) + good.substr(8);
+  std::string shortlen = le(n - 1, 8) + good.substr(8);
   std::string p = dir / "short_len.safetensors";
   write_file(p, shortlen);
   CHECK_REFUSED(read_safetensors_header(p), p, "tensors cover");

@@ -384,9 +384,31 @@ std::string sha256_hex(const std::string& bytes);  // below
 
 namespace {
 
+// The byte offset of the first invalid UTF-8 sequence, or npos. Every string of a spec ends up
+// in the JSON report, which must be UTF-8 (a dump of invalid UTF-8 throws).
+size_t invalid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const int n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return i;
+    for (int k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return i;
+    i += n;
+  }
+  return std::string::npos;
+}
+
 Experiment parse_tree(const std::string& text, const std::string& path,
                       const std::vector<std::string>& overrides) {
   Where w{path, {}};
+  if (const size_t bad = invalid_utf8(text); bad != std::string::npos) {
+    const size_t line = static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<long>(bad), '\n')) + 1;
+    const size_t nl = text.rfind('\n', bad == 0 ? 0 : bad - 1);
+    const size_t col = bad - (nl == std::string::npos || bad == 0 ? 0 : nl + 1) + 1;
+    throw InputError(path + ":" + std::to_string(line) + ":" + std::to_string(col) + ": the spec is not valid UTF-8");
+  }
+  for (const auto& o : overrides)
+    if (invalid_utf8(o) != std::string::npos) throw InputError("--set " + o.substr(0, o.find('=')) + ": not valid UTF-8");
   YAML::Node root;
   try {
     const std::vector<YAML::Node> docs = YAML::LoadAll(text);
@@ -664,6 +686,8 @@ Experiment parse_tree(const std::string& text, const std::string& path,
         def->validate(ex.metrics[name]);
       } catch (const InputError& e) {
         w.fail(opts.IsDefined() && !opts.IsNull() ? opts : key, "metrics." + name, e.what());
+      } catch (const nlohmann::json::exception& e) {  // a value of the wrong type inside a list
+        w.fail(opts.IsDefined() && !opts.IsNull() ? opts : key, "metrics." + name, std::string("invalid option value: ") + e.what());
       }
     }
   };
