@@ -16,7 +16,7 @@ namespace ab {
 struct RunOptions {
   std::string output;      // report path; "" = results/runs/<name>-<UTC time>.json
   std::string device;      // "" = the spec's
-  std::string filter;      // ECMAScript regex on case ids; "" = all
+  std::string filter;      // POSIX extended regex on case ids; "" = all
   int threads = -1;        // -1 = the spec's (0 = every core)
   bool dry_run = false;    // list the cases, run nothing
   bool quiet = false;      // no progress lines
