@@ -26,5 +26,7 @@ if [ "${ATTN_SANITIZE:-1}" = 1 ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   (cd "$root/build-asan" && ctest --output-on-failure -j "${ATTN_TEST_JOBS:-1}" \
-    -R '^(unit\.test_(spec|spec_strict|tensor_files|report|table_compare|stats|masks|registry_flops|workloads)|cli\.(input_errors|reliability|compare_exit_codes|table_formats|run_interrupt))$')
+    -R '^(unit\.test_(spec|spec_strict|tensor_files|report|table_compare|stats|masks|registry_flops|workloads)|cli\.(input_errors|compare_exit_codes|table_formats))$')
+  # cli.reliability and cli.run_interrupt are left out here: they wait for slow cases with
+  # wall-clock limits that an -O1 sanitized build does not meet.
 fi
