@@ -6,7 +6,8 @@ set -euo pipefail
 
 packages=(build-essential cmake ninja-build git pkg-config
           libcli11-dev libyaml-cpp-dev libeigen3-dev nlohmann-json3-dev doctest-dev
-          libbenchmark-dev libfmt-dev python3 ccache)
+          libbenchmark-dev libfmt-dev python3 ccache
+          clang-14 libclang-rt-14-dev)  # the fuzz harnesses (libFuzzer) and their corpus replay
 # Test-only packages, installed when the tests will run (scripts/test.sh sets
 # ATTN_TEST_PACKAGES=1): headless Chromium renders the HTML report (tests/cli/report_chromium.sh)
 # and pdflatex with booktabs and pgfplots compiles the LaTeX tables and figures

@@ -105,3 +105,33 @@ TEST_CASE("the writer leaves a valid report after every case") {
   std::filesystem::remove(p);
 }
 
+
+TEST_CASE("the journal holds every case at once; a second writer of the same report is refused") {
+  const std::string p = temp_path("journal.json");
+  {
+    ab::ReportWriter w(p, json{{"spec", {{"sha256", "x"}}}});
+    CHECK_THROWS_WITH_AS(ab::ReportWriter(p, json::object()), doctest::Contains("another attn-bench run is writing"),
+                         ab::InputError);
+    for (int i = 0; i < 50; ++i) w.add_case(json{{"id", "c" + std::to_string(i)}, {"status", "ok"}});
+    // The report may lag behind by up to a second of rewrites; the journal does not.
+    std::ifstream j(ab::ReportWriter::journal_path(p));
+    int lines = 0;
+    for (std::string l; std::getline(j, l);) ++lines;
+    CHECK(lines == 50);
+    // A torn last line (a kill mid-write) is skipped by the reader.
+    std::ofstream(ab::ReportWriter::journal_path(p), std::ios::app) << "{\"id\": \"torn";
+    json meta;
+    const auto cases = ab::read_report_cases(p, &meta);
+    CHECK(cases.size() == 50);
+    CHECK(meta["spec"]["sha256"] == "x");
+    // No temp file is left next to the report.
+    std::string tmp_prefix = std::filesystem::path(p).filename().string();
+    tmp_prefix += ".tmp";
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(p).parent_path()))
+      CHECK(e.path().filename().string().rfind(tmp_prefix, 0) == std::string::npos);
+    w.finish(true);
+  }
+  CHECK(!std::filesystem::exists(ab::ReportWriter::journal_path(p)));  // complete: no journal left
+  CHECK(read_doc(p)["cases"].size() == 50);
+  std::filesystem::remove(p);
+}

@@ -411,3 +411,38 @@ TEST_CASE("a spec whose input file does not fit is refused when it is loaded, be
   CHECK_THROWS_WITH_AS(parse_experiment(spec, "s.yaml", {"variants=[mha]", "input.path=" + (dir / "bad.safetensors")}),
                        doctest::Contains("exceeds the file"), InputError);
 }
+
+TEST_CASE("a wrong header length is refused, never read as data shifted by a few bytes") {
+  TempDir dir;
+  const std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8};
+  // safetensors: the header is space-padded, so a length a byte short still parses as JSON;
+  // the data buffer then starts a byte early and is a byte longer than its tensors.
+  const std::string good = safetensors_bytes({{"q", "F32", {8}, encode(x, "f4")}});
+  const uint64_t n = good.size() - 8 - 32;
+  REQUIRE(good[8 + n - 1] == ' ');  // the padding the short length cuts into
+  std::string shortlen = le(n - 1, 8) + good.substr(8);
+  std::string p = dir / "short_len.safetensors";
+  write_file(p, shortlen);
+  CHECK_REFUSED(read_safetensors_header(p), p, "tensors cover");
+  // A hole between tensors, and bytes after the last one: not the format.
+  p = dir / "hole.safetensors";
+  write_file(p, raw_safetensors(R"({"q": {"dtype": "F32", "shape": [4], "data_offsets": [16, 32]}})", std::string(32, '\0')));
+  CHECK_REFUSED(read_safetensors_header(p), p, "must tile the buffer");
+  // A header nested far deeper than the format's two levels.
+  p = dir / "deep.safetensors";
+  write_file(p, raw_safetensors(std::string(100000, '[') + std::string(100000, ']'), ""));
+  CHECK_REFUSED(read_safetensors_header(p), p, "nests deeper");
+  // .npy: a header length 64 bytes too long with 64 bytes appended keeps the file size
+  // consistent; the header then swallows the first data bytes.
+  const std::string npy = npy_bytes("<f4", {8}, encode(x, "f4"));
+  const uint16_t hl = static_cast<uint16_t>(static_cast<unsigned char>(npy[8]) | (static_cast<unsigned char>(npy[9]) << 8));
+  std::string longer = npy.substr(0, 8) + le(hl + 64, 2) + npy.substr(10) + std::string(64, '\0');
+  p = dir / "long_header.npy";
+  write_file(p, longer);
+  CHECK_REFUSED(read_npy_header(p), p, "header length is wrong");
+  // And a header length short of the closing '\n'.
+  std::string shorter = npy.substr(0, 8) + le(hl - 4, 2) + npy.substr(10);
+  p = dir / "short_header.npy";
+  write_file(p, shorter);
+  CHECK_REFUSED(read_npy_header(p), p, "header length is wrong");
+}

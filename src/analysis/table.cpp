@@ -22,6 +22,10 @@ namespace ab::analysis {
 // ---- reading reports ---------------------------------------------------------------------------
 
 namespace {
+constexpr int kMaxReportDepth = 64;
+}
+
+namespace {
 
 std::string stem_of(const std::string& path) {
   const std::string s = std::filesystem::path(path).stem().string();
@@ -79,8 +83,14 @@ Report load_report(const std::string& path) {
   ss << in.rdbuf();
   Json doc;
   try {
-    doc = Json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
+    // A report is a few levels deep (cases[i].metrics.latency.phases.plan); nesting beyond
+    // kMaxReportDepth is refused while parsing, before anything recursive (copies, dump) walks it.
+    doc = Json::parse(ss.str(), [&](int depth, Json::parse_event_t, Json&) {
+      if (depth > kMaxReportDepth)
+        throw InputError(fmt::format("'{}' nests deeper than {} levels: not an attn-bench report", path, kMaxReportDepth));
+      return true;
+    });
+  } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers like 1e400 (out_of_range)
     throw InputError(fmt::format("'{}' is not valid JSON: {}", path, e.what()));
   }
   return report_from_json(std::move(doc), path);

@@ -1,5 +1,6 @@
 // attn-bench run SPEC: run every case, write the report, print a summary table.
 #include "cli/commands.hpp"
+#include "core/errors.hpp"
 #include "core/spec.hpp"
 #include "runner/runner.hpp"
 
@@ -17,6 +18,22 @@ struct RunCliOptions {
   bool dry_run = false;
   bool quiet = false;
   std::string emit_cases;
+  bool isolate = false;
+  double timeout = 0;
+  std::string resume;
+  bool yes = false;
+  double budget = 0;
+};
+
+// The worker `run --isolate` starts for each case (not listed in --help).
+struct WorkerOptions {
+  std::string spec;
+  std::vector<std::string> sets;
+  int index = -1;
+  std::string device = "cpu";
+  int threads = 0;
+  std::string sha256;
+  std::string result;
 };
 }  // namespace
 
@@ -24,19 +41,28 @@ void setup_run(CLI::App& app, Action& action) {
   auto opt = std::make_shared<RunCliOptions>();
   auto* sub = app.add_subcommand("run", "Run every case of a spec and write a JSON report");
   sub->add_option("spec", opt->spec, "YAML experiment spec")->required();
-  sub->add_option("-o,--output", opt->output, "report path (default results/runs/<name>-<time>.json)");
+  sub->add_option("-o,--output", opt->output, "report path (default results/runs/<name>-<time>.json; with --resume, that report)");
   sub->add_option("--device", opt->device, "cpu | cuda | auto (default: the spec's, else cpu)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
-  sub->add_option("--filter", opt->filter, "run only cases whose id matches this regex");
-  sub->add_option("--set", opt->sets, "override a spec key: KEY=VALUE, e.g. problem.seq_len=[1024,4096]");
+  sub->add_option("--filter", opt->filter, "run only cases whose id matches this POSIX extended regex");
+  sub->add_option("--set", opt->sets, "override a spec key: KEY=VALUE, e.g. problem.seq_len=[1024,4096] or variants[1].kv_heads=2");
   sub->add_option("--threads", opt->threads, "CPU threads (0 = every core)")->check(CLI::Range(0, 4096));
   sub->add_option("--shuffle", opt->shuffle, "run the cases in an order shuffled by this seed (attn-bench ab)")
       ->check(CLI::NonNegativeNumber);
-  sub->add_flag("--dry-run", opt->dry_run, "list the cases without running them");
+  sub->add_flag("--dry-run", opt->dry_run, "list the cases with their memory, FLOP and time estimates; run nothing");
   sub->add_flag("-q,--quiet", opt->quiet, "no progress lines on stderr");
   sub->add_option("--emit-cases", opt->emit_cases, "write the cases as JSON (for scripts/peers) and exit");
+  sub->add_flag("--isolate", opt->isolate, "run each case in its own worker process: a crash, abort or hang fails that case only");
+  sub->add_option("--timeout", opt->timeout, "with --isolate: seconds a case may take before it is killed and failed")
+      ->check(CLI::Range(0.001, 1e7));
+  sub->add_option("--resume", opt->resume, "keep the ok/skipped cases of this earlier report of the same spec; run the rest");
+  sub->add_flag("--yes", opt->yes, "run even when the estimated time exceeds the budget");
+  sub->add_option("--budget", opt->budget, "time budget in seconds above which --yes is needed (default $ATTN_BUDGET_S, else 3600)")
+      ->check(CLI::Range(1.0, 1e9));
   sub->callback([opt, &action] {
     action = [opt] {
+      if (opt->timeout > 0 && !opt->isolate)
+        throw InputError("--timeout needs --isolate (a case can only be stopped safely in its own process)");
       const Experiment ex = load_experiment(opt->spec, opt->sets);
       RunOptions ro;
       ro.output = opt->output;
@@ -48,7 +74,32 @@ void setup_run(CLI::App& app, Action& action) {
       ro.quiet = opt->quiet;
       ro.emit_cases = opt->emit_cases;
       ro.argv = program_argv();
+      ro.overrides = opt->sets;
+      ro.isolate = opt->isolate;
+      ro.timeout_s = opt->timeout;
+      ro.resume = opt->resume;
+      ro.yes = opt->yes;
+      ro.budget_s = opt->budget;
       return run_experiment(ex, ro);
+    };
+  });
+
+  auto w = std::make_shared<WorkerOptions>();
+  auto* worker = app.add_subcommand("__case", "worker of run --isolate (internal)");
+  worker->group("");  // hidden from --help
+  worker->add_option("spec", w->spec)->required();
+  worker->add_option("--set", w->sets);
+  worker->add_option("--index", w->index)->required();
+  worker->add_option("--device", w->device);
+  worker->add_option("--threads", w->threads);
+  worker->add_option("--sha256", w->sha256)->required();
+  worker->add_option("--result", w->result)->required();
+  worker->callback([w, &action] {
+    action = [w] {
+      const Experiment ex = load_experiment(w->spec, w->sets);
+      if (ex.sha256 != w->sha256)
+        throw InputError(w->spec + ": the spec changed while the sweep was running (sha256 differs)");
+      return run_case_worker(ex, w->index, w->device, w->threads, w->result);
     };
   });
 }

@@ -1,8 +1,10 @@
-// attn-bench validate SPEC: parse and validate only.
+// attn-bench validate SPEC: parse and validate; print the cases and their pre-flight estimates.
 #include <cstdio>
 
+#include "backends/backends.hpp"
 #include "cli/commands.hpp"
 #include "core/spec.hpp"
+#include "runner/preflight.hpp"
 
 namespace ab::cli {
 
@@ -10,23 +12,41 @@ namespace {
 struct ValidateOptions {
   std::string spec;
   std::vector<std::string> sets;
+  std::string device;
   int show = 5;
 };
 }  // namespace
 
 void setup_validate(CLI::App& app, Action& action) {
   auto opt = std::make_shared<ValidateOptions>();
-  auto* sub = app.add_subcommand("validate", "Parse and validate a spec; print its cases");
+  auto* sub = app.add_subcommand("validate", "Parse and validate a spec; print its cases with memory, FLOP and time estimates");
   sub->add_option("spec", opt->spec, "YAML experiment spec")->required();
-  sub->add_option("--set", opt->sets, "override a spec key: KEY=VALUE");
-  sub->add_option("--show", opt->show, "how many case ids to print")->check(CLI::Range(0, 1000000));
+  sub->add_option("--set", opt->sets, "override a spec key: KEY=VALUE (KEY may index lists: variants[1].kv_heads)");
+  sub->add_option("--device", opt->device, "estimate for cpu | cuda | auto (default: the spec's; the CPU when no GPU is usable)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  sub->add_option("--show", opt->show, "how many cases to print")->check(CLI::Range(0, 1000000));
   sub->callback([opt, &action] {
     action = [opt] {
       const Experiment ex = load_experiment(opt->spec, opt->sets);
-      std::printf("%s: valid, %zu cases\n", opt->spec.c_str(), ex.cases.size());
-      const size_t n = std::min(ex.cases.size(), static_cast<size_t>(opt->show));
-      for (size_t i = 0; i < n; ++i) std::printf("  %s\n", ex.cases[i].id.c_str());
-      if (n < ex.cases.size()) std::printf("  ... and %zu more\n", ex.cases.size() - n);
+      size_t skipped = 0;
+      for (const auto& c : ex.cases) skipped += !c.skip_reason.empty();
+      std::printf("%s: valid, %zu cases", opt->spec.c_str(), ex.cases.size());
+      if (skipped) std::printf(" (%zu skipped: the variant does not fit that point of the sweep)", skipped);
+      std::printf("\n");
+      // The estimates are for the device the run would use; validating a GPU spec on a
+      // machine without one estimates for the CPU, and says so.
+      std::string note;
+      std::unique_ptr<Backend> backend;
+      try {
+        backend = make_backend(opt->device.empty() ? ex.device : opt->device, &note);
+      } catch (const std::exception& e) {
+        note = std::string(e.what()) + "; estimating for the CPU";
+        backend = make_backend("cpu", nullptr);
+      }
+      if (!note.empty()) std::printf("note: %s\n", note.c_str());
+      std::vector<const Case*> cases;
+      for (const auto& c : ex.cases) cases.push_back(&c);
+      print_preflight(ex, cases, *backend, static_cast<size_t>(opt->show), stdout);
       return 0;
     };
   });

@@ -9,12 +9,22 @@ namespace ab {
 #include "variants/variants.def"
 #undef ATTN_VARIANT
 
+namespace {
+std::vector<VariantFactory>& test_variants() {
+  static std::vector<VariantFactory> v;
+  return v;
+}
+}  // namespace
+
+void add_test_variant(VariantFactory make) { test_variants().push_back(make); }
+
 const std::vector<RegistryEntry>& registry() {
   static const std::vector<RegistryEntry> entries = [] {
     std::vector<RegistryEntry> v;
 #define ATTN_VARIANT(fn) v.push_back({fn(ParamSet{})->info(), &fn});
 #include "variants/variants.def"
 #undef ATTN_VARIANT
+    for (VariantFactory f : test_variants()) v.push_back({f(ParamSet{})->info(), f});
     return v;
   }();
   return entries;

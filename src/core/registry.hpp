@@ -15,6 +15,9 @@ struct RegistryEntry {
 };
 
 const std::vector<RegistryEntry>& registry();
+// A variant only a test executable has (its fault-injecting fixture): registered from that
+// executable's static initialisers, before the first registry() call.
+void add_test_variant(VariantFactory make);
 const RegistryEntry* find_variant(const std::string& name);
 std::vector<std::string> variant_names();
 

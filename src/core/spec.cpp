@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -48,10 +51,49 @@ const std::vector<std::string> kProblemKeys = {"batch",  "heads",  "kv_heads", "
                                                "v_dim",  "seq_len", "q_len",   "kv_len",
                                                "causal", "mode",    "steps"};
 
+// A map key as a string. check_tree has refused non-scalar keys before any of this runs.
+std::string key_of(const YAML::Node& k) { return k.IsScalar() ? k.Scalar() : std::string(); }
+
+constexpr int64_t kMaxInt32 = 2147483647;
+// A spec is a few levels deep (variants[1].param, metrics.niah.depths[0]); these bounds stop
+// a recursive YAML alias (&a [*a]) or an alias bomb before anything walks the tree.
+constexpr int kMaxDepth = 32;
+constexpr int64_t kMaxNodes = 200000;
+
+// Walks the whole tree once, before anything reads it: map keys must be scalars, a key must
+// not repeat within a map (YAML 1.2 §3.2.1.1 requires unique keys; yaml-cpp keeps both and
+// lookups see the first), and the tree (aliases expanded) must stay within kMaxDepth levels
+// and kMaxNodes nodes.
+void check_tree(const Where& w, const YAML::Node& n, const std::string& path, int depth, int64_t& budget) {
+  if (depth > kMaxDepth)
+    w.fail(n, path, "nested deeper than " + std::to_string(kMaxDepth) + " levels (a recursive alias?)");
+  if (--budget < 0)
+    w.fail(n, path, "the spec expands to more than " + std::to_string(kMaxNodes) +
+                        " values (aliases that expand exponentially?)");
+  if (n.IsMap()) {
+    std::map<std::string, YAML::Mark> seen;
+    for (const auto& kv : n) {
+      if (!kv.first.IsScalar())
+        w.fail(kv.first, path.empty() ? "(key)" : path + ".(key)",
+               std::string("a key must be a plain name, not a ") + (kv.first.IsMap() ? "map" : kv.first.IsSequence() ? "list" : "null"));
+      const std::string k = kv.first.Scalar();
+      const std::string kp = path.empty() ? k : path + "." + k;
+      const auto [it, fresh] = seen.emplace(k, kv.first.Mark());
+      if (!fresh)
+        w.fail(kv.first, kp, "duplicate key '" + k + "' (first at " + w.file + ":" + std::to_string(it->second.line + 1) +
+                                 ":" + std::to_string(it->second.column + 1) + "); a key may appear once per map");
+      check_tree(w, kv.second, kp, depth + 1, budget);
+    }
+  } else if (n.IsSequence()) {
+    size_t i = 0;
+    for (const auto& e : n) check_tree(w, e, path + "[" + std::to_string(i++) + "]", depth + 1, budget);
+  }
+}
+
 void check_keys(const Where& w, const YAML::Node& map, const std::string& path,
                 const std::vector<std::string>& allowed) {
   for (const auto& kv : map) {
-    const std::string k = kv.first.as<std::string>();
+    const std::string k = key_of(kv.first);
     if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
       w.fail(kv.first, path.empty() ? k : path + "." + k, "unknown key: " + suggest(k, allowed));
   }
@@ -60,31 +102,41 @@ void check_keys(const Where& w, const YAML::Node& map, const std::string& path,
 // Scalars --------------------------------------------------------------------------------
 int64_t as_int(const Where& w, const YAML::Node& n, const std::string& path) {
   if (!n.IsScalar()) w.fail(n, path, "expected an integer");
+  // Accept 1k/4k/1M shorthands: lengths read better that way in specs.
+  std::string s = n.Scalar();
+  int64_t mult = 1;
+  if (!s.empty() && (s.back() == 'k' || s.back() == 'K')) mult = 1024, s.pop_back();
+  else if (!s.empty() && s.back() == 'M') mult = 1024 * 1024, s.pop_back();
+  long long v = 0;
   try {
-    // Accept 1k/4k/1M shorthands: lengths read better that way in specs.
-    std::string s = n.Scalar();
-    int64_t mult = 1;
-    if (!s.empty() && (s.back() == 'k' || s.back() == 'K')) mult = 1024, s.pop_back();
-    else if (!s.empty() && s.back() == 'M') mult = 1024 * 1024, s.pop_back();
     size_t pos = 0;
-    const long long v = std::stoll(s, &pos);
-    if (pos != s.size()) throw std::invalid_argument(s);
-    return v * mult;
+    v = std::stoll(s, &pos);
+    if (pos != s.size() || s.empty() || std::isspace(static_cast<unsigned char>(s[0])))
+      throw std::invalid_argument(s);
+  } catch (const std::out_of_range&) {
+    w.fail(n, path, "'" + n.Scalar() + "' is out of range (integers here are below 2^63)");
   } catch (const std::exception&) {
     w.fail(n, path, "expected an integer, got '" + n.Scalar() + "'");
   }
+  int64_t out = 0;
+  if (__builtin_mul_overflow(static_cast<int64_t>(v), mult, &out))
+    w.fail(n, path, "'" + n.Scalar() + "' is out of range (integers here are below 2^63)");
+  return out;
 }
 
 double as_double(const Where& w, const YAML::Node& n, const std::string& path) {
   if (!n.IsScalar()) w.fail(n, path, "expected a number");
+  double v = 0;
   try {
     size_t pos = 0;
-    const double v = std::stod(n.Scalar(), &pos);
+    v = std::stod(n.Scalar(), &pos);
     if (pos != n.Scalar().size()) throw std::invalid_argument(n.Scalar());
-    return v;
   } catch (const std::exception&) {
     w.fail(n, path, "expected a number, got '" + n.Scalar() + "'");
   }
+  // NaN and infinities (std::stod reads "nan", "inf") are never a meaningful option here.
+  if (!std::isfinite(v)) w.fail(n, path, "expected a finite number, got '" + n.Scalar() + "'");
+  return v;
 }
 
 bool as_bool(const Where& w, const YAML::Node& n, const std::string& path) {
@@ -101,13 +153,15 @@ std::string as_string(const Where& w, const YAML::Node& n, const std::string& pa
   return n.Scalar();
 }
 
-// An axis may be a scalar or a list (swept).
-std::vector<YAML::Node> axis(const YAML::Node& n) {
+// An axis may be a scalar or a non-empty list (swept).
+std::vector<YAML::Node> axis(const Where& w, const YAML::Node& n, const std::string& path) {
   std::vector<YAML::Node> v;
-  if (n.IsSequence())
+  if (n.IsSequence()) {
+    if (n.size() == 0) w.fail(n, path, "an empty list sweeps nothing: give a value or a list of values");
     for (const auto& e : n) v.push_back(e);
-  else
+  } else {
     v.push_back(n);
+  }
   return v;
 }
 
@@ -117,7 +171,14 @@ ParamValue param_value(const Where& w, const YAML::Node& n, const std::string& p
   if (!n.IsScalar()) w.fail(n, path, "expected a scalar parameter value");
   const ParamType t = spec ? spec->type : ParamType::string;
   switch (t) {
-    case ParamType::integer: return as_int(w, n, path);
+    case ParamType::integer: {
+      // Variant parameters (block sizes, windows, head counts) are used as int: a value that
+      // would be truncated on the way is refused here rather than silently wrapped.
+      const int64_t v = as_int(w, n, path);
+      if (v > kMaxInt32 || v < -kMaxInt32)
+        w.fail(n, path, std::to_string(v) + " is out of range (|value| <= 2^31 - 1)");
+      return v;
+    }
     case ParamType::number: return as_double(w, n, path);
     case ParamType::boolean: return as_bool(w, n, path);
     case ParamType::string: return n.Scalar();
@@ -125,16 +186,18 @@ ParamValue param_value(const Where& w, const YAML::Node& n, const std::string& p
   return n.Scalar();
 }
 
-// YAML -> JSON for metric and input options (scalars typed by a best guess).
-json to_json(const YAML::Node& n) {
+// YAML -> JSON for metric and input options (scalars typed by a best guess). check_tree has
+// bounded the depth and size of the tree; the depth guard here keeps this function safe alone.
+json to_json(const YAML::Node& n, int depth = 0) {
+  if (depth > kMaxDepth) throw InputError("value nested deeper than " + std::to_string(kMaxDepth) + " levels");
   if (n.IsMap()) {
     json j = json::object();
-    for (const auto& kv : n) j[kv.first.as<std::string>()] = to_json(kv.second);
+    for (const auto& kv : n) j[key_of(kv.first)] = to_json(kv.second, depth + 1);
     return j;
   }
   if (n.IsSequence()) {
     json j = json::array();
-    for (const auto& e : n) j.push_back(to_json(e));
+    for (const auto& e : n) j.push_back(to_json(e, depth + 1));
     return j;
   }
   if (n.IsNull() || !n.IsDefined()) return nullptr;
@@ -145,8 +208,13 @@ json to_json(const YAML::Node& n) {
     size_t pos = 0;
     const long long i = std::stoll(s, &pos);
     if (pos == s.size()) return static_cast<int64_t>(i);
+  } catch (const std::exception&) {
+  }
+  try {
+    size_t pos = 0;
     const double d = std::stod(s, &pos);
-    if (pos == s.size()) return d;
+    // Non-finite values stay strings: an option typed as a number then refuses them.
+    if (pos == s.size() && std::isfinite(d)) return d;
   } catch (const std::exception&) {
   }
   return s;
@@ -161,7 +229,7 @@ json merge_options(const Where& w, const YAML::Node& node, const std::string& pa
   std::vector<std::string> allowed;
   for (auto it = defaults.begin(); it != defaults.end(); ++it) allowed.push_back(it.key());
   for (const auto& kv : node) {
-    const std::string k = kv.first.as<std::string>();
+    const std::string k = key_of(kv.first);
     if (!defaults.contains(k))
       w.fail(kv.first, path + "." + k, "unknown option: " + suggest(k, allowed));
     json v = to_json(kv.second);
@@ -179,7 +247,50 @@ json merge_options(const Where& w, const YAML::Node& node, const std::string& pa
   return out;
 }
 
-// --set KEY=VALUE: VALUE is YAML ("[1024,4096]", "true", "gqa").
+// Checked ranges of numeric metric and input options (those whose metric or workload has no
+// validate function of its own). Values outside would be accepted and then misbehave: a
+// negative warmup, max_samples 0, a target_rse below zero that can never be met.
+struct OptionRange {
+  const char* block;  // "metrics.latency", "input.gaussian", ...
+  const char* key;
+  double lo, hi;
+  bool lo_open;       // lo itself is excluded
+};
+constexpr OptionRange kOptionRanges[] = {
+    {"metrics.latency", "warmup", 0, 1e6, false},
+    {"metrics.latency", "min_samples", 1, 1e7, false},
+    {"metrics.latency", "max_samples", 1, 1e7, false},
+    {"metrics.latency", "target_rse", 0, 1, false},
+    {"metrics.latency", "max_time", 0, 1e6, true},
+    {"metrics.accuracy", "rows", 1, 1e7, false},
+    {"input.gaussian", "std", 0, 1e6, true},
+};
+
+void check_ranges(const Where& w, const YAML::Node& node, const std::string& block, const json& opts) {
+  auto at = [&](const std::string& k) { return node.IsMap() && node[k] ? node[k] : node; };
+  for (const auto& r : kOptionRanges) {
+    if (block != r.block || !opts.contains(r.key) || !opts[r.key].is_number()) continue;
+    const double v = opts[r.key].get<double>();
+    if (v > r.hi || v < r.lo || (r.lo_open && v == r.lo)) {
+      char lo[32], hi[32];
+      std::snprintf(lo, sizeof lo, "%g", r.lo);
+      std::snprintf(hi, sizeof hi, "%g", r.hi);
+      w.fail(at(r.key), (block.rfind("input.", 0) == 0 ? std::string("input") : block) + "." + r.key,
+             opts[r.key].dump() + " is out of range: must be " + (r.lo_open ? "> " : ">= ") + lo + " and <= " + hi);
+    }
+  }
+  if (block == "metrics.latency") {
+    if (opts["min_samples"].get<double>() > opts["max_samples"].get<double>())
+      w.fail(at("min_samples"), "metrics.latency.min_samples",
+             "min_samples (" + opts["min_samples"].dump() + ") exceeds max_samples (" + opts["max_samples"].dump() + ")");
+    const std::string cache = opts["cache"].get<std::string>();
+    if (cache != "hot" && cache != "cold")
+      w.fail(at("cache"), "metrics.latency.cache", "unknown cache mode '" + cache + "': " + suggest(cache, {"hot", "cold"}));
+  }
+}
+
+// --set KEY=VALUE: VALUE is YAML ("[1024,4096]", "true", "gqa"). KEY is a dotted path whose
+// parts may index a list: variants[1].kv_heads, problem.seq_len[0].
 void apply_override(YAML::Node root, const std::string& kv, Where& w) {
   const auto eq = kv.find('=');
   if (eq == std::string::npos || eq == 0)
@@ -187,22 +298,77 @@ void apply_override(YAML::Node root, const std::string& kv, Where& w) {
   const std::string key = kv.substr(0, eq);
   YAML::Node value;
   try {
-    value = YAML::Load(kv.substr(eq + 1));
+    const std::vector<YAML::Node> docs = YAML::LoadAll(kv.substr(eq + 1));
+    if (docs.size() > 1) throw InputError("--set " + key + ": the value holds several YAML documents");
+    value = docs.empty() ? YAML::Node() : docs[0];
   } catch (const YAML::Exception& e) {
     throw InputError("--set " + key + ": value is not valid YAML: " + e.msg);
   }
-  std::vector<std::string> parts;
+  // Parse the path: name, then any number of [index].
+  struct Part {
+    std::string name;  // "" for an index step
+    long index = -1;
+  };
+  std::vector<Part> parts;
+  auto bad = [&](const std::string& why) -> void {
+    throw InputError("--set " + key + ": " + why + " (KEY is a dotted path such as problem.seq_len or variants[1].kv_heads)");
+  };
   std::stringstream ss(key);
-  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  for (std::string p; std::getline(ss, p, '.');) {
+    const auto br = p.find('[');
+    const std::string name = p.substr(0, br);
+    if (name.empty()) bad("empty name in the path");
+    parts.push_back({name});
+    for (size_t i = br; i != std::string::npos && i < p.size();) {
+      const auto close = p.find(']', i);
+      if (p[i] != '[' || close == std::string::npos) bad("malformed index in '" + p + "'");
+      const std::string digits = p.substr(i + 1, close - i - 1);
+      if (digits.empty() || digits.size() > 6 || digits.find_first_not_of("0123456789") != std::string::npos)
+        bad("list index '" + digits + "' is not a non-negative integer");
+      parts.push_back({"", std::stol(digits)});
+      i = close + 1;
+    }
+  }
+  if (!key.empty() && key.back() == '.') bad("empty name in the path");
   // Walk with fresh handles: yaml-cpp nodes are references, so assigning through a copied
   // handle writes into the tree.
+  std::string walked;
   std::function<void(YAML::Node, size_t)> set = [&](YAML::Node n, size_t i) {
-    if (i + 1 == parts.size()) {
-      n[parts[i]] = value;
+    const Part& p = parts[i];
+    const bool last = i + 1 == parts.size();
+    if (p.index >= 0) {
+      if (!n.IsSequence())
+        bad("'" + walked + "' is not a list, so it has no entry [" + std::to_string(p.index) + "]");
+      if (static_cast<size_t>(p.index) >= n.size())
+        bad("'" + walked + "' has " + std::to_string(n.size()) + " entries; [" + std::to_string(p.index) + "] is past its end");
+      walked += "[" + std::to_string(p.index) + "]";
+      if (last) {
+        n[p.index] = value;
+        return;
+      }
+      YAML::Node e = n[p.index];
+      // A list entry given by name alone (variants: [mha, gqa]) becomes {name: gqa} so that a
+      // parameter can be set on it.
+      if (e.IsScalar() && !parts[i + 1].name.empty()) {
+        YAML::Node m(YAML::NodeType::Map);
+        m["name"] = e.Scalar();
+        n[p.index] = m;
+      }
+      set(n[p.index], i + 1);
       return;
     }
-    if (!n[parts[i]] || !n[parts[i]].IsMap()) n[parts[i]] = YAML::Node(YAML::NodeType::Map);
-    set(n[parts[i]], i + 1);
+    walked += (walked.empty() ? "" : ".") + p.name;
+    if (!n.IsMap()) bad("'" + walked + "': its parent is not a map");
+    if (last) {
+      n[p.name] = value;
+      return;
+    }
+    const bool next_is_index = parts[i + 1].index >= 0;
+    if (!n[p.name] || (!next_is_index && !n[p.name].IsMap())) {
+      if (next_is_index) bad("'" + walked + "' is not in the spec, so it has no list entries to set");
+      n[p.name] = YAML::Node(YAML::NodeType::Map);
+    }
+    set(n[p.name], i + 1);
   };
   set(root, 0);
   w.overridden.insert(key);
@@ -216,12 +382,43 @@ struct ProblemAxes {
 
 std::string sha256_hex(const std::string& bytes);  // below
 
-Experiment parse_experiment(const std::string& text, const std::string& path,
-                            const std::vector<std::string>& overrides) {
+namespace {
+
+// The byte offset of the first invalid UTF-8 sequence, or npos. Every string of a spec ends up
+// in the JSON report, which must be UTF-8 (a dump of invalid UTF-8 throws).
+size_t invalid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const int n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return i;
+    for (int k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return i;
+    i += n;
+  }
+  return std::string::npos;
+}
+
+Experiment parse_tree(const std::string& text, const std::string& path,
+                      const std::vector<std::string>& overrides) {
   Where w{path, {}};
+  if (const size_t bad = invalid_utf8(text); bad != std::string::npos) {
+    const size_t line = static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<long>(bad), '\n')) + 1;
+    const size_t nl = text.rfind('\n', bad == 0 ? 0 : bad - 1);
+    const size_t col = bad - (nl == std::string::npos || bad == 0 ? 0 : nl + 1) + 1;
+    throw InputError(path + ":" + std::to_string(line) + ":" + std::to_string(col) + ": the spec is not valid UTF-8");
+  }
+  for (const auto& o : overrides)
+    if (invalid_utf8(o) != std::string::npos) throw InputError("--set " + o.substr(0, o.find('=')) + ": not valid UTF-8");
   YAML::Node root;
   try {
-    root = YAML::Load(text);
+    const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+    if (docs.size() > 1) {
+      const YAML::Mark m = docs[1].Mark();
+      throw InputError(path + (m.line >= 0 ? ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) : "") +
+                       ": the file holds " + std::to_string(docs.size()) +
+                       " YAML documents (separated by ---); a spec is one document");
+    }
+    if (!docs.empty()) root = docs[0];
   } catch (const YAML::ParserException& e) {
     throw InputError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
@@ -232,7 +429,15 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     if (!root.IsDefined() || root.IsNull()) throw InputError(path + ": the spec is empty");
     w.fail(root, "(top level)", "expected a map with keys: problem, variants, metrics, ...");
   }
+  {
+    int64_t budget = kMaxNodes;
+    check_tree(w, root, "", 0, budget);  // before --set: duplicates are located in the file
+  }
   for (const auto& o : overrides) apply_override(root, o, w);
+  {
+    int64_t budget = kMaxNodes;
+    check_tree(w, root, "", 0, budget);  // the values --set brought in
+  }
   check_keys(w, root, "", kTopKeys);
 
   Experiment ex;
@@ -262,7 +467,7 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
   if (root["dtype"]) {
     dtypes.clear();
     int idx = 0;
-    for (const auto& n : axis(root["dtype"])) {
+    for (const auto& n : axis(w, root["dtype"], "dtype")) {
       const std::string p = "dtype" + (root["dtype"].IsSequence() ? "[" + std::to_string(idx) + "]" : "");
       const std::string s = as_string(w, n, p);
       const auto t = parse_dtype(s);
@@ -284,7 +489,17 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
 
   std::vector<std::pair<std::string, std::vector<YAML::Node>>> axes;
   for (const auto& k : kProblemKeys)
-    if (prob[k]) axes.push_back({k, axis(prob[k])});
+    if (prob[k]) axes.push_back({k, axis(w, prob[k], "problem." + k)});
+
+  // The grid is expanded in memory: refuse one too large to list before building it.
+  constexpr uint64_t kMaxCases = 100000;
+  auto grid_size = [&](uint64_t acc, size_t n, const YAML::Node& at, const std::string& what) {
+    if (n != 0 && acc > kMaxCases / n)
+      w.fail(at, what, "the sweep has more than " + std::to_string(kMaxCases) + " points; split it into several specs");
+    return acc * n;
+  };
+  uint64_t n_points = dtypes.size();
+  for (const auto& [k, nodes] : axes) n_points = grid_size(n_points, nodes.size(), prob[k], "problem." + k);
 
   std::vector<Problem> problems;
   std::vector<size_t> idx(axes.size(), 0);
@@ -298,20 +513,26 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
       const std::string& k = axes[a].first;
       const YAML::Node& n = axes[a].second[idx[a]];
       const std::string path = "problem." + k + (axes[a].second.size() > 1 ? "[" + std::to_string(idx[a]) + "]" : "");
-      auto positive = [&](int64_t v) {
+      // Ranges: head counts and dimensions are int in every kernel; lengths are int64 but
+      // bounded so that byte and FLOP counts (B*H*N*N*D) stay representable in a double with
+      // integer precision for the pre-flight estimate. Anything this large is refused by the
+      // pre-flight memory check long before it could run.
+      auto positive = [&](int64_t v, int64_t max) {
         if (v <= 0) w.fail(n, path, "must be a positive integer, got " + std::to_string(v));
+        if (v > max) w.fail(n, path, std::to_string(v) + " is out of range (at most " + std::to_string(max) + ")");
         return v;
       };
-      if (k == "batch") p.batch = static_cast<int>(positive(as_int(w, n, path)));
-      else if (k == "heads") p.heads = static_cast<int>(positive(as_int(w, n, path)));
-      else if (k == "kv_heads") p.kv_heads = static_cast<int>(positive(as_int(w, n, path))), h_kv_given = true;
-      else if (k == "head_dim") p.head_dim = static_cast<int>(positive(as_int(w, n, path)));
-      else if (k == "v_dim") p.v_dim = static_cast<int>(positive(as_int(w, n, path))), dv_given = true;
-      else if (k == "seq_len") seq = positive(as_int(w, n, path));
-      else if (k == "kv_len") seq = positive(as_int(w, n, path));
-      else if (k == "q_len") p.q_len = positive(as_int(w, n, path)), q_given = true;
+      constexpr int64_t kMaxCount = 1 << 20, kMaxDim = 1 << 16, kMaxLen = int64_t{1} << 40;
+      if (k == "batch") p.batch = static_cast<int>(positive(as_int(w, n, path), kMaxCount));
+      else if (k == "heads") p.heads = static_cast<int>(positive(as_int(w, n, path), kMaxCount));
+      else if (k == "kv_heads") p.kv_heads = static_cast<int>(positive(as_int(w, n, path), kMaxCount)), h_kv_given = true;
+      else if (k == "head_dim") p.head_dim = static_cast<int>(positive(as_int(w, n, path), kMaxDim));
+      else if (k == "v_dim") p.v_dim = static_cast<int>(positive(as_int(w, n, path), kMaxDim)), dv_given = true;
+      else if (k == "seq_len") seq = positive(as_int(w, n, path), kMaxLen);
+      else if (k == "kv_len") seq = positive(as_int(w, n, path), kMaxLen);
+      else if (k == "q_len") p.q_len = positive(as_int(w, n, path), kMaxLen), q_given = true;
       else if (k == "causal") p.causal = as_bool(w, n, path), causal_given = true;
-      else if (k == "steps") p.steps = positive(as_int(w, n, path)), steps_node = &n, steps_path = path;
+      else if (k == "steps") p.steps = positive(as_int(w, n, path), kMaxLen), steps_node = &n, steps_path = path;
       else if (k == "mode") {
         const std::string m = as_string(w, n, path);
         if (m == "prefill") p.mode = Mode::prefill;
@@ -376,7 +597,7 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
       w.fail(v.IsMap() ? v["name"] : v, vpath, "unknown variant '" + name + "': " + suggest(name, variant_names()));
     if (v.IsMap()) {
       for (const auto& kv : v) {
-        const std::string k = kv.first.as<std::string>();
+        const std::string k = key_of(kv.first);
         if (k == "name" || k == "label") continue;
         const ParamSpec* spec = nullptr;
         for (const auto& ps : entry->info.params)
@@ -386,10 +607,14 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
           for (const auto& ps : entry->info.params) allowed.push_back(ps.name);
           w.fail(kv.first, vpath + "." + k, "variant '" + name + "' has no parameter '" + k + "': " + suggest(k, allowed));
         }
-        sweeps.push_back({k, axis(kv.second)});
+        sweeps.push_back({k, axis(w, kv.second, vpath + "." + k)});
       }
     }
     // Cartesian product of swept parameters.
+    {
+      uint64_t n_choices = 1;
+      for (const auto& [k, nodes] : sweeps) n_choices = grid_size(n_choices, nodes.size(), v[k], vpath + "." + k);
+    }
     std::vector<size_t> pi(sweeps.size(), 0);
     while (true) {
       std::map<std::string, ParamValue> given;
@@ -453,12 +678,16 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
   auto add_metric = [&](const YAML::Node& key, const std::string& name, const YAML::Node& opts) {
     const MetricDef* def = find_metric(name);
     if (!def) w.fail(key, "metrics." + name, "unknown metric: " + suggest(name, metric_names));
+    if (ex.metrics.contains(name)) w.fail(key, "metrics." + name, "metric '" + name + "' is listed twice");
     ex.metrics[name] = merge_options(w, opts, "metrics." + name, def->defaults);
+    check_ranges(w, opts, "metrics." + name, ex.metrics[name]);
     if (def->validate) {
       try {
         def->validate(ex.metrics[name]);
       } catch (const InputError& e) {
         w.fail(opts.IsDefined() && !opts.IsNull() ? opts : key, "metrics." + name, e.what());
+      } catch (const nlohmann::json::exception& e) {  // a value of the wrong type inside a list
+        w.fail(opts.IsDefined() && !opts.IsNull() ? opts : key, "metrics." + name, std::string("invalid option value: ") + e.what());
       }
     }
   };
@@ -468,11 +697,11 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     for (size_t i = 0; i < mets.size(); ++i) {
       const YAML::Node m = mets[i];
       if (m.IsScalar()) add_metric(m, m.Scalar(), YAML::Node());
-      else if (m.IsMap() && m.size() == 1) add_metric(m.begin()->first, m.begin()->first.as<std::string>(), m.begin()->second);
+      else if (m.IsMap() && m.size() == 1) add_metric(m.begin()->first, key_of(m.begin()->first), m.begin()->second);
       else w.fail(m, "metrics[" + std::to_string(i) + "]", "expected a metric name or {name: {options}}");
     }
   } else if (mets.IsMap()) {
-    for (const auto& kv : mets) add_metric(kv.first, kv.first.as<std::string>(), kv.second);
+    for (const auto& kv : mets) add_metric(kv.first, key_of(kv.first), kv.second);
   } else {
     w.fail(mets, "metrics", "expected a list of metric names or a map of metric -> options");
   }
@@ -498,13 +727,29 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     const WorkloadDef* def = find_workload(kind);
     if (!def)
       w.fail(in.IsMap() ? in["kind"] : in, "input.kind", "unknown input kind '" + kind + "': " + suggest(kind, kinds));
+    // nonfinite: what a case does with NaN or Inf in its inputs (docs/reliability.md):
+    // refuse (the case fails, naming where) or flag (it runs, the report records them).
+    std::string nonfinite = "refuse";
+    if (opts.IsMap() && opts["nonfinite"]) {
+      nonfinite = as_string(w, opts["nonfinite"], "input.nonfinite");
+      if (nonfinite != "refuse" && nonfinite != "flag")
+        w.fail(opts["nonfinite"], "input.nonfinite", "unknown value '" + nonfinite + "': " + suggest(nonfinite, {"refuse", "flag"}));
+      opts.remove("nonfinite");
+    }
     ex.input = merge_options(w, opts, "input", def->defaults);
+    check_ranges(w, opts, "input." + kind, ex.input);
     ex.input["kind"] = kind;
+    ex.input["nonfinite"] = nonfinite;
   }
 
   // cases --------------------------------------------------------------------------------
+  // A variant that cannot run some points of the sweep (a mode it lacks, a parameter that does
+  // not fit one shape) gets `skipped` cases for those points with the reason; only a variant
+  // that fits no point at all is an error in the spec.
+  grid_size(grid_size(1, problems.size() * dtypes.size(), prob, "problem"), choices.size(), vars, "variants");
   int index = 0;
   std::set<std::string> validated_shapes;
+  std::map<std::string, std::pair<int, std::string>> fits;  // label -> (points that fit, first refusal)
   for (DType dt : dtypes) {
     for (Problem p : problems) {
       p.dtype = dt;
@@ -512,35 +757,46 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
         const RegistryEntry* entry = find_variant(c.name);
         auto variant = entry->make(c.params);
         const auto& modes = entry->info.modes;
-        if (std::find(modes.begin(), modes.end(), p.mode) == modes.end())
-          throw InputError(path + ": variant '" + c.label + "' does not support mode " + std::string(mode_name(p.mode)));
-        try {
-          const AttnShape shape = variant->shape(p);  // impossible parameters fail here, before any case runs
-          // Inputs that can be wrong for a shape (a file that does not match) fail here too,
-          // once per distinct shape.
-          const WorkloadDef* wdef = find_workload(ex.input["kind"].get<std::string>());
-          const std::string skey = p.key() + "/" + std::to_string(shape.q_heads) + "/" + std::to_string(shape.kv_heads) +
-                                   "/" + std::to_string(shape.head_dim) + "/" + std::to_string(shape.v_dim) +
-                                   "/" + std::to_string(shape.q_len) + "/" + std::to_string(shape.kv_len);
-          if (wdef->validate && validated_shapes.insert(skey).second) {
-            try {
-              wdef->validate(shape, ex.input);
-            } catch (const InputError& e) {
-              throw InputError(std::string(e.what()) + " (variant '" + c.label + "')");
+        std::string refusal;
+        if (std::find(modes.begin(), modes.end(), p.mode) == modes.end()) {
+          refusal = "variant '" + c.label + "' does not support mode " + std::string(mode_name(p.mode));
+        } else {
+          try {
+            const AttnShape shape = variant->shape(p);  // impossible parameters fail here, before any case runs
+            // Inputs that can be wrong for a shape (a file that does not match) fail here too,
+            // once per distinct shape: that is the input's fault, not the variant's, so it
+            // refuses the spec.
+            const WorkloadDef* wdef = find_workload(ex.input["kind"].get<std::string>());
+            const std::string skey = p.key() + "/" + std::to_string(shape.q_heads) + "/" + std::to_string(shape.kv_heads) +
+                                     "/" + std::to_string(shape.head_dim) + "/" + std::to_string(shape.v_dim) +
+                                     "/" + std::to_string(shape.q_len) + "/" + std::to_string(shape.kv_len);
+            if (wdef->validate && validated_shapes.insert(skey).second) {
+              try {
+                wdef->validate(shape, ex.input);
+              } catch (const InputError& e) {
+                throw InputError(path + ": " + e.what() + " (variant '" + c.label + "') (problem " + p.key() + ")");
+              }
             }
+          } catch (const InputError& e) {
+            if (std::string(e.what()).rfind(path + ": ", 0) == 0) throw;  // the input's own error
+            refusal = e.what();
           }
-        } catch (const InputError& e) {
-          throw InputError(path + ": " + e.what() + " (problem " + p.key() + ")");
         }
+        auto& f = fits[c.label];
+        if (refusal.empty()) ++f.first;
+        else if (f.second.empty()) f.second = refusal + " (problem " + p.key() + ")";
         Case cs;
         cs.index = index++;
         cs.problem = p;
         cs.variant = c;
         cs.id = c.label + "/" + p.key();
+        cs.skip_reason = refusal;
         ex.cases.push_back(std::move(cs));
       }
     }
   }
+  for (const auto& c : choices)
+    if (fits[c.label].first == 0) throw InputError(path + ": " + fits[c.label].second + "; it fits no point of the sweep");
   if (ex.name.empty()) {
     const auto slash = path.find_last_of('/');
     std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
@@ -548,6 +804,20 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     ex.name = dot == std::string::npos ? base : base.substr(0, dot);
   }
   return ex;
+}
+
+}  // namespace
+
+Experiment parse_experiment(const std::string& text, const std::string& path,
+                            const std::vector<std::string>& overrides) {
+  try {
+    return parse_tree(text, path, overrides);
+  } catch (const YAML::Exception& e) {
+    // A conversion yaml-cpp refused somewhere the checks above did not foresee: still bad
+    // input, located where yaml-cpp says.
+    const std::string at = e.mark.line >= 0 ? ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) : "";
+    throw InputError(path + at + ": " + e.msg);
+  }
 }
 
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {

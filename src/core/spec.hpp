@@ -24,6 +24,9 @@ struct Case {
   std::string id;  // label + "/" + problem key: stable across runs
   Problem problem;
   VariantChoice variant;
+  // Non-empty: the variant cannot run this point of the sweep (a mode it lacks, a parameter
+  // that does not fit the shape); the case is reported `skipped` with this reason.
+  std::string skip_reason;
 };
 
 struct Experiment {

@@ -1,6 +1,10 @@
 #include "runner/runner.hpp"
 
+#include <fcntl.h>
 #include <omp.h>
+#include <regex.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +15,10 @@
 #include <filesystem>
 #include <random>
 #include <regex>
+#include <set>
+#include <sstream>
+#include <cstring>
+#include <cstdlib>
 #include <cmath>
 #include <fstream>
 #include <optional>
@@ -23,6 +31,7 @@
 #include "core/report.hpp"
 #include "metrics/metrics.hpp"
 #include "runner/execute.hpp"
+#include "runner/preflight.hpp"
 #include "runner/summary.hpp"
 #include "variants/dense_sdpa_base.hpp"
 #include "workloads/workloads.hpp"
@@ -33,8 +42,9 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) { g_interrupted.store(true); }
+// The signal that stopped the sweep (SIGINT, SIGTERM), 0 while running.
+std::atomic<int> g_signal{0};
+extern "C" void on_stop_signal(int sig) { g_signal.store(sig); }
 
 json params_json(const ParamSet& p) {
   json j = json::object();
@@ -130,18 +140,47 @@ json shape_json(const AttnShape& s) {
 
 std::vector<const Case*> select_cases(const Experiment& ex, const std::string& filter) {
   std::vector<const Case*> out;
-  std::regex re;
+  // POSIX extended regular expressions (regcomp): glibc matches them without the exponential
+  // backtracking std::regex falls into on patterns like (a*)*b.
+  regex_t re;
   if (!filter.empty()) {
-    try {
-      re = std::regex(filter, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      throw InputError("--filter '" + filter + "': not a valid regular expression: " + e.what());
+    if (filter.size() > 1000) throw InputError("--filter: the pattern is longer than 1000 characters");
+    const int rc = regcomp(&re, filter.c_str(), REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+      char msg[256];
+      regerror(rc, &re, msg, sizeof msg);
+      throw InputError("--filter '" + filter + "': not a valid regular expression: " + msg);
     }
   }
   for (const auto& c : ex.cases)
-    if (filter.empty() || std::regex_search(c.id, re)) out.push_back(&c);
+    if (filter.empty() || regexec(&re, c.id.c_str(), 0, nullptr, 0) == 0) out.push_back(&c);
+  if (!filter.empty()) regfree(&re);
   return out;
 }
+
+namespace {
+
+// "q holds 3 non-finite values (first: inf at [0,1,5,2])", or "" when all are finite.
+std::string nonfinite_report(const char* name, const HostTensor& t) {
+  int64_t count = 0, first = -1;
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(t.data[static_cast<size_t>(i)])) {
+      if (first < 0) first = i;
+      ++count;
+    }
+  if (!count) return "";
+  const auto& sh = t.shape;
+  int64_t idx[4], rem = first;
+  for (int d = 3; d >= 0; --d) idx[d] = sh[d] ? rem % sh[d] : 0, rem = sh[d] ? rem / sh[d] : 0;
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "%s holds %lld non-finite value%s (first: %g at [%lld,%lld,%lld,%lld])", name,
+                static_cast<long long>(count), count == 1 ? "" : "s", static_cast<double>(t.data[static_cast<size_t>(first)]),
+                static_cast<long long>(idx[0]), static_cast<long long>(idx[1]), static_cast<long long>(idx[2]),
+                static_cast<long long>(idx[3]));
+  return buf;
+}
+
+}  // namespace
 
 json run_case(const Experiment& ex, const Case& c, Backend& backend,
               const std::function<bool()>& interrupted) {
@@ -158,6 +197,11 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
   r["status"] = "ok";
   r["reason"] = "";
   r["metrics"] = json::object();
+  if (!c.skip_reason.empty()) {  // the variant cannot run this point of the sweep
+    r["status"] = "skipped";
+    r["reason"] = c.skip_reason;
+    return r;
+  }
   try {
     const RegistryEntry* entry = find_variant(c.variant.name);
     std::unique_ptr<Variant> variant = entry->make(c.variant.params);
@@ -183,9 +227,33 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
       return wl->generate(p, ex.input, input_seed(ex.seed, c.problem.key()));
     }, *host);
     variant->prepare_inputs(shape, *host, input_seed(ex.seed, c.problem.key()) ^ 0xe7);
+    // NaN or Inf in the inputs (a captured file, an extreme input.std) make every metric
+    // meaningless: refused by default, recorded when input.nonfinite is flag.
+    {
+      json bad = json::array();
+      for (const auto& [name, t] : std::initializer_list<std::pair<const char*, const HostTensor*>>{
+               {"input q", &host->q}, {"input k", &host->k}, {"input v", &host->v}})
+        if (std::string m = nonfinite_report(name, *t); !m.empty()) bad.push_back(m);
+      for (const auto& [name, t] : host->extra)
+        if (std::string m = nonfinite_report(("input " + name).c_str(), t); !m.empty()) bad.push_back(m);
+      if (!bad.empty()) {
+        if (ex.input.value("nonfinite", std::string("refuse")) != "flag") {
+          std::string why;
+          for (const auto& b : bad) why += (why.empty() ? "" : "; ") + b.get<std::string>();
+          throw std::runtime_error(why + " (input.nonfinite: flag runs it anyway)");
+        }
+        r["input_nonfinite"] = bad;
+      }
+    }
     const int copies = ex.metrics.contains("latency") ? std::max(1, backend.rotation_copies(in_bytes, cache)) : 1;
     Execution exe = prepare_execution(*variant, backend, shape, host, copies);
     plan_and_run(*variant, backend, exe);
+    // An output holding NaN or Inf fails the case, naming where (the accuracy metric would
+    // otherwise report only "rel: null").
+    if (!r.contains("input_nonfinite")) {
+      if (std::string m = nonfinite_report("output o", backend.download(exe.out.o)); !m.empty())
+        throw std::runtime_error(m);  // the catch below releases every buffer
+    }
     std::vector<Inputs>& rotation = exe.rotation;
     std::vector<Plan>& plans = exe.plans;
     Outputs& out = exe.out;
@@ -219,6 +287,143 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
   }
   return r;
 }
+
+namespace {
+
+// `run --isolate`: every case runs in a fresh worker process (this binary's hidden `__case`
+// subcommand, exec'd, so that no OpenMP pool or CUDA context is shared with the parent and a
+// sticky CUDA error dies with its worker). A signal, an abort, an out-of-memory kill, a
+// non-zero exit or the per-case timeout becomes a `failed` case with the cause and the last
+// lines of the worker's stderr; the sweep goes on with a fresh worker.
+class IsolatedRunner {
+ public:
+  IsolatedRunner(const Experiment& ex, const RunOptions& opts, std::string device, int threads)
+      : ex_(ex), opts_(opts), device_(std::move(device)), threads_(threads) {
+    char tmpl[] = "/tmp/attn-bench-isolate-XXXXXX";
+    if (!mkdtemp(tmpl)) throw RuntimeFailure(std::string("--isolate: cannot make a temp directory: ") + std::strerror(errno));
+    dir_ = tmpl;
+    char self[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) throw RuntimeFailure("--isolate: cannot find this program's path (/proc/self/exe)");
+    self_.assign(self, static_cast<size_t>(n));
+  }
+  ~IsolatedRunner() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  json run(const Case& c, const std::function<bool()>& interrupted) {
+    const std::string result = dir_ + "/case-" + std::to_string(c.index) + ".json";
+    const std::string errf = dir_ + "/case-" + std::to_string(c.index) + ".stderr";
+    std::vector<std::string> args = {self_, "__case", ex_.path, "--index", std::to_string(c.index),
+                                     "--device", device_, "--threads", std::to_string(threads_),
+                                     "--sha256", ex_.sha256, "--result", result};
+    for (const auto& o : opts_.overrides) args.insert(args.end(), {"--set", o});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const auto t0 = std::chrono::steady_clock::now();
+    const pid_t pid = fork();
+    if (pid < 0) throw RuntimeFailure(std::string("--isolate: fork failed: ") + std::strerror(errno));
+    if (pid == 0) {
+      setpgid(0, 0);  // its own process group: a timeout kills whatever it started too
+      const int fd = ::open(errf.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) dup2(fd, STDERR_FILENO);
+      const int nul = ::open("/dev/null", O_WRONLY);
+      if (nul >= 0) dup2(nul, STDOUT_FILENO);
+      execv(self_.c_str(), argv.data());
+      _exit(127);
+    }
+    setpgid(pid, pid);
+    int status = 0;
+    bool timed_out = false;
+    while (true) {
+      const pid_t w = waitpid(pid, &status, WNOHANG);
+      if (w == pid) break;
+      if (w < 0 && errno != EINTR) break;
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if ((opts_.timeout_s > 0 && el > opts_.timeout_s) || (interrupted && interrupted())) {
+        timed_out = !(interrupted && interrupted());
+        kill(-pid, SIGKILL);
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        break;
+      }
+      usleep(5000);
+    }
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    json r;
+    if (!timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      std::ifstream f(result, std::ios::binary);
+      std::stringstream ss;
+      ss << f.rdbuf();
+      try {
+        r = json::parse(ss.str());
+      } catch (const json::exception&) {
+        r = nullptr;
+      }
+    }
+    if (!r.is_object()) {
+      std::string cause;
+      if (timed_out) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "timed out after %.3g s (--timeout), killed", opts_.timeout_s);
+        cause = buf;
+      } else if (WIFSIGNALED(status)) {
+        const int sig = WTERMSIG(status);
+        cause = "the worker was killed by signal " + std::to_string(sig) + " (" + sigabbrev(sig) + ")";
+        if (sig == SIGKILL) cause += ": out of memory (the kernel's OOM killer) or killed from outside";
+        if (sig == SIGABRT) cause += ": an abort (a failed assertion or std::terminate)";
+      } else if (WIFEXITED(status)) {
+        cause = "the worker exited with code " + std::to_string(WEXITSTATUS(status));
+      } else {
+        cause = "the worker ended abnormally";
+      }
+      const std::string tail = stderr_tail(errf, 12);
+      r = json::object();
+      r["id"] = c.id;
+      r["variant"] = c.variant.name;
+      r["label"] = c.variant.label;
+      r["params"] = params_json(c.variant.params);
+      r["problem"] = problem_json(c.problem);
+      r["shape"] = nullptr;
+      r["backend"] = device_;
+      r["status"] = "failed";
+      r["reason"] = cause + (tail.empty() ? "" : "; last lines of its stderr:\n" + tail);
+      r["metrics"] = json::object();
+    }
+    r["isolation"] = {{"worker_s", elapsed}};
+    std::remove(result.c_str());
+    std::remove(errf.c_str());
+    return r;
+  }
+
+ private:
+  static std::string sigabbrev(int sig) {
+    const char* d = strsignal(sig);
+    return d ? d : "signal";
+  }
+  static std::string stderr_tail(const std::string& path, int lines) {
+    std::ifstream f(path, std::ios::binary);
+    std::vector<std::string> all;
+    for (std::string l; std::getline(f, l);) {
+      if (l.size() > 300) l = l.substr(0, 297) + "...";
+      all.push_back(l);
+      if (all.size() > static_cast<size_t>(lines)) all.erase(all.begin());
+    }
+    std::string out;
+    for (const auto& l : all) out += (out.empty() ? "" : "\n") + l;
+    return out;
+  }
+  const Experiment& ex_;
+  const RunOptions& opts_;
+  std::string device_;
+  int threads_;
+  std::string dir_, self_;
+};
+
+}  // namespace
 
 int run_experiment(const Experiment& ex, const RunOptions& opts) {
   std::vector<const Case*> cases = select_cases(ex, opts.filter);
@@ -257,32 +462,96 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
     return kExitOk;
   }
 
-  if (opts.dry_run) {
-    std::printf("%zu cases (dry run, nothing executed)\n", cases.size());
-    for (const Case* c : cases) std::printf("  %s\n", c->id.c_str());
-    return kExitOk;
-  }
-
-  // Output path first: an unwritable path fails before any case runs.
-  std::string out_path = opts.output;
-  if (out_path.empty()) {
-    std::string stamp = utc_timestamp();
-    for (auto& ch : stamp) if (ch == ':') ch = '-';
-    std::filesystem::create_directories("results/runs");
-    out_path = "results/runs/" + ex.name + "-" + stamp + ".json";
-  }
-
   std::string note;
   std::unique_ptr<Backend> backend = make_backend(device, &note);
   int threads = opts.threads >= 0 ? opts.threads : ex.threads;
   if (threads > 0) omp_set_num_threads(threads);
   threads = omp_get_max_threads();
 
+  // --resume: the cases of an earlier report of the same spec that need not run again.
+  std::vector<json> kept;
+  std::set<std::string> kept_ids;
+  if (!opts.resume.empty()) {
+    json old_meta;
+    std::vector<json> old = read_report_cases(opts.resume, &old_meta);
+    const std::string old_sha = old_meta.contains("spec") && old_meta["spec"].is_object()
+                                    ? old_meta["spec"].value("sha256", std::string()) : "";
+    const std::string old_ver = old_meta.contains("tool") && old_meta["tool"].is_object()
+                                    ? old_meta["tool"].value("version", std::string()) : "";
+    if (old_sha != ex.sha256)
+      throw InputError("--resume " + opts.resume + ": that report is of another spec (sha256 " +
+                       (old_sha.empty() ? "missing" : old_sha.substr(0, 12)) + ", this spec " + ex.sha256.substr(0, 12) +
+                       "); resume needs the same spec file");
+    if (old_ver != build_info().version)
+      throw InputError("--resume " + opts.resume + ": that report was written by attn-bench " + old_ver +
+                       ", this is " + build_info().version + "; its numbers are not comparable: run the spec afresh");
+    json old_sets = old_meta["spec"].value("overrides", json::array());
+    if (old_sets != json(opts.overrides))
+      throw InputError("--resume " + opts.resume + ": that report was run with --set " + old_sets.dump() +
+                       ", this run with " + json(opts.overrides).dump() + "; give the same --set options");
+    std::set<std::string> wanted;
+    for (const Case* c : cases) wanted.insert(c->id);
+    for (auto& c : old) {
+      const std::string st = c.value("status", std::string());
+      const std::string id = c["id"].get<std::string>();
+      if ((st == "ok" || st == "skipped") && wanted.count(id)) {
+        kept_ids.insert(id);
+        kept.push_back(std::move(c));
+      }
+    }
+    std::fprintf(stderr, "resume: %zu cases kept from %s, %zu to run\n", kept.size(), opts.resume.c_str(),
+                 cases.size() - kept.size());
+  }
+
+  if (opts.dry_run) {
+    std::printf("%zu cases (dry run, nothing executed)\n", cases.size());
+    print_preflight(ex, cases, *backend, cases.size(), stdout);
+    return kExitOk;
+  }
+
+  // Output path first: an unwritable path fails before any case runs.
+  std::string out_path = opts.output.empty() ? opts.resume : opts.output;
+  if (out_path.empty()) {
+    std::string stamp = utc_timestamp();
+    for (auto& ch : stamp) if (ch == ':') ch = '-';
+    std::filesystem::create_directories("results/runs");
+    out_path = "results/runs/" + ex.name + "-" + stamp + ".json";
+  }
+  {
+    std::error_code ec;
+    if (std::filesystem::equivalent(out_path, ex.path, ec))
+      throw InputError("-o " + out_path + ": that is the spec itself; the report would overwrite it");
+  }
+
+  // Pre-flight: the sweep's estimated time against the budget, before anything runs.
+  const Rates rates = opts.preflight ? measure_rates(*backend) : Rates{};
+  const bool host_backend = backend->name() == "cpu";
+  if (opts.preflight) {
+    double total = 0;
+    const double havail = host_memory_available(), davail = device_memory_available(*backend);
+    for (const Case* c : cases)
+      if (!kept_ids.count(c->id)) {
+        const CaseEstimate e = estimate_case(ex, *c, rates, host_backend, havail, davail);
+        if (e.skip.empty()) total += e.seconds;
+      }
+    double budget = opts.budget_s;
+    if (budget <= 0) {
+      const char* env = std::getenv("ATTN_BUDGET_S");
+      budget = env ? std::atof(env) : 0;
+      if (budget <= 0) budget = 3600;
+    }
+    if (total > budget && !opts.yes)
+      throw InputError("the sweep's estimated time is " + human_seconds(total) + ", over the budget of " +
+                       human_seconds(budget) + " (see `attn-bench validate` for the per-case estimates); pass --yes "
+                       "to run it anyway, or raise the budget with --budget SECONDS or ATTN_BUDGET_S");
+  }
+
   json meta;
   meta["tool"] = {{"name", "attn-bench"}, {"version", build_info().version}};
   meta["git"] = git_info();
   meta["argv"] = opts.argv;
-  meta["spec"] = {{"path", ex.path}, {"sha256", ex.sha256}, {"name", ex.name}, {"description", ex.description}};
+  meta["spec"] = {{"path", ex.path}, {"sha256", ex.sha256}, {"name", ex.name}, {"description", ex.description},
+                  {"overrides", opts.overrides}};
   meta["timestamp"] = utc_timestamp();
   meta["host"] = host_info();
   meta["build"] = build_json();
@@ -292,50 +561,99 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
   if (opts.shuffle_seed >= 0) meta["run"]["shuffle_seed"] = opts.shuffle_seed;
   if (const auto& slow = test_slowdown())
     meta["run"]["test_slowdown"] = slow->variant + ":" + std::to_string(slow->fraction);
+  if (opts.isolate) meta["run"]["isolate"] = {{"timeout_s", opts.timeout_s}};
+  if (!opts.resume.empty()) meta["run"]["resumed_from"] = {{"path", opts.resume}, {"kept", kept.size()}};
   meta["devices"] = json::array();
   if (json d = backend->device_info(); !d.empty()) meta["devices"].push_back(d);
-  ReportWriter report(out_path, meta);
+  ReportWriter report(out_path, meta, std::move(kept));
   if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
 
-  g_interrupted.store(false);
-  auto old_handler = std::signal(SIGINT, on_sigint);
+  // An isolated sweep keeps no device state in this process: each case runs in a worker.
+  std::unique_ptr<IsolatedRunner> isolated;
+  if (opts.isolate) isolated = std::make_unique<IsolatedRunner>(ex, opts, device, threads);
+
+  g_signal.store(0);
+  struct sigaction sa {}, old_int {}, old_term {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
   const bool tty = isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
   int failed = 0;
-  size_t done = 0;
+  size_t done = 0, to_run = 0;
+  for (const Case* c : cases) to_run += !kept_ids.count(c->id);
   for (const Case* c : cases) {
-    if (g_interrupted.load()) break;
+    if (g_signal.load()) break;
+    if (kept_ids.count(c->id)) continue;
     if (!opts.quiet) {
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const std::string eta = done ? " ETA " + fmt_seconds(el / done * (cases.size() - done)) : "";
+      const std::string eta = done ? " ETA " + fmt_seconds(el / done * (to_run - done)) : "";
       if (tty)
-        std::fprintf(stderr, "\r\033[K[%zu/%zu] %s%s", done + 1, cases.size(), c->id.c_str(), eta.c_str());
+        std::fprintf(stderr, "\r\033[K[%zu/%zu] %s%s", done + 1, to_run, c->id.c_str(), eta.c_str());
       else
-        std::fprintf(stderr, "[%zu/%zu] %s ...\n", done + 1, cases.size(), c->id.c_str());
+        std::fprintf(stderr, "[%zu/%zu] %s ...\n", done + 1, to_run, c->id.c_str());
       std::fflush(stderr);
     }
-    json r = run_case(ex, *c, *backend, [] { return g_interrupted.load(); });
-    if (g_interrupted.load()) break;  // a case cut short is not a finished case
+    json r;
+    // Memory pre-flight, before anything of the case is allocated: a case that cannot fit is
+    // skipped with the numbers instead of failing (or being killed) half-way.
+    std::string mem_skip;
+    if (opts.preflight && c->skip_reason.empty()) {
+      const CaseEstimate e = estimate_case(ex, *c, rates, host_backend, host_memory_available(),
+                                           device_memory_available(*backend));
+      mem_skip = e.skip;
+    }
+    if (!mem_skip.empty()) {
+      Case skipped = *c;
+      skipped.skip_reason = mem_skip;
+      r = run_case(ex, skipped, *backend, {});
+    } else if (isolated) {
+      r = isolated->run(*c, [] { return g_signal.load() != 0; });
+    } else {
+      r = run_case(ex, *c, *backend, [] { return g_signal.load() != 0; });
+    }
+    if (g_signal.load()) break;  // a case cut short is not a finished case
     if (r["status"] == "failed") {
       ++failed;
       if (!opts.quiet) {
         if (tty) std::fprintf(stderr, "\r\033[K");
-        std::fprintf(stderr, "[%zu/%zu] %s FAILED: %s\n", done + 1, cases.size(), c->id.c_str(),
+        std::fprintf(stderr, "[%zu/%zu] %s FAILED: %s\n", done + 1, to_run, c->id.c_str(),
                      r["reason"].get<std::string>().c_str());
       }
     }
     report.add_case(std::move(r));
     ++done;
   }
-  std::signal(SIGINT, old_handler);
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
   if (!opts.quiet && tty) std::fprintf(stderr, "\r\033[K");
-  const bool complete = !g_interrupted.load();
+  const int sig = g_signal.load();
+  const bool complete = sig == 0;
   report.finish(complete);
   if (opts.table_out) print_run_summary(report.doc(), ex.baseline, opts.table_out);
-  std::fprintf(stderr, "report: %s (%zu cases%s)\n", out_path.c_str(), done,
-               complete ? "" : ", interrupted: finished cases kept");
-  if (!complete) return 130;
+  std::fprintf(stderr, "report: %s (%zu cases%s)\n", out_path.c_str(), report.doc()["cases"].size(),
+               complete ? "" : sig == SIGTERM ? ", terminated: finished cases kept" : ", interrupted: finished cases kept");
+  if (!complete) return 128 + sig;
   return failed ? kExitFailed : kExitOk;
+}
+
+int run_case_worker(const Experiment& ex, int index, const std::string& device, int threads,
+                    const std::string& result) {
+  if (index < 0 || static_cast<size_t>(index) >= ex.cases.size())
+    throw InputError("__case: no case " + std::to_string(index) + " in " + ex.path);
+  std::string note;
+  std::unique_ptr<Backend> backend = make_backend(device, &note);
+  if (threads > 0) omp_set_num_threads(threads);
+  const json r = run_case(ex, ex.cases[static_cast<size_t>(index)], *backend, {});
+  const std::string tmp = result + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << r.dump() << '\n';
+    if (!f.flush()) throw InputError("__case: cannot write '" + tmp + "'");
+  }
+  if (std::rename(tmp.c_str(), result.c_str()) != 0) throw InputError("__case: cannot write '" + result + "'");
+  return 0;
 }
 
 }  // namespace ab

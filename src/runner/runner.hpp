@@ -16,7 +16,7 @@ namespace ab {
 struct RunOptions {
   std::string output;      // report path; "" = results/runs/<name>-<UTC time>.json
   std::string device;      // "" = the spec's
-  std::string filter;      // ECMAScript regex on case ids; "" = all
+  std::string filter;      // POSIX extended regex on case ids; "" = all
   int threads = -1;        // -1 = the spec's (0 = every core)
   bool dry_run = false;    // list the cases, run nothing
   bool quiet = false;      // no progress lines
@@ -24,6 +24,14 @@ struct RunOptions {
   int64_t shuffle_seed = -1;  // >= 0: run the cases in an order shuffled by this seed
   std::vector<std::string> argv;
   std::FILE* table_out = stdout;  // the summary table; nullptr = none
+  // Reliability (docs/reliability.md).
+  std::vector<std::string> overrides;  // the --set strings the spec was loaded with (for workers, resume)
+  bool isolate = false;        // each case in its own worker process
+  double timeout_s = 0;        // per case, with isolate; 0 = none
+  std::string resume;          // a report of the same spec: keep its ok/skipped cases
+  bool yes = false;            // run even when the estimate exceeds the budget
+  double budget_s = 0;         // time budget; 0 = $ATTN_BUDGET_S, else 1 hour
+  bool preflight = true;       // estimate memory before each case (false: tests of the runner)
 };
 
 // Runs one case on a backend and returns its report entry (never throws for a case's own
@@ -31,8 +39,14 @@ struct RunOptions {
 nlohmann::ordered_json run_case(const Experiment& ex, const Case& c, Backend& backend,
                                 const std::function<bool()>& interrupted);
 
-// The whole sweep. Returns the exit code: 0 all ok/skipped, 1 a case failed, 130 interrupted.
+// The whole sweep. Returns the exit code: 0 all ok/skipped, 1 a case failed, 130 interrupted
+// (SIGINT), 143 terminated (SIGTERM).
 int run_experiment(const Experiment& ex, const RunOptions& opts);
+
+// The worker of `run --isolate`: runs case `index` of the spec and writes its report entry to
+// `result` (hidden subcommand `attn-bench __case`). Returns 0 when the entry was written.
+int run_case_worker(const Experiment& ex, int index, const std::string& device, int threads,
+                    const std::string& result);
 
 // Cases whose id matches the filter (InputError for a bad regex).
 std::vector<const Case*> select_cases(const Experiment& ex, const std::string& filter);

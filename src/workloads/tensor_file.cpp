@@ -26,6 +26,14 @@ constexpr uint64_t kMaxHeader = 100ull << 20;  // the safetensors reference caps
   throw InputError(file + ": " + what);
 }
 
+// A JSON value for a message, cut short: a hostile header may hold megabytes in one entry.
+template <class J>
+std::string brief(const J& j) {
+  std::string s = j.dump();
+  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  return s;
+}
+
 uint64_t file_size(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) fail(path, "no such file");
@@ -109,6 +117,13 @@ class PyLiteral {
     }
     if (!has_descr || !has_fortran || !has_shape)
       bad("the header must hold the keys descr, fortran_order and shape");
+    // The format pads the dict with spaces and ends it with '\n'; anything else after the
+    // '}' means the stated header length is wrong and the data would be read shifted.
+    for (; i_ < t_.size(); ++i_)
+      if (t_[i_] != ' ' && t_[i_] != '\n' && t_[i_] != '\r' && t_[i_] != '\t' && t_[i_] != '\0')
+        bad("unexpected bytes after the header's closing '}' (the header length is wrong: data would be read shifted)");
+    if (t_.empty() || t_.back() != '\n')
+      fail(file_, "malformed .npy header: it does not end in '\\n' within its stated length (the header length is wrong)");
     return h;
   }
 
@@ -282,7 +297,17 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
                    " bytes): truncated, or not a .safetensors file");
   if (n > kMaxHeader) fail(path, "the header length " + std::to_string(n) + " is implausible (over 100 MB)");
   const std::string text = read_bytes(path, 8, n);
-  const json h = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // A header is two levels deep ({name: {dtype, shape, data_offsets}}); deeper nesting is
+  // refused while parsing, so that nothing recursive (dump, copies) ever walks it.
+  json h;
+  try {
+    h = json::parse(text, [&](int depth, json::parse_event_t, json&) {
+      if (depth > 8) fail(path, "the header nests deeper than 8 levels: not a .safetensors header");
+      return true;
+    }, /*allow_exceptions=*/false);
+  } catch (const json::exception& e) {
+    fail(path, std::string("the header is not valid JSON: ") + e.what());
+  }
   if (h.is_discarded()) fail(path, "the header is not valid JSON (not a .safetensors file?)");
   if (!h.is_object()) fail(path, "the header is not a JSON object");
   const uint64_t buffer = size - 8 - n;
@@ -316,12 +341,12 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
     t.dtype = t.stored == "F16" ? FileDType::f16 : t.stored == "BF16" ? FileDType::bf16 : FileDType::f32;
     for (const auto& d : e["shape"]) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0)
-        fail(path, what + ": shape entries must be non-negative integers, got " + e["shape"].dump());
+        fail(path, what + ": shape entries must be non-negative integers, got " + brief(e["shape"]));
       t.shape.push_back(d.get<int64_t>());
     }
     for (const auto& o : e["data_offsets"])
       if (!o.is_number_unsigned() && !(o.is_number_integer() && o.get<int64_t>() >= 0))
-        fail(path, what + ": data_offsets must be non-negative integers, got " + e["data_offsets"].dump());
+        fail(path, what + ": data_offsets must be non-negative integers, got " + brief(e["data_offsets"]));
     const uint64_t begin = e["data_offsets"][0].get<uint64_t>(), end = e["data_offsets"][1].get<uint64_t>();
     if (begin > end)
       fail(path, what + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + "] run backwards");
@@ -343,6 +368,22 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
     if (a.bytes > 0 && b.bytes > 0 && a.offset + a.bytes > b.offset)
       fail(path, "tensors '" + a.name + "' and '" + b.name + "' overlap in the data buffer");
   }
+  // The format's rule (the reference reader's validate_offsets): the tensors tile the data
+  // buffer from its first byte to its last, without holes. A header length a few bytes short
+  // still parses (headers are space-padded) but leaves the buffer longer than its tensors:
+  // reading it would shift every value.
+  uint64_t covered = 8 + n;
+  for (const auto& t : out.tensors) {
+    if (t.bytes == 0) continue;
+    if (t.offset != covered)
+      fail(path, "tensor '" + t.name + "' starts at byte " + std::to_string(t.offset - 8 - n) +
+                     " of the data buffer, expected " + std::to_string(covered - 8 - n) +
+                     " (the tensors must tile the buffer without holes; is the header length right?)");
+    covered = t.offset + t.bytes;
+  }
+  if (covered != size)
+    fail(path, "the data buffer holds " + std::to_string(size - 8 - n) + " bytes but its tensors cover " +
+                   std::to_string(covered - 8 - n) + " (the header length or the file size is wrong)");
   return out;
 }
 
@@ -353,9 +394,10 @@ std::vector<float> read_tensor(const TensorInfo& t) {
   if (t.offset > size || t.bytes > size - t.offset)
     fail(t.file, "truncated: tensor '" + t.name + "' needs bytes up to " + std::to_string(t.offset + t.bytes) +
                      ", the file has " + std::to_string(size));
-  const std::string raw = read_bytes(t.file, t.offset, t.bytes);
   const size_t n = static_cast<size_t>(t.bytes / static_cast<uint64_t>(t.item_bytes));
   std::vector<float> out(n);
+  if (n == 0) return out;  // an empty tensor: no bytes to read (memcpy to a null data() is UB)
+  const std::string raw = read_bytes(t.file, t.offset, t.bytes);
   const unsigned char* p = reinterpret_cast<const unsigned char*>(raw.data());
   switch (t.dtype) {
     case FileDType::f32: std::memcpy(out.data(), p, n * 4); break;
