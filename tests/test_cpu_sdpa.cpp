@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cpu/sdpa.hpp"
+#include "reference/attention_reference.hpp"
 
 namespace {
 
@@ -199,7 +200,7 @@ Outcome run_case(const Case& c, std::mt19937& rng, cpu::FlashPath path) {
 #pragma omp parallel for schedule(dynamic, 4)
   for (int64_t r = 0; r < n; ++r) {
     const int kh = a.kv_head_of(rows.h[size_t(r)]);
-    cpu::sdpa_reference_row(x.q, x.k, x.v, x.shape, a.mask, double(scale), kh, rows.b[size_t(r)],
+    ab::sdpa_reference_row(x.q, x.k, x.v, x.shape, a.mask, double(scale), kh, rows.b[size_t(r)],
                             rows.h[size_t(r)], rows.i[size_t(r)], &ref_o[size_t(r * dv)],
                             &ref_lse[size_t(r)]);
     naive_f32_row(x, a.mask, scale, kh, rows.b[size_t(r)], rows.h[size_t(r)], rows.i[size_t(r)],

@@ -20,6 +20,7 @@
 #include "backends/cpu/cpu_backend.hpp"
 #include "core/dtype.hpp"
 #include "cpu/sdpa.hpp"
+#include "reference/attention_reference.hpp"
 
 namespace {
 
@@ -178,7 +179,7 @@ Outcome compare(Data& x, const SdpaArgs& a, const std::vector<std::array<int64_t
   for (int64_t r = 0; r < n; ++r) {
     const auto [b, h, i] = rows[size_t(r)];
     const int kh = a.kv_head_of(int(h));
-    cpu::sdpa_reference_row(x.q, x.k, x.v, x.shape, a.mask, double(scale), kh, int(b), int(h), i,
+    ab::sdpa_reference_row(x.q, x.k, x.v, x.shape, a.mask, double(scale), kh, int(b), int(h), i,
                             &ref_o[size_t(r * dv)], &ref_lse[size_t(r)]);
     naive_bf16_row(x, a.mask, scale, kh, int(b), int(h), i, &nv_o[size_t(r * dv)], &nv_lse[size_t(r)]);
   }

@@ -26,6 +26,7 @@ TEST_CASE("cuda ops: skipped (built without CUDA)") {
 
 #include "backends/cuda/cuda_backend.hpp"
 #include "cpu/sdpa.hpp"
+#include "reference/attention_reference.hpp"
 
 namespace {
 
@@ -139,7 +140,7 @@ Errors compare(const HostTensor& q, const HostTensor& k, const HostTensor& v, co
         };
         m.extra = pred;
         double lse_ref = 0, lse_nv = 0;
-        ab::cpu::sdpa_reference_row(q, k, v, s, m, double(scale), kvh, b, h, i, ref.data(), &lse_ref);
+        ab::sdpa_reference_row(q, k, v, s, m, double(scale), kvh, b, h, i, ref.data(), &lse_ref);
         naive_row(q, k, v, s, dt, scale, kvh, b, h, i, [&](int64_t j) { return allows(b, h, i, j); },
                   nv, lse_nv);
         const float* orow = o.row(b, h, i);

@@ -9,12 +9,13 @@
 
 #include "backends/cpu/cpu_backend.hpp"
 #include "core/errors.hpp"
-#include "core/registry.hpp"
-#include "core/spec.hpp"
+#include "variants/registry.hpp"
+#include "spec/spec.hpp"
 #include "cpu/gather_decode.hpp"
-#include "runner/execute.hpp"
+#include "execution/execute.hpp"
 #include "variants/decode_steps.hpp"
 #include "workloads/workloads.hpp"
+#include "reference/attention_reference.hpp"
 
 using namespace ab;
 
@@ -80,7 +81,7 @@ TEST_CASE("a dense variant runs the steps one at a time; step t sees exactly N +
         r.plan.selection->keys(0, h, t, sel);
         CHECK(sel == keys);
         double lse = 0;
-        cpu::gather_reference_row(host->q, host->k, host->v, s, scale, h / 4, 0, h, t, keys, ref.data(), &lse);
+        ab::gather_reference_row(host->q, host->k, host->v, s, scale, h / 4, 0, h, t, keys, ref.data(), &lse);
         double err = 0;
         for (int c = 0; c < d; ++c) err = std::max(err, std::abs(r.o.row(0, h, t)[c] - ref[size_t(c)]));
         CHECK(err < 2e-5);

@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "analysis/table.hpp"
-#include "core/registry.hpp"
+#include "variants/registry.hpp"
 #include "figures/html_report.hpp"
 #include "figures/plot.hpp"
 #include "figures/report_figures.hpp"

@@ -18,6 +18,7 @@
 #include "cpu/gather_decode.hpp"
 #include "cpu/lse_merge.hpp"
 #include "cpu/sdpa.hpp"
+#include "reference/attention_reference.hpp"
 
 namespace {
 
@@ -176,10 +177,10 @@ void check_against_references(Data& x, const Lists& l, const Out& got) {
         const int kh = h / (s.q_heads / s.kv_heads);
         const auto keys = l.keys(int64_t(b) * s.kv_heads + kh);
         double rl = 0, rl_masked = 0;
-        cpu::gather_reference_row(x.q, x.k, x.v, s, scale, kh, b, h, i, keys, ref.data(), &rl);
+        ab::gather_reference_row(x.q, x.k, x.v, s, scale, kh, b, h, i, keys, ref.data(), &rl);
         // The same row from the dense definition with the list as a mask: the two float64
         // formulas agree, so the gather reference is the dense attention restricted to the list.
-        cpu::sdpa_reference_row(x.q, x.k, x.v, s, m, scale, kh, b, h, i, ref_masked.data(), &rl_masked);
+        ab::sdpa_reference_row(x.q, x.k, x.v, s, m, scale, kh, b, h, i, ref_masked.data(), &rl_masked);
         for (int c = 0; c < s.v_dim; ++c) REQUIRE(std::abs(ref[size_t(c)] - ref_masked[size_t(c)]) < 1e-12);
         REQUIRE(std::abs(rl - rl_masked) < 1e-12);
         float nl = 0;

@@ -1,5 +1,5 @@
 // The quality metrics on cases with known answers: the float64 dense rows against
-// cpu::sdpa_reference_row; recall of a selection of exactly the top-k keys (top-k recall 1), of
+// ab::sdpa_reference_row; recall of a selection of exactly the top-k keys (top-k recall 1), of
 // half the mass (mass recall 0.5), of no selection (n/a with the output error); NIAH scoring
 // 100% for dense attention on the default grid and failing the middle depths for a sink +
 // local-window selection; the sink score against its definition; option checks at spec load.
@@ -11,16 +11,17 @@
 #include <numeric>
 #include <random>
 
-#include "analysis/attention_stats.hpp"
+#include "reference/attention_stats.hpp"
 #include "backends/cpu/cpu_backend.hpp"
 #include "core/errors.hpp"
-#include "core/registry.hpp"
-#include "core/spec.hpp"
+#include "variants/registry.hpp"
+#include "spec/spec.hpp"
 #include "cpu/sdpa.hpp"
 #include "metrics/metrics.hpp"
-#include "runner/execute.hpp"
+#include "execution/execute.hpp"
 #include "variants/dense_sdpa_base.hpp"
 #include "workloads/workloads.hpp"
+#include "reference/attention_reference.hpp"
 
 using namespace ab;
 
@@ -117,7 +118,7 @@ Experiment spec(const std::string& problem, const std::string& input = "gaussian
 
 }  // namespace
 
-TEST_CASE("float64 dense rows (blocked, GEMM order) agree with cpu::sdpa_reference_row") {
+TEST_CASE("float64 dense rows (blocked, GEMM order) agree with ab::sdpa_reference_row") {
   const uint32_t seed = test_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
@@ -137,7 +138,7 @@ TEST_CASE("float64 dense rows (blocked, GEMM order) agree with cpu::sdpa_referen
                              static_cast<int>(rows.size()), p.data(), o.data(), lse.data());
         for (size_t r = 0; r < rows.size(); ++r) {
           double ref_lse = 0;
-          cpu::sdpa_reference_row(q, k, v, s, m, 1.0 / std::sqrt(double(d)), h / s.group(), 0, h, rows[r], ref.data(),
+          ab::sdpa_reference_row(q, k, v, s, m, 1.0 / std::sqrt(double(d)), h / s.group(), 0, h, rows[r], ref.data(),
                                   &ref_lse, &probs);
           INFO("d " << d << " causal " << causal << " row " << rows[r]);
           CHECK(lse[r] == doctest::Approx(ref_lse).epsilon(1e-12));
@@ -168,7 +169,7 @@ TEST_CASE("recall: exactly the top-k keys give top-k recall 1; half the mass giv
     m.causal = true;
     std::vector<double> o(64), probs;
     double lse;
-    cpu::sdpa_reference_row(base->q, base->k, base->v, s, m, 1.0 / 8.0, h / 2, b, h, i, o.data(), &lse, &probs);
+    ab::sdpa_reference_row(base->q, base->k, base->v, s, m, 1.0 / 8.0, h / 2, b, h, i, o.data(), &lse, &probs);
     std::vector<int64_t> idx(static_cast<size_t>(i + 1));
     std::iota(idx.begin(), idx.end(), 0);
     std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t c) { return probs[a] > probs[c]; });
@@ -343,7 +344,7 @@ TEST_CASE("sink: alpha_k is the mean attention on token k over the rows that see
   for (int h = 0; h < 4; ++h) {
     double a = 0;
     for (int64_t t = 1; t < 200; ++t) {
-      cpu::sdpa_reference_row(in.q, in.k, in.v, s, m, 1.0 / 8.0, h, 0, h, t, out.data(), &lse, &probs);
+      ab::sdpa_reference_row(in.q, in.k, in.v, s, m, 1.0 / 8.0, h, 0, h, t, out.data(), &lse, &probs);
       a += probs[1];
     }
     CHECK(heads[h].alpha == doctest::Approx(a / 199).epsilon(1e-9));  // (1/(T−k)) Σ_{t≥k} A[t,k]

@@ -2,7 +2,7 @@
 #include <doctest/doctest.h>
 
 #include "core/errors.hpp"
-#include "core/registry.hpp"
+#include "variants/registry.hpp"
 #include "variants/dense_sdpa_base.hpp"
 
 using namespace ab;

@@ -12,7 +12,7 @@
 #include "analysis/table.hpp"
 #include "core/errors.hpp"
 #include "core/report.hpp"
-#include "core/spec.hpp"
+#include "spec/spec.hpp"
 #include "runner/runner.hpp"
 
 using json = nlohmann::ordered_json;

@@ -19,13 +19,14 @@
 
 #include "backends/cpu/cpu_backend.hpp"
 #include "core/errors.hpp"
-#include "core/registry.hpp"
+#include "variants/registry.hpp"
 #include "cpu/sdpa.hpp"
-#include "runner/execute.hpp"
+#include "execution/execute.hpp"
 #include "runner/runner.hpp"
-#include "core/spec.hpp"
+#include "spec/spec.hpp"
 #include "variants/decode_steps.hpp"
 #include "workloads/workloads.hpp"
+#include "reference/attention_reference.hpp"
 
 using namespace ab;
 
@@ -125,7 +126,7 @@ void dense_row(const Run& x, int b, int h, int64_t i, std::vector<double>& o, do
   Mask m;
   m.causal = x.shape.causal;
   o.assign(size_t(x.shape.v_dim), 0.0);
-  cpu::sdpa_reference_row(x.host->q, x.host->k, x.host->v, x.shape, m, 1.0 / std::sqrt(double(x.shape.head_dim)),
+  ab::sdpa_reference_row(x.host->q, x.host->k, x.host->v, x.shape, m, 1.0 / std::sqrt(double(x.shape.head_dim)),
                           h / x.shape.group(), b, h, i, o.data(), &lse, &probs);
 }
 

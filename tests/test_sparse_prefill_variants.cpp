@@ -23,12 +23,13 @@
 
 #include "backends/cpu/cpu_backend.hpp"
 #include "core/errors.hpp"
-#include "core/registry.hpp"
+#include "variants/registry.hpp"
 #include "core/selection_lists.hpp"
 #include "cpu/sdpa.hpp"
 #include "cpu/selection.hpp"
-#include "runner/execute.hpp"
+#include "execution/execute.hpp"
 #include "sparse_test_util.hpp"
+#include "reference/attention_reference.hpp"
 
 namespace {
 
@@ -152,7 +153,7 @@ DenseProbs dense_probs(const Result& r, int count, std::mt19937& rng) {
   for (const RowPick& rp : d.rows) {
     double lse;
     std::vector<double> probs;
-    cpu::sdpa_reference_row(r.host->q, r.host->k, r.host->v, r.shape, m,
+    ab::sdpa_reference_row(r.host->q, r.host->k, r.host->v, r.shape, m,
                             1.0 / std::sqrt(double(r.shape.head_dim)), rp.h / r.shape.group(), rp.b,
                             rp.h, rp.i, o.data(), &lse, &probs);
     d.p.push_back(std::move(probs));
@@ -923,7 +924,7 @@ TEST_CASE("vtc_cls: the kept keys are the top keys of the probe row's head-avera
     for (int h = 0; h < s.q_heads; ++h) {
       double lse;
       std::vector<double> probs;
-      cpu::sdpa_reference_row(r.host->q, r.host->k, r.host->v, s, mask, 1.0 / std::sqrt(double(s.head_dim)), h / s.group(), 0, h,
+      ab::sdpa_reference_row(r.host->q, r.host->k, r.host->v, s, mask, 1.0 / std::sqrt(double(s.head_dim)), h / s.group(), 0, h,
                               probe, o.data(), &lse, &probs);
       for (int64_t j = 0; j < s.kv_len; ++j) avg[size_t(j)] += probs[size_t(j)] / s.q_heads;
     }

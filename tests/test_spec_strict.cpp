@@ -7,7 +7,7 @@
 #include <string>
 
 #include "core/errors.hpp"
-#include "core/spec.hpp"
+#include "spec/spec.hpp"
 
 using ab::Experiment;
 using ab::InputError;

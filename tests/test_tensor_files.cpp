@@ -17,7 +17,7 @@
 
 #include "core/dtype.hpp"
 #include "core/errors.hpp"
-#include "core/spec.hpp"
+#include "spec/spec.hpp"
 #include "workloads/tensor_file.hpp"
 #include "workloads/workloads.hpp"
 

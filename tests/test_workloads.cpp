@@ -1,18 +1,19 @@
 // Input generators: determinism (same seed, same bytes, whatever the thread count), the
 // structured generator's knobs moving the statistics docs/inputs.md says they move (measured
 // with analysis/attention_stats, the code `attn-bench inspect` uses), and the needle overlay
-// planting exactly the dense needle mass it promises (checked with cpu::sdpa_reference_row).
+// planting exactly the dense needle mass it promises (checked with ab::sdpa_reference_row).
 #include <doctest/doctest.h>
 #include <omp.h>
 
 #include <cmath>
 #include <random>
 
-#include "analysis/attention_stats.hpp"
+#include "reference/attention_stats.hpp"
 #include "core/errors.hpp"
-#include "core/spec.hpp"
+#include "spec/spec.hpp"
 #include "cpu/sdpa.hpp"
 #include "workloads/workloads.hpp"
+#include "reference/attention_reference.hpp"
 
 using namespace ab;
 using json = nlohmann::ordered_json;
@@ -253,7 +254,7 @@ TEST_CASE("needle: the planted key holds sigmoid(margin) of each probe's dense m
       double lse;
       for (int h = 0; h < 4; ++h)
         for (size_t r = 0; r < 3; ++r) {
-          cpu::sdpa_reference_row(in.q, in.k, in.v, s, m, 1.0 / 8.0, h / 2, 0, h, nd.probes[r], o.data(), &lse, &probs);
+          ab::sdpa_reference_row(in.q, in.k, in.v, s, m, 1.0 / 8.0, h / 2, 0, h, nd.probes[r], o.data(), &lse, &probs);
           const double want = 1.0 / (1.0 + std::exp(-1.5));
           CHECK(probs[nd.position] == doctest::Approx(want).epsilon(1e-5));
           CHECK(nd.dense_mass[h * 3 + r] == doctest::Approx(probs[nd.position]).epsilon(1e-6));

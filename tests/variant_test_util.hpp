@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "backends/cpu/cpu_backend.hpp"
-#include "core/registry.hpp"
-#include "runner/execute.hpp"
+#include "variants/registry.hpp"
+#include "execution/execute.hpp"
 #include "workloads/workloads.hpp"
 
 namespace vt {

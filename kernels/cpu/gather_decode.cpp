@@ -215,34 +215,4 @@ void gather_decode(const GatherDecodeArgs& a, int64_t chunk_keys) {
   }
 }
 
-void gather_reference_row(const HostTensor& q, const HostTensor& k, const HostTensor& v,
-                          const AttnShape& s, double scale, int kv_head, int b, int h,
-                          int64_t i, const std::vector<int64_t>& keys, double* o, double* lse) {
-  const int d = s.head_dim, dv = s.v_dim;
-  const float* qr = q.row(b, h, i);
-  std::vector<double> logit(keys.size());
-  double mx = -std::numeric_limits<double>::infinity();
-  for (size_t n = 0; n < keys.size(); ++n) {
-    const float* kr = k.row(b, kv_head, keys[n]);
-    double dot = 0;
-    for (int c = 0; c < d; ++c) dot += double(qr[c]) * kr[c];
-    logit[n] = dot * scale;
-    mx = std::max(mx, logit[n]);
-  }
-  for (int c = 0; c < dv; ++c) o[c] = 0;
-  if (keys.empty()) {
-    if (lse) *lse = -std::numeric_limits<double>::infinity();
-    return;
-  }
-  double sum = 0;
-  for (double x : logit) sum += std::exp(x - mx);
-  const double l = mx + std::log(sum);
-  for (size_t n = 0; n < keys.size(); ++n) {
-    const double p = std::exp(logit[n] - l);
-    const float* vr = v.row(b, kv_head, keys[n]);
-    for (int c = 0; c < dv; ++c) o[c] += p * vr[c];
-  }
-  if (lse) *lse = l;
-}
-
 }  // namespace ab::cpu

@@ -24,11 +24,4 @@ namespace ab::cpu {
 // chunk_keys > 0 forces that many keys per chunk (tests of the merge); 0 chooses.
 void gather_decode(const GatherDecodeArgs& a, int64_t chunk_keys = 0);
 
-// Float64 reference for query row (b, h, i), straight from the definition: softmax of
-// scale·q·k_j over exactly the keys in `keys` (kv head `kv_head`), o = Σ p_j v_j.
-// Empty `keys`: o = 0, lse = -inf.
-void gather_reference_row(const HostTensor& q, const HostTensor& k, const HostTensor& v,
-                          const AttnShape& s, double scale, int kv_head, int b, int h,
-                          int64_t i, const std::vector<int64_t>& keys, double* o, double* lse);
-
 }  // namespace ab::cpu

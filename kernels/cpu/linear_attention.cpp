@@ -286,34 +286,6 @@ std::string linear_attention_refusal(const LinearAttnArgs& a) {
   return "";
 }
 
-std::vector<float> alibi_slopes(int heads) {
-  auto pow2 = [](int n) {
-    const double start = std::pow(2.0, -8.0 / n);
-    std::vector<float> s(static_cast<size_t>(n));
-    for (int h = 0; h < n; ++h) s[size_t(h)] = float(std::pow(start, h + 1));
-    return s;
-  };
-  if (heads <= 0) return {};
-  int n = 1;
-  while (n * 2 <= heads) n *= 2;
-  std::vector<float> s = pow2(n);
-  if (n == heads) return s;
-  const std::vector<float> twice = pow2(2 * n);
-  for (int h = 0; int(s.size()) < heads; h += 2) s.push_back(twice[size_t(h)]);
-  return s;
-}
-
-double feature_map_value(FeatureMap f, double x) {
-  switch (f) {
-    case FeatureMap::identity: return x;
-    case FeatureMap::elu: return x > 0 ? x : std::expm1(x);
-    case FeatureMap::elu_plus_one: return x > 0 ? x + 1 : std::exp(x);
-    case FeatureMap::relu: return std::max(x, 0.0);
-    case FeatureMap::silu: return x / (1 + std::exp(-x));
-  }
-  return x;
-}
-
 void linear_attention(const LinearAttnArgs& a) {
   if (const std::string why = linear_attention_refusal(a); !why.empty())
     throw std::invalid_argument("linear_attention: " + why);
@@ -383,50 +355,6 @@ void linear_attention(const LinearAttnArgs& a) {
       if (!build) run_chunked(c, Q, K, V, O, w);
       if (has_state(a.state_out)) store_state(c, w, u, a.state_out);
     }
-  }
-}
-
-void linear_attention_reference_row(const LinearAttnArgs& a, const HostTensor& q,
-                                    const HostTensor& k, const HostTensor& v, int b, int h,
-                                    int64_t i, double* o) {
-  const AttnShape& s = a.shape;
-  const int d = s.head_dim, dv = s.v_dim, kh = a.kv_head_of(h);
-  const int64_t p = i + a.first_position();
-  const int64_t keys = s.causal ? p + 1 : s.kv_len;
-  const double slope = a.slopes ? double(a.slopes[h]) : 0.0;
-  std::vector<double> qf(static_cast<size_t>(d)), num(static_cast<size_t>(dv), 0.0), vsum(static_cast<size_t>(dv), 0.0);
-  for (int c = 0; c < d; ++c) qf[size_t(c)] = feature_map_value(a.feature_map, q.row(b, h, i)[c]);
-  double den = 0;
-  for (int64_t j = 0; j < keys; ++j) {
-    double dot = 0;
-    for (int c = 0; c < d; ++c) dot += qf[size_t(c)] * feature_map_value(a.feature_map, k.row(b, kh, j)[c]);
-    const double wgt = std::exp(-slope * double(p - j)) * dot;
-    den += wgt;
-    for (int c = 0; c < dv; ++c) {
-      num[size_t(c)] += wgt * v.row(b, kh, j)[c];
-      vsum[size_t(c)] += v.row(b, kh, j)[c];
-    }
-  }
-  const double n = double(keys);
-  const double sm = a.mala_scale > 0 ? a.mala_scale : 1.0 / std::sqrt(double(d));
-  for (int c = 0; c < dv; ++c) {
-    switch (a.normalizer) {
-      case LinearNormalizer::none: o[c] = num[size_t(c)]; break;
-      case LinearNormalizer::denominator: o[c] = num[size_t(c)] / (den + a.eps); break;
-      case LinearNormalizer::mala: {
-        const double z = sm / n * den;
-        o[c] = (1 + 1 / z) * (sm / n) * num[size_t(c)] - z / n * vsum[size_t(c)];
-        break;
-      }
-    }
-  }
-  if (a.norm != OutputNorm::none) {
-    double mean = 0, sq = 0;
-    for (int c = 0; c < dv; ++c) mean += o[c] / dv;
-    if (a.norm == OutputNorm::rms) mean = 0;
-    for (int c = 0; c < dv; ++c) sq += (o[c] - mean) * (o[c] - mean) / dv;
-    const double r = 1.0 / std::sqrt(sq + a.eps);
-    for (int c = 0; c < dv; ++c) o[c] = (o[c] - mean) * r;
   }
 }
 

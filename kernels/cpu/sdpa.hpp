@@ -30,12 +30,4 @@ void sdpa_flash(const SdpaArgs& a, FlashPath path);
 // (query, key) pairs inside non-empty tiles (used for executed FLOPs).
 double sdpa_flash_executed_fraction(const AttnShape& s, const Mask& m);
 
-// Float64 reference for one query row (b, h, i), straight from the definition:
-// p_j = exp(scale·q·k_j - lse) over keys the mask allows; o = Σ p_j v_j.
-// If probs is given it receives p_j for every key (0 where masked), length kv_len.
-void sdpa_reference_row(const HostTensor& q, const HostTensor& k, const HostTensor& v,
-                        const AttnShape& s, const Mask& m, double scale, int kv_head,
-                        int b, int h, int64_t i, double* o, double* lse,
-                        std::vector<double>* probs = nullptr);
-
 }  // namespace ab::cpu

@@ -189,53 +189,6 @@ double sdpa_transformed_executed_fraction(const AttnShape& s, const Mask& m) {
   return executed / (double(batches) * heads * double(s.q_len) * double(s.kv_len));
 }
 
-void sdpa_transformed_reference_row(const SdpaArgs& a, const HostTensor& q, const HostTensor& k,
-                                    const HostTensor& v, int b, int h, int64_t i, double* o,
-                                    double* lse) {
-  const AttnShape& s = a.shape;
-  const int kh = a.kv_head_of(h);
-  const int64_t qpos = i + s.q_offset();
-  const double scale = a.effective_scale();
-  std::vector<double> w(size_t(s.kv_len), 0.0);
-  std::vector<bool> allowed(size_t(s.kv_len), false);
-  double mx = -std::numeric_limits<double>::infinity();
-  for (int64_t j = 0; j < s.kv_len; ++j) {
-    if (!a.mask.allows(b, h, qpos, j)) continue;
-    allowed[size_t(j)] = true;
-    double dot = 0;
-    for (int c = 0; c < s.head_dim; ++c) dot += double(q.row(b, h, i)[c]) * k.row(b, kh, j)[c];
-    double x = dot * scale;
-    switch (a.transform) {
-      case ScoreTransform::softmax: break;
-      case ScoreTransform::softcap: x = a.softcap * std::tanh(x / a.softcap); break;
-      case ScoreTransform::sigmoid: x = 1.0 / (1.0 + std::exp(-(x + a.transform_bias))); break;
-      case ScoreTransform::relu: x = std::max(x, 0.0); break;
-    }
-    w[size_t(j)] = x;
-    mx = std::max(mx, x);
-  }
-  for (int c = 0; c < s.v_dim; ++c) o[c] = 0;
-  const bool exp_weights =
-      a.transform == ScoreTransform::softmax || a.transform == ScoreTransform::softcap;
-  double total = 0;
-  for (int64_t j = 0; j < s.kv_len; ++j) {
-    if (!allowed[size_t(j)]) continue;
-    if (exp_weights) w[size_t(j)] = std::exp(w[size_t(j)] - mx);
-    total += w[size_t(j)];
-  }
-  double div = 1.0;
-  if (exp_weights) div = total;
-  else if (a.transform_normalize) div = total + kNormEps;
-  for (int64_t j = 0; j < s.kv_len; ++j) {
-    if (!allowed[size_t(j)] || total == 0) continue;
-    for (int c = 0; c < s.v_dim; ++c) o[c] += w[size_t(j)] / div * v.row(b, kh, j)[c];
-  }
-  if (lse) {
-    if (total <= 0) *lse = -std::numeric_limits<double>::infinity();
-    else *lse = exp_weights ? mx + std::log(total) : std::log(total);
-  }
-}
-
 void output_gate(const OutputGateArgs& a) {
   const Shape4 so = a.o.shape, sg = a.gate.shape;
   if (a.o.on_device || a.gate.on_device)

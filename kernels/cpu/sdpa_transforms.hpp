@@ -17,12 +17,6 @@ void sdpa_transformed(const SdpaArgs& a);
 // The fraction of (query, key) pairs inside the non-empty tiles sdpa_transformed computes.
 double sdpa_transformed_executed_fraction(const AttnShape& s, const Mask& m);
 
-// Float64 reference for one row (b, h, i) of op 1 with any transform, straight from the
-// definitions in core/ops.hpp: o (Dv entries) and lse (log Σ w; softmax: log Σ exp s).
-void sdpa_transformed_reference_row(const SdpaArgs& a, const HostTensor& q, const HostTensor& k,
-                                    const HostTensor& v, int b, int h, int64_t i, double* o,
-                                    double* lse);
-
 // o <- o ⊙ σ(gate), headwise or elementwise by the gate's last dimension.
 void output_gate(const OutputGateArgs& a);
 

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/random.hpp"
+
 namespace ab::cpu {
 
 // ---- pooling and averaging -----------------------------------------------------------------
@@ -144,23 +146,8 @@ void lsh_hash(const AngularLsh& lsh, const float* x, int64_t n, int32_t* out);
 // The stable ascending order of keys: rows with equal keys keep their original order.
 std::vector<int32_t> stable_order(const int32_t* keys, int64_t n);
 
-// ---- seeded random numbers --------------------------------------------------------------------
-
-// splitmix64 stream: identical on every platform (std::normal_distribution is not), so a
-// variant's random choices depend only on its seed.
-class SeededRandom {
- public:
-  explicit SeededRandom(uint64_t seed) : state_(seed) {}
-  uint64_t next_u64();
-  double uniform();                  // [0, 1)
-  int64_t uniform_int(int64_t n);    // [0, n)
-  double normal();                   // N(0, 1), Box-Muller
-
- private:
-  uint64_t state_;
-};
-
-// A seed for a sub-stream, mixed from a base seed and up to three identifiers.
-uint64_t mix_seed(uint64_t base, uint64_t a, uint64_t b = 0, uint64_t c = 0);
+// The seeded stream lives in core (core/random.hpp); the kernels use the same one.
+using ab::SeededRandom;
+using ab::mix_seed;
 
 }  // namespace ab::cpu

@@ -15,7 +15,7 @@
 
 #include "analysis/stats.hpp"
 #include "core/errors.hpp"
-#include "core/registry.hpp"
+#include "variants/registry.hpp"
 
 namespace ab::analysis {
 

@@ -34,7 +34,7 @@
 #include "cli/commands.hpp"
 #include "core/errors.hpp"
 #include "core/host_info.hpp"
-#include "core/spec.hpp"
+#include "spec/spec.hpp"
 #include "runner/runner.hpp"
 
 extern char** environ;

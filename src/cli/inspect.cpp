@@ -8,11 +8,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "analysis/attention_stats.hpp"
+#include "reference/attention_stats.hpp"
 #include "cli/commands.hpp"
 #include "core/errors.hpp"
-#include "core/registry.hpp"
-#include "core/spec.hpp"
+#include "variants/registry.hpp"
+#include "spec/spec.hpp"
 #include "workloads/workloads.hpp"
 
 namespace ab::cli {

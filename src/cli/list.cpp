@@ -6,7 +6,7 @@
 
 #include "cli/commands.hpp"
 #include "core/errors.hpp"
-#include "core/registry.hpp"
+#include "variants/registry.hpp"
 
 namespace ab::cli {
 

@@ -1,7 +1,7 @@
 // attn-bench run SPEC: run every case, write the report, print a summary table.
 #include "cli/commands.hpp"
 #include "core/errors.hpp"
-#include "core/spec.hpp"
+#include "spec/spec.hpp"
 #include "runner/runner.hpp"
 
 namespace ab::cli {

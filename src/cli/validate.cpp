@@ -3,7 +3,7 @@
 
 #include "backends/backends.hpp"
 #include "cli/commands.hpp"
-#include "core/spec.hpp"
+#include "spec/spec.hpp"
 #include "runner/preflight.hpp"
 
 namespace ab::cli {

@@ -17,6 +17,7 @@
 // then the optional output norm over the Dv channels of each row (no affine):
 //   rms    o / sqrt(mean(o²) + eps)     layer  (o - mean(o)) / sqrt(var(o) + eps)
 #include <cstdint>
+#include <vector>
 
 #include "core/ops.hpp"
 
@@ -69,5 +70,14 @@ struct LinearAttnArgs {
   int kv_head_of(int h) const { return h / (shape.q_heads / shape.kv_heads); }
   int64_t first_position() const { return q_position >= 0 ? q_position : shape.kv_len - shape.q_len; }
 };
+
+// ALiBi slopes for `heads` heads (Press et al., ICLR 2022; lightning-attention's
+// _build_slope_tensor): for a power of two n, start = 2^(-8/n) and s_h = start^(h+1); other
+// counts take the closest lower power of two and every other slope of twice that. Lightning
+// Attention's decay rates λ_h = exp(-s_h) (docs/variants.md §3).
+std::vector<float> alibi_slopes(int heads);
+
+// φ of one value (feature_map above).
+double feature_map_value(FeatureMap f, double x);
 
 }  // namespace ab

@@ -98,7 +98,7 @@ class Variant {
   // Decode variants that build an index from the prompt's queries (RetrievalAttention, §9)
   // return how many of the last prompt positions' queries they want; whoever makes the inputs
   // then adds them as extra["q_prompt"] (B, Hq, M, D) from the case's workload
-  // (add_prompt_queries in runner/execute.hpp; docs/decode.md). 0: none.
+  // (add_prompt_queries in execution/execute.hpp; docs/decode.md). 0: none.
   virtual int64_t prompt_queries(const AttnShape& s) const { (void)s; return 0; }
   // The output's shape; most variants give (B, Hq, Nq, Dv). A variant with another (pooled)
   // output declares it here and must then say why recall/NIAH do not apply.

@@ -5,7 +5,7 @@
 #include <map>
 #include <set>
 
-#include "core/registry.hpp"
+#include "variants/registry.hpp"
 
 namespace ab::figures {
 

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "core/errors.hpp"
-#include "core/registry.hpp"
+#include "variants/registry.hpp"
 
 namespace ab::figures {
 

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/spec.hpp"
+#include "core/experiment.hpp"
 #include "core/variant.hpp"
 
 namespace ab {

@@ -12,7 +12,7 @@
 
 #include "core/errors.hpp"
 #include "metrics/metrics.hpp"
-#include "runner/execute.hpp"
+#include "execution/execute.hpp"
 #include "workloads/workloads.hpp"
 
 namespace ab {

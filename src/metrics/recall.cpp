@@ -8,7 +8,7 @@
 #include <cmath>
 #include <limits>
 
-#include "analysis/attention_stats.hpp"
+#include "reference/attention_stats.hpp"
 #include "core/errors.hpp"
 #include "core/sample_stats.hpp"
 #include "metrics/metrics.hpp"

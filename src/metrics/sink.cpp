@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "analysis/attention_stats.hpp"
+#include "reference/attention_stats.hpp"
 #include "core/errors.hpp"
 #include "metrics/metrics.hpp"
 

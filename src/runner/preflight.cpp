@@ -7,8 +7,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/registry.hpp"
-#include "runner/execute.hpp"
+#include "variants/registry.hpp"
+#include "execution/execute.hpp"
 
 namespace ab {
 

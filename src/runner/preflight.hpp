@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/backend.hpp"
-#include "core/spec.hpp"
+#include "spec/spec.hpp"
 
 namespace ab {
 

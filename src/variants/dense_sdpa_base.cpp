@@ -2,6 +2,7 @@
 
 #include "cpu/sdpa.hpp"
 #include "variants/decode_steps.hpp"
+#include "reference/attention_reference.hpp"
 
 namespace ab {
 
@@ -111,7 +112,7 @@ void DenseSdpaVariant::reference_row(const Inputs& in, const Plan& plan, int b, 
                                      double* o, double* lse) const {
   (void)plan;
   const SdpaArgs a = args(in, nullptr);
-  cpu::sdpa_reference_row(in.host->q, in.host->k, in.host->v, in.shape, a.mask,
+  ab::sdpa_reference_row(in.host->q, in.host->k, in.host->v, in.shape, a.mask,
                           a.effective_scale(), a.kv_head_of(h), b, h, i, o, lse);
 }
 

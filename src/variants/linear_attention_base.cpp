@@ -7,6 +7,7 @@
 #include "cpu/linear_attention.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/dense_sdpa_base.hpp"
+#include "reference/attention_reference.hpp"
 
 namespace ab {
 
@@ -190,7 +191,7 @@ void LinearAttentionVariant::reference_row(const Inputs& in, const Plan& plan, i
                                            int64_t i, double* o, double* lse) const {
   (void)plan;
   const LinearAttnArgs a = args(in, nullptr);
-  cpu::linear_attention_reference_row(a, in.host->q, in.host->k, in.host->v, b, h, i, o);
+  ab::linear_attention_reference_row(a, in.host->q, in.host->k, in.host->v, b, h, i, o);
   if (lse) *lse = std::numeric_limits<double>::quiet_NaN();  // no LSE in linear attention
 }
 

@@ -9,6 +9,7 @@
 #include "cpu/sdpa_transforms.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/dense_sdpa_base.hpp"
+#include "reference/attention_reference.hpp"
 
 namespace ab {
 
@@ -78,7 +79,7 @@ class TransformedSdpaVariant : public DenseSdpaVariant {
   void reference_row(const Inputs& in, const Plan& plan, int b, int h, int64_t i, double* o,
                      double* lse) const override {
     (void)plan;
-    cpu::sdpa_transformed_reference_row(transformed_args(in, nullptr), in.host->q, in.host->k,
+    ab::sdpa_transformed_reference_row(transformed_args(in, nullptr), in.host->q, in.host->k,
                                         in.host->v, b, h, i, o, lse);
   }
 };

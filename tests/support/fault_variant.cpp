@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "core/errors.hpp"
-#include "core/registry.hpp"
+#include "variants/registry.hpp"
 #include "variants/dense_sdpa_base.hpp"
 
 namespace ab {

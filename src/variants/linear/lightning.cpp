@@ -79,7 +79,7 @@ class Lightning final : public LinearAttentionVariant {
                                                               : LinearAlgorithm::chunked;
     a.block = int(params_.integer("block"));
     if (params_.string("decay") == "alibi") {
-      slopes = cpu::alibi_slopes(s.q_heads);
+      slopes = alibi_slopes(s.q_heads);
       for (float& x : slopes) x *= float(params_.number("slope_scale"));
       a.slopes = slopes.data();
     }

@@ -34,6 +34,7 @@
 #include "cpu/sdpa.hpp"
 #include "cpu/sdpa_transforms.hpp"
 #include "variants/dense_sdpa_base.hpp"
+#include "reference/attention_reference.hpp"
 
 namespace ab {
 namespace {
@@ -273,7 +274,7 @@ class Act final : public DenseSdpaVariant {
     std::vector<double> p;
     std::vector<double> dense(size_t(s.v_dim));
     const SdpaArgs a = args(in, nullptr);
-    cpu::sdpa_reference_row(in.host->q, in.host->k, in.host->v, s, a.mask, a.effective_scale(),
+    ab::sdpa_reference_row(in.host->q, in.host->k, in.host->v, s, a.mask, a.effective_scale(),
                             a.kv_head_of(h), b, h, i, dense.data(), lse, &p);
     const auto& sinks = st->sinks[size_t(b * s.q_heads + h)];
     double m = 0;

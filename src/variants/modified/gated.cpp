@@ -14,6 +14,7 @@
 #include <memory>
 #include <random>
 
+#include "core/random.hpp"
 #include "core/errors.hpp"
 #include "cpu/sdpa.hpp"
 #include "variants/dense_sdpa_base.hpp"
@@ -85,9 +86,8 @@ class Gated final : public DenseSdpaVariant {
     if (!params_.string("gate_file").empty()) {
       g.data = read_tensor(gate_file_info(s));
     } else {
-      std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ull + 0x6a7e);
-      std::normal_distribution<float> n01(0.0f, 1.0f);
-      for (float& x : g.data) x = n01(rng);
+      SeededRandom rng(mix_seed(seed, 0x6a7e));
+      for (float& x : g.data) x = float(rng.normal());
     }
     for (float& x : g.data) x = round_to(s.dtype, x);
     in.extra["gate"] = std::move(g);

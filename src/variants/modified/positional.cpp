@@ -19,6 +19,7 @@
 #include <memory>
 #include <random>
 
+#include "core/random.hpp"
 #include "core/errors.hpp"
 #include "cpu/sdpa.hpp"
 #include "variants/dense_sdpa_base.hpp"
@@ -86,11 +87,11 @@ class Positional final : public DenseSdpaVariant {
   // W_Q (1, Hq, d_p, d), W_K (1, Hkv, d_p, d): fixed "trained" weights, from the seed.
   void prepare_inputs(const AttnShape& s, HostInputs& in, uint64_t seed) const override {
     const int dp = int(params_.integer("pe_dim"));
-    std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ull + 0x905);
-    std::normal_distribution<float> n(0.0f, 1.0f / std::sqrt(float(dp)));
+    SeededRandom rng(mix_seed(seed, 0x905));
+    const double sd = 1.0 / std::sqrt(double(dp));
     HostTensor wq({1, s.q_heads, dp, s.head_dim}), wk({1, s.kv_heads, dp, s.head_dim});
-    for (float& x : wq.data) x = n(rng);
-    for (float& x : wk.data) x = n(rng);
+    for (float& x : wq.data) x = float(sd * rng.normal());
+    for (float& x : wk.data) x = float(sd * rng.normal());
     in.extra["pos_wq"] = std::move(wq);
     in.extra["pos_wk"] = std::move(wk);
   }

@@ -33,6 +33,7 @@
 #include <cmath>
 #include <memory>
 
+#include "core/random.hpp"
 #include "core/errors.hpp"
 #include "cpu/selection.hpp"
 #include "variants/decode_steps.hpp"
@@ -77,7 +78,7 @@ std::vector<float> index_scores(Backend& be, const float* x, int64_t n, const fl
 std::vector<float> spherical_kmeans(Backend& be, const std::vector<float>& x, int64_t n, int d, int64_t c,
                                     uint64_t seed, double* flops) {
   std::vector<float> cen(size_t(c) * d);
-  cpu::SeededRandom rng(seed);
+  SeededRandom rng(seed);
   for (int64_t k = 0; k < c; ++k) {  // distinct random rows as the start
     const int64_t r = (k * n) / c + rng.uniform_int(std::max<int64_t>(1, n / c));
     std::copy_n(x.data() + std::min(r, n - 1) * d, d, cen.data() + k * d);
@@ -376,7 +377,7 @@ class Retrieval final : public SparseDecodeVariant {
       IvfIndex& ix = indexes_[size_t(r)];
       ix.clusters = C;
       ix.lists.assign(size_t(C), {});
-      const uint64_t seed = cpu::mix_seed(0x1d5eed, uint64_t(b), uint64_t(kh));
+      const uint64_t seed = mix_seed(0x1d5eed, uint64_t(b), uint64_t(kh));
       if (use_queries) {
         // Rows (g, m): the group's heads at prompt positions N - M + m.
         std::vector<float> q(static_cast<size_t>(G * M * d));

@@ -25,6 +25,7 @@
 #include <memory>
 #include <numeric>
 
+#include "core/random.hpp"
 #include "cpu/lse_merge.hpp"
 #include "cpu/selection.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
@@ -159,7 +160,7 @@ Plan HyperAttention::plan(const Inputs& in, Backend& be) {
   for (const Node& n : nodes) depths = std::max(depths, n.depth + 1);
 
   // Hashes of every query and key row, one projection set for all heads (AngularLSH).
-  const cpu::AngularLsh lsh = cpu::make_angular_lsh(d, bits, cpu::mix_seed(seed, 0x15));
+  const cpu::AngularLsh lsh = cpu::make_angular_lsh(d, bits, mix_seed(seed, 0x15));
   const int64_t n_qh = int64_t(s.batch) * s.q_heads, n_kh = int64_t(s.batch) * s.kv_heads;
   std::vector<int32_t> qhash(static_cast<size_t>(n_qh * s.q_len)), khash(static_cast<size_t>(n_kh * s.kv_len));
   const bool any_lsh = std::any_of(nodes.begin(), nodes.end(), [](const Node& n) { return !n.exact; });
@@ -226,7 +227,7 @@ Plan HyperAttention::plan(const Inputs& in, Backend& be) {
         //    (b, h, node) so a larger sample_size extends a smaller one's draws.
         std::vector<int64_t> draw;
         if (m > 0 && nq > qbs && nk > bs) {
-          cpu::SeededRandom rng(cpu::mix_seed(seed, uint64_t(bh), uint64_t(depth), uint64_t(nd.q0)));
+          SeededRandom rng(mix_seed(seed, uint64_t(bh), uint64_t(depth), uint64_t(nd.q0)));
           for (int64_t u = 0; u < m; ++u) draw.push_back(rng.uniform_int(nk));
           sampled = true;
         }

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <memory>
 
+#include "core/random.hpp"
 #include "cpu/selection.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
 #include "variants/sparse_prefill/sparse_prefill_eigen.hpp"
@@ -90,7 +91,7 @@ Plan SeaProxy::plan(const Inputs& in, Backend& be) {
 
   // ω (nb, d) ~ N(0, 1), one set for every head (a layer's Performer projection).
   RowMat omega(nb, d);
-  cpu::SeededRandom rng(cpu::mix_seed(seed, 0x5ea));
+  SeededRandom rng(mix_seed(seed, 0x5ea));
   for (int r = 0; r < nb; ++r)
     for (int c = 0; c < d; ++c) omega(r, c) = float(rng.normal());
   const float xs = std::pow(float(d), -0.25f);

@@ -1,4 +1,4 @@
-#include "runner/execute.hpp"
+#include "execution/execute.hpp"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "core/spec.hpp"
+#include "spec/spec.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -15,7 +15,7 @@
 #include <sstream>
 
 #include "core/errors.hpp"
-#include "core/registry.hpp"
+#include "variants/registry.hpp"
 #include "metrics/metrics.hpp"
 #include "workloads/workloads.hpp"
 

@@ -1,4 +1,4 @@
-#include "core/registry.hpp"
+#include "variants/registry.hpp"
 
 #include "core/errors.hpp"
 

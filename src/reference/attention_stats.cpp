@@ -1,4 +1,4 @@
-#include "analysis/attention_stats.hpp"
+#include "reference/attention_stats.hpp"
 
 #include <algorithm>
 #include <cmath>

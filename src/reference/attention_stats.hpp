@@ -19,7 +19,7 @@ std::vector<int64_t> sample_rows(int64_t q_len, int64_t count, int64_t first = 0
 //   p_j = exp(scale·q_i·k_j − lse) for keys the mask allows, 0 elsewhere (p has kv_len entries),
 //   o   = Σ_j p_j v_j (v_dim entries) when o and v are given.
 // Returns lse (−inf for a fully masked row, then p = 0 and o = 0). The same formula as
-// cpu::sdpa_reference_row (and tested against it), with vectorised float64 reductions: the
+// ab::sdpa_reference_row (and tested against it), with vectorised float64 reductions: the
 // recall metric evaluates it on 256 rows × 32 heads × 32k keys and must finish in seconds.
 double dense_attention_row(const HostTensor& q, const HostTensor& k, const HostTensor* v,
                            const AttnShape& s, const Mask& m, double scale, int kv_head, int b,

@@ -1,6 +1,6 @@
 #pragma once
-// The experiment spec (YAML) and its expansion into cases. YAML types stop here: everything
-// below the parser sees plain values (DESIGN.md §2).
+// An experiment: what the spec parser (spec/spec.hpp) makes of a YAML spec, as plain values.
+// YAML types stop at the parser: everything below it sees these (docs/architecture.md).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -43,14 +43,5 @@ struct Experiment {
   nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
   std::vector<Case> cases;
 };
-
-// Parse and validate a spec file. `overrides` are --set KEY=VALUE strings applied to the YAML
-// tree before validation. Throws InputError with file:line:col, the field and the rule.
-Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides);
-// The same from a string (tests); `path` names it in messages.
-Experiment parse_experiment(const std::string& text, const std::string& path,
-                            const std::vector<std::string>& overrides);
-
-std::string sha256_hex(const std::string& bytes);
 
 }  // namespace ab
