@@ -26,12 +26,6 @@ set(layers core reference workloads variants cpu cuda backends execution analysi
 # Variant files not yet moved onto ops: they may still include the CPU kernels. This list only
 # shrinks; it is empty when every variant plans and runs through Backend ops.
 set(op_boundary_pending
-    src/variants/dense_sdpa_base.cpp
-    src/variants/linear/lightning.cpp
-    src/variants/linear_attention_base.cpp
-    src/variants/modified/act.cpp
-    src/variants/modified/gated.cpp
-    src/variants/modified/positional.cpp
     src/variants/sparse_decode/retrieval.cpp
     src/variants/sparse_prefill/anchor.cpp
     src/variants/sparse_prefill/dhsa.cpp
@@ -40,8 +34,7 @@ set(op_boundary_pending
     src/variants/sparse_prefill/sale.cpp
     src/variants/sparse_prefill/sea.cpp
     src/variants/sparse_prefill/sparse_prefill_base.cpp
-    src/variants/sparse_prefill/vtc_cls.cpp
-    src/variants/transformed_sdpa.hpp)
+    src/variants/sparse_prefill/vtc_cls.cpp)
 
 file(GLOB_RECURSE files RELATIVE "${SRC}"
      "${SRC}/src/*.hpp" "${SRC}/src/*.cpp" "${SRC}/src/*.def" "${SRC}/src/*.in"

@@ -29,17 +29,17 @@ fi
 
 # The uninstrumented rest of attn-bench: a CPU-only library build.
 base=${ATTN_FUZZ_BASE:-$out/base}
-if [ ! -f "$base/libattn_core.a" ] || [ -z "${ATTN_FUZZ_BASE:-}" ]; then
+if [ ! -f "$base/libattn_harness.a" ] || [ -z "${ATTN_FUZZ_BASE:-}" ]; then
   if [ ! -f "$base/build.ninja" ]; then
     cmake -S "$root" -B "$base" -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTN_CUDA=OFF \
       -DATTN_NATIVE=OFF -DATTN_BUILD_TESTS=OFF >/dev/null
   fi
-  cmake --build "$base" --target attn_core -j "${ATTN_JOBS:-$(nproc)}"
+  cmake --build "$base" --target attn_harness -j "${ATTN_JOBS:-$(nproc)}"
 fi
 
 # Instrumented: the harness and the parsers it fuzzes (these objects take precedence over the
 # library's copies at link time).
-parsers=(src/core/spec.cpp src/core/params.cpp src/core/problem.cpp src/core/errors.cpp
+parsers=(src/spec/spec.cpp src/core/params.cpp src/core/problem.cpp src/core/errors.cpp
          src/workloads/tensor_file.cpp src/analysis/table.cpp src/analysis/compare.cpp src/analysis/stats.cpp)
 flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -I"$root/src" -I"$root/kernels" -I"$root/fuzz" -I/usr/include/eigen3)
@@ -54,10 +54,15 @@ build_harness() {
     objs+=("$obj")
   done
   local bin=$out/bin/fuzz_$h
-  if [ ! -x "$bin" ] || [ "$root/fuzz/fuzz_$h.cpp" -nt "$bin" ] || [ -n "$(find "${objs[@]}" "$base/libattn_core.a" -newer "$bin" 2>/dev/null)" ]; then
-    local cuda=()  # a base built with CUDA links its backend too
-    [ -f "$base/libattn_cuda.a" ] && cuda=("$base/libattn_cuda.a" "$base/libattn_core.a" -L/usr/local/cuda/lib64 -lcudart)
-    clang++-14 "${flags[@]}" "$root/fuzz/fuzz_$h.cpp" "${objs[@]}" "$base/libattn_core.a" "${cuda[@]}" \
+  # One static library per layer (docs/architecture.md); a base built with CUDA has its backend.
+  local libs=() lib
+  for lib in harness variants backends cuda kernels_cpu workloads reference core; do
+    [ -f "$base/libattn_$lib.a" ] && libs+=("$base/libattn_$lib.a")
+  done
+  if [ ! -x "$bin" ] || [ "$root/fuzz/fuzz_$h.cpp" -nt "$bin" ] || [ -n "$(find "${objs[@]}" "${libs[@]}" -newer "$bin" 2>/dev/null)" ]; then
+    local cuda=()
+    [ -f "$base/libattn_cuda.a" ] && cuda=(-L/usr/local/cuda/lib64 -lcudart)
+    clang++-14 "${flags[@]}" "$root/fuzz/fuzz_$h.cpp" "${objs[@]}" -Wl,--start-group "${libs[@]}" -Wl,--end-group "${cuda[@]}" \
       -lyaml-cpp -lfmt -lgomp -lpthread -ldl -o "$bin"
   fi
 }

@@ -48,7 +48,6 @@ class WindowSinkVariant final : public DenseSdpaVariant {
     info_.name = "test_window_sink";
     info_.family = "test";
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu"};
   }
   const VariantInfo& info() const override { return info_; }
   Mask mask(const AttnShape& s) const override {

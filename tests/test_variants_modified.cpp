@@ -9,6 +9,7 @@
 
 #include "core/errors.hpp"
 #include "variant_test_util.hpp"
+#include "workloads/extra_inputs.hpp"
 
 using namespace ab;
 
@@ -88,9 +89,11 @@ TEST_CASE("gated: gate logits from a .npy file, checked against the gate's shape
   }, rng, 16);
   // The elementwise gate needs (2, 3, 101, 64): the file is refused at validation.
   auto v = vt::make("gated", {{"gate", std::string("elementwise")}, {"gate_file", path}});
-  CHECK_THROWS_WITH_AS(v->shape(p), doctest::Contains("shape [2,3,101,1], expected [2,3,101,64]"), InputError);
+  CHECK_THROWS_WITH_AS(check_extra_input_files(*v, v->shape(p)),
+                       doctest::Contains("shape [2,3,101,1], expected [2,3,101,64]"), InputError);
   std::filesystem::remove(path);
-  CHECK_THROWS_WITH_AS(vt::make("gated", {{"gate_file", path}})->shape(p),
+  auto missing = vt::make("gated", {{"gate_file", path}});
+  CHECK_THROWS_WITH_AS(check_extra_input_files(*missing, missing->shape(p)),
                        doctest::Contains("no such file"), InputError);
 }
 

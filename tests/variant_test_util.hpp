@@ -27,6 +27,7 @@
 #include "variants/registry.hpp"
 #include "execution/execute.hpp"
 #include "workloads/workloads.hpp"
+#include "workloads/extra_inputs.hpp"
 
 namespace vt {
 
@@ -79,6 +80,7 @@ inline Run run(const std::string& name, const std::map<std::string, ParamValue>&
   r.shape = r.variant->shape(p);
   r.host = std::make_shared<HostInputs>(generate_gaussian(r.shape, {{"std", 1.0}}, seed));
   if (tweak) tweak(*r.host);
+  load_extra_input_files(*r.variant, r.shape, *r.host);
   r.variant->prepare_inputs(r.shape, *r.host, seed ^ 0xe7);
   r.backend = make_cpu_backend();
   const Support sup = r.variant->supports(r.shape, *r.backend);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 namespace ab::cpu {
 
@@ -49,6 +50,32 @@ void lse_merge_row_f64(double* o, double* lse, const double* o2, double lse2, in
   const double w1 = std::exp(*lse - mx), w2 = std::exp(lse2 - mx);
   for (int c = 0; c < dv; ++c) o[c] = (w1 * o[c] + w2 * o2[c]) / (w1 + w2);
   *lse = mx + std::log(w1 + w2);
+}
+
+void lse_blend(const LseBlendArgs& a) {
+  const Shape4 so = a.o.shape;
+  for (const TensorRef* t : {&a.o_s, &a.o_n})
+    if (t->shape != so) throw std::invalid_argument("lse_blend: o_s and o_n must have o's shape");
+  for (const TensorRef* t : {&a.lse_s, &a.lse_n})
+    if (t->numel() != so[0] * so[1] * so[2])
+      throw std::invalid_argument("lse_blend: lse_s and lse_n must be (B, H, N, 1)");
+  const int64_t rows = so[0] * so[1] * so[2];
+  const int64_t dv = so[3];
+  const float beta = a.beta;
+  float* o = a.o.host_f32();
+  const float *os = a.o_s.host_f32(), *on = a.o_n.host_f32();
+  const float *ls = a.lse_s.host_f32(), *ln = a.lse_n.host_f32();
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    // No sink in view: the row is unchanged. Only sinks in view: nothing to redistribute to.
+    if (ls[r] == kNegInf || ln[r] == kNegInf) continue;
+    const float m = 1.0f / (1.0f + std::exp(ln[r] - ls[r]));
+    float* orow = o + r * dv;
+    const float* srow = os + r * dv;
+    const float* nrow = on + r * dv;
+    for (int64_t c = 0; c < dv; ++c) orow[c] = beta * m * srow[c] + (1.0f - beta * m) * nrow[c];
+  }
 }
 
 }  // namespace ab::cpu

@@ -12,12 +12,18 @@
 // models/attention/utils.py::add_self_attentions is the reference).
 #include <cstdint>
 
+#include "core/ops.hpp"
+
 namespace ab::cpu {
 
 // Row by row, rows × dv contiguous: (o, lse) ← merge((o1, lse1), (o2, lse2 + offset2)).
 // o/lse may alias o1/lse1 (in-place accumulation). Threads with OpenMP when rows is large.
 void lse_merge(float* o, float* lse, const float* o1, const float* lse1, const float* o2,
                const float* lse2, int64_t rows, int dv, float offset2 = 0.0f);
+
+// o <- β·m·o_s + (1 − β·m)·o_n with m = 1 / (1 + exp(ℓn − ℓs)), rows where both LSEs are
+// finite (core/ops.hpp, LseBlendArgs); OpenMP over rows.
+void lse_blend(const LseBlendArgs& a);
 
 // In place: (o, lse) ← merge((o, lse), (o2, lse2 + offset2)).
 inline void lse_merge_into(float* o, float* lse, const float* o2, const float* lse2,

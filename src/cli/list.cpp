@@ -1,11 +1,13 @@
 // attn-bench list: every registered variant with its paper, fidelity to it, parameters, modes
-// and backends.
+// and backends — the backends whose dispatch supports it on a probe problem
+// (runner/capabilities.hpp), with its default parameters.
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
 #include "core/errors.hpp"
+#include "runner/capabilities.hpp"
 #include "variants/registry.hpp"
 
 namespace ab::cli {
@@ -31,9 +33,12 @@ void setup_list(CLI::App& app, Action& action) {
       if (!opt->family.empty() && std::find(families.begin(), families.end(), opt->family) == families.end())
         throw InputError("--family '" + opt->family + "': no such family: " + suggest(opt->family, families));
       nlohmann::ordered_json all = nlohmann::ordered_json::array();
+      const std::vector<NamedBackend> probes = capability_backends();
       for (const auto& e : registry()) {
         const VariantInfo& v = e.info;
         if (!opt->family.empty() && v.family != opt->family) continue;
+        const std::vector<std::string> runs_on =
+            supported_backends(*e.make(resolve_params(v, {})), probes);
         if (opt->json) {
           nlohmann::ordered_json j;
           j["name"] = v.name;
@@ -51,13 +56,13 @@ void setup_list(CLI::App& app, Action& action) {
           }
           j["modes"] = nlohmann::ordered_json::array();
           for (Mode m : v.modes) j["modes"].push_back(std::string(mode_name(m)));
-          j["backends"] = v.backends;
+          j["backends"] = runs_on;
           all.push_back(j);
           continue;
         }
         std::string modes, backends;
         for (Mode m : v.modes) modes += (modes.empty() ? "" : ", ") + std::string(mode_name(m));
-        for (const auto& b : v.backends) backends += (backends.empty() ? "" : ", ") + b;
+        for (const auto& b : runs_on) backends += (backends.empty() ? "" : ", ") + b;
         std::printf("%s  [%s]\n  %s\n  paper: %s\n  fidelity: %s (%s)\n  modes: %s; backends: %s\n",
                     v.name.c_str(), v.family.c_str(), v.summary.c_str(), v.paper.c_str(),
                     fidelity_name(v.fidelity.level), v.fidelity.reason.c_str(), modes.c_str(),

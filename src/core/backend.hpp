@@ -1,6 +1,6 @@
 #pragma once
-// A backend implements ops and owns their memory and timing. Ops it lacks answer
-// Support::no with a reason, so a variant that needs them becomes a `skipped` case.
+// The op table of a backend (docs/architecture.md, "Backends"); its memory, timing and clocks
+// are core/device_services.hpp.
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,55 +14,27 @@
 #include "core/ops_linear.hpp"
 #include "core/ops_select.hpp"
 #include "core/ops_sparse.hpp"
+#include "core/device_services.hpp"
 #include "core/tensor.hpp"
 
 namespace ab {
 
-enum class CacheMode { hot, cold };
-
-struct ClockReading {
-  double sm_mhz = 0;       // current SM clock
-  double temperature_c = 0;
-};
-
-class Backend {
+// A backend implements the op table below and owns the memory and timing of its device
+// (DeviceServices). Ops it lacks answer Support::no with a reason, so a variant that needs them
+// becomes a `skipped` case.
+class Backend : public DeviceServices {
  public:
-  virtual ~Backend() = default;
-  virtual std::string name() const = 0;  // "cpu" | "cuda"
-
-  // Memory. Tensors stay valid until release_all(). `dtype` is the element type on the device;
-  // the CPU backend always stores fp32.
-  virtual TensorRef alloc(const Shape4& shape, DType dtype) = 0;
-  virtual void upload(const HostTensor& src, const TensorRef& dst) = 0;
-  virtual HostTensor download(const TensorRef& src) = 0;
-  // Fill with NaN so a kernel that skips writing an element is caught by the accuracy check.
-  virtual void poison(const TensorRef& t) = 0;
-  virtual void release_all() = 0;
-  // A read-only view of a host tensor when the backend computes on host memory (the CPU), so
-  // inputs are not held twice (issue 2's memory bound); nullopt: alloc + upload instead.
-  virtual std::optional<TensorRef> view_host(const HostTensor& t, DType dtype) const {
-    (void)t; (void)dtype; return std::nullopt;
-  }
-  // Free one tensor made by alloc() (metrics that run many trials free as they go).
-  virtual void free(const TensorRef& t) { (void)t; }
-
-  // Timing of one call of fn, in seconds, measured the backend's way (steady clock on the
-  // CPU; CUDA events on the GPU). cold: caches are flushed first, outside the timed region.
-  virtual double time(const std::function<void()>& fn, CacheMode mode) = 0;
-  virtual void synchronize() {}
-  // How many copies of the inputs to rotate through so that successive samples do not find
-  // them in cache (DESIGN.md §5: rotate past 2x L2). The CPU backend answers 1.
-  virtual int rotation_copies(int64_t input_bytes, CacheMode mode) const {
-    (void)input_bytes; (void)mode; return 1;
-  }
-  // SM clock and temperature, when the backend can read them (NVML); nullopt otherwise.
-  virtual std::optional<ClockReading> read_clocks() { return std::nullopt; }
-  // Facts for the report's meta.devices (name, SMs, memory, driver, runtime, clocks).
-  virtual nlohmann::ordered_json device_info() const { return nlohmann::ordered_json::object(); }
-
   // Ops.
   virtual Support supports_sdpa(const SdpaArgs& a) const = 0;
   virtual void sdpa(const SdpaArgs& a) = 0;
+  // (query, key) pairs op 1 computes scores for with these arguments, per (batch, query head)
+  // on average, as this backend's kernel tiles them: a masked pair inside a visited tile is
+  // computed and counted (executed FLOPs = 2·pairs·(D + Dv) per head, docs/metrics.md). Only
+  // the shape, mask and transform of `a` are read. nullopt: the backend does not say; the cost
+  // then counts the pairs the mask allows.
+  virtual std::optional<double> sdpa_executed_pairs(const SdpaArgs& a) const {
+    (void)a; return std::nullopt;
+  }
 
   // Index lists for gather ops, copied where the kernels read them; valid until release_all().
   virtual IndexLists upload_indices(const std::vector<int32_t>& offsets,
@@ -93,6 +65,21 @@ class Backend {
     (void)a; return Support::no(name() + ": attention probabilities are not implemented");
   }
   virtual void attention_probs(const AttnProbsArgs& a) { (void)a; }
+  // (query, key) score pairs attention_probs computes per (batch, query head), as this
+  // backend tiles them (column_mass, materialize); nullopt: not said.
+  virtual std::optional<double> attention_probs_executed_pairs(const AttnProbsArgs& a) const {
+    (void)a; return std::nullopt;
+  }
+  // Per-head scaling of rows (core/ops.hpp, ScaleHeadsArgs).
+  virtual Support supports_scale_heads(const ScaleHeadsArgs& a) const {
+    (void)a; return Support::no(name() + ": scale_heads is not implemented");
+  }
+  virtual void scale_heads(const ScaleHeadsArgs& a) { (void)a; }
+  // Blend of two softmax results by their LSE (core/ops.hpp, LseBlendArgs).
+  virtual Support supports_lse_blend(const LseBlendArgs& a) const {
+    (void)a; return Support::no(name() + ": lse_blend is not implemented");
+  }
+  virtual void lse_blend(const LseBlendArgs& a) { (void)a; }
 
   // ---- Selection and estimation ops (core/ops_select.hpp) -----------------------------------
   // int32 buffers in backend memory for index lists (select's output, op 2's input). The

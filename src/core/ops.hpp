@@ -72,6 +72,26 @@ struct AttnProbsArgs {
   TensorRef probs, column;
 };
 
+// Blend of two softmax results over disjoint key sets, o_s over the "sink" keys and o_n over
+// the rest (ACT's recalibration, docs/variants.md §25): with the sink part's probability mass
+// m = 1 / (1 + exp(ℓn − ℓs)) (fp32),
+//   o <- β·m·o_s + (1 − β·m)·o_n        for rows where ℓs and ℓn are both finite;
+// other rows keep o (no sink in view, or nothing but sinks). o, o_s, o_n (B, H, N, Dv);
+// ℓs, ℓn (B, H, N, 1) fp32.
+struct LseBlendArgs {
+  TensorRef o, o_s, lse_s, o_n, lse_n;
+  float beta = 0.0f;
+};
+
+// Per-head scaling of rows: out[b, h, n, :] = x[b, h, n, :] · factor[h] (fp32 products, stored
+// at out's dtype). x and out (B, H, N, D) of one shape; they may be the same tensor. factor: H
+// entries in host memory (a handful of scalars the variant computes, e.g. LAMA's context
+// scales u_h).
+struct ScaleHeadsArgs {
+  TensorRef x, out;
+  const float* factor = nullptr;
+};
+
 // Per-(batch, kv head) lists of key indices, CSR-style: the keys of list r = b*Hkv + kvh are
 // indices[offsets[r] .. offsets[r+1]). Made by Backend::upload_indices, so they live where the
 // backend's kernels read them.

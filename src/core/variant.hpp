@@ -34,7 +34,8 @@ struct VariantInfo {
   std::string summary;  // one line
   std::vector<ParamSpec> params;
   std::vector<Mode> modes;            // modes it supports
-  std::vector<std::string> backends;  // backends with an implementation of its ops
+  // No list of backends: which backends run a variant is what their dispatch answers to
+  // supports() (runner/capabilities.hpp), so it cannot go stale.
   FidelityNote fidelity;
 };
 
@@ -76,9 +77,26 @@ struct Plan {
   std::shared_ptr<void> state;                 // variant-private
   double density = 1.0;
   double estimation_flops = 0;
+  // (query, key) pairs per (batch, query head) that run() has the backend compute, as the
+  // backend tiles them (Backend::sdpa_executed_pairs); < 0: not known, and cost() counts the
+  // pairs the mask allows. Filled by plan(), so executed FLOPs describe the backend that runs.
+  double run_pairs = -1;
   // Variant-specific figures of this plan for the report (metrics.flops.plan_stats), e.g. the
   // fraction of keys an index scanned per decode step. Names carry their unit.
   std::map<std::string, double> stats;
+};
+
+// An input a variant reads from a file the spec names (gated attention's trained gate logits,
+// say). The workload layer reads it (.npy, or the tensor `tensor` of a .safetensors file) into
+// HostInputs::extra[name] before prepare_inputs(), and checks it against `shape` when the spec
+// is validated, so a variant never does file I/O (workloads/extra_inputs.hpp).
+struct ExtraInputFile {
+  std::string name;    // key in HostInputs::extra
+  std::string path;
+  std::string tensor;  // the tensor's name in a .safetensors file
+  Shape4 shape{0, 0, 0, 0};
+  std::string field;   // the spec field that names the file, for messages ("gated.gate_file")
+  std::string shape_note;  // why that shape, for messages ("gate = headwise")
 };
 
 // Constructors store the ParamSet and must accept an empty one: the registry builds each
@@ -94,6 +112,10 @@ class Variant {
   // deterministic from the seed.
   virtual void prepare_inputs(const AttnShape& s, HostInputs& in, uint64_t seed) const {
     (void)s; (void)in; (void)seed;
+  }
+  // Inputs read from files (ExtraInputFile), loaded before prepare_inputs(); none by default.
+  virtual std::vector<ExtraInputFile> extra_input_files(const AttnShape& s) const {
+    (void)s; return {};
   }
   // Decode variants that build an index from the prompt's queries (RetrievalAttention, §9)
   // return how many of the last prompt positions' queries they want; whoever makes the inputs

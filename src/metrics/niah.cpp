@@ -14,6 +14,7 @@
 #include "metrics/metrics.hpp"
 #include "execution/execute.hpp"
 #include "workloads/workloads.hpp"
+#include "workloads/extra_inputs.hpp"
 
 namespace ab {
 
@@ -231,6 +232,7 @@ json measure_niah(MetricContext& ctx) {
         ns.probe_rows = o.probe_rows;
         ns.value_scale = o.value_scale;
         const PlantedNeedle needle = plant_needle(*host, s, ns, 0.0, splitmix(hay_seed ^ (0x6e6565646c65ull + di)));
+        load_extra_input_files(ctx.variant, s, *host);
         ctx.variant.prepare_inputs(s, *host, hay_seed ^ 0xe7);
         const HostRun r = run_once(ctx.variant, ctx.backend, s, host);
         const Selection* sel = r.plan.selection.get();

@@ -35,6 +35,7 @@
 #include "runner/summary.hpp"
 #include "variants/dense_sdpa_base.hpp"
 #include "workloads/workloads.hpp"
+#include "workloads/extra_inputs.hpp"
 
 namespace ab {
 
@@ -95,6 +96,9 @@ class SlowedVariant final : public Variant {
     inner_->prepare_inputs(s, in, seed);
   }
   int64_t prompt_queries(const AttnShape& s) const override { return inner_->prompt_queries(s); }
+  std::vector<ExtraInputFile> extra_input_files(const AttnShape& s) const override {
+    return inner_->extra_input_files(s);
+  }
   Shape4 output_shape(const AttnShape& s) const override { return inner_->output_shape(s); }
   Support supports(const AttnShape& s, const Backend& b) const override { return inner_->supports(s, b); }
   Cost cost(const AttnShape& s, const Plan* plan) const override { return inner_->cost(s, plan); }
@@ -226,6 +230,7 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
     add_prompt_queries(*variant, shape, [&](const AttnShape& p) {
       return wl->generate(p, ex.input, input_seed(ex.seed, c.problem.key()));
     }, *host);
+    load_extra_input_files(*variant, shape, *host);
     variant->prepare_inputs(shape, *host, input_seed(ex.seed, c.problem.key()) ^ 0xe7);
     // NaN or Inf in the inputs (a captured file, an extreme input.std) make every metric
     // meaningless: refused by default, recorded when input.nonfinite is flag.

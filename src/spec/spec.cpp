@@ -18,6 +18,7 @@
 #include "variants/registry.hpp"
 #include "metrics/metrics.hpp"
 #include "workloads/workloads.hpp"
+#include "workloads/extra_inputs.hpp"
 
 namespace ab {
 namespace {
@@ -763,6 +764,7 @@ Experiment parse_tree(const std::string& text, const std::string& path,
         } else {
           try {
             const AttnShape shape = variant->shape(p);  // impossible parameters fail here, before any case runs
+            check_extra_input_files(*variant, shape);   // and input files that do not fit it
             // Inputs that can be wrong for a shape (a file that does not match) fail here too,
             // once per distinct shape: that is the input's fault, not the variant's, so it
             // refuses the spec.

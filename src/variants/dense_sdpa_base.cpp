@@ -1,8 +1,8 @@
 #include "variants/dense_sdpa_base.hpp"
 
-#include "cpu/sdpa.hpp"
 #include "variants/decode_steps.hpp"
 #include "reference/attention_reference.hpp"
+#include "core/mask_library.hpp"
 
 namespace ab {
 
@@ -56,29 +56,45 @@ Support DenseSdpaVariant::supports(const AttnShape& s, const Backend& b) const {
 }
 
 Cost DenseSdpaVariant::cost(const AttnShape& s, const Plan* plan) const {
-  (void)plan;
-  const Mask m = mask(s);
   Cost c;
   const double pairs = s.allowed_pairs();  // causal-aware dense pairs
   c.dense_equivalent = dense_flops(s, pairs);
-  const double all_pairs = double(s.q_len) * double(s.kv_len);
-  c.executed = dense_flops(s, all_pairs * cpu::sdpa_flash_executed_fraction(s, m));
-  if (s.steps > 1) {  // one call per step: the tiles each step's call visits
-    const AttnShape one = step_shape(s);
-    double pairs = 0;
-    for (int64_t t = 0; t < s.steps; ++t)
-      pairs += double(s.kv_len) * cpu::sdpa_flash_executed_fraction(one, step_mask(m, s, t));
-    c.executed = dense_flops(s, pairs);
+  // Executed: the tiles the backend's kernel visits (from the plan); before planning (the
+  // pre-flight's estimates), the pairs the mask allows, counted on a block map where that is
+  // cheap, else the causal-aware dense pairs.
+  double executed = pairs;
+  if (plan && plan->run_pairs >= 0) {
+    executed = plan->run_pairs;
+  } else {
+    const Mask m = mask(s);
+    const double blocks = double(s.q_len / 64 + 1) * double(s.kv_len / 64 + 1);
+    if ((m.window > 0 || m.extra) && blocks <= 1e6) executed = allowed_pairs(m, s);
   }
+  c.executed = dense_flops(s, executed);
   c.bytes_min = dense_bytes_min(s);
   c.density = 1.0;
   return c;
 }
 
+double DenseSdpaVariant::run_pairs(const Backend& b, SdpaArgs a, const AttnShape& s) {
+  if (s.steps <= 1) return b.sdpa_executed_pairs(a).value_or(-1.0);
+  // One call per step: the tiles each step's call visits.
+  const Mask m = a.mask;
+  a.shape = step_shape(s);
+  double pairs = 0;
+  for (int64_t t = 0; t < s.steps; ++t) {
+    a.mask = step_mask(m, s, t);
+    const std::optional<double> p = b.sdpa_executed_pairs(a);
+    if (!p) return -1.0;
+    pairs += *p;
+  }
+  return pairs;
+}
+
 Plan DenseSdpaVariant::plan(const Inputs& in, Backend& b) {
-  (void)b;
   Plan p;
   p.selection = std::make_shared<FullSelection>(in.shape, mask(in.shape));
+  p.run_pairs = run_pairs(b, args(in, nullptr), in.shape);
   return p;
 }
 

@@ -23,6 +23,10 @@ class DenseSdpaVariant : public Variant {
   // Op 1 with `a` (built for the whole problem, outputs set). Multi-step decode: one call per
   // step, as a decoder runs, each reading the cache afresh (docs/decode.md).
   static void run_sdpa(const Inputs& in, Outputs& out, Backend& b, SdpaArgs a);
+  // Pairs per (batch, query head) that run_sdpa has the backend compute with `a` (built for the
+  // whole problem `s`): one walk per step in multi-step decode; -1 when the backend does not
+  // say (Plan::run_pairs).
+  static double run_pairs(const Backend& b, SdpaArgs a, const AttnShape& s);
   ParamSet params_;
 };
 

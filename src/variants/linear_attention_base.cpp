@@ -4,7 +4,6 @@
 #include <limits>
 #include <stdexcept>
 
-#include "cpu/linear_attention.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/dense_sdpa_base.hpp"
 #include "reference/attention_reference.hpp"

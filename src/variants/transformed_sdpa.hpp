@@ -6,7 +6,6 @@
 // behaves exactly as DenseSdpaVariant.
 #include <string>
 
-#include "cpu/sdpa_transforms.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/dense_sdpa_base.hpp"
 #include "reference/attention_reference.hpp"
@@ -47,27 +46,12 @@ class TransformedSdpaVariant : public DenseSdpaVariant {
     return b.supports_sdpa(a);
   }
 
-  Cost cost(const AttnShape& s, const Plan* plan) const override {
-    Cost c = DenseSdpaVariant::cost(s, plan);
-    if (!is_softmax(s)) {
-      const double all_pairs = double(s.q_len) * double(s.kv_len);
-      c.executed = dense_flops(s, all_pairs * cpu::sdpa_transformed_executed_fraction(s, mask(s)));
-      if (s.steps > 1) {  // one call per step: the tiles each step's call visits
-        const AttnShape one = step_shape(s);
-        double pairs = 0;
-        for (int64_t t = 0; t < s.steps; ++t)
-          pairs += double(s.kv_len) *
-                   cpu::sdpa_transformed_executed_fraction(one, step_mask(mask(s), s, t));
-        c.executed = dense_flops(s, pairs);
-      }
-    }
-    return c;
-  }
-
   Plan plan(const Inputs& in, Backend& b) override {
     if (is_softmax(in.shape)) return DenseSdpaVariant::plan(in, b);
     Plan p;
     p.selection_na_reason = selection_na_reason();
+    // The backend walks the transformed kernel's tiles (cost() reads them from the plan).
+    p.run_pairs = run_pairs(b, transformed_args(in, nullptr), in.shape);
     return p;
   }
 

@@ -27,7 +27,6 @@ class FaultVariant final : public DenseSdpaVariant {
                      {"none", "segv", "abort", "hang", "exit", "nan"}},
                     {"at_kv_len", ParamType::integer, int64_t{0}, "misbehave only at this kv_len (0 = always)"}};
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu", "cuda"};
   }
   const VariantInfo& info() const override { return info_; }
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <limits>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "cpu/gather_decode.hpp"
 #include "backends/cpu/cpu_decode_ops.hpp"
 #include "cpu/linear_attention.hpp"
+#include "cpu/lse_merge.hpp"
 #include "cpu/sdpa.hpp"
 #include "cpu/sparse_prefill.hpp"
 #include "cpu/sdpa_transforms.hpp"
@@ -111,6 +113,12 @@ class CpuBackend final : public Backend {
   // Softmax: the tiled flash kernel (docs/cpu.md), with bf16 products for bf16 inputs where
   // the CPU has AVX512_BF16 and the shape has enough query rows per key to pay for packing K
   // and V (ATTN_CPU_BF16=off keeps fp32); the other score transforms: cpu/sdpa_transforms.
+  std::optional<double> sdpa_executed_pairs(const SdpaArgs& a) const override {
+    const double all = double(a.shape.q_len) * double(a.shape.kv_len);
+    if (a.transform != ScoreTransform::softmax)
+      return all * cpu::sdpa_transformed_executed_fraction(a.shape, a.mask);
+    return all * cpu::sdpa_flash_executed_fraction(a.shape, a.mask);
+  }
   void sdpa(const SdpaArgs& a) override {
     if (a.transform != ScoreTransform::softmax) cpu::sdpa_transformed(a);
     else if (use_bf16_products(a)) cpu::sdpa_flash(a, cpu::FlashPath::avx512_bf16);
@@ -137,6 +145,33 @@ class CpuBackend final : public Backend {
     return Support::yes();
   }
   void attention_probs(const AttnProbsArgs& a) override { cpu::attention_probs(a); }
+  std::optional<double> attention_probs_executed_pairs(const AttnProbsArgs& a) const override {
+    // column_mass and materialize walk the transformed kernel's tiles.
+    if (a.op == ProbsOp::apply) return std::nullopt;
+    const double all = double(a.sdpa.shape.q_len) * double(a.sdpa.shape.kv_len);
+    return all * cpu::sdpa_transformed_executed_fraction(a.sdpa.shape, a.sdpa.mask);
+  }
+  Support supports_scale_heads(const ScaleHeadsArgs& a) const override {
+    (void)a;
+    return Support::yes();
+  }
+  void scale_heads(const ScaleHeadsArgs& a) override {
+    if (a.x.shape != a.out.shape || !a.factor)
+      throw std::invalid_argument("scale_heads: x and out must have one shape, factor must be set");
+    const int64_t H = a.x.shape[1], slice = a.x.shape[2] * a.x.shape[3];
+    const int64_t units = a.x.shape[0] * H;
+    const float* x = a.x.host_f32();
+    float* out = a.out.host_f32();
+    for (int64_t u = 0; u < units; ++u) {
+      const float f = a.factor[u % H];
+      for (int64_t e = 0; e < slice; ++e) out[u * slice + e] = x[u * slice + e] * f;
+    }
+  }
+  Support supports_lse_blend(const LseBlendArgs& a) const override {
+    (void)a;
+    return Support::yes();
+  }
+  void lse_blend(const LseBlendArgs& a) override { cpu::lse_blend(a); }
   Support supports_linear_attention(const LinearAttnArgs& a) const override {
     const std::string why = cpu::linear_attention_refusal(a);
     return why.empty() ? Support::yes() : Support::no("cpu linear attention: " + why);

@@ -186,6 +186,8 @@ void require_tensors(const char* op, const TensorRef& q, const TensorRef& k, con
 
 class CudaBackend final : public Backend {
  public:
+  struct CapabilityOnly {};
+  explicit CudaBackend(CapabilityOnly) : capability_only_(true) {}
   CudaBackend() {
     check(cudaSetDevice(0), "cudaSetDevice");
     check(cudaGetDeviceProperties(&prop_, 0), "cudaGetDeviceProperties");
@@ -203,6 +205,7 @@ class CudaBackend final : public Backend {
     check(cudaMalloc(&flush_, flush_bytes_), "cudaMalloc(L2 flush buffer)");
   }
   ~CudaBackend() override {
+    if (capability_only_) return;
     cudaStreamSynchronize(stream_);
     for (void* p : buffers_) cudaFree(p);
     if (ws_) cudaFree(ws_);
@@ -515,6 +518,7 @@ class CudaBackend final : public Backend {
   void* flush_ = nullptr;
   size_t flush_bytes_ = 0;
   unsigned flush_value_ = 0;
+  bool capability_only_ = false;
 };
 
 }  // namespace
@@ -545,5 +549,8 @@ bool cuda_probe(std::string* why) {
 }
 
 std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+std::unique_ptr<Backend> make_cuda_capability_backend() {
+  return std::make_unique<CudaBackend>(CudaBackend::CapabilityOnly{});
+}
 
 }  // namespace ab

@@ -11,5 +11,9 @@ namespace ab {
 // (e.g. "CUDA driver version is insufficient" where no NVIDIA driver exists).
 bool cuda_probe(std::string* why);
 std::unique_ptr<Backend> make_cuda_backend();
+// A CUDA backend that only answers supports_* (its dispatch reads the arguments alone), made
+// without touching a device: `attn-bench list` asks it on machines without a GPU. Any other
+// call throws.
+std::unique_ptr<Backend> make_cuda_capability_backend();
 
 }  // namespace ab

@@ -61,7 +61,6 @@ class HeadSharing final : public DenseSdpaVariant {
                         "(the paper's GQA 16/4)"
                       : "kv heads, dividing H_q; 0 = H/4 (the paper's SQA 4/16)"});
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu", "cuda"};
   }
 
   const VariantInfo& info() const override { return info_; }

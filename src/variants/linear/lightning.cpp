@@ -16,7 +16,6 @@
 #include <memory>
 
 #include "core/errors.hpp"
-#include "cpu/linear_attention.hpp"
 #include "variants/linear_attention_base.hpp"
 
 namespace ab {
@@ -50,7 +49,6 @@ class Lightning final : public LinearAttentionVariant {
          {"none", "layer", "rms"}},
     };
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu"};
   }
   const VariantInfo& info() const override { return info_; }
 

@@ -30,7 +30,6 @@ class Linear final : public LinearAttentionVariant {
         {"eps", ParamType::number, 1e-6, "added to the denominator; > 0"},
     };
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu"};
   }
   const VariantInfo& info() const override { return info_; }
 

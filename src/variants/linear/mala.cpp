@@ -33,7 +33,6 @@ class Mala final : public LinearAttentionVariant {
         {"scale", ParamType::number, 0.0, "s in z = (s/N)·φ(q)·Σφ(k); 0 = d^(-1/2); >= 0"},
     };
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu"};
   }
   const VariantInfo& info() const override { return info_; }
 

@@ -34,7 +34,6 @@ class TransNormer final : public LinearAttentionVariant {
          {"rms", "layer"}},
     };
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu"};
   }
   const VariantInfo& info() const override { return info_; }
 

@@ -34,7 +34,6 @@ class BlockRank final : public DenseSdpaVariant {
          "config); block length = floor(N / (documents + 2)); >= 1"},
     };
     info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
 
   const VariantInfo& info() const override { return info_; }

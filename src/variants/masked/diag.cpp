@@ -34,7 +34,6 @@ class Diag final : public TransformedSdpaVariant {
          {"softmax", "relu"}},
     };
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu"};
   }
 
   const VariantInfo& info() const override { return info_; }

@@ -10,8 +10,8 @@
 // (e)). One call under the two-block mask computes the same, but at MixViT's N = 452 every
 // 256 × 256 tile of the flash kernel mixes template and search rows, so nothing was skipped
 // and the per-element mask made it 0.75x of dense (suites/mixformer.yaml on 2 cores). The
-// template rows and keys are gathered into and out of contiguous buffers (O(N·d) copies on
-// host tensors, so the CPU backend); the mask stays the definition (reference, selection).
+// template rows and keys are gathered into and out of contiguous buffers by the backend's
+// copy_rows op (O(N·d) copies); the mask stays the definition (reference, selection).
 #include <algorithm>
 #include <memory>
 
@@ -39,7 +39,6 @@ class MixFormer final : public DenseSdpaVariant {
          "search tokens N_s (MixViT: 324); 0 = N - templates; N_t + N_s must equal N"},
     };
     info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
 
   const VariantInfo& info() const override { return info_; }
@@ -88,15 +87,17 @@ class MixFormer final : public DenseSdpaVariant {
   }
 
   Support supports(const AttnShape& s, const Backend& b) const override {
-    if (b.name() != "cpu")
-      return Support::no("mixformer: the template/search split copies host tensors (CPU backend)");
     for (const AttnShape& sh : {template_shape(s), search_shape(s)}) {
       SdpaArgs a;
       a.shape = sh;
       const Support sup = b.supports_sdpa(a);
       if (!sup.ok) return sup;
     }
-    return Support::yes();
+    CopyRowsArgs c;
+    c.src.shape = {s.batch, s.q_heads, s.q_len, s.head_dim};
+    c.dst.shape = {s.batch, s.q_heads, params_.integer("templates"), s.head_dim};
+    c.rows = c.dst.shape[2];
+    return b.supports_copy_rows(c);
   }
 
   // Buffers of the split, owned by the plan.
@@ -130,15 +131,17 @@ class MixFormer final : public DenseSdpaVariant {
     return p;
   }
 
-  // Rows [r0, r0 + n) of (batch, head) u of a (B, H, N, C) tensor to or from a (B, H, n, C) one.
-  static void copy_rows(const TensorRef& big, const TensorRef& small, int64_t u, int64_t r0,
+  // Rows [r0, r0 + n) of every (batch, head) of a (B, H, N, C) tensor to or from a
+  // (B, H, n, C) one.
+  static void copy_rows(Backend& b, const TensorRef& big, const TensorRef& small, int64_t r0,
                         bool to_small) {
-    const int64_t N = big.shape[2], C = big.shape[3], n = small.shape[2];
-    if (u >= big.shape[0] * big.shape[1]) return;  // fewer kv heads than query heads
-    float* g = big.host_f32() + (u * N + r0) * C;
-    float* m = small.host_f32() + u * n * C;
-    if (to_small) std::copy(g, g + n * C, m);
-    else std::copy(m, m + n * C, g);
+    CopyRowsArgs c;
+    c.src = to_small ? big : small;
+    c.dst = to_small ? small : big;
+    c.src_row = to_small ? r0 : 0;
+    c.dst_row = to_small ? 0 : r0;
+    c.rows = small.shape[2];
+    b.copy_rows(c);
   }
 
   void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& b) override {
@@ -146,16 +149,10 @@ class MixFormer final : public DenseSdpaVariant {
     if (!st) throw std::logic_error("mixformer: run() before plan()");
     const AttnShape& s = in.shape;
     const int64_t t = params_.integer("templates");
-    // One parallel region per direction: on shared cores each region's barrier can wait
-    // out a descheduled thread, so the copies are not split into one region per tensor.
-    const int64_t units = int64_t(s.batch) * s.q_heads;
-#pragma omp parallel for schedule(static)
-    for (int64_t u = 0; u < units; ++u) {
-      copy_rows(in.q, st->qt, u, 0, true);
-      copy_rows(in.q, st->qs, u, t, true);
-      copy_rows(in.k, st->kt, u, 0, true);
-      copy_rows(in.v, st->vt, u, 0, true);
-    }
+    copy_rows(b, in.q, st->qt, 0, true);
+    copy_rows(b, in.q, st->qs, t, true);
+    copy_rows(b, in.k, st->kt, 0, true);
+    copy_rows(b, in.v, st->vt, 0, true);
     SdpaArgs a;  // O_mt = softmax(Q_mt K_mtᵀ/√d) V_mt
     a.shape = template_shape(s);
     a.q = st->qt;
@@ -172,13 +169,10 @@ class MixFormer final : public DenseSdpaVariant {
     a.o = st->os;
     a.lse = st->ls;
     b.sdpa(a);
-#pragma omp parallel for schedule(static)
-    for (int64_t u = 0; u < units; ++u) {
-      copy_rows(out.o, st->ot, u, 0, false);
-      copy_rows(out.lse, st->lt, u, 0, false);
-      copy_rows(out.o, st->os, u, t, false);
-      copy_rows(out.lse, st->ls, u, t, false);
-    }
+    copy_rows(b, out.o, st->ot, 0, false);
+    copy_rows(b, out.lse, st->lt, 0, false);
+    copy_rows(b, out.o, st->os, t, false);
+    copy_rows(b, out.lse, st->ls, t, false);
   }
 
  private:

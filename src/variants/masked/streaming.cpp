@@ -37,7 +37,6 @@ class Streaming final : public DenseSdpaVariant {
          "first tokens kept visible to every query (start_size); >= 0"},
     };
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu", "cuda"};
   }
 
   const VariantInfo& info() const override { return info_; }

@@ -21,7 +21,6 @@
 // the output on purpose (VARIANTS.md §25): its deviation from dense is reported as output
 // error, and the accuracy check is against this formula in float64 with the sinks the run
 // found (the test checks the sink sets against float64 column scores separately).
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -31,8 +30,6 @@
 
 #include "core/errors.hpp"
 #include "core/mask_library.hpp"
-#include "cpu/sdpa.hpp"
-#include "cpu/sdpa_transforms.hpp"
 #include "variants/dense_sdpa_base.hpp"
 #include "reference/attention_reference.hpp"
 
@@ -46,6 +43,9 @@ struct ActState {
   TensorRef column, sink_o, sink_lse, rest_o, rest_lse;
   std::vector<std::vector<int64_t>> sinks;  // per b·Hq + h, sorted
   bool have_sinks = false;
+  // Score pairs per (batch, query head) the backend computes in the column pass (-1: the
+  // backend does not say).
+  double column_pairs = -1;
   ActState() = default;
   ActState(const ActState&) = delete;
   ActState& operator=(const ActState&) = delete;
@@ -131,7 +131,6 @@ class Act final : public DenseSdpaVariant {
          "model; its Llama-2 script calibrates heads 0-3)"},
     };
     info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
 
   const VariantInfo& info() const override { return info_; }
@@ -146,8 +145,6 @@ class Act final : public DenseSdpaVariant {
   }
 
   Support supports(const AttnShape& s, const Backend& b) const override {
-    if (b.name() != "cpu")
-      return Support::no("act: the calibration combine runs on host tensors (CPU backend)");
     const Support sd = DenseSdpaVariant::supports(s, b);
     if (!sd.ok) return sd;
     AttnProbsArgs a;
@@ -155,24 +152,28 @@ class Act final : public DenseSdpaVariant {
     Inputs probe;
     probe.shape = s;
     a.sdpa = args(probe, nullptr);
-    return b.supports_attention_probs(a);
+    const Support cm = b.supports_attention_probs(a);
+    if (!cm.ok) return cm;
+    return b.supports_lse_blend(LseBlendArgs{});
   }
 
   Cost cost(const AttnShape& s, const Plan* plan) const override {
     Cost c = DenseSdpaVariant::cost(s, plan);
-    // The column pass recomputes Q·Kᵀ over the non-empty tiles (no P·V).
-    const double all_pairs = double(s.q_len) * double(s.kv_len);
-    const Mask m = mask(s);
-    c.estimation = 2.0 * s.batch * s.q_heads * all_pairs *
-                   cpu::sdpa_transformed_executed_fraction(s, m) * s.head_dim;
+    const auto* st = plan ? static_cast<const ActState*>(plan->state.get()) : nullptr;
+    // The column pass recomputes Q·Kᵀ over the tiles the backend visits (no P·V).
+    const double column = st && st->column_pairs >= 0 ? st->column_pairs : s.allowed_pairs();
+    c.estimation = 2.0 * s.batch * s.q_heads * column * s.head_dim;
     c.executed += c.estimation;
     // The sink pass: the tiles holding sinks, known once a run found them.
-    const auto* st = plan ? static_cast<const ActState*>(plan->state.get()) : nullptr;
+    // Asked of the backend here rather than in run(), which is timed.
     if (st && st->have_sinks)
       for (bool sinks : {true, false}) {
-        Mask sm = m;
-        sm.extra = sink_keys_mask(st, s.q_heads, sinks);
-        c.executed += dense_flops(s, all_pairs * cpu::sdpa_flash_executed_fraction(s, sm));
+        SdpaArgs pass;
+        pass.shape = s;
+        pass.mask = mask(s);
+        pass.mask.extra = sink_keys_mask(st, s.q_heads, sinks);
+        const std::optional<double> pairs = st->backend->sdpa_executed_pairs(pass);
+        c.executed += dense_flops(s, pairs ? *pairs : s.allowed_pairs());
       }
     c.bytes_min = dense_bytes_min(s);
     return c;
@@ -189,6 +190,12 @@ class Act final : public DenseSdpaVariant {
     st->rest_lse = b.alloc({s.batch, s.q_heads, s.q_len, 1}, DType::f32);
     st->sinks.assign(size_t(s.batch) * s.q_heads, {});
     Plan p;
+    const SdpaArgs a = args(in, nullptr);
+    p.run_pairs = run_pairs(b, a, s);
+    AttnProbsArgs cm;
+    cm.op = ProbsOp::column_mass;
+    cm.sdpa = a;
+    st->column_pairs = b.attention_probs_executed_pairs(cm).value_or(-1.0);
     p.state = st;
     p.selection_na_reason = "ACT recalibrates the softmax on purpose and selects no keys "
                             "(VARIANTS.md §25): its deviation from dense is the output error";
@@ -241,27 +248,16 @@ class Act final : public DenseSdpaVariant {
     ra.lse = st->rest_lse;
     ra.mask.extra = sink_keys_mask(st, s.q_heads, false);
     b.sdpa(ra);
-    // 4. Combine, per row of the heads with sinks.
-    if (out.o.on_device || st->sink_o.on_device || st->rest_o.on_device)
-      throw std::logic_error("act: the combine needs host tensors");
-    const int dv = s.v_dim;
-    const int64_t units = int64_t(s.batch) * s.q_heads;
-    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t u = 0; u < units; ++u) {
-      if (st->sinks[size_t(u)].empty()) continue;
-      for (int64_t t = 0; t < s.q_len; ++t) {
-        const int64_t row = u * s.q_len + t;
-        const float ls = st->sink_lse.host_f32()[row], ln = st->rest_lse.host_f32()[row];
-        // No sink in view: the row is unchanged. Only sinks in view: nothing to redistribute to.
-        if (ls == kNegInf || ln == kNegInf) continue;
-        const float m = 1.0f / (1.0f + std::exp(ln - ls));
-        float* o = out.o.host_f32() + row * dv;
-        const float* os = st->sink_o.host_f32() + row * dv;
-        const float* on = st->rest_o.host_f32() + row * dv;
-        for (int c = 0; c < dv; ++c) o[c] = beta * m * os[c] + (1.0f - beta * m) * on[c];
-      }
-    }
+    // 4. Combine by the two parts' LSE. Heads without sinks keep the dense rows: their sink
+    //    pass sees no key (LSE −inf), which the blend leaves unchanged.
+    LseBlendArgs blend;
+    blend.o = out.o;
+    blend.o_s = st->sink_o;
+    blend.lse_s = st->sink_lse;
+    blend.o_n = st->rest_o;
+    blend.lse_n = st->rest_lse;
+    blend.beta = beta;
+    b.lse_blend(blend);
   }
 
   // Float64 from the definition, given the sink set the run found for (b, h): dense

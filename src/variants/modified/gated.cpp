@@ -10,15 +10,11 @@
 // .safetensors file) holding exactly that shape. The projection producing G is outside the
 // attention op, so its 2·N·D·H FLOPs are not counted; the gate itself costs Nq·Dv multiplies.
 #include <cmath>
-#include <filesystem>
 #include <memory>
-#include <random>
 
 #include "core/random.hpp"
 #include "core/errors.hpp"
-#include "cpu/sdpa.hpp"
 #include "variants/dense_sdpa_base.hpp"
-#include "workloads/tensor_file.hpp"
 
 namespace ab {
 namespace {
@@ -42,7 +38,6 @@ class Gated final : public DenseSdpaVariant {
          "shape [B, Hq, Nq, Dv or 1]; \"\" = generated from the seed, N(0, 1)"},
     };
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu"};
   }
 
   const VariantInfo& info() const override { return info_; }
@@ -52,44 +47,26 @@ class Gated final : public DenseSdpaVariant {
     return {s.batch, s.q_heads, s.q_len, elementwise ? s.v_dim : 1};
   }
 
-  // The file's header, checked against the gate's shape (at validation: before any case).
-  TensorInfo gate_file_info(const AttnShape& s) const {
+  // A trained gate from `gate_file`, read by the workload layer before prepare_inputs().
+  std::vector<ExtraInputFile> extra_input_files(const AttnShape& s) const override {
     const std::string path = params_.string("gate_file");
-    if (!std::filesystem::exists(path))
-      throw InputError("gated.gate_file = '" + path + "': no such file");
-    TensorInfo t;
-    if (path.size() >= 12 && path.substr(path.size() - 12) == ".safetensors") {
-      const SafetensorsHeader h = read_safetensors_header(path);
-      const TensorInfo* g = h.find("gate");
-      if (!g) throw InputError("gated.gate_file = '" + path + "': no tensor named 'gate'");
-      t = *g;
-    } else {
-      t = read_npy_header(path);
-    }
-    const Shape4 want = gate_shape(s);
-    const std::vector<int64_t> w(want.begin(), want.end());
-    if (t.shape != w) {
-      throw InputError("gated.gate_file = '" + path + "': shape " + shape_str(t.shape) + ", expected " +
-                       shape_str(w) + " (gate = " + params_.string("gate") + ")");
-    }
-    return t;
+    if (path.empty()) return {};
+    ExtraInputFile f;
+    f.name = "gate";
+    f.path = path;
+    f.tensor = "gate";
+    f.shape = gate_shape(s);
+    f.field = "gated.gate_file";
+    f.shape_note = "gate = " + params_.string("gate");
+    return {f};
   }
 
-  AttnShape shape(const Problem& p) const override {
-    AttnShape s = shape_from_problem(p);
-    if (!params_.string("gate_file").empty()) gate_file_info(s);
-    return s;
-  }
-
+  // Without a file: seeded N(0, 1) logits.
   void prepare_inputs(const AttnShape& s, HostInputs& in, uint64_t seed) const override {
+    if (in.extra.count("gate")) return;  // from gate_file
     HostTensor g(gate_shape(s));
-    if (!params_.string("gate_file").empty()) {
-      g.data = read_tensor(gate_file_info(s));
-    } else {
-      SeededRandom rng(mix_seed(seed, 0x6a7e));
-      for (float& x : g.data) x = float(rng.normal());
-    }
-    for (float& x : g.data) x = round_to(s.dtype, x);
+    SeededRandom rng(mix_seed(seed, 0x6a7e));
+    for (float& x : g.data) x = round_to(s.dtype, float(rng.normal()));
     in.extra["gate"] = std::move(g);
   }
 
@@ -112,9 +89,8 @@ class Gated final : public DenseSdpaVariant {
   }
 
   Plan plan(const Inputs& in, Backend& b) override {
-    (void)in;
-    (void)b;
     Plan p;
+    p.run_pairs = run_pairs(b, args(in, nullptr), in.shape);
     p.selection_na_reason = "the sigmoid gate rescales the output and selects no keys: recall "
                             "n/a; the output error against dense attention is reported";
     return p;

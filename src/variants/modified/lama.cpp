@@ -16,9 +16,9 @@
 // output_shape is (B, Hq, 1, Dv); recall and NIAH (token-to-token retrieval) do not apply.
 #include <cmath>
 #include <memory>
-#include <random>
 
 #include "core/errors.hpp"
+#include "core/random.hpp"
 #include "variants/transformed_sdpa.hpp"
 
 namespace ab {
@@ -47,7 +47,6 @@ class Lama final : public TransformedSdpaVariant {
                     "against a global context; output pooled to one vector per head";
     info_.params = {};
     info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
 
   const VariantInfo& info() const override { return info_; }
@@ -61,11 +60,11 @@ class Lama final : public TransformedSdpaVariant {
   Shape4 output_shape(const AttnShape& s) const override { return {s.batch, s.q_heads, 1, s.v_dim}; }
 
   void prepare_inputs(const AttnShape& s, HostInputs& in, uint64_t seed) const override {
-    std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ull + 0x1a3a);
-    std::normal_distribution<float> n(0.0f, 1.0f / std::sqrt(float(s.head_dim)));
+    SeededRandom rng(mix_seed(seed, 0x1a3a));
+    const double sd = 1.0 / std::sqrt(double(s.head_dim));
     HostTensor P({1, 1, s.head_dim, s.q_heads}), c({1, 1, 1, s.head_dim});
-    for (float& x : P.data) x = n(rng);
-    for (float& x : c.data) x = n(rng);
+    for (float& x : P.data) x = float(sd * rng.normal());
+    for (float& x : c.data) x = float(sd * rng.normal());
     in.extra["lama_p"] = std::move(P);
     in.extra["lama_c"] = std::move(c);
   }
@@ -82,13 +81,21 @@ class Lama final : public TransformedSdpaVariant {
            "attention; recall and NIAH do not apply";
   }
 
-  static std::vector<double> context_scales(const HostInputs& in, int d, int heads) {
-    const HostTensor& P = in.extra.at("lama_p");
-    const HostTensor& c = in.extra.at("lama_c");
+  // u = Pᵀc, from the weights P (d × H) and the context vector c (d): d·H products.
+  static std::vector<double> context_scales(const HostTensor& P, const HostTensor& c, int d,
+                                            int heads) {
     std::vector<double> u(size_t(heads), 0.0);
     for (int j = 0; j < heads; ++j)
       for (int k = 0; k < d; ++k) u[size_t(j)] += double(P.row(0, 0, k)[j]) * c.ptr()[k];
     return u;
+  }
+
+  Support supports(const AttnShape& s, const Backend& b) const override {
+    const Support sdpa = TransformedSdpaVariant::supports(s, b);
+    if (!sdpa.ok) return sdpa;
+    ScaleHeadsArgs sc;
+    sc.x.shape = sc.out.shape = {s.batch, s.q_heads, s.q_len, s.head_dim};
+    return b.supports_scale_heads(sc);
   }
 
   Cost cost(const AttnShape& s, const Plan* plan) const override {
@@ -104,15 +111,20 @@ class Lama final : public TransformedSdpaVariant {
 
   Plan plan(const Inputs& in, Backend& b) override {
     const AttnShape& s = in.shape;
-    const std::vector<double> u = context_scales(*in.host, s.head_dim, s.q_heads);
-    HostTensor qs = in.host->q;
-    for (int bb = 0; bb < s.batch; ++bb)
-      for (int h = 0; h < s.q_heads; ++h)
-        for (int c = 0; c < s.head_dim; ++c) qs.row(bb, h, 0)[c] *= float(u[size_t(h)]);
+    // The weights are small (d × H): downloaded, u computed on the host; the query rows are
+    // scaled by the backend.
+    const std::vector<double> u = context_scales(b.download(in.extra.at("lama_p")),
+                                                 b.download(in.extra.at("lama_c")), s.head_dim, s.q_heads);
+    std::vector<float> factor(u.size());
+    for (size_t h = 0; h < u.size(); ++h) factor[h] = float(u[h]);
     auto st = std::make_shared<LamaPlan>();
     st->backend = &b;
-    st->q_scaled = b.alloc(qs.shape, s.dtype);
-    b.upload(qs, st->q_scaled);
+    st->q_scaled = b.alloc(in.q.shape, s.dtype);
+    ScaleHeadsArgs sc;
+    sc.x = in.q;
+    sc.out = st->q_scaled;
+    sc.factor = factor.data();
+    b.scale_heads(sc);
     Plan p;
     p.state = st;
     p.selection_na_reason = selection_na_reason();
@@ -132,7 +144,8 @@ class Lama final : public TransformedSdpaVariant {
                      double* lse) const override {
     (void)plan;
     const AttnShape& s = in.shape;
-    const double u = context_scales(*in.host, s.head_dim, s.q_heads)[size_t(h)];
+    const double u = context_scales(in.host->extra.at("lama_p"), in.host->extra.at("lama_c"),
+                                    s.head_dim, s.q_heads)[size_t(h)];
     const int kh = h / s.group();
     std::vector<double> f(size_t(s.kv_len));
     double mx = -INFINITY;

@@ -21,7 +21,6 @@
 
 #include "core/random.hpp"
 #include "core/errors.hpp"
-#include "cpu/sdpa.hpp"
 #include "variants/dense_sdpa_base.hpp"
 
 namespace ab {
@@ -66,7 +65,6 @@ class Positional final : public DenseSdpaVariant {
          {"weights", "qk"}},
     };
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu"};
   }
 
   const VariantInfo& info() const override { return info_; }
@@ -127,7 +125,6 @@ class Positional final : public DenseSdpaVariant {
   }
 
   Cost cost(const AttnShape& s, const Plan* plan) const override {
-    (void)plan;
     Cost c;
     const double pairs = s.allowed_pairs();
     c.dense_equivalent = dense_flops(s, pairs);
@@ -136,7 +133,8 @@ class Positional final : public DenseSdpaVariant {
     const double proj = 2.0 * dp * s.head_dim * (double(s.q_len) * s.q_heads + double(s.kv_len) * s.kv_heads);
     const AttnShape ps = positional_shape(s);
     const double all_pairs = double(s.q_len) * double(s.kv_len);
-    const double frac = cpu::sdpa_flash_executed_fraction(s, mask(s));
+    // The qk mode's op 1 over the tiles the backend visits (from the plan).
+    const double run_pairs = plan && plan->run_pairs >= 0 ? plan->run_pairs : pairs;
     const double e = dtype_bytes(s.dtype);
     const double v_o = double(s.batch) * (double(s.kv_heads) * s.kv_len + double(s.q_heads) * s.q_len) * s.v_dim * e;
     if (cache_weights()) {
@@ -147,7 +145,7 @@ class Positional final : public DenseSdpaVariant {
       c.bytes_min = 4.0 * s.q_heads * pairs + v_o;  // A (allowed part) read once per input
     } else {
       c.estimation = proj;
-      c.executed = proj + dense_flops(s, all_pairs * frac);
+      c.executed = proj + dense_flops(s, run_pairs);
       c.bytes_min = dense_bytes_min(s);
     }
     return c;
@@ -161,7 +159,9 @@ class Positional final : public DenseSdpaVariant {
     return pe;
   }
 
-  // Positional Q or K of one head: rows × d = P (rows × d_p) · W_head (d_p × d).
+  // Positional Q or K of one head: rows × d = P (rows × d_p) · W_head (d_p × d). On the host:
+  // P is a function of positions alone and W is small (d_p × d per head); the product is the
+  // once-per-shape weight preparation a model would cache, not per-input work.
   static void project(const std::vector<double>& pe, const HostTensor& w, int head, int64_t rows,
                       int dp, int d, float* out) {
     std::vector<double> acc(static_cast<size_t>(d));
@@ -179,8 +179,8 @@ class Positional final : public DenseSdpaVariant {
   Plan plan(const Inputs& in, Backend& b) override {
     const AttnShape& s = in.shape;
     const int dp = int(params_.integer("pe_dim")), d = s.head_dim;
-    const HostTensor& wq = in.host->extra.at("pos_wq");
-    const HostTensor& wk = in.host->extra.at("pos_wk");
+    const HostTensor wq = b.download(in.extra.at("pos_wq"));
+    const HostTensor wk = b.download(in.extra.at("pos_wk"));
     // Positional queries sit at the query rows' absolute positions (bottom-right aligned).
     const int64_t nb = cache_weights() ? 1 : s.batch;
     HostTensor qp({nb, s.q_heads, s.q_len, d}), kp({nb, s.kv_heads, s.kv_len, d});
@@ -212,6 +212,7 @@ class Positional final : public DenseSdpaVariant {
     }
     Plan p;
     p.state = st;
+    if (!cache_weights()) p.run_pairs = run_pairs(b, args(in, nullptr), s);
     p.selection_na_reason = "the weights come from positions only, not from the inputs' "
                             "Q·K: recall against dense attention on the data is undefined";
     return p;

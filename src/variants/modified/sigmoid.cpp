@@ -30,7 +30,6 @@ class Sigmoid final : public TransformedSdpaVariant {
         {"bias", ParamType::number, 0.0, "added to the scaled logits before σ (e.g. -log N)"},
     };
     info_.modes = {Mode::prefill, Mode::decode};
-    info_.backends = {"cpu"};
   }
 
   const VariantInfo& info() const override { return info_; }

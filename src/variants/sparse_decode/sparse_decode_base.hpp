@@ -76,7 +76,6 @@ class SparseDecodeVariant : public Variant {
  public:
   explicit SparseDecodeVariant(ParamSet params) : params_(std::move(params)) {
     info_.modes = {Mode::decode};
-    info_.backends = {"cpu"};
   }
   const VariantInfo& info() const override { return info_; }
 

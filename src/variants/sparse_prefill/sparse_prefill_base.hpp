@@ -43,7 +43,6 @@ class SparsePrefillVariant : public Variant {
  public:
   explicit SparsePrefillVariant(ParamSet p) : params_(std::move(p)) {
     info_.modes = {Mode::prefill};
-    info_.backends = {"cpu"};
   }
   const VariantInfo& info() const override { return info_; }
   Support supports(const AttnShape& s, const Backend& b) const override;

@@ -1,0 +1,61 @@
+#pragma once
+// A backend's device services (docs/architecture.md, "Backends"): memory, timing and clocks.
+// The op table is class Backend (core/backend.hpp), which derives from this.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/dtype.hpp"
+#include "core/tensor.hpp"
+
+namespace ab {
+
+enum class CacheMode { hot, cold };
+
+struct ClockReading {
+  double sm_mhz = 0;       // current SM clock
+  double temperature_c = 0;
+};
+
+// The device half of a backend: memory, timing and clocks. Everything that moves data or
+// measures time goes through it; the ops (class Backend below) compute on what it holds.
+class DeviceServices {
+ public:
+  virtual ~DeviceServices() = default;
+  virtual std::string name() const = 0;  // "cpu" | "cuda" | "fake"
+
+  // Memory. Tensors stay valid until release_all(). `dtype` is the element type on the device;
+  // the CPU backend always stores fp32.
+  virtual TensorRef alloc(const Shape4& shape, DType dtype) = 0;
+  virtual void upload(const HostTensor& src, const TensorRef& dst) = 0;
+  virtual HostTensor download(const TensorRef& src) = 0;
+  // Fill with NaN so a kernel that skips writing an element is caught by the accuracy check.
+  virtual void poison(const TensorRef& t) = 0;
+  virtual void release_all() = 0;
+  // A read-only view of a host tensor when the backend computes on host memory (the CPU), so
+  // inputs are not held twice (the memory bound of docs/architecture.md); nullopt: alloc + upload instead.
+  virtual std::optional<TensorRef> view_host(const HostTensor& t, DType dtype) const {
+    (void)t; (void)dtype; return std::nullopt;
+  }
+  // Free one tensor made by alloc() (metrics that run many trials free as they go).
+  virtual void free(const TensorRef& t) { (void)t; }
+
+  // Timing of one call of fn, in seconds, measured the backend's way (steady clock on the
+  // CPU; CUDA events on the GPU). cold: caches are flushed first, outside the timed region.
+  virtual double time(const std::function<void()>& fn, CacheMode mode) = 0;
+  virtual void synchronize() {}
+  // How many copies of the inputs to rotate through so that successive samples do not find
+  // them in cache (DESIGN.md §5: rotate past 2x L2). The CPU backend answers 1.
+  virtual int rotation_copies(int64_t input_bytes, CacheMode mode) const {
+    (void)input_bytes; (void)mode; return 1;
+  }
+  // SM clock and temperature, when the backend can read them (NVML); nullopt otherwise.
+  virtual std::optional<ClockReading> read_clocks() { return std::nullopt; }
+  // Facts for the report's meta.devices (name, SMs, memory, driver, runtime, clocks).
+  virtual nlohmann::ordered_json device_info() const { return nlohmann::ordered_json::object(); }
+};
+
+}  // namespace ab
