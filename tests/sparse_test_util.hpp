@@ -103,7 +103,7 @@ inline void f64_row(const Tensors& x, int b, int h, int64_t i, const std::vector
   }
 }
 
-// The same in plain fp32 loops (the naive same-precision reference of STYLE.md §4).
+// The same in plain fp32 loops (a naive same-precision reference).
 inline void f32_row(const Tensors& x, int b, int h, int64_t i, const std::vector<int64_t>& keys,
                     float scale, float* o, float* lse) {
   const AttnShape& s = x.shape;

@@ -22,7 +22,7 @@ namespace {
 
 using namespace ab;
 
-// fp32 tolerance table (STYLE.md §4). The floors are rounding floors: a few fp32 ulps of the
+// fp32 tolerance table. The floors are rounding floors: a few fp32 ulps of the
 // quantity (|O| ≲ 4 and |LSE| ≲ 12 for these inputs). The absolute bounds are sanity limits
 // far above what any correct fp32 kernel shows (≈1e-7..1e-6) and far below a logic error.
 struct Tolerance {

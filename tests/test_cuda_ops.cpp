@@ -1,4 +1,4 @@
-// GPU ops against the float64 CPU reference (DESIGN.md §9, STYLE.md §4): fresh random inputs
+// GPU ops against the float64 CPU reference (docs/gpu.md): fresh random inputs
 // of odd shapes, outputs poisoned before each run, O and LSE both checked with FlashAttention's
 // rule: the kernel's max error may be at most 2x that of a naive same-precision reference
 // (scores in fp32, P rounded to the input type before P·V, O rounded to the type) plus a

@@ -162,7 +162,7 @@ void naive_f32_row(const Data& x, const std::vector<int64_t>& keys, float scale,
   lse = mx + std::log(l);
 }
 
-// Kernel error against float64 ≤ 2 × the naive fp32 error + a rounding floor (STYLE.md §4;
+// Kernel error against float64 ≤ 2 × the naive fp32 error + a rounding floor (
 // floors as in test_cpu_sdpa: a few fp32 ulps of |O| ≲ 4 and |LSE| ≲ 12).
 void check_against_references(Data& x, const Lists& l, const Out& got) {
   const AttnShape& s = x.s;
@@ -247,7 +247,7 @@ TEST_CASE("gather decode: chunked lists merged by LSE equal one pass; two halves
   for (size_t e = 0; e < whole.lse.data.size(); ++e) REQUIRE(std::abs(whole.lse.data[e] - chunked.lse.data[e]) < 4e-6);
   check_against_references(x, l, chunked);
 
-  // Two halves of every list run apart, then merged with the formula of VARIANTS.md §0:
+  // Two halves of every list run apart, then merged with the formula of docs/variants.md §0:
   // o = (o₁e^{ℓ₁} + o₂e^{ℓ₂}) / (e^{ℓ₁} + e^{ℓ₂}), ℓ = log(e^{ℓ₁} + e^{ℓ₂}).
   Lists h1, h2;
   for (int64_t r = 0; r < 2; ++r) {

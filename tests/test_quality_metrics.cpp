@@ -40,7 +40,7 @@ HostTensor randn(Shape4 shape, std::mt19937& rng) {
 }
 
 // Dense SDPA under a structured mask: causal + window + sinks is exactly StreamingLLM's
-// selection (VARIANTS.md §16b). Test-only, so that the NIAH discrimination test does not
+// selection (docs/variants.md §16b). Test-only, so that the NIAH discrimination test does not
 // depend on another file.
 class WindowSinkVariant final : public DenseSdpaVariant {
  public:

@@ -1,10 +1,10 @@
-// The selection-based prefill variants (src/variants/sparse_prefill/), issue 5 §6:
+// The selection-based prefill variants (src/variants/sparse_prefill/):
 //  - with a budget that covers every key each equals dense attention to rounding;
 //  - its output equals float64 attention over its own selection (its reference_row);
 //  - the mass recall of its selection (dense float64 probabilities on the selected keys) is
 //    non-decreasing as its budget grows, on a fixed input;
 //  - its selection agrees with a direct float64 recomputation of the paper's rule (written
-//    here from VARIANTS.md, not from the variant's code), up to decisions whose float64
+//    here from docs/variants.md, not from the variant's code), up to decisions whose float64
 //    margin is within fp32 rounding;
 //  - it is deterministic for a seed; impossible parameters are refused naming the field.
 // Seeds from std::random_device, printed with INFO; ATTN_TEST_SEED=<n> replays.

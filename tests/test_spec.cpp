@@ -1,4 +1,4 @@
-// Spec parsing, expansion and every bad-input rule of DESIGN.md §8.
+// Spec parsing, expansion and every bad-input rule of docs/architecture.md.
 #include <doctest/doctest.h>
 
 #include <set>

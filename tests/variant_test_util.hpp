@@ -3,7 +3,7 @@
 // the CPU backend on fresh gaussian inputs, and check sampled output rows against a row
 // reference the test writes from the paper's definition.
 //
-// Tolerances are derived, not guessed (STYLE.md §4, FlashAttention's rule): the reference is
+// Tolerances are derived, not guessed (FlashAttention's rule): the reference is
 // evaluated twice from the same definition, in float64 (the truth) and in float32 (a naive
 // same-precision implementation); the variant's error may be at most kRatio × the naive fp32
 // error plus a rounding floor of a few fp32 ulps of the row's scale. The variant's own

@@ -23,7 +23,7 @@ namespace ab::cpu {
 namespace {
 
 
-// The one place where the tile size is chosen (STYLE.md §6): keys per gathered tile.
+// The one place where the tile size is chosen: keys per gathered tile.
 // Measured with tests/bench/bench_gather_decode.cpp on the 2-core Xeon dev machine (shared,
 // load ~8, so CPU time, 1 thread, mean of 3 interleaved runs), 32 query / 8 kv heads, d = 128,
 // 2048 keys per list over a 32k cache:

@@ -1,5 +1,5 @@
 #pragma once
-// CPU implementation of op 3, token/page-gather decode (VARIANTS.md §26 S3), and its float64
+// CPU implementation of op 3, token/page-gather decode (docs/variants.md §26 S3), and its float64
 // reference. Decode-time selection methods (TokenSelect, Recycled, Landmark, SpAtten,
 // Kinetics, RetrievalAttention) all end in this op: the query rows of one kv group attend to
 // the keys of that kv head's index list only.

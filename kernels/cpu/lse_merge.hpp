@@ -1,5 +1,5 @@
 #pragma once
-// LSE merge of partial attention results (VARIANTS.md §0), shared by the prefill variants
+// LSE merge of partial attention results (docs/variants.md §0), shared by the prefill variants
 // (HyperAttention's sampled columns, §10) and the decode variants (RetrievalAttention's static
 // set + retrieved keys, §9, and every other multi-source decode): include "cpu/lse_merge.hpp".
 //

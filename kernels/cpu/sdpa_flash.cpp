@@ -34,7 +34,7 @@ struct FlashTile {
   int kv_cols;  // keys per score tile
 };
 
-// The one place where sdpa_flash's tile sizes are chosen (STYLE.md §6): 256 query rows ×
+// The one place where sdpa_flash's tile sizes are chosen: 256 query rows ×
 // 256 keys for every head dim. Per thread that is a 256×d query tile, a 256×256 score tile
 // and a 256×dv accumulator (448 KiB at d = dv = 128), inside the 2 MiB L2.
 // Measured 2026-11 on the dev VM (2-core Xeon, AVX-512, shared with other builds, so figures

@@ -28,7 +28,7 @@
 namespace ab::cpu {
 namespace {
 
-// Tile sizes (STYLE.md §6). 256 keys per span, sdpa_flash's key tile, keeps the sparse and
+// Tile sizes. 256 keys per span, sdpa_flash's key tile, keeps the sparse and
 // dense kernels' per-tile efficiency comparable (a speedup measures the selection, not a
 // tiling difference); 128 query rows, half of sdpa_flash's, measured faster here (below).
 constexpr int64_t kTileRows = 128;

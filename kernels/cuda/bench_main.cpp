@@ -3,7 +3,7 @@
 // warm-up, cold (L2 flushed) or hot. Used to tune the tile policies and to give
 // compute-sanitizer a short run over every kernel instantiation.
 //
-//   attn_cuda_bench perf [cold|hot]   the issue-6 target shapes and a few more
+//   attn_cuda_bench perf [cold|hot]   the target shapes of results/h200 and a few more
 //   attn_cuda_bench sanitize          one small launch of every kernel (for compute-sanitizer)
 //   attn_cuda_bench prefill B H KVH D N causal(0|1) dtype window sinks
 //   attn_cuda_bench decode  B H KVH D KV dtype [q_len]

@@ -6,7 +6,7 @@ FlashAttention-2, memory-efficient) and compiled FlexAttention (no mask, causal,
 window through a mask_mod). On the CPU (--device cpu): SDPA as PyTorch dispatches it there, its
 flash-attention CPU kernel (variant torch_cpu), in f32 or bf16 tensors, on --threads threads,
 timed with the wall clock; cold mode writes a buffer of 2x the last-level cache first.
-Timing follows attn-bench's GPU method (DESIGN.md section 5): CUDA events around the call,
+Timing follows attn-bench's GPU method (docs/architecture.md): CUDA events around the call,
 warm-up, cold mode flushes the L2 by writing a buffer of 2x its size before each sample,
 hot mode rotates input copies past 2x L2, adaptive repetition until the median's relative
 standard error reaches the target. The report uses attn-bench's schema

@@ -1,5 +1,5 @@
 #pragma once
-// One file per subcommand (STYLE.md §11): each defines an options struct, a
+// One file per subcommand: each defines an options struct, a
 // `setup_<cmd>(app, action)` that registers the subcommand and sets `action` when it is
 // chosen, and a `run_<cmd>(opts)` returning the exit code (core/errors.hpp ExitCode).
 // InputError thrown from a run function is turned into exit 2 by main.

@@ -48,7 +48,7 @@ class DeviceServices {
   virtual double time(const std::function<void()>& fn, CacheMode mode) = 0;
   virtual void synchronize() {}
   // How many copies of the inputs to rotate through so that successive samples do not find
-  // them in cache (DESIGN.md §5: rotate past 2x L2). The CPU backend answers 1.
+  // them in cache (docs/architecture.md: rotate past 2x L2). The CPU backend answers 1.
   virtual int rotation_copies(int64_t input_bytes, CacheMode mode) const {
     (void)input_bytes; (void)mode; return 1;
   }

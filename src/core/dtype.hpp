@@ -23,7 +23,7 @@ float f16_bits_to_float(uint16_t h);
 // Round x to the nearest value representable in t (identity for f32).
 float round_to(DType t, float x);
 
-// Accuracy tolerance per input dtype, in one table (STYLE.md §4). Inputs are rounded to the
+// Accuracy tolerance per input dtype, in one table. Inputs are rounded to the
 // dtype before both the kernel and the float64 reference see them, so the tolerance covers
 // only the kernel's own arithmetic: fp32 accumulation on the CPU, bf16/fp16 operands of P·V
 // plus fp32 accumulation on the GPU. `max_abs` bounds |o - o*| elementwise; `rel` bounds

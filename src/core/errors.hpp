@@ -1,5 +1,5 @@
 #pragma once
-// Error types and the exit codes of DESIGN.md §8.
+// Error types and the exit codes of docs/architecture.md.
 #include <stdexcept>
 #include <string>
 #include <vector>

@@ -1,5 +1,5 @@
 #pragma once
-// Facts about the machine and the build, for reports and `attn-bench env` (STYLE.md §9).
+// Facts about the machine and the build, for reports and `attn-bench env`.
 #include <nlohmann/json.hpp>
 
 namespace ab {

@@ -2,7 +2,7 @@
 // Composable attention masks in the spirit of attention-gym's mask_mod functions: a mask is a
 // small function of (batch, head, query position, key index) with a printable name that
 // carries its parameters ("window1024_sink4"), composable with and_masks / or_masks. Every
-// factory is named generate_<name> (STYLE.md §12) and comes with an exact block classifier,
+// factory is named generate_<name> and comes with an exact block classifier,
 // so kernels skip empty blocks and drop the element mask on full ones; compositions combine
 // their parts' classes and scan the block only when that is ambiguous.
 // Positions are absolute: query row i sits at i + (kv_len - q_len) (bottom-right aligned).

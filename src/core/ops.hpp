@@ -1,6 +1,6 @@
 #pragma once
-// The op vocabulary (DESIGN.md §4): plain argument structs that cross from variants into
-// backends. Kernels see only pointers, shapes and scalars (STYLE.md §5), never spec types.
+// The op vocabulary (docs/architecture.md): plain argument structs that cross from variants into
+// backends. Kernels see only pointers, shapes and scalars, never spec types.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -11,7 +11,7 @@
 
 namespace ab {
 
-// "Can you run this?" answered by the dispatch that would run it (STYLE.md §2).
+// "Can you run this?" answered by the dispatch that would run it.
 struct Support {
   bool ok = true;
   std::string reason;
@@ -19,7 +19,7 @@ struct Support {
   static Support no(std::string why) { return {false, std::move(why)}; }
 };
 
-// Score transforms of op 1 (VARIANTS.md §26 S1). With s = scale·q·k, the weight of an
+// Score transforms of op 1 (docs/variants.md §26 S1). With s = scale·q·k, the weight of an
 // allowed key is
 //   softmax  exp(s - lse)                       rows sum to 1; lse = log Σ exp(s)
 //   sigmoid  σ(s + transform_bias)              (Attention-Sink §16a; unnormalised unless
@@ -58,7 +58,7 @@ struct OutputGateArgs {
   TensorRef o, gate;
 };
 
-// What is built from op 1's probabilities P (VARIANTS.md §26 S1, "optionally P"): softmax
+// What is built from op 1's probabilities P (docs/variants.md §26 S1, "optionally P"): softmax
 // only, with sdpa's shape, mask, scale and head map.
 //   column_mass  column (B, Hq, 1, Nkv) fp32 <- Σ_i p_ij, from sdpa.q, sdpa.k and the rows'
 //                LSE in sdpa.lse (from a previous sdpa call); P is never materialised

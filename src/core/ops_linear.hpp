@@ -1,7 +1,7 @@
 #pragma once
-// Op 4 of the vocabulary: chunked linear attention (VARIANTS.md §26 S4), serving linear
+// Op 4 of the vocabulary: chunked linear attention (docs/variants.md §26 S4), serving linear
 // attention (Katharopoulos et al.), TransNormer's NormAttention, Lightning Attention-1/-2 and
-// MALA. Plain arguments only (STYLE.md §5).
+// MALA. Plain arguments only.
 //
 // For query row i at absolute position p_i = i + (Nkv - Nq) (bottom-right aligned; or
 // i + q_position when set), with
@@ -53,7 +53,7 @@ struct LinearAttnArgs {
   float mala_scale = 0.0f;        // MALA's s (0 = 1/sqrt(D))
   float eps = 1e-6f;              // denominator and output-norm epsilon
 
-  // Decode (VARIANTS.md §3: kv = λ·kv + kᵀv, o = q·kv). With P = first_position(): phase
+  // Decode (docs/variants.md §3: kv = λ·kv + kᵀv, o = q·kv). With P = first_position(): phase
   // `build_state` writes state_out = the state over the prefix keys [0, P) and computes no
   // output. Phase `attend`: when state_in is set it stands for the prefix keys [0, P) (they
   // are not read from k, v); without it the prefix is read from k, v. When state_out is set

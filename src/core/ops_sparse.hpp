@@ -1,9 +1,9 @@
 #pragma once
-// Op 2 of the vocabulary (DESIGN.md §4; VARIANTS.md §26 S2): sparse prefill SDPA over
+// Op 2 of the vocabulary (docs/architecture.md; docs/variants.md §26 S2): sparse prefill SDPA over
 // per-(batch, head, query block) key-block lists or per-(batch, head, query group) key-index
 // lists, with a resumable online-softmax state, so that an exact sink/local pass can be
 // continued over the keys a selection rule picked afterwards (AnchorAttention §7, SALE §8).
-// Kernels see only these plain structs (STYLE.md §5).
+// Kernels see only these plain structs.
 #include <cmath>
 #include <cstdint>
 

@@ -1,6 +1,6 @@
 #pragma once
 // The selection a variant exposes through its plan: which keys each query row attends to.
-// The recall and NIAH metrics read it without knowing the variant (DESIGN.md §5).
+// The recall and NIAH metrics read it without knowing the variant (docs/metrics.md).
 #include <cstdint>
 #include <memory>
 #include <string>

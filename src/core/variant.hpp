@@ -1,5 +1,5 @@
 #pragma once
-// The variant contract (DESIGN.md §4). One file per variant under src/variants/<family>/,
+// The variant contract (docs/architecture.md). One file per variant under src/variants/<family>/,
 // one line in src/variants/variants.def.
 #include <map>
 #include <memory>
@@ -39,7 +39,7 @@ struct VariantInfo {
   FidelityNote fidelity;
 };
 
-// FLOPs count a multiply-add as 2 (DESIGN.md §5).
+// FLOPs count a multiply-add as 2 (docs/architecture.md, "Cost").
 struct Cost {
   double executed = 0;          // what the variant computes, estimation included
   double dense_equivalent = 0;  // dense attention for the same problem (causal-aware)

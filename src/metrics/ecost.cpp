@@ -1,4 +1,4 @@
-// Kinetics eFLOPs (VARIANTS.md §17; "Kinetics: Rethinking Test-Time Scaling Laws", arXiv
+// Kinetics eFLOPs (docs/variants.md §17; "Kinetics: Rethinking Test-Time Scaling Laws", arXiv
 // 2506.05333; Infini-AI-Lab/Kinetics cost_model/utils.py): cost = compute FLOPs + E × memory
 // bytes, E the hardware's FLOPs per byte (562.5 in the repo's cost models). Test-time scaling is
 // bound by KV-cache traffic, so a decode method is judged by both at once.

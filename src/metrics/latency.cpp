@@ -1,4 +1,4 @@
-// Latency (DESIGN.md §5): warm-up, then samples until the median's relative standard error
+// Latency (docs/architecture.md): warm-up, then samples until the median's relative standard error
 // reaches the target, with a minimum count, a maximum count and a time cap. The plan and
 // attention phases are timed apart, each the backend's way (CUDA events on the GPU).
 #include <algorithm>

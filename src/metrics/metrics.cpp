@@ -5,7 +5,7 @@ namespace ab {
 const std::vector<MetricDef>& metric_table() {
   static const std::vector<MetricDef> table = {
       {"flops", json::object(),
-       "executed, dense-equivalent and estimation FLOPs, minimum bytes (DESIGN.md §5)",
+       "executed, dense-equivalent and estimation FLOPs, minimum bytes (docs/architecture.md, "Cost")",
        measure_flops},
       {"accuracy", {{"rows", 64}},
        "max-abs and relative error of O (and LSE) against the float64 reference on sampled rows",
@@ -23,7 +23,7 @@ const std::vector<MetricDef>& metric_table() {
       {"recall",
        {{"queries", "256"}, {"topk", {16, 64}}, {"per_head", false}, {"min_mass_recall", 0.0}},
        "against float64 dense attention on sampled rows, every head: mass recall and top-k recall"
-       " of the plan's selection, density, output relative error and cosine (DESIGN.md §5)",
+       " of the plan's selection, density, output relative error and cosine (docs/architecture.md)",
        measure_recall, validate_recall},
       {"niah",
        {{"lengths", {1024, 2048, 4096}},

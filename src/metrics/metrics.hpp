@@ -60,7 +60,7 @@ json measure_niah(MetricContext& ctx);
 void validate_niah(const json& options);
 json measure_sink(MetricContext& ctx);
 void validate_sink(const json& options);
-// ecost.cpp: the Kinetics eFLOPs cost model (VARIANTS.md §17).
+// ecost.cpp: the Kinetics eFLOPs cost model (docs/variants.md §17).
 json measure_ecost(MetricContext& ctx);
 void validate_ecost(const json& options);
 // "all" or a positive integer given as a string or a number: the sampled query rows of the

@@ -1,4 +1,4 @@
-// Model-free needle in a haystack at the attention level (DESIGN.md §5): over a grid of
+// Model-free needle in a haystack at the attention level (docs/metrics.md): over a grid of
 // context lengths × needle depths × trials, plant a needle key aligned with the probe queries
 // (workloads/needle.cpp: its dense probability is σ(margin)) and a distinctive value v*, run
 // the variant, and count a probe as retrieved when cos(o_probe, v*) ≥ τ. A variant that drops

@@ -1,4 +1,4 @@
-// Recall against dense attention (DESIGN.md §5; VARIANTS.md §0 "attention recall"): what a
+// Recall against dense attention (docs/metrics.md; docs/variants.md §0 "attention recall"): what a
 // selection-based variant keeps of the attention it approximates. Dense means float64
 // softmax(scale·q·kᵀ) under the problem's own mask (causal or not), NOT the variant's mask: a
 // streaming variant's dropped keys count as lost mass. Sampled query rows, every head, memory

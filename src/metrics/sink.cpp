@@ -1,5 +1,5 @@
 // Sink_k^ε from "When Attention Sink Emerges in Language Models: An Empirical View"
-// (Gu et al., ICLR 2025, arXiv 2410.10781; VARIANTS.md §16a), on the case's inputs: for every
+// (Gu et al., ICLR 2025, arXiv 2410.10781; docs/variants.md §16a), on the case's inputs: for every
 // (batch, head), the importance of token k is α_k = mean over the queries t that can see k of
 // A[t, k] (the paper: (1/(T−k)) Σ_{t≥k} A[t, k]), and Sink_k^ε = 100 × the fraction of heads
 // with α_k > ε (ε = 0.3, k = 0). A is the dense attention of the inputs under the problem's mask,

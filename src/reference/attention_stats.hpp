@@ -1,5 +1,5 @@
 #pragma once
-// Statistics of the dense attention an input produces (DESIGN.md §5–6), in float64 on sampled
+// Statistics of the dense attention an input produces (docs/metrics.md), in float64 on sampled
 // query rows, memory O(threads × N): shared by `attn-bench inspect`, the sink metric, the
 // recall metric and the structured generator's tests, so that all of them measure the same way.
 #include <cstdint>

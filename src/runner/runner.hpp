@@ -1,5 +1,5 @@
 #pragma once
-// Runs an experiment's cases: workload -> plan -> run -> metrics -> report (DESIGN.md §2).
+// Runs an experiment's cases: workload -> plan -> run -> metrics -> report (docs/architecture.md).
 #include <atomic>
 #include <cstdio>
 #include <functional>

@@ -14,7 +14,7 @@ namespace {
 
 constexpr const char* kNoSelection =
     "linear attention selects no keys and its weights are not a softmax distribution: recall "
-    "is undefined (VARIANTS.md §0); the output error against dense softmax is reported instead";
+    "is undefined (docs/variants.md §0); the output error against dense softmax is reported instead";
 
 // The decode state of every query head, owned by the plan and freed with it: `in` the state
 // of the prefix (built by plan()), `out` and `next` the steps' ping-pong buffers.

@@ -13,7 +13,7 @@
 // passed from step to step through two scratch buffers.
 //
 // Recall is n/a: linear attention does not select keys, and its weights are not a softmax
-// distribution (VARIANTS.md §0); the accuracy metric checks each against its own exact
+// distribution (docs/variants.md §0); the accuracy metric checks each against its own exact
 // formula, and the output error against dense softmax is the recall metric's to report.
 #include <memory>
 #include <string>

@@ -1,6 +1,6 @@
 #pragma once
 // The variant registry: an explicit list (src/variants/variants.def), not static-initialiser
-// self-registration, which a linker may drop from a static library (DESIGN.md §4).
+// self-registration, which a linker may drop from a static library (docs/architecture.md).
 #include <memory>
 #include <string>
 #include <vector>

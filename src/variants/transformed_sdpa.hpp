@@ -2,7 +2,7 @@
 // Shared body of the variants that are op 1 with a score transform other than softmax
 // (sigmoid attention, ReLU DiagAttention, LAMA's tanh scores): dense SDPA with a mask whose
 // weights are not a softmax distribution, so recall against dense softmax is undefined
-// (VARIANTS.md §0) and the plan exposes no selection. With the softmax transform the class
+// (docs/variants.md §0) and the plan exposes no selection. With the softmax transform the class
 // behaves exactly as DenseSdpaVariant.
 #include <string>
 
@@ -21,7 +21,7 @@ class TransformedSdpaVariant : public DenseSdpaVariant {
   // Why recall does not apply, when the transform is not softmax.
   virtual std::string selection_na_reason() const {
     return "the weights are not a softmax distribution over keys: recall against dense "
-           "softmax attention is undefined (VARIANTS.md §0); output error is reported instead";
+           "softmax attention is undefined (docs/variants.md §0); output error is reported instead";
   }
 
   SdpaArgs transformed_args(const Inputs& in, Outputs* out) const {

@@ -1,4 +1,4 @@
-// Real Q/K/V from files (DESIGN.md §6: captured tensors are the gold standard for recall).
+// Real Q/K/V from files (docs/inputs.md: captured tensors are the gold standard for recall).
 // Options (docs/inputs.md, "file"):
 //   path    a .safetensors file (q/k/v name tensors inside it), or a directory holding .npy
 //           files (q/k/v name files inside it, ".npy" appended when missing), or "" (q/k/v are

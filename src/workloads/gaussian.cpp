@@ -1,5 +1,5 @@
 // i.i.d. normal inputs. Cheap and unbiased, but every sparse method looks bad on them
-// (DESIGN.md §6): use them for speed and kernel accuracy, not for recall.
+// (docs/inputs.md): use them for speed and kernel accuracy, not for recall.
 #include <random>
 
 #include "workloads/workloads.hpp"

@@ -1,4 +1,4 @@
-// The needle overlay (DESIGN.md §5, NIAH): plants one needle key/value per (batch, kv head)
+// The needle overlay (docs/metrics.md, NIAH): plants one needle key/value per (batch, kv head)
 // into any other input, aligned with the probe queries so that under dense attention the
 // needle holds a chosen share of each probe's mass, whatever the length and the haystack.
 //

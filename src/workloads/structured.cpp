@@ -1,4 +1,4 @@
-// Structured Q/K/V whose dense attention looks like a trained model's (DESIGN.md §6): attention
+// Structured Q/K/V whose dense attention looks like a trained model's (docs/inputs.md): attention
 // sinks, locality, heavy-hitter key columns, periodic "slash" diagonals and heads that differ
 // in which structure dominates. Random Gaussian inputs make every sparse method look bad
 // (their attention is nearly uniform); these give sparse methods the structure they exploit,

@@ -1,5 +1,5 @@
 #pragma once
-// Input generators (DESIGN.md §6): deterministic from a seed. One file per kind under
+// Input generators (docs/inputs.md): deterministic from a seed. One file per kind under
 // src/workloads/, one row in workload_table().
 #include <cstdint>
 #include <functional>
@@ -50,7 +50,7 @@ void validate_structured(const AttnShape& s, const nlohmann::ordered_json& optio
 HostInputs generate_file(const AttnShape& s, const nlohmann::ordered_json& options, uint64_t seed);
 void validate_file(const AttnShape& s, const nlohmann::ordered_json& options);
 
-// needle.cpp: the needle overlay (DESIGN.md §5 NIAH). Shared by the `needle` input kind and
+// needle.cpp: the needle overlay (docs/metrics.md NIAH). Shared by the `needle` input kind and
 // the niah metric.
 struct NeedleSpec {
   double depth = 0.5;       // needle key at position round(depth · P0), P0 = the first probe

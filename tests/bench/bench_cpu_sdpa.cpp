@@ -1,5 +1,5 @@
 // Micro-benchmarks of the CPU flash kernel beside the ceilings it is judged against, measured
-// in the same binary run: Eigen's fp32 GEMM (ANCHORS.md's CPU rows) and a streaming read.
+// in the same binary run: Eigen's fp32 GEMM (docs/gpu.md's CPU rows) and a streaming read.
 //   attn_microbench --benchmark_filter='stream|gemm|sdpa' --benchmark_min_time=2
 // Rates count a multiply-add as 2 FLOPs; attention FLOPs are 2·B·Hq·(allowed pairs)·(d + dv),
 // i.e. 4·B·Hq·Nq·Nkv·d dense and about half of it causal; decode is reported as bytes of Q,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The variant catalogue's parameters (issue 4) refused at `validate`, before any case runs, with
+# The variant catalogue's parameters refused at `validate`, before any case runs, with
 # the field and the rule; `list` shows every catalogue variant with its paper.
 set -u
 bin=$1 src=$2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `attn-bench compare` exit codes (DESIGN.md §8): 0 no regression, 1 regression, 2 bad input.
+# `attn-bench compare` exit codes (docs/architecture.md): 0 no regression, 1 regression, 2 bad input.
 # Run by CTest as: bash compare_exit_codes.sh <path-to-attn-bench> <source-dir>
 set -u
 BIN=${1:?usage: compare_exit_codes.sh <attn-bench> <source-dir>}

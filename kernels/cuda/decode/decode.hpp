@@ -41,7 +41,7 @@ struct DecodeParams {
   ElemType elem = ElemType::bf16;
 };
 
-// Keys per tile and pipeline depth of the split kernel (STYLE.md §6; measurements in decode.cu).
+// Keys per tile and pipeline depth of the split kernel (measurements in decode.cu).
 struct DecodeTile {
   int block_n;  // keys per tile (4 warps × 16)
   int stages;   // cp.async stages in flight

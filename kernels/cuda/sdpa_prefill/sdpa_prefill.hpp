@@ -2,8 +2,8 @@
 // Dense SDPA forward on the GPU (FlashAttention-2's algorithm, Dao 2023, with mma.sync
 // m16n8k16 tensor-core tiles): O and LSE for a query-head -> kv-head map h -> h / group and a
 // structured mask (causal, sliding window + sinks). Host-visible interface: the params struct
-// that crosses into the kernel (STYLE.md §5) and the one dispatch that answers both "is this
-// supported?" and "which kernel?" (STYLE.md §2).
+// that crosses into the kernel and the one dispatch that answers both "is this
+// supported?" and "which kernel?".
 #include <cstdint>
 #include <string>
 
@@ -29,7 +29,7 @@ struct PrefillParams {
   ElemType elem = ElemType::bf16;
 };
 
-// The tile sizes of the prefill kernel, in one place (STYLE.md §6).
+// The tile sizes of the prefill kernel, in one place.
 struct PrefillTile {
   int block_m;    // query rows per CTA (4 warps × 32 rows)
   int block_n;    // keys per tile

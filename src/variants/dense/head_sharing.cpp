@@ -1,4 +1,4 @@
-// The dense head-sharing family (VARIANTS.md §1): MHA, GQA, MQA and Sparse Query Attention
+// The dense head-sharing family (docs/variants.md §1): MHA, GQA, MQA and Sparse Query Attention
 // with its named configurations. One algorithm — dense SDPA where H_q query heads share
 // H_kv key/value heads — so one file; the configurations differ only in head counts.
 // SQA: "Sparse Query Attention", ReactiveAI, arXiv 2510.01817 (Table 3, 16 baseline heads).

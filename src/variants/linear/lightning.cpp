@@ -4,7 +4,7 @@
 // "Lightning Attention-2: A Free Lunch for Handling Unlimited Sequence Lengths in Large
 // Language Models", Qin et al., arXiv 2401.04658 (Algorithm 1); Lightning-1: "TransNormerLLM",
 // Qin et al., arXiv 2307.14995. OpenNLPLab/lightning-attention lightning_attn2.py
-// (BLOCK = 64), utils.py _build_slope_tensor. VARIANTS.md §3.
+// (BLOCK = 64), utils.py _build_slope_tensor. docs/variants.md §3.
 //
 // chunked: per block of 64, the intra-block masked left product ((QKᵀ)⊙D)V plus the
 // inter-block right product against the carried d×dv state: linear in N, the "constant speed

@@ -1,7 +1,7 @@
 // Kernelised linear attention with a feature map, normalised by φ(q)·Σφ(k).
 // "Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention",
 // Katharopoulos et al., ICML 2020, arXiv 2006.16236.
-// VARIANTS.md §26 S4 (the substrate shared with §2-§4).
+// docs/variants.md §26 S4 (the substrate shared with §2-§4).
 //
 // o_i = φ(q_i)·Σ_j φ(k_j)ᵀ v_j / (φ(q_i)·Σ_j φ(k_j) + eps) over all keys (non-causal) or the
 // prefix j <= i (causal: the prefix sums are the carried d×dv state, computed by blocks of

@@ -1,6 +1,6 @@
 // MALA: magnitude-aware linear attention.
 // "Rectifying Magnitude Neglect in Linear Attention", Fan et al., ICCV 2025, arXiv
-// 2507.00698 (qhfan/MALA classfication_release/model.py AddLinearAttention). VARIANTS.md §4.
+// 2507.00698 (qhfan/MALA classfication_release/model.py AddLinearAttention). docs/variants.md §4.
 //
 // Normalised linear attention divides φ(q) by φ(q)·Σφ(k) and so forgets ‖φ(q)‖. MALA keeps it:
 // with z_i = (s/N)·φ(q_i)·Σ_j φ(k_j),

@@ -1,6 +1,6 @@
 // TransNormer's NormAttention: linear attention without the denominator, with a norm on the
 // output instead ("The Devil in Linear Transformer", Qin et al., EMNLP 2022, arXiv 2210.10340;
-// OpenNLPLab/fairseq-evo norm_linear_attention.py). VARIANTS.md §2.
+// OpenNLPLab/fairseq-evo norm_linear_attention.py). docs/variants.md §2.
 //
 // o_i = Norm(φ(q_i)·Σ_j φ(k_j)ᵀ v_j), over all keys or the causal prefix; dropping 1/rowsum
 // bounds the gradients and the norm bounds the activations. φ = plain ELU as in the LM presets

@@ -1,6 +1,6 @@
 // BlockRank's structured attention for in-context ranking.
 // "Scalable In-context Ranking with Generative Models" (BlockRank), arXiv 2510.05396
-// (nilesh2797/BlockRank blockrank_std_attention.py). VARIANTS.md §19.
+// (nilesh2797/BlockRank blockrank_std_attention.py). docs/variants.md §19.
 //
 // The prompt is `documents` + 2 equal blocks: instruction, documents, query. The instruction
 // is causal within itself; each document sees the instruction fully and itself causally; the
@@ -8,7 +8,7 @@
 // with M = documents + 2, the query block taking the rest, N - (M-1)·L (the paper left-pads
 // each block to max_block_length; equal blocks keep every position a real token).
 // Dense softmax SDPA under that mask; the tiled CPU kernel skips the empty document×document
-// tiles, so the cost grows linearly in the number of documents (VARIANTS.md §19 (e)).
+// tiles, so the cost grows linearly in the number of documents (docs/variants.md §19 (e)).
 #include <memory>
 
 #include "core/errors.hpp"

@@ -1,6 +1,6 @@
 // DiagAttention: attention restricted to non-overlapping diagonal blocks.
 // "The Devil in Linear Transformer", Qin et al., EMNLP 2022, arXiv 2210.10340 (TransNormer;
-// OpenNLPLab/fairseq-evo norm_local_attention.py). VARIANTS.md §2.
+// OpenNLPLab/fairseq-evo norm_local_attention.py). docs/variants.md §2.
 //
 // Logits (q/√d)·kᵀ inside each block of `block` positions, causal within the block when the
 // problem is causal; weights softmax (TransNormer T2) or ReLU (T1, "ReLA": unnormalised).

@@ -1,12 +1,12 @@
 // MixFormer's asymmetric mixed attention.
 // "MixFormer: End-to-End Tracking with Iterative Mixed Attention", Cui et al., CVPR 2022,
 // arXiv 2203.11082 (MCG-NJU/MixFormer mixformer_vit/mixformer.py Attention.forward).
-// VARIANTS.md §23.
+// docs/variants.md §23.
 //
 // Tokens are [templates; search]. Template queries attend to template keys only; search
 // queries attend to every key. Non-causal (vision). As the paper's Attention.forward does, it
 // runs as two dense (unmasked) SDPA calls — templates × templates, and search × all — so the
-// cost is 4·(N_t² + N_s·(N_t + N_s))·d per head against 4·(N_t + N_s)²·d (VARIANTS.md §23
+// cost is 4·(N_t² + N_s·(N_t + N_s))·d per head against 4·(N_t + N_s)²·d (docs/variants.md §23
 // (e)). One call under the two-block mask computes the same, but at MixViT's N = 452 every
 // 256 × 256 tile of the flash kernel mixes template and search rows, so nothing was skipped
 // and the per-element mask made it 0.75x of dense (suites/mixformer.yaml on 2 cores). The

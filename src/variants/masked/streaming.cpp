@@ -1,6 +1,6 @@
 // StreamingLLM: attention sinks plus a sliding window of recent tokens.
 // "Efficient Streaming Language Models with Attention Sinks", Xiao et al., ICLR 2024,
-// arXiv 2309.17453 (mit-han-lab/streaming-llm kv_cache.py). VARIANTS.md §16b.
+// arXiv 2309.17453 (mit-han-lab/streaming-llm kv_cache.py). docs/variants.md §16b.
 //
 // Prefill: dense causal SDPA under the mask "sinks or the last `window` positions". Decode:
 // the cache holds the `sinks` first tokens and the `window` most recent ones; the step is

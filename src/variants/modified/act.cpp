@@ -1,7 +1,7 @@
 // ACT: training-free post-softmax attention calibration of hidden attention sinks.
 // "Unveiling and Harnessing Hidden Attention Sinks: Training-Free Attention Calibration for
 // Enhancing Large Language Models", Yu et al., ICML 2024, arXiv 2406.15765
-// (GATECH-EIC/ACT models/llama_modelling_aug.py). VARIANTS.md §16c.
+// (GATECH-EIC/ACT models/llama_modelling_aug.py). docs/variants.md §16c.
 //
 // For each calibrated head, on the dense probabilities A:
 //   1. column scores c_j = Σ_t A[t, j] / (T - j)  (T - j: the rows that see key j)
@@ -18,7 +18,7 @@
 // from it divides a cancellation by 1 - m: with strong sinks, m ≈ 0.99 in the tests, that
 // costs two digits of fp32.) Heads without sinks skip both passes (their tiles are empty).
 // That last combine runs on host tensors, so the variant runs on the CPU backend. It changes
-// the output on purpose (VARIANTS.md §25): its deviation from dense is reported as output
+// the output on purpose (docs/variants.md §25): its deviation from dense is reported as output
 // error, and the accuracy check is against this formula in float64 with the sinks the run
 // found (the test checks the sink sets against float64 column scores separately).
 
@@ -198,7 +198,7 @@ class Act final : public DenseSdpaVariant {
     st->column_pairs = b.attention_probs_executed_pairs(cm).value_or(-1.0);
     p.state = st;
     p.selection_na_reason = "ACT recalibrates the softmax on purpose and selects no keys "
-                            "(VARIANTS.md §25): its deviation from dense is the output error";
+                            "(docs/variants.md §25): its deviation from dense is the output error";
     return p;
   }
 

@@ -1,7 +1,7 @@
 // Gated attention: a sigmoid gate on the SDPA output, headwise or elementwise (position G1).
 // "Gated Attention for Large Language Models: Non-linearity, Sparsity, and Attention-Sink-Free",
 // Qiu et al. (Qwen team), arXiv 2505.06708 (qiuzh20/gated_attention modeling_qwen3.py).
-// VARIANTS.md §5.
+// docs/variants.md §5.
 //
 // Y' = SDPA(Q, K, V) ⊙ σ(G), G the gate logits (B, Hq, Nq, 1) headwise or (B, Hq, Nq, Dv)
 // elementwise. In the model G = X·W_g comes from the same hidden state as Q/K/V; here it is

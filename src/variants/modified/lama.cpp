@@ -1,7 +1,7 @@
 // LAMA: low-rank multi-head attention pooling against a learned global context.
 // "Low-Rank Factorization for Compact Multi-Head Self-Attention", Mehta et al., arXiv
 // 1912.00835 (third-party reimplementation JohnGiorgi/compact-multi-head-self-attention-
-// pytorch modules/lama.py). VARIANTS.md §21.
+// pytorch modules/lama.py). docs/variants.md §21.
 //
 // Token states h_t pooled by m heads, each scoring the tokens against one global context:
 //   u = Pᵀc (m),  f[j, t] = tanh(u_j · (Q_jᵀ h_t)),  A[j, :] = softmax_t f[j, :],  M_j = Σ_t A[j, t] h_t.

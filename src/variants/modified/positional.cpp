@@ -1,11 +1,11 @@
 // Positional attention: weights from positional encodings only, values from the data.
 // "Positional Attention: Expressivity and Learnability of Algorithmic Computation", de Luca
-// et al., ICML 2025, arXiv 2410.01686. VARIANTS.md §20.
+// et al., ICML 2025, arXiv 2410.01686. docs/variants.md §20.
 //
 // A_h = softmax((P W_Q,h)(P W_K,h)ᵀ / √d ⊙ mask), P (N × d_p) the positional encodings, the
 // same for every input; head h = A_h · V. The weights are input-independent, so the plan
 // phase computes them once per shape and run() — the per-input work — is A·V alone
-// (VARIANTS.md §20 (d)-(e)). The latency metric times the two phases apart: the plan phase is
+// (docs/variants.md §20 (d)-(e)). The latency metric times the two phases apart: the plan phase is
 // the once-per-shape cost (a model would cache it across inputs and batches), the attention
 // phase the per-input cost; FLOPs put the former under `estimation`.
 //   cache = weights: A materialised (Hq × Nq × Nkv fp32; refused above 2 GiB), run = A·V

@@ -1,7 +1,7 @@
 // Sigmoid attention, with or without row normalisation, optional bias.
 // "When Attention Sink Emerges in Language Models: An Empirical View", Gu et al., ICLR 2025,
 // arXiv 2410.10781 (sail-sg/Attention-Sink lit_gpt/model_attn_sim.py,
-// eager_scaled_dot_product_attention). VARIANTS.md §16a.
+// eager_scaled_dot_product_attention). docs/variants.md §16a.
 //
 // A = σ(QKᵀ·scale + b) ⊙ mask; with `normalize`, each row is divided by (Σ + 1e-8); the
 // no_norm configurations skip that — the setting in which the paper finds no attention sink

@@ -1,7 +1,7 @@
 // InfiniRetri at the attention level: the context is read chunk by chunk, the probe (the
 // step's query, the "question") keeps the tokens it attends to most, and the answer attends
 // over what was kept. "Infinite Retrieval: Attention Enhanced LLMs in Long-Context Processing",
-// Ye et al., arXiv 2502.12962. VARIANTS.md §24 (from the abstract and a third-party summary;
+// Ye et al., arXiv 2502.12962. docs/variants.md §24 (from the abstract and a third-party summary;
 // github.com/CapitalCode2020/InfiniRetri2 was not read).
 //
 // The paper is a pipeline around a whole model: for each chunk it runs the model on

@@ -1,7 +1,7 @@
 // Kinetics block top-k decode attention: pages scored by their mean-pooled key, top-k pages
 // plus sink and local tokens. "Kinetics: Rethinking Test-Time Scaling Laws", Sadhukhan et al.,
 // arXiv 2506.05333; Infini-AI-Lab/Kinetics LiteSys/litesys/attention/sparsity_utils.py
-// (blockwise_topk_sparsity), benchmark/blocktopk_decoder.py. VARIANTS.md §17. Its eFLOPs cost
+// (blockwise_topk_sparsity), benchmark/blocktopk_decoder.py. docs/variants.md §17. Its eFLOPs cost
 // model is the `ecost` metric (src/metrics/ecost.cpp).
 //
 // Per decode step (T keys) and kv group, as blockwise_topk_sparsity:

@@ -1,7 +1,7 @@
 // Landmark Attention at inference, with the block-mean key standing in for the trained landmark.
 // "Landmark Attention: Random-Access Infinite Context Length for Transformers", Mohtashami &
 // Jaggi, NeurIPS 2023, arXiv 2305.16300; epfml/landmark-attention llama/llama_mem.py
-// (cache_top_k path). VARIANTS.md §14.
+// (cache_top_k path). docs/variants.md §14.
 //
 // The paper inserts a trained landmark token after every block of mem_freq tokens; a query
 // scores the landmarks, keeps the top-k blocks and attends to them plus the current block.

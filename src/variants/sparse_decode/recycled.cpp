@@ -1,6 +1,6 @@
 // Recycled Attention: full attention every few steps, a recycled top-K cache in between.
 // "Recycled Attention: Efficient inference for long-context language models", Xu et al.,
-// arXiv 2411.05787 (later retitled RefreshKV). VARIANTS.md §13 (details from a secondary
+// arXiv 2411.05787 (later retitled RefreshKV). docs/variants.md §13 (details from a secondary
 // reading note of v1; the code at github.com/carriex/recycled-attention was not readable).
 //
 // Per (batch, kv head), in step order:
@@ -16,7 +16,7 @@
 // The paper selects C_r from the prompt's last token at prefill; a decode case holds no prompt
 // queries, so its first step is a full step instead.
 // The full step's scores are a second pass over the keys (a fused attention kernel does not
-// return its probabilities, VARIANTS.md §13 (e)): they are counted as estimation.
+// return its probabilities, docs/variants.md §13 (e)): they are counted as estimation.
 #include <algorithm>
 #include <cmath>
 #include <limits>

@@ -1,5 +1,5 @@
 #pragma once
-// Shared body of the selection-based decode variants (VARIANTS.md §9, §12–15, §17, §24): a plan
+// Shared body of the selection-based decode variants (docs/variants.md §9, §12–15, §17, §24): a plan
 // phase that walks the decode steps in order and decides, per step and per (batch, kv head),
 // which keys the step attends to — carrying each method's state across steps — and an
 // attention phase that runs op 3 (token-gather decode) once per step over those lists, merging

@@ -2,7 +2,7 @@
 // progressive (MSB-first) quantisation.
 // "SpAtten: Efficient Sparse Attention Architecture with Cascade Token and Head Pruning", Wang,
 // Zhang, Han, HPCA 2021, arXiv 2012.09852; LLM port mit-han-lab/spatten
-// spatten_llm/kv_cache_token_pruning.py. VARIANTS.md §15.
+// spatten_llm/kv_cache_token_pruning.py. docs/variants.md §15.
 //
 // Per (batch, kv head), in step order (the LLM port's cache policy):
 //   1. The step's token joins the kept set C; the step attends to C.

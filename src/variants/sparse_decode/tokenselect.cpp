@@ -1,7 +1,7 @@
 // TokenSelect: dynamic token-level KV selection by per-head soft voting.
 // "TokenSelect: Efficient Long-Context Inference and Length Extrapolation for LLMs via Dynamic
 // Token-Level KV Cache Selection", Wu et al., arXiv 2411.02886; pzs19/TokenSelect
-// patcher/token_retrieval.py (get_topk_tokens, retrieval_indices). VARIANTS.md §12.
+// patcher/token_retrieval.py (get_topk_tokens, retrieval_indices). docs/variants.md §12.
 //
 // Per decode step, per batch element (§12 (d)):
 //   1. T ≤ n_init + n_local + top_k: attend to everything (the code's `return None`).
