@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <list>
 #include <memory>
 #include <random>
 #include <regex>
@@ -91,6 +92,78 @@ inline std::set<std::string> declared_backend_members(const std::string& header)
   }
   return out;
 }
+
+// The CPU backend's ops on 64-byte-aligned host memory: what the bit-for-bit comparisons of the
+// fake device use as the CPU. The CPU kernels' vector paths (Eigen's packet loops, OpenMP simd
+// loops calling libmvec) peel scalar iterations up to an aligned address, so the last bits of
+// exp/sigmoid/normalisation results depend on buffer addresses mod 64; CpuBackend keeps its
+// tensors in std::vector (16-byte aligned, heap-dependent) and views host inputs in place, so
+// two CPU runs of one op can differ in the last bit. The fake device's host copies are 64-byte
+// aligned, and so is every tensor here (view_host copies instead of viewing): the same kernels
+// on the same layout, deterministically. Every op is forwarded to a CpuBackend.
+class AlignedCpu final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  TensorRef alloc(const Shape4& shape, DType dtype) override {
+    const size_t bytes = (size_t(std::max<int64_t>(ab::numel(shape), 1)) * 4 + 63) / 64 * 64;
+    blocks_.emplace_back(static_cast<float*>(std::aligned_alloc(64, bytes)));
+    TensorRef t;
+    t.data = blocks_.back().get();
+    t.dtype = dtype;
+    t.shape = shape;
+    return t;
+  }
+  void upload(const HostTensor& src, const TensorRef& dst) override { cpu_->upload(src, dst); }
+  HostTensor download(const TensorRef& src) override { return cpu_->download(src); }
+  void poison(const TensorRef& t) override { cpu_->poison(t); }
+  void free(const TensorRef& t) override {
+    blocks_.remove_if([&](const std::unique_ptr<float, Free>& b) { return b.get() == t.data; });
+  }
+  void release_all() override {
+    blocks_.clear();
+    cpu_->release_all();
+  }
+  double time(const std::function<void()>& fn, CacheMode mode) override { return cpu_->time(fn, mode); }
+  nlohmann::ordered_json device_info() const override { return cpu_->device_info(); }
+  IndexLists upload_indices(const std::vector<int32_t>& o, const std::vector<int32_t>& i) override {
+    return cpu_->upload_indices(o, i);
+  }
+  IndexBuffer alloc_indices(int64_t n) override { return cpu_->alloc_indices(n); }
+  void upload_index_buffer(const std::vector<int32_t>& s, const IndexBuffer& d) override { cpu_->upload_index_buffer(s, d); }
+  std::vector<int32_t> download_index_buffer(const IndexBuffer& s, int64_t n) override {
+    return cpu_->download_index_buffer(s, n);
+  }
+  void free_indices(const IndexBuffer& b) override { cpu_->free_indices(b); }
+  std::optional<double> sparse_prefill_executed_pairs(const SparsePrefillArgs& a) const override {
+    return cpu_->sparse_prefill_executed_pairs(a);
+  }
+#define BT_FORWARD(op, Args)                                                             \
+  Support supports_##op(const Args& a) const override { return cpu_->supports_##op(a); } \
+  void op(const Args& a) override { cpu_->op(a); }
+  BT_FORWARD(sdpa, SdpaArgs)
+  BT_FORWARD(gather_decode, GatherDecodeArgs)
+  BT_FORWARD(sparse_prefill, SparsePrefillArgs)
+  BT_FORWARD(linear_attention, LinearAttnArgs)
+  BT_FORWARD(output_gate, OutputGateArgs)
+  BT_FORWARD(attention_probs, AttnProbsArgs)
+  BT_FORWARD(pool, PoolArgs)
+  BT_FORWARD(project, ProjectArgs)
+  BT_FORWARD(scores, ScoresArgs)
+  BT_FORWARD(select, SelectArgs)
+  BT_FORWARD(lse_merge, LseMergeArgs)
+  BT_FORWARD(copy_rows, CopyRowsArgs)
+  BT_FORWARD(block_mean_keys, BlockMeanKeysArgs)
+  BT_FORWARD(fake_quantize, FakeQuantizeArgs)
+  BT_FORWARD(decode_scores, DecodeScoresArgs)
+#undef BT_FORWARD
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<Backend> cpu_ = make_cpu_backend();
+  std::list<std::unique_ptr<float, Free>> blocks_;
+};
 
 inline HostTensor random_tensor(const Shape4& s, std::mt19937& rng, float sd = 1.0f, float mean = 0.0f) {
   HostTensor t(s);

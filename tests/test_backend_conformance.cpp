@@ -1,8 +1,10 @@
 // Backend conformance, in the manner of ggml's test-backend-ops: every op of the Backend
 // interface (core/backend.hpp) on every backend this build and machine offer (cpu, fake, and
 // cuda with a GPU), on fresh random inputs of odd shapes, compared with the CPU backend: the
-// fake device must give the CPU's bits exactly (it runs the CPU's ops on host copies), cuda must
-// agree within its dtype's tolerance (tolerance_for). The core ops are also checked against
+// fake device must give the CPU's bits exactly (it runs the CPU's ops on host copies; compared
+// with bt::AlignedCpu, the CPU's ops on 64-byte-aligned memory, as the fake's copies are), the
+// CPU backend itself must agree to 1e-5 (its buffers' alignment moves last bits), cuda within
+// its dtype's tolerance (tolerance_for). The core ops are also checked against
 // the float64 references of src/reference/attention_reference.hpp.
 //
 // Table-driven: kCases holds one entry per op × argument set; an entry builds its inputs on a
@@ -80,6 +82,9 @@ struct OpCase {
   std::string args;  // what this argument set exercises
   std::function<void(Run&)> run;
   std::function<void(const Run&)> ref64 = nullptr;  // float64 check of the CPU's result
+  // The CPU op's own last bits vary from run to run (its kernel keeps scratch in heap vectors
+  // whose alignment its vector loops peel to): the fake device is then held to 1e-6, not bits.
+  bool cpu_bits_vary = false;
 };
 
 AttnShape shape_of(int B, int Hq, int Hkv, int d, int dv, int64_t nq, int64_t nkv, bool causal) {
@@ -620,7 +625,7 @@ std::vector<OpCase> make_cases() {
                      r.be.project(a);
                      r.fetch_ints("codes", a.codes, 2 * 3 * 37);
                    }});
-  cases.push_back({"scores", "probs_head_mean, causal offset, row range", [](Run& r) {
+  cases.push_back({"scores", "probs_head_mean, causal offset, row range (CPU bits vary: heap scratch in cpu_select_ops)", [](Run& r) {
                      for (bool causal : {false, true}) {
                        ScoresArgs a;
                        a.epilogue = ScoresEpilogue::probs_head_mean;
@@ -638,7 +643,7 @@ std::vector<OpCase> make_cases() {
                        r.be.scores(a);
                        r.fetch(causal ? "causal" : "dense", a.out);
                      }
-                   }});
+                   }, nullptr, true});
   cases.push_back({"scores", "probs_block_pool, strided rows, max/mean pools", [](Run& r) {
                      const TensorRef q = r.input("q", {1, 4, 14, 24}), k = r.input("k", {1, 2, 43, 24});
                      for (Reduce kp : {Reduce::max, Reduce::mean})
@@ -891,33 +896,38 @@ TEST_CASE("backend conformance: every op on every backend equals the CPU's (fake
   std::vector<std::string> skipped;
   const std::vector<std::string> names = bt::backend_names(&skipped);
   for (const std::string& s : skipped) MESSAGE("backend conformance: skipped " << s);
+  // The reference: the CPU's ops on 64-byte-aligned memory (bt::AlignedCpu says why).
+  bt::AlignedCpu ref_be;
   std::vector<std::unique_ptr<Backend>> backends;
   for (const std::string& n : names) backends.push_back(bt::make_named(n));
   std::map<std::string, std::map<std::string, int>> supported;  // op -> backend -> cases run
   for (size_t ci = 0; ci < cases().size(); ++ci) {
     const OpCase& c = cases()[ci];
     INFO("op " << c.op << " [" << c.args << "]");
-    Run cpu(*backends[0], case_seed(seed, ci));
-    c.run(cpu);
-    REQUIRE_MESSAGE(cpu.unsupported.empty(), "the CPU refuses a conformance case: " << cpu.unsupported);
-    if (c.ref64) c.ref64(cpu);
-    supported[c.op]["cpu"]++;
-    for (size_t bi = 1; bi < backends.size(); ++bi) {
-      Backend& be = *backends[bi];
+    Run ref(ref_be, case_seed(seed, ci));
+    c.run(ref);
+    REQUIRE_MESSAGE(ref.unsupported.empty(), "the CPU refuses a conformance case: " << ref.unsupported);
+    if (c.ref64) c.ref64(ref);
+    for (auto& bep : backends) {
+      Backend& be = *bep;
       INFO("backend " << be.name());
       Run r(be, case_seed(seed, ci));
       c.run(r);
       if (be.name() == "fake") {
-        // The fake device answers what the CPU answers for its own memory.
+        // The fake device answers what the CPU answers for its own memory, with its bits.
         REQUIRE_MESSAGE(r.unsupported.empty(), r.unsupported);
-        compare(cpu, r, true, 0);
+        compare(ref, r, !c.cpu_bits_vary, 1e-6);
+      } else if (be.name() == "cpu") {
+        // The CPU itself, on its own (16-byte aligned) buffers: the last bits may move.
+        REQUIRE_MESSAGE(r.unsupported.empty(), r.unsupported);
+        compare(ref, r, false, 1e-5);
       } else if (r.unsupported.empty()) {
-        compare(cpu, r, false, tolerance_for(r.dtype, true).max_abs * 4);
+        compare(ref, r, false, tolerance_for(r.dtype, true).max_abs * 4);
       }
       if (r.unsupported.empty()) supported[c.op][be.name()]++;
       be.release_all();
     }
-    backends[0]->release_all();
+    ref_be.release_all();
   }
   std::string table = "ops run per backend (argument sets):\n";
   for (const auto& [op, per] : supported) {
@@ -966,6 +976,8 @@ TEST_CASE("fake device: memory is not host-readable, host_f32 refuses it, foreig
   const pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
+    signal(SIGSEGV, SIG_DFL);  // not doctest's crash report
+    signal(SIGBUS, SIG_DFL);
     volatile float x = *static_cast<volatile float*>(t.data);
     (void)x;
     _exit(0);

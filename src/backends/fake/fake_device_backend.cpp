@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <limits>
 #include <map>
 #include <stdexcept>
@@ -116,6 +118,28 @@ class DeviceMemory {
 
 enum class Role { read, write };
 
+// Host scratch of a buffer, 64-byte aligned like every device allocation, so that the CPU
+// kernels' vector paths (which peel to alignment) see the same layout on every call.
+class AlignedFloats {
+ public:
+  void assign(const std::vector<float>& v) {
+    n_ = v.size();
+    p_.reset(static_cast<float*>(std::aligned_alloc(64, round_up(std::max<size_t>(n_, 1) * sizeof(float), 64))));
+    if (!p_) throw std::bad_alloc();
+    std::copy(v.begin(), v.end(), p_.get());
+  }
+  float* data() { return p_.get(); }
+  const float* begin() const { return p_.get(); }
+  const float* end() const { return p_.get() + n_; }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float[], Free> p_;
+  size_t n_ = 0;
+};
+
 // One op call's translation: every device field of the argument struct becomes a pointer into
 // a host scratch copy of its buffer (one copy per buffer, so aliased fields stay aliased);
 // after the op, the copies of buffers the op writes go back to the side table. A field that
@@ -174,7 +198,7 @@ class Translation {
  private:
   struct Scratch {
     Buffer* buf = nullptr;
-    std::vector<float> data;
+    AlignedFloats data;
     bool written = false;
   };
 
@@ -199,7 +223,7 @@ class Translation {
     Scratch& s = scratch_[b->base];
     if (!s.buf) {
       s.buf = b;
-      s.data = b->words;
+      s.data.assign(b->words);
     }
     if (r == Role::write) s.written = true;
     return s.data.data() + *elem;
