@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -347,7 +348,12 @@ std::vector<OpCase> make_cases() {
                      a.indices.offsets = k.offsets;
                      a.indices.indices = k.indices;
                      a.indices.on_device = q.on_device;
-                     r.scalars["pairs"] = r.be.sparse_prefill_executed_pairs(a).value_or(-1);
+                     const std::optional<double> pairs = r.be.sparse_prefill_executed_pairs(a);
+                     if (!pairs) {
+                       r.unsupported = r.be.name() + " does not count executed pairs";
+                       return;
+                     }
+                     r.scalars["pairs"] = *pairs;
                    }});
 
   // ---- op 3: gather decode ------------------------------------------------------------------------
