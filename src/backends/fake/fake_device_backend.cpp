@@ -88,16 +88,12 @@ class DeviceMemory {
   const Buffer* find(const void* p, int64_t* elem) const { return const_cast<DeviceMemory*>(this)->find(p, elem); }
 
   void release(const void* p) { buffers_.erase(reinterpret_cast<uintptr_t>(p)); }
-  void clear() {
-    buffers_.clear();
-    next_ = lo_;
-  }
+  void clear() { buffers_.clear(); }
 
  private:
-  // Fresh addresses while they last (a freed address is not reused soon, so a stale pointer
-  // finds no buffer), then the first gap that fits.
+  // Fresh addresses while they last, across release_all() too (a freed address is not reused
+  // soon, so a stale pointer finds no buffer), then the first gap that fits.
   uintptr_t place(uintptr_t span) {
-    if (buffers_.empty()) next_ = lo_;
     if (next_ + span + kGuard <= lo_ + size_) {
       const uintptr_t base = next_;
       next_ += span + kGuard;
