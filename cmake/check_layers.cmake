@@ -32,13 +32,9 @@ set(op_boundary_pending
     src/variants/modified/act.cpp
     src/variants/modified/gated.cpp
     src/variants/modified/positional.cpp
-    src/variants/sparse_decode/retrieval.cpp
     src/variants/sparse_prefill/anchor.cpp
-    src/variants/sparse_prefill/dhsa.cpp
-    src/variants/sparse_prefill/hyperattention.cpp
     src/variants/sparse_prefill/proxyattn.cpp
     src/variants/sparse_prefill/sale.cpp
-    src/variants/sparse_prefill/sea.cpp
     src/variants/sparse_prefill/sparse_prefill_base.cpp
     src/variants/sparse_prefill/vtc_cls.cpp
     src/variants/transformed_sdpa.hpp)

@@ -243,19 +243,27 @@ void project(const ProjectArgs& a) {
   }
   const int64_t nb = a.proj.shape[2];
   const CMapRM omega(a.proj.host_f32(), nb, d);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t bh = 0; bh < BH; ++bh) {
-    const float* X = a.x.host_f32() + bh * n * d;
-    Eigen::Map<RowMat> phi(a.out.host_f32() + bh * n * nb, n, nb);
-    phi.noalias() = (a.xs * CMapRM(X, n, d)) * omega.transpose();
-    float gmax = kNegInf;
-    if (!a.row_stab && n > 0) gmax = phi.maxCoeff();
-    for (int64_t i = 0; i < n; ++i) {
-      float sq = 0;
-      for (int c = 0; c < d; ++c) sq += X[i * d + c] * X[i * d + c];
-      const float half = 0.5f * a.xs * a.xs * sq;
-      const float stab = a.row_stab ? phi.row(i).maxCoeff() : gmax;
-      phi.row(i) = (phi.row(i).array() - half - stab).exp() / std::sqrt(float(nb));
+#pragma omp parallel
+  {
+    // Each head's features are formed in Eigen's own (aligned) storage and copied out: the
+    // vectorised exp splits a row into scalar and packet parts by its address, so this keeps
+    // the bits of the SEA estimation as it ran before it became an op.
+    RowMat phi;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      const float* X = a.x.host_f32() + bh * n * d;
+      phi.resize(n, nb);
+      phi.noalias() = (a.xs * CMapRM(X, n, d)) * omega.transpose();
+      float gmax = kNegInf;
+      if (!a.row_stab && n > 0) gmax = phi.maxCoeff();
+      for (int64_t i = 0; i < n; ++i) {
+        float sq = 0;
+        for (int c = 0; c < d; ++c) sq += X[i * d + c] * X[i * d + c];
+        const float half = 0.5f * a.xs * a.xs * sq;
+        const float stab = a.row_stab ? phi.row(i).maxCoeff() : gmax;
+        phi.row(i) = (phi.row(i).array() - half - stab).exp() / std::sqrt(float(nb));
+      }
+      std::copy(phi.data(), phi.data() + n * nb, a.out.host_f32() + bh * n * nb);
     }
   }
 }

@@ -31,11 +31,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <memory>
 
 #include "core/random.hpp"
 #include "core/errors.hpp"
-#include "cpu/selection.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/sparse_decode/sparse_decode_base.hpp"
 
