@@ -171,16 +171,14 @@ class Dhsa final : public SparsePrefillVariant {
   }
 };
 
-// Every op plan() and run() call, probed with the argument kinds they pass (empty batches:
-// the probes read shapes and flags, never data).
+// Every op plan() and run() call, probed with the argument kinds they pass (shapes and flags,
+// no data: a backend answers for the memory and the kinds it can run).
 Support Dhsa::supports(const AttnShape& s, const Backend& b) const {
   Support ok = SparsePrefillVariant::supports(s, b);
   if (!ok.ok) return ok;
   const int d = s.head_dim;
-  static int32_t dummy[2] = {0, 1};  // index buffers the probes point at (bounds 0, 1)
-  auto buffer = [&](int64_t n) {
+  auto buffer = [](int64_t n) {  // an index buffer of n entries (no data)
     IndexBuffer x;
-    x.data = dummy;
     x.size = n;
     return x;
   };

@@ -176,29 +176,23 @@ void collect_nodes(int64_t a, int64_t n, int depth, int64_t min_len, std::vector
   nodes.push_back({a + h, a + n, a, a + h, depth, n - h < min_len});
 }
 
-// Every op plan() and run() call, probed with the argument kinds they pass (empty batches:
-// the probes read shapes and flags, never data).
+// Every op plan() and run() call, probed with the argument kinds they pass (shapes and flags,
+// no data: a backend answers for the memory and the kinds it can run).
 Support HyperAttention::supports(const AttnShape& s, const Backend& b) const {
   Support ok = SparsePrefillVariant::supports(s, b);
   if (!ok.ok) return ok;
   const int bits = int(params_.integer("lsh_num_projs"));
-  static float dummy_f = 0;
-  static int32_t dummy = 0;
   ProjectArgs pr;
   pr.epilogue = ProjectEpilogue::sign_code;
   pr.x.shape = {0, s.q_heads, s.q_len, s.head_dim};
   pr.proj.shape = {1, 1, s.head_dim, bits};
-  pr.proj.data = &dummy_f;
-  pr.code.data = &dummy;
   pr.code.size = int64_t(1) << bits;
-  pr.codes.data = &dummy;
   pr.codes.size = 0;
   if (ok = b.supports_project(pr); !ok.ok) return ok;
   LseMergeArgs m;
   m.o.shape = m.o2.shape = {0, s.q_heads, s.q_len, s.v_dim};
   m.lse.shape = m.lse2.shape = {0, s.q_heads, s.q_len, 1};
   m.row_offset.shape = {1, 1, s.q_len, 1};
-  m.row_offset.data = &dummy_f;
   return b.supports_lse_merge(m);
 }
 

@@ -112,18 +112,15 @@ class SeaProxy final : public SparsePrefillVariant {
 // Column c of a compressed row covers keys [bound(c), bound(c+1)).
 int64_t column_start(int64_t c, int64_t n, int64_t width) { return c * n / width; }
 
-// Every op plan() and run() call, probed with the argument kinds they pass (empty batches:
-// the probes read shapes and flags, never data).
+// Every op plan() and run() call, probed with the argument kinds they pass (shapes and flags,
+// no data: a backend answers for the memory and the kinds it can run).
 Support SeaProxy::supports(const AttnShape& s, const Backend& b) const {
   Support ok = SparsePrefillVariant::supports(s, b);
   if (!ok.ok) return ok;
   const int d = s.head_dim, nb = features(d);
   const int64_t width = std::min<int64_t>(params_.integer("width"), s.kv_len);
-  static float dummy_f = 0;
-  static int32_t dummy[2] = {0, 1};  // index buffers the probes point at (bounds 0, 1; limit 0)
-  auto buffer = [&](int64_t n) {
+  auto buffer = [](int64_t n) {  // an index buffer of n entries (no data)
     IndexBuffer x;
-    x.data = dummy;
     x.size = n;
     return x;
   };
@@ -131,7 +128,6 @@ Support SeaProxy::supports(const AttnShape& s, const Backend& b) const {
   pr.epilogue = ProjectEpilogue::favor;
   pr.x.shape = {0, s.kv_heads, s.kv_len, d};
   pr.proj.shape = {1, 1, nb, d};
-  pr.proj.data = &dummy_f;
   pr.out.shape = {0, s.kv_heads, s.kv_len, nb};
   if (ok = b.supports_project(pr); !ok.ok) return ok;
   PoolArgs cols;
