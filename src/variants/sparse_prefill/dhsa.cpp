@@ -26,8 +26,8 @@
 // and query-block representations (pool over segments and blocks, sqrt_len), their scores
 // (scores, raw) and the per-block token budget (select: the recent and first keys as forced
 // ranges, the rest top-k over the keys' chunk scores through a column map). The greedy
-// boundary choice is sequential and stays on the host, on the downloaded scores. The kept
-// lists stay in backend memory for op 2; their host copy is the plan's selection.
+// boundary choice is sequential and stays on the host, on the downloaded scores. Op 2 reads
+// the kept lists where the backend wrote them; their host copy is the plan's selection.
 #include <algorithm>
 #include <cmath>
 #include <limits>

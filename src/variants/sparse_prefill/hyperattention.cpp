@@ -69,11 +69,20 @@ std::vector<int32_t> gray_code_sequence(int bits) {
   return a;
 }
 
-// The stable ascending order of n codes: rows with equal codes keep their original order.
-std::vector<int32_t> stable_order(const int32_t* codes, int64_t n) {
+// The stable ascending order of n codes in [0, n_codes): rows with equal codes keep their
+// original order. A counting sort where the buckets are few against the rows (the order is
+// the same as a stable comparison sort's; this runs on one host thread).
+std::vector<int32_t> stable_order(const int32_t* codes, int64_t n, int64_t n_codes) {
   std::vector<int32_t> order(static_cast<size_t>(n));
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return codes[a] < codes[b]; });
+  if (n_codes > 4 * n) {
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return codes[a] < codes[b]; });
+    return order;
+  }
+  std::vector<int32_t> next(static_cast<size_t>(n_codes) + 1, 0);
+  for (int64_t i = 0; i < n; ++i) ++next[size_t(codes[i]) + 1];
+  for (int64_t c = 0; c < n_codes; ++c) next[size_t(c) + 1] += next[size_t(c)];
+  for (int64_t i = 0; i < n; ++i) order[size_t(next[size_t(codes[i])]++)] = int32_t(i);
   return order;
 }
 
@@ -289,8 +298,8 @@ Plan HyperAttention::plan(const Inputs& in, Backend& be) {
           continue;
         }
         // 1. Stable sort of the node's rows and keys by hash.
-        std::vector<int32_t> qs = stable_order(qhash.data() + bh * s.q_len + nd.q0, nq);
-        std::vector<int32_t> ks = stable_order(khash.data() + kvh * s.kv_len + nd.k0, nk);
+        std::vector<int32_t> qs = stable_order(qhash.data() + bh * s.q_len + nd.q0, nq, int64_t(1) << bits);
+        std::vector<int32_t> ks = stable_order(khash.data() + kvh * s.kv_len + nd.k0, nk, int64_t(1) << bits);
         sort_ops += double(nq) * std::log2(double(std::max<int64_t>(2, nq))) + double(nk) * std::log2(double(std::max<int64_t>(2, nk)));
         const int64_t nb = (nk + bs - 1) / bs, qbs = (nq + nb - 1) / nb;
         // 2. Samples in sorted-key coordinates (uniform, with replacement), one stream per

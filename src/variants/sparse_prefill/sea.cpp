@@ -17,10 +17,10 @@
 // sparse softmax attention only, so its error against dense is the selection's.
 // The estimation runs on the backend through the ops of core/ops_select.hpp: the features
 // (project, favor), the column sums Σ_{j∈c} φ(k_j) (pool over column segments, sum), the
-// compressed rows Ẑ = φ(Q)·colsumᵀ (scores, raw), the groups' summed row-normalised estimates
-// (pool over row blocks, normalized_sum) and the kept columns expanded to their keys (select,
-// top-k with the diagonal as a forced range). The lists stay in backend memory for op 2; their
-// host copy is the plan's selection.
+// groups' summed row-normalised compressed rows Ẑ = φ(Q)·colsumᵀ (scores, raw_normalized_sum)
+// and the kept columns expanded to their keys (select, top-k with the diagonal as a forced
+// range). Op 2 reads the lists where the backend wrote them; their host copy is the plan's
+// selection.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -54,8 +54,8 @@ struct SeaPlan : IndexListsPlan {
   CsrOut device;  // op 2's lists in device memory, when there
 };
 
-// Scratch of the estimation per kv head is bounded by processing kv heads in chunks (the
-// compressed rows Ẑ alone are Nq × width floats per query head).
+// Scratch of the estimation (the features of a kv head's keys and of its query heads' rows)
+// is bounded by processing kv heads in chunks.
 constexpr int64_t kScratchBytes = int64_t(256) << 20;
 
 class SeaProxy final : public SparsePrefillVariant {
@@ -138,20 +138,14 @@ Support SeaProxy::supports(const AttnShape& s, const Backend& b) const {
   cols.bounds = buffer(2);
   if (ok = b.supports_pool(cols); !ok.ok) return ok;
   ScoresArgs sc;
-  sc.epilogue = ScoresEpilogue::raw;
+  sc.epilogue = ScoresEpilogue::raw_normalized_sum;
   sc.q.shape = {0, s.q_heads, s.q_len, nb};
   sc.k.shape = {0, s.kv_heads, width, nb};
-  sc.out.shape = {0, s.q_heads, s.q_len, width};
+  sc.out.shape = {0, s.q_heads, 1, width};
   sc.scale = 1.0f;
+  sc.row_group = s.q_len;
+  sc.col_limits = buffer(1);
   if (ok = b.supports_scores(sc); !ok.ok) return ok;
-  PoolArgs norm;
-  norm.axis = PoolAxis::rows;
-  norm.how = Reduce::normalized_sum;
-  norm.in.shape = {0, 1, s.q_len, width};
-  norm.out.shape = {0, 1, 1, width};
-  norm.block = s.q_len;
-  norm.col_limits = buffer(1);
-  if (ok = b.supports_pool(norm); !ok.ok) return ok;
   SelectArgs sel;
   sel.scores.shape = {0, s.q_heads, 1, width};
   sel.batch = 0;
@@ -220,7 +214,7 @@ Plan SeaProxy::plan(const Inputs& in, Backend& be) {
   // The groups' scores (B, Hq, n_groups, width): Σ over the group's rows of Ẑ[i, c] / Σ_{c' <
   // n_cand} Ẑ[i, c'], over the candidate columns; kv heads (and their query heads) in chunks.
   const TensorRef score = be.alloc({s.batch, s.q_heads, n_groups, width}, DType::f32);
-  const int64_t per_kv = 4 * (s.kv_len * nb + width * nb + G * s.q_len * (nb + width));
+  const int64_t per_kv = 4 * (s.kv_len * nb + width * nb + G * s.q_len * nb);
   const int64_t chunk = std::clamp<int64_t>(kScratchBytes / std::max<int64_t>(per_kv, 1), 1, n_kh);
   for (int64_t r0 = 0; r0 < n_kh; r0 += chunk) {
     const int64_t c = std::min(chunk, n_kh - r0);
@@ -242,30 +236,24 @@ Plan SeaProxy::plan(const Inputs& in, Backend& be) {
     cols.bounds = bounds_buf;
     be.pool(cols);
     be.free(pk.out);
-    // φ(q) with each row's own stabiliser (a row constant cancels too), Ẑ = φ(q)·colsumᵀ.
+    // φ(q) with each row's own stabiliser (a row constant cancels too), Ẑ = φ(q)·colsumᵀ,
+    // normalised per row over the group's candidates and summed over the group.
     ProjectArgs pq = pk;
     pq.x = heads_of(in.q, r0 * G, c * G);
     pq.out = be.alloc({1, c * G, s.q_len, nb}, DType::f32);
     pq.row_stab = true;
     be.project(pq);
     ScoresArgs z;
-    z.epilogue = ScoresEpilogue::raw;
+    z.epilogue = ScoresEpilogue::raw_normalized_sum;
     z.q = pq.out;
     z.k = cols.out;
-    z.out = be.alloc({1, c * G, s.q_len, width}, DType::f32);
+    z.out = heads_of(score, r0 * G, c * G);
     z.scale = 1.0f;
+    z.row_group = group;
+    z.col_limits = limits_buf;
     be.scores(z);
     be.free(pq.out);
     be.free(cols.out);
-    PoolArgs norm;
-    norm.axis = PoolAxis::rows;
-    norm.how = Reduce::normalized_sum;
-    norm.in = z.out;
-    norm.out = heads_of(score, r0 * G, c * G);
-    norm.block = group;
-    norm.col_limits = limits_buf;
-    be.pool(norm);
-    be.free(z.out);
   }
   be.free(omega_dev);
   be.free_indices(bounds_buf);
