@@ -1,9 +1,10 @@
-// Conformance of the project op (core/ops_select.hpp) on every backend that implements it:
-// FAVOR+ features (SEA §11) and angular-LSH codes (HyperAttention §10) on backend tensors,
-// against a float64 computation of the header's formula; on the CPU also bit for bit against
-// the host computations the SEA and HyperAttention plans ran before they became ops (their
-// before/after results must stay identical). Seeds from std::random_device, printed with
-// INFO; ATTN_TEST_SEED=<n> replays.
+// Conformance of the estimators of SEA §11 and HyperAttention §10 among the selection ops
+// (core/ops_select.hpp) on every backend that implements them: the project op (FAVOR+
+// features, angular-LSH codes) and the scores epilogue raw_normalized_sum, on backend
+// tensors, against a float64 computation of the header's formula; on the CPU also bit for bit
+// against the host computations the SEA and HyperAttention plans ran before they became ops
+// (their before/after results must stay identical). Seeds from std::random_device, printed
+// with INFO; ATTN_TEST_SEED=<n> replays.
 #include <doctest/doctest.h>
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -179,5 +180,72 @@ TEST_CASE("ops_select: project, angular LSH codes in Gray-code order") {
     // Codes need a code table of 2^F entries.
     a.code.size = 7;
     CHECK_THROWS(be.project(a));
+  });
+}
+
+TEST_CASE("ops_select: scores, raw scores normalised per row and summed over row groups") {
+  const uint32_t seed = sparse_test::test_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  for_each_project_backend([&](Backend& be) {
+    // Positive scores (products of positive features), as SEA's; odd sizes, GQA 3:1.
+    const int64_t B = 2, Hq = 3, Hk = 1, Nr = 37, Nk = 19, group = 8;
+    const int d = 11;
+    HostTensor q = random_tensor({B, Hq, Nr, d}, rng), k = random_tensor({B, Hk, Nk, d}, rng);
+    for (float& e : q.data) e = std::exp(0.3f * e);
+    for (float& e : k.data) e = std::exp(0.3f * e);
+    const int64_t n_groups = (Nr + group - 1) / group;
+    const std::vector<int32_t> limits = {0, 5, 19, 11, 1};
+    REQUIRE(int64_t(limits.size()) == n_groups);
+    ScoresArgs a;
+    a.epilogue = ScoresEpilogue::raw_normalized_sum;
+    a.q = put(be, q);
+    a.k = put(be, k);
+    a.scale = 0.7f;
+    a.row_group = group;
+    a.col_limits = be.alloc_indices(n_groups);
+    be.upload_index_buffer(limits, a.col_limits);
+    a.out = be.alloc({B, Hq, n_groups, Nk}, DType::f32);
+    REQUIRE(be.supports_scores(a).ok);
+    be.scores(a);
+    const HostTensor o = be.download(a.out);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < Hq; ++h)
+        for (int64_t g = 0; g < n_groups; ++g) {
+          const int64_t lim = limits[size_t(g)];
+          std::vector<double> want(size_t(Nk), 0.0);
+          for (int64_t r = g * group; r < std::min(Nr, (g + 1) * group); ++r) {
+            std::vector<double> x(static_cast<size_t>(Nk));
+            double total = 0;
+            for (int64_t c = 0; c < Nk; ++c) {
+              double dot = 0;
+              for (int e = 0; e < d; ++e) dot += double(q.row(b, h, r)[e]) * k.row(b, h / 3, c)[e];
+              x[size_t(c)] = 0.7 * dot;
+              if (c < lim) total += x[size_t(c)];
+            }
+            for (int64_t c = 0; c < lim; ++c) want[size_t(c)] += x[size_t(c)] / total;
+          }
+          for (int64_t c = 0; c < Nk; ++c)
+            CHECK(std::fabs(o.row(b, h, g)[c] - want[size_t(c)]) <= 1e-5 * std::max(1.0, want[size_t(c)]));
+        }
+    if (be.name() != "cpu") return;
+    // Bit for bit the raw scores pooled by pool's normalized_sum (the two-op form).
+    ScoresArgs raw = a;
+    raw.epilogue = ScoresEpilogue::raw;
+    raw.out = be.alloc({B, Hq, Nr, Nk}, DType::f32);
+    be.scores(raw);
+    PoolArgs p;
+    p.axis = PoolAxis::rows;
+    p.how = Reduce::normalized_sum;
+    p.in = raw.out;
+    p.out = be.alloc({B, Hq, n_groups, Nk}, DType::f32);
+    p.block = group;
+    p.col_limits = a.col_limits;
+    be.pool(p);
+    const HostTensor two = be.download(p.out);
+    CHECK(std::memcmp(two.ptr(), o.ptr(), sizeof(float) * size_t(o.numel())) == 0);
+    // A column limit past n_keys is refused at the call.
+    a.col_limits.data[1] = int32_t(Nk + 1);
+    CHECK_THROWS(be.scores(a));
   });
 }
