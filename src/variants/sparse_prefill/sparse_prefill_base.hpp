@@ -117,10 +117,6 @@ class SparsePrefillVariant : public Variant {
   // kernel tiles them (Backend::sparse_prefill_executed_pairs), else the selected pairs.
   static double executed_pairs(const Inputs& in, const HostIndexLists& lists, const Backend& be);
   static double executed_pairs(const Inputs& in, const HostBlockLists& lists, const Backend& be);
-  // Without the backend: the CPU kernel's count (sparse_prefill_legacy.cpp), for the variants
-  // not yet moved onto ops (dhsa, sea, hyperattention); to be removed with them.
-  static double executed_pairs(const Inputs& in, const HostIndexLists& lists);
-  static double executed_pairs(const Inputs& in, const HostBlockLists& lists);
   // A plan whose selection is `sel`: its density, the estimation FLOPs and the state.
   static Plan selection_plan(const AttnShape& s, std::shared_ptr<const HostIndexLists> sel,
                              double estimation_flops, std::shared_ptr<SparsePlanBase> st);
@@ -131,13 +127,6 @@ class SparsePrefillVariant : public Variant {
   static Plan finish_plan(const Inputs& in, std::shared_ptr<const Lists> lists, double estimation_flops,
                           std::shared_ptr<SparsePlanBase> st, const Backend& be) {
     st->executed_pairs = executed_pairs(in, *lists, be);
-    return selection_plan(in.shape, std::move(lists), estimation_flops, std::move(st));
-  }
-  // The same without the backend (sparse_prefill_legacy.cpp's count; see executed_pairs).
-  template <class Lists>
-  static Plan finish_plan(const Inputs& in, std::shared_ptr<const Lists> lists, double estimation_flops,
-                          std::shared_ptr<SparsePlanBase> st) {
-    st->executed_pairs = executed_pairs(in, *lists);
     return selection_plan(in.shape, std::move(lists), estimation_flops, std::move(st));
   }
   template <class T>
