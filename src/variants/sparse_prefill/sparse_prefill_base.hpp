@@ -36,8 +36,8 @@ struct ListsPlan : SparsePlanBase {
 using IndexListsPlan = ListsPlan<HostIndexLists>;
 using BlockListsPlan = ListsPlan<HostBlockLists>;
 
-// An online-softmax state in plan-owned host memory (the CPU backend's tensors are host
-// memory; a device backend would allocate it with Backend::alloc instead).
+// An online-softmax state in plan-owned host memory, for the variants whose plans are not yet
+// on backend memory (hyperattention); anchor keeps its state in Backend::alloc tensors.
 struct HostSoftmaxState {
   std::vector<float> m, l, acc;
   Shape4 row_shape{0, 0, 0, 0}, acc_shape{0, 0, 0, 0};
