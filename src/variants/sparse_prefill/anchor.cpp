@@ -1,6 +1,7 @@
 // AnchorAttention: "AnchorAttention: Difference-Aware Sparse Attention with Stripe
-// Granularity", EMNLP 2025, arXiv 2505.23520 — VARIANTS.md §7 (yuzhouzhang9/Anchor-Attention,
-// anchor_attn/src/ops/anchor_step_1_2_v2.py, get_mask_test.py, anchor_attn_v4.py).
+// Granularity", EMNLP 2025, arXiv 2505.23520 — docs/variants.md §7
+// (yuzhouzhang9/Anchor-Attention, anchor_attn/src/ops/anchor_step_1_2_v2.py, get_mask_test.py,
+// anchor_attn_v4.py).
 // Per query group of block·step rows:
 //  1. anchor pass: exact online softmax over the initial region and the group's own (local)
 //     region, causal; the running max m_i of each row is its anchor;
@@ -10,10 +11,10 @@
 //  3. sparse pass: the anchor pass's state (m, ℓ, acc) is continued over the stripe keys and
 //     finalised.
 // Op 2 runs the anchor pass (key-block lists, state kept) in the plan and the stripe pass
-// (key-index lists, resumed from that state) in run(); the lists and the state are in backend
-// memory. As the reference code, a last group
-// shorter than block·step is computed densely; unlike it, the scan skips the initial region,
-// so no key is counted twice (VARIANTS.md §7 asks for the de-duplication).
+// (key-index lists, resumed from that state) in run(); its lists and the state are in backend
+// memory. As the reference code, a last group shorter than block·step is computed densely;
+// unlike it, the scan skips the initial region, so no key is counted twice (docs/variants.md
+// §7 asks for the de-duplication).
 #include <algorithm>
 #include <cmath>
 #include <memory>
