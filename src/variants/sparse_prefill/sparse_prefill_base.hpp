@@ -36,8 +36,8 @@ struct ListsPlan : SparsePlanBase {
 using IndexListsPlan = ListsPlan<HostIndexLists>;
 using BlockListsPlan = ListsPlan<HostBlockLists>;
 
-// An online-softmax state in plan-owned host memory (the CPU backend's tensors are host
-// memory; a device backend would allocate it with Backend::alloc instead).
+// An online-softmax state in plan-owned host memory, for the variants whose plans are not yet
+// on backend memory (hyperattention); anchor keeps its state in Backend::alloc tensors.
 struct HostSoftmaxState {
   std::vector<float> m, l, acc;
   Shape4 row_shape{0, 0, 0, 0}, acc_shape{0, 0, 0, 0};
@@ -84,7 +84,7 @@ class SparsePrefillVariant : public Variant {
   static SparsePrefillArgs op_args(const Inputs& in, const HostBlockLists& lists, const CsrOut& device = {});
   // run(): op 2 over the plan's lists into the case's outputs, continuing `resume` if given.
   static void run_op(const Inputs& in, const HostIndexLists& lists, Outputs& out, Backend& be,
-                     const HostSoftmaxState* resume = nullptr, const CsrOut& device = {});
+                     const SoftmaxState* resume = nullptr, const CsrOut& device = {});
   static void run_op(const Inputs& in, const HostBlockLists& lists, Outputs& out, Backend& be,
                      const CsrOut& device = {});
 
@@ -94,6 +94,10 @@ class SparsePrefillVariant : public Variant {
   // Host copies of them (the selection's bookkeeping): offsets (lists + 1) and the entries.
   static void download_lists(Backend& be, const CsrOut& c, int64_t lists, std::vector<int32_t>& offsets,
                              std::vector<int32_t>& entries);
+  // Host lists copied into backend index buffers (op 2's input where the backend reads them),
+  // and the buffers of a CsrOut freed (either may be absent).
+  static CsrOut upload_lists(Backend& be, const std::vector<int32_t>& offsets, const std::vector<int32_t>& entries);
+  static void free_lists(Backend& be, const CsrOut& c);
   // What a plan keeps of buffers it downloaded: on a device, the buffers for op 2 in run();
   // in host memory they are freed (op 2 reads the host copies).
   static CsrOut keep_on_device(Backend& be, const CsrOut& c);
