@@ -355,6 +355,7 @@ void visit(ScoresArgs& a, Translation& x) {
   x.tensor(a.k, Role::read, "k");
   x.tensor(a.out, Role::write, "out");
   x.tensor(a.thr, Role::read, "thr");
+  x.index_buffer(a.col_limits, Role::read, "col_limits");
   visit(a.lists, x);
 }
 void visit(SelectArgs& a, Translation& x) {
