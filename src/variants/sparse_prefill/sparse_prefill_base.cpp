@@ -275,7 +275,7 @@ AttnShape SparsePrefillVariant::prefill_shape(const Problem& p) const {
 void SparsePrefillVariant::require_causal(const AttnShape& s, const std::string& method,
                                           const std::string& section) const {
   if (!s.causal)
-    throw InputError(info_.name + ": problem.causal = false: " + method + " is a causal prefill method (VARIANTS.md " +
+    throw InputError(info_.name + ": problem.causal = false: " + method + " is a causal prefill method (docs/variants.md " +
                      section + ")");
 }
 

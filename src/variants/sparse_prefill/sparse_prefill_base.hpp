@@ -1,8 +1,8 @@
 #pragma once
-// Shared body of the selection-based prefill variants (VARIANTS.md §6–§11, §18, §22): each
+// Shared body of the selection-based prefill variants (docs/variants.md §6–§11, §18, §22): each
 // estimates in plan() which keys every query row attends to, exposes that as the plan's
 // Selection (read by the recall and NIAH metrics), and runs op 2 (core/ops_sparse.hpp) over
-// the selected keys in run(). The cost is split as issue 5 §5 asks: estimation FLOPs (plan),
+// the selected keys in run(). The cost is split in two: estimation FLOPs (plan),
 // executed FLOPs (estimation + the op's computed pairs), the dense-equivalent FLOPs of the
 // same shape, and the density reached (selected / allowed pairs, causal-aware).
 #include <initializer_list>
@@ -110,7 +110,7 @@ class SparsePrefillVariant : public Variant {
   void require_prefill(const Problem& p) const;
   // shape_from_problem after require_prefill.
   AttnShape prefill_shape(const Problem& p) const;
-  // "<variant>: problem.causal = false: <method> is a causal prefill method (VARIANTS.md <section>)".
+  // "<variant>: problem.causal = false: <method> is a causal prefill method (docs/variants.md <section>)".
   void require_causal(const AttnShape& s, const std::string& method, const std::string& section) const;
   // "<variant>: problem q_len = .. != kv_len = ..: <why>".
   void require_self_attention(const AttnShape& s, const std::string& why) const;
