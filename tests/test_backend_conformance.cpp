@@ -243,7 +243,9 @@ std::vector<OpCase> make_cases() {
                        a.op = op;
                        a.sdpa = sdpa_args(r, s);
                        if (op == ProbsOp::column_mass) {
-                         REQUIRE(r.be.supports_sdpa(a.sdpa).ok);
+                         // The rows' LSE comes from op 1 on the same backend (CUDA: no kernel
+                         // for this fp32, d = 24 shape, and no probability ops either).
+                         if (!r.supported(r.be.supports_sdpa(a.sdpa))) return;
                          r.be.sdpa(a.sdpa);
                          a.column = r.output({2, 6, 1, 45});
                        } else if (op == ProbsOp::materialize) {

@@ -23,6 +23,24 @@ double dense_bytes_min(const AttnShape& s) {
   return (q + k + v + o) * e + lse;
 }
 
+double tiled_pairs(const Mask& m, const AttnShape& s) {
+  constexpr int64_t B = 64;
+  const int64_t qb = (s.q_len + B - 1) / B, kb = (s.kv_len + B - 1) / B;
+  // Dense or causal alone: exact and free. Huge grids: the causal-aware dense pairs.
+  if ((!m.extra && m.window <= 0) || double(qb) * double(kb) > 4e6) return s.allowed_pairs();
+  const int64_t off = s.q_offset();
+  double pairs = 0;
+  for (int64_t r = 0; r < qb; ++r) {
+    const int64_t i0 = r * B, i1 = std::min(s.q_len, i0 + B);
+    for (int64_t c = 0; c < kb; ++c) {
+      const int64_t j0 = c * B, j1 = std::min(s.kv_len, j0 + B);
+      if (m.classify(0, 0, i0 + off, i1 + off, j0, j1) != BlockClass::empty)
+        pairs += double(i1 - i0) * double(j1 - j0);
+    }
+  }
+  return pairs;
+}
+
 Mask DenseSdpaVariant::mask(const AttnShape& s) const {
   Mask m;
   m.causal = s.causal;
@@ -59,18 +77,11 @@ Cost DenseSdpaVariant::cost(const AttnShape& s, const Plan* plan) const {
   Cost c;
   const double pairs = s.allowed_pairs();  // causal-aware dense pairs
   c.dense_equivalent = dense_flops(s, pairs);
-  // Executed: the tiles the backend's kernel visits (from the plan); before planning (the
-  // pre-flight's estimates), the pairs the mask allows, counted on a block map where that is
-  // cheap, else the causal-aware dense pairs.
-  double executed = pairs;
-  if (plan && plan->run_pairs >= 0) {
-    executed = plan->run_pairs;
-  } else {
-    const Mask m = mask(s);
-    const double blocks = double(s.q_len / 64 + 1) * double(s.kv_len / 64 + 1);
-    if ((m.window > 0 || m.extra) && blocks <= 1e6) executed = allowed_pairs(m, s);
-  }
-  c.executed = dense_flops(s, executed);
+  // Executed: the tiles the backend's kernel visits (from the plan). Before planning (the
+  // pre-flight's and validate's estimates, made for every case of a sweep), the pairs in the
+  // non-empty 64 × 64 blocks of the mask: classified by interval arithmetic, never scanned
+  // element by element, so it stays cheap for any N.
+  c.executed = dense_flops(s, plan && plan->run_pairs >= 0 ? plan->run_pairs : tiled_pairs(mask(s), s));
   c.bytes_min = dense_bytes_min(s);
   c.density = 1.0;
   return c;

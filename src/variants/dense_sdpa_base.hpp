@@ -32,6 +32,9 @@ class DenseSdpaVariant : public Variant {
 
 // FLOPs of dense attention over the pairs a mask allows: 2·pairs·(d + dv) per query head.
 double dense_flops(const AttnShape& s, double pairs_per_head);
+// Pairs (per batch and head) in the non-empty 64 × 64 blocks of mask m: the static estimate of
+// the pairs a tiled kernel visits, before a backend's plan gives the real count.
+double tiled_pairs(const Mask& m, const AttnShape& s);
 // Each input read once and each output (O and LSE) written once, at the case's dtype.
 double dense_bytes_min(const AttnShape& s);
 
