@@ -17,6 +17,15 @@ bool cuda_available(std::string* why) {
 #endif
 }
 
+int cuda_device_count(std::string* why) {
+#ifdef ATTN_HAVE_CUDA
+  return ab::cuda_device_count_impl(why);
+#else
+  if (why) *why = "this attn-bench was built without CUDA (ATTN_CUDA=OFF or no nvcc at build time)";
+  return 0;
+#endif
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& device, std::string* note) {
   if (device == "cpu") return make_cpu_backend();
   if (device == "cuda" || device == "auto") {

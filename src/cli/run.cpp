@@ -3,6 +3,9 @@
 #include "core/errors.hpp"
 #include "spec/spec.hpp"
 #include "runner/runner.hpp"
+#include "runner/shard.hpp"
+
+#include <cstdlib>
 
 namespace ab::cli {
 
@@ -23,6 +26,9 @@ struct RunCliOptions {
   std::string resume;
   bool yes = false;
   double budget = 0;
+  std::string shard;
+  int workers = 0;
+  std::string gpus;
 };
 
 // The worker `run --isolate` starts for each case (not listed in --help).
@@ -59,6 +65,12 @@ void setup_run(CLI::App& app, Action& action) {
   sub->add_flag("--yes", opt->yes, "run even when the estimated time exceeds the budget");
   sub->add_option("--budget", opt->budget, "time budget in seconds above which --yes is needed (default $ATTN_BUDGET_S, else 3600)")
       ->check(CLI::Range(1.0, 1e9));
+  sub->add_option("--shard", opt->shard,
+                  "run one part of the cases: I/N (0 <= I < N), balanced by estimated cost and the same on every machine; "
+                  "auto = this Slurm array task (docs/cluster.md)");
+  sub->add_option("--workers", opt->workers, "CPU: run the cases in N worker processes, each pinned to its own cores")
+      ->check(CLI::Range(1, 4096));
+  sub->add_option("--gpus", opt->gpus, "all | 0,1,...: one worker process per GPU, largest case first (one GPU: as a plain run)");
   sub->callback([opt, &action] {
     action = [opt] {
       if (opt->timeout > 0 && !opt->isolate)
@@ -80,6 +92,11 @@ void setup_run(CLI::App& app, Action& action) {
       ro.resume = opt->resume;
       ro.yes = opt->yes;
       ro.budget_s = opt->budget;
+      if (!opt->shard.empty()) ro.shard = parse_shard(opt->shard, [](const char* k) { return std::getenv(k); });
+      ro.workers = opt->workers;
+      ro.gpus = opt->gpus;
+      if ((ro.workers > 1 || !ro.gpus.empty()) && !opt->emit_cases.empty())
+        throw InputError("--emit-cases: not with --workers or --gpus");
       return run_experiment(ex, ro);
     };
   });
