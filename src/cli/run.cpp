@@ -75,7 +75,8 @@ void setup_run(CLI::App& app, Action& action) {
     action = [opt] {
       if (opt->timeout > 0 && !opt->isolate)
         throw InputError("--timeout needs --isolate (a case can only be stopped safely in its own process)");
-      const Experiment ex = load_experiment(opt->spec, opt->sets);
+      // Lazily: the runner makes only the cases it runs (a shard of a very large sweep).
+      const Experiment ex = load_experiment(opt->spec, opt->sets, /*lazy=*/true);
       RunOptions ro;
       ro.output = opt->output;
       ro.device = opt->device;
@@ -113,7 +114,7 @@ void setup_run(CLI::App& app, Action& action) {
   worker->add_option("--result", w->result)->required();
   worker->callback([w, &action] {
     action = [w] {
-      const Experiment ex = load_experiment(w->spec, w->sets);
+      const Experiment ex = load_experiment(w->spec, w->sets, /*lazy=*/true);  // it needs one case
       if (ex.sha256 != w->sha256)
         throw InputError(w->spec + ": the spec changed while the sweep was running (sha256 differs)");
       return run_case_worker(ex, w->index, w->device, w->threads, w->result);

@@ -159,8 +159,8 @@ json case_entry_stub(const Case& c, const std::string& backend) {
   return r;
 }
 
-std::vector<const Case*> select_cases(const Experiment& ex, const std::string& filter) {
-  std::vector<const Case*> out;
+std::vector<size_t> select_case_indices(const Experiment& ex, const std::string& filter) {
+  std::vector<size_t> out;
   // POSIX extended regular expressions (regcomp): glibc matches them without the exponential
   // backtracking std::regex falls into on patterns like (a*)*b.
   regex_t re;
@@ -173,9 +173,17 @@ std::vector<const Case*> select_cases(const Experiment& ex, const std::string& f
       throw InputError("--filter '" + filter + "': not a valid regular expression: " + msg);
     }
   }
-  for (const auto& c : ex.cases)
-    if (filter.empty() || regexec(&re, c.id.c_str(), 0, nullptr, 0) == 0) out.push_back(&c);
+  const size_t n = ex.case_count();
+  for (size_t i = 0; i < n; ++i)
+    if (filter.empty() || regexec(&re, ex.case_id(i).c_str(), 0, nullptr, 0) == 0) out.push_back(i);
   if (!filter.empty()) regfree(&re);
+  return out;
+}
+
+std::vector<const Case*> select_cases(const Experiment& ex, const std::string& filter) {
+  if (ex.lazy) throw std::logic_error("select_cases: the experiment was loaded lazily (use select_case_indices)");
+  std::vector<const Case*> out;
+  for (size_t i : select_case_indices(ex, filter)) out.push_back(&ex.cases[i]);
   return out;
 }
 
@@ -311,31 +319,33 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
 }
 
 int run_experiment(const Experiment& ex, const RunOptions& opts) {
-  std::vector<const Case*> cases = select_cases(ex, opts.filter);
-  if (!opts.filter.empty() && cases.empty())
+  // The selected cases as indices into the spec: a lazily loaded spec makes its cases one at a
+  // time, and only those this run executes are kept (bounded memory for --dry-run and shards).
+  std::vector<size_t> sel = select_case_indices(ex, opts.filter);
+  if (!opts.filter.empty() && sel.empty())
     throw InputError("--filter '" + opts.filter + "' matches none of the spec's " +
-                     std::to_string(ex.cases.size()) + " case ids (e.g. '" +
-                     (ex.cases.empty() ? std::string() : ex.cases.front().id) + "')");
+                     std::to_string(ex.case_count()) + " case ids (e.g. '" +
+                     (ex.case_count() == 0 ? std::string() : ex.case_id(0)) + "')");
   // --shard: this process's part of the (filtered) cases, by the cost partition (shard.hpp).
   json shard_meta;
   std::vector<int64_t> costs;  // per selected case, for the shard and the pool's queue
   if (opts.shard || opts.workers > 1 || !opts.gpus.empty())
-    for (const Case* c : cases) costs.push_back(case_cost(ex, *c));
+    for (size_t i : sel) costs.push_back(case_cost(ex, ex.lazy ? ex.case_at(i) : ex.cases[i]));
   if (opts.shard) {
     std::vector<int64_t> load;
     const std::vector<int> part = assign_shards(costs, opts.shard->count, &load);
-    std::vector<const Case*> mine;
+    std::vector<size_t> mine;
     std::vector<int64_t> mine_costs;
     int64_t total = 0;
-    for (size_t i = 0; i < cases.size(); ++i) {
-      total += costs[i];
-      if (part[i] == opts.shard->index) {
-        mine.push_back(cases[i]);
-        mine_costs.push_back(costs[i]);
+    for (size_t k = 0; k < sel.size(); ++k) {
+      total += costs[k];
+      if (part[k] == opts.shard->index) {
+        mine.push_back(sel[k]);
+        mine_costs.push_back(costs[k]);
       }
     }
     shard_meta = {{"index", opts.shard->index}, {"count", opts.shard->count}, {"source", opts.shard->source},
-                  {"cases", mine.size()}, {"of_cases", cases.size()},
+                  {"cases", mine.size()}, {"of_cases", sel.size()},
                   {"cost_us", load[static_cast<size_t>(opts.shard->index)]}, {"total_cost_us", total},
                   {"method", "lpt by case_cost (docs/cluster.md)"}};
     if (opts.shard->source == "slurm") {
@@ -346,17 +356,18 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
     }
     if (!opts.quiet)
       std::fprintf(stderr, "shard %d/%d: %zu of %zu cases, cost %.3g of %.3g s (nominal)\n", opts.shard->index,
-                   opts.shard->count, mine.size(), cases.size(), load[static_cast<size_t>(opts.shard->index)] * 1e-6,
+                   opts.shard->count, mine.size(), sel.size(), load[static_cast<size_t>(opts.shard->index)] * 1e-6,
                    total * 1e-6);
-    cases = std::move(mine);
+    sel = std::move(mine);
     costs = std::move(mine_costs);
   }
   // A fixed order puts each case after the same neighbour every run; a shuffled one spreads
   // what a neighbour leaves behind (cache, clocks) over all cases (docs/ci.md).
   if (opts.shuffle_seed >= 0) {
     if (!costs.empty()) throw InputError("--shuffle: not with --shard, --workers or --gpus (they order the cases themselves)");
-    std::shuffle(cases.begin(), cases.end(), std::mt19937_64(static_cast<uint64_t>(opts.shuffle_seed)));
+    std::shuffle(sel.begin(), sel.end(), std::mt19937_64(static_cast<uint64_t>(opts.shuffle_seed)));
   }
+  auto case_of = [&](size_t k) { return ex.lazy ? ex.case_at(sel[k]) : ex.cases[sel[k]]; };
   test_slowdown();  // a malformed ATTN_TEST_SLOWDOWN is bad input before anything runs
   const std::string device0 = opts.device.empty() ? ex.device : opts.device;
 
@@ -364,7 +375,9 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
     json doc;
     doc["spec"] = ex.path;
     doc["cases"] = json::array();
-    for (const Case* c : cases) {
+    for (size_t k = 0; k < sel.size(); ++k) {
+      const Case cc = case_of(k);
+      const Case* c = &cc;
       const RegistryEntry* entry = find_variant(c->variant.name);
       auto v = entry->make(c->variant.params);
       const AttnShape s = v->shape(c->problem);
@@ -380,7 +393,7 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
     std::ofstream f(opts.emit_cases);
     if (!f) throw InputError("--emit-cases: cannot write '" + opts.emit_cases + "'");
     f << doc.dump(2) << '\n';
-    std::fprintf(stderr, "wrote %zu cases to %s\n", cases.size(), opts.emit_cases.c_str());
+    std::fprintf(stderr, "wrote %zu cases to %s\n", sel.size(), opts.emit_cases.c_str());
     return kExitOk;
   }
 
@@ -434,7 +447,7 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
       throw InputError("--resume " + opts.resume + ": that report was run with --set " + old_sets.dump() +
                        ", this run with " + json(opts.overrides).dump() + "; give the same --set options");
     std::set<std::string> wanted;
-    for (const Case* c : cases) wanted.insert(c->id);
+    for (size_t i : sel) wanted.insert(ex.case_id(i));
     for (auto& c : old) {
       const std::string st = c.value("status", std::string());
       const std::string id = c["id"].get<std::string>();
@@ -444,13 +457,24 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
       }
     }
     std::fprintf(stderr, "resume: %zu cases kept from %s, %zu to run\n", kept.size(), opts.resume.c_str(),
-                 cases.size() - kept.size());
+                 sel.size() - kept.size());
   }
 
   if (opts.dry_run) {
-    std::printf("%zu cases (dry run, nothing executed)\n", cases.size());
-    print_preflight(ex, cases, *backend, cases.size(), stdout);
+    std::printf("%zu cases (dry run, nothing executed)\n", sel.size());
+    print_preflight(ex, sel.size(), case_of, *backend, sel.size(), stdout);
     return kExitOk;
+  }
+
+  // The cases this run executes, made now (a lazily loaded spec keeps only these).
+  std::vector<Case> owned;
+  std::vector<const Case*> cases;
+  if (ex.lazy) {
+    owned.reserve(sel.size());
+    for (size_t i : sel) owned.push_back(ex.case_at(i));
+    for (const Case& c : owned) cases.push_back(&c);
+  } else {
+    for (size_t i : sel) cases.push_back(&ex.cases[i]);
   }
 
   // Output path first: an unwritable path fails before any case runs.
@@ -620,12 +644,12 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
 
 int run_case_worker(const Experiment& ex, int index, const std::string& device, int threads,
                     const std::string& result) {
-  if (index < 0 || static_cast<size_t>(index) >= ex.cases.size())
+  if (index < 0 || static_cast<size_t>(index) >= ex.case_count())
     throw InputError("__case: no case " + std::to_string(index) + " in " + ex.path);
   std::string note;
   std::unique_ptr<Backend> backend = make_backend(device, &note);
   if (threads > 0) omp_set_num_threads(threads);
-  const json r = run_case(ex, ex.cases[static_cast<size_t>(index)], *backend, {});
+  const json r = run_case(ex, ex.case_at(static_cast<size_t>(index)), *backend, {});
   const std::string tmp = result + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);

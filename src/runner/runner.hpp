@@ -58,7 +58,9 @@ int run_case_worker(const Experiment& ex, int index, const std::string& device, 
 // what a worker that died leaves to report.
 nlohmann::ordered_json case_entry_stub(const Case& c, const std::string& backend);
 
-// Cases whose id matches the filter (InputError for a bad regex).
+// Cases whose id matches the filter (InputError for a bad regex): their indices (any
+// experiment), or pointers into ex.cases (an experiment loaded eagerly).
+std::vector<size_t> select_case_indices(const Experiment& ex, const std::string& filter);
 std::vector<const Case*> select_cases(const Experiment& ex, const std::string& filter);
 
 // The case's problem, the shape its variant runs and the mask, as JSON (report and peers).
