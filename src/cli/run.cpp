@@ -59,7 +59,7 @@ void setup_run(CLI::App& app, Action& action) {
   sub->add_flag("-q,--quiet", opt->quiet, "no progress lines on stderr");
   sub->add_option("--emit-cases", opt->emit_cases, "write the cases as JSON (for scripts/peers) and exit");
   sub->add_flag("--isolate", opt->isolate, "run each case in its own worker process: a crash, abort or hang fails that case only");
-  sub->add_option("--timeout", opt->timeout, "with --isolate: seconds a case may take before it is killed and failed")
+  sub->add_option("--timeout", opt->timeout, "with --isolate (or a worker pool): seconds a case may take before it is killed and failed")
       ->check(CLI::Range(0.001, 1e7));
   sub->add_option("--resume", opt->resume, "keep the ok/skipped cases of this earlier report of the same spec; run the rest");
   sub->add_flag("--yes", opt->yes, "run even when the estimated time exceeds the budget");
@@ -73,8 +73,8 @@ void setup_run(CLI::App& app, Action& action) {
   sub->add_option("--gpus", opt->gpus, "all | 0,1,...: one worker process per GPU, largest case first (one GPU: as a plain run)");
   sub->callback([opt, &action] {
     action = [opt] {
-      if (opt->timeout > 0 && !opt->isolate)
-        throw InputError("--timeout needs --isolate (a case can only be stopped safely in its own process)");
+      if (opt->timeout > 0 && !opt->isolate && opt->workers <= 1 && opt->gpus.empty())
+        throw InputError("--timeout needs --isolate, --workers N or --gpus (a case can only be stopped safely in its own process)");
       // Lazily: the runner makes only the cases it runs (a shard of a very large sweep).
       const Experiment ex = load_experiment(opt->spec, opt->sets, /*lazy=*/true);
       RunOptions ro;

@@ -4,7 +4,7 @@
 # reads the Slurm array variables; --workers 2 gives the same results as a plain run; --gpus
 # without a GPU is an input error saying why; a 100,000-case spec validates in seconds.
 set -u
-bin=$1 src=$2
+bin=$1 src=$2 tbin=${3:-}
 . "$src/tests/cli/common.bash"
 command -v python3 >/dev/null || { echo "skip: python3 is needed to read the JSON"; exit 77; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -97,6 +97,29 @@ assert pool["kind"] == "cpu" and len(pool["workers"]) == 2, pool
 assert all(c["isolation"]["worker"] in pool["workers"] for c in p["cases"])
 PY
 echo "ok: --workers 2 == plain run"
+# A crash or a hang in one worker fails that case only; the other worker goes on.
+if [ -n "$tbin" ] && [ -x "$tbin" ] && [ "$(nproc)" -ge 2 ]; then
+  cat > "$tmp/fault.yaml" <<'YAML'
+problem: {heads: 2, head_dim: 16, seq_len: [32, 64]}
+variants:
+  - mha
+  - {name: fault, label: segv, fault: segv, at_kv_len: 64}
+  - {name: fault, label: hang, fault: hang, at_kv_len: 32}
+metrics: [flops, accuracy]
+YAML
+  expect_exit 1 '' -- "$tbin" run "$tmp/fault.yaml" --workers 2 --timeout 3 -o "$tmp/fault.json" --quiet
+  python3 - "$tmp/fault.json" <<'PY' || fail "--workers fault report"
+import json, sys
+r = json.load(open(sys.argv[1]))
+by = {c["id"].split("/")[0] + "@" + str(c["problem"]["kv_len"]): c for c in r["cases"]}
+assert r["complete"] and len(by) == 6, sorted(by)
+assert by["mha@32"]["status"] == by["mha@64"]["status"] == by["segv@32"]["status"] == by["hang@64"]["status"] == "ok"
+assert by["segv@64"]["status"] == "failed" and "signal 11" in by["segv@64"]["reason"]
+assert by["hang@32"]["status"] == "failed" and "timed out after 3 s" in by["hang@32"]["reason"]
+assert [c["index"] for c in r["cases"]] == list(range(6))
+PY
+  echo "ok: --workers 2: a segfault and a hang fail their own cases only"
+fi
 ncpu=$(nproc)
 expect_exit 2 'each worker needs its own' -- "$bin" run "$tmp/small.yaml" --workers $((ncpu + 1)) -o "$tmp/w.json"
 expect_exit 2 'CPU workers need --device cpu' -- "$bin" run "$tmp/small.yaml" --workers 2 --device cuda -o "$tmp/w.json"
