@@ -27,14 +27,10 @@ set(layers core reference workloads variants cpu cuda backends execution analysi
 # shrinks; it is empty when every variant plans and runs through Backend ops.
 set(op_boundary_pending
     src/variants/sparse_decode/retrieval.cpp
-    src/variants/sparse_prefill/anchor.cpp
     src/variants/sparse_prefill/dhsa.cpp
     src/variants/sparse_prefill/hyperattention.cpp
-    src/variants/sparse_prefill/proxyattn.cpp
-    src/variants/sparse_prefill/sale.cpp
     src/variants/sparse_prefill/sea.cpp
-    src/variants/sparse_prefill/sparse_prefill_base.cpp
-    src/variants/sparse_prefill/vtc_cls.cpp)
+    src/variants/sparse_prefill/sparse_prefill_legacy.cpp)
 
 file(GLOB_RECURSE files RELATIVE "${SRC}"
      "${SRC}/src/*.hpp" "${SRC}/src/*.cpp" "${SRC}/src/*.def" "${SRC}/src/*.in"

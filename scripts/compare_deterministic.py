@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Compare the deterministic results of two attn-bench reports case by case, exactly.
 
-Every number a case's metrics hold (FLOPs, density, recall, output error, accuracy, NIAH, sink,
+Every number and flag a case's metrics hold (FLOPs, density, recall, output error, accuracy, NIAH, sink,
 eFLOPs, plan statistics) must be bit-identical between the two reports; timing (the latency
-metric, "seconds" fields) and free-text conventions are left out. Used to check that a
+metric, "seconds" and "*_seconds" fields) and text (conventions, reasons) are left out. Used to check that a
 refactoring changed no result (scripts/compare-builds.sh).
 
 usage: compare_deterministic.py OLD.json NEW.json [--ignore-variant NAME ...]
@@ -19,12 +19,14 @@ TIMING_KEYS = {"latency", "seconds", "seconds_total", "plan_seconds"}
 def leaves(node, path=""):
     if isinstance(node, dict):
         for k, v in node.items():
-            if k in TIMING_KEYS or k == "convention":
+            if k in TIMING_KEYS or k == "convention" or k.endswith("_seconds"):
                 continue
             yield from leaves(v, f"{path}.{k}" if path else k)
     elif isinstance(node, list):
         for i, v in enumerate(node):
             yield from leaves(v, f"{path}[{i}]")
+    elif isinstance(node, str):
+        return  # reasons and conventions: prose, not results
     else:
         yield path, node
 

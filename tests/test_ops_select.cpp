@@ -526,3 +526,192 @@ TEST_CASE("ops_select: raw scores and the window-contrast pool") {
       }
   });
 }
+
+namespace {
+
+// int4 quantisation of rows (n, d) in fp32 as quantize_int4 states it: per block of rows,
+// scale = max |x| / 7, q = clamp(nearbyint(x · (1 / scale)), −7, 7).
+void int4_ref(const std::vector<float>& x, int64_t n, int64_t d, int64_t block, std::vector<int>& q,
+              std::vector<float>& scales) {
+  q.assign(size_t(n * d), 0);
+  scales.clear();
+  for (int64_t r0 = 0; r0 < n; r0 += block) {
+    const int64_t r1 = std::min(n, r0 + block);
+    float amax = 0;
+    for (int64_t e = r0 * d; e < r1 * d; ++e) amax = std::max(amax, std::fabs(x[size_t(e)]));
+    const float scale = amax / 7.0f, inv = scale > 0 ? 1.0f / scale : 0.0f;
+    scales.push_back(scale);
+    for (int64_t e = r0 * d; e < r1 * d; ++e)
+      q[size_t(e)] = int(std::clamp(std::nearbyint(x[size_t(e)] * inv), -7.0f, 7.0f));
+  }
+}
+
+// Rows of (b, h) of x minus a per-(b, h) center row (fp32), as a flat vector.
+std::vector<float> centered(const HostTensor& x, int64_t b, int64_t h, const HostTensor* center) {
+  const int64_t n = x.shape[2], d = x.shape[3];
+  std::vector<float> out(x.row(b, h, 0), x.row(b, h, 0) + n * d);
+  if (center)
+    for (int64_t e = 0; e < n * d; ++e) out[size_t(e)] -= center->row(b, h, 0)[e % d];
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("ops_select: int4 quantisation scales per row block, with and without a center") {
+  const uint32_t seed = sparse_test::test_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  for_each_select_backend([&](Backend& be) {
+    const Shape4 shape{2, 3, 37, 13};
+    const int64_t block = 5, nb = 8;
+    const HostTensor x = random_tensor(shape, rng, 2.0f), center = random_tensor({2, 3, 1, 13}, rng, 0.5f);
+    for (const bool with_center : {false, true}) {
+      INFO("center " << with_center);
+      QuantizeInt4Args a;
+      a.x = put(be, x);
+      if (with_center) a.center = put(be, center);
+      a.out = be.alloc_int4(shape, block);
+      REQUIRE(be.supports_quantize_int4(a).ok);
+      be.quantize_int4(a);
+      const HostTensor got = be.download(a.out.scales);
+      REQUIRE(got.shape == Shape4{2, 3, nb, 1});
+      for (int64_t b = 0; b < 2; ++b)
+        for (int64_t h = 0; h < 3; ++h) {
+          const std::vector<float> xs = centered(x, b, h, with_center ? &center : nullptr);
+          for (int64_t s = 0; s < nb; ++s) {
+            double amax = 0;
+            for (int64_t e = s * block * 13; e < std::min<int64_t>(37, (s + 1) * block) * 13; ++e)
+              amax = std::max(amax, std::fabs(double(xs[size_t(e)])));
+            CHECK(close(got.row(b, h, s)[0], amax / 7.0, 1e-6));
+          }
+        }
+      be.free_int4(a.out);
+    }
+    QuantizeInt4Args bad;
+    bad.x = put(be, x);
+    bad.out = be.alloc_int4({2, 3, 36, 13}, block);
+    CHECK_THROWS_AS(be.quantize_int4(bad), std::invalid_argument);
+  });
+}
+
+TEST_CASE("ops_select: int4 block scan against float64 statistics and estimates") {
+  const uint32_t seed = sparse_test::test_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  for_each_select_backend([&](Backend& be) {
+    const int64_t B = 2, Hq = 4, Hk = 2, D = 13, bq = 5, bk = 8, window = 20, seg = 2;
+    const double tau = 0.2;
+    int64_t decided = 0, kept_total = 0, scanned = 0;
+    const float scale = 1.0f / std::sqrt(13.0f);
+    for (const int64_t nq : {int64_t(150), int64_t(101)})
+      for (const bool refresh : {false, true})
+        for (const bool with_center : {false, true}) {
+          const int64_t nk = 150, off = nk - nq, n_qb = (nq + bq - 1) / bq;
+          INFO("nq " << nq << " refresh " << refresh << " center " << with_center);
+          const HostTensor q = random_tensor({B, Hq, nq, D}, rng), k = random_tensor({B, Hk, nk, D}, rng);
+          const HostTensor center = random_tensor({B, Hk, 1, D}, rng, 0.3f);
+          Int4BlockScanArgs a;
+          a.q = put(be, q);
+          a.k = put(be, k);
+          if (with_center) a.k_center = put(be, center);
+          a.q4 = be.alloc_int4(q.shape, bk);
+          a.k4 = be.alloc_int4(k.shape, bk);
+          QuantizeInt4Args qa;
+          qa.x = a.q;
+          qa.out = a.q4;
+          be.quantize_int4(qa);
+          qa.x = a.k;
+          qa.center = a.k_center;
+          qa.out = a.k4;
+          be.quantize_int4(qa);
+          a.scale = scale;
+          a.tau = float(tau);
+          a.block_q = bq;
+          a.block_k = bk;
+          a.local_window = window;
+          a.segment = seg;
+          a.refresh = refresh;
+          a.q_offset = off;
+          const int64_t lists = B * Hq * n_qb;
+          a.lists = csr(be, lists, lists * (nk / bk + 1));
+          REQUIRE(be.supports_int4_block_scan(a).ok);
+          be.int4_block_scan(a);
+          const auto got = read_csr(be, a.lists, lists);
+          for (int64_t b = 0; b < B; ++b)
+            for (int64_t h = 0; h < Hq; ++h) {
+              const int64_t kh = h / (Hq / Hk);
+              std::vector<int> qv, kv;
+              std::vector<float> qs, ks;
+              int4_ref(centered(q, b, h, nullptr), nq, D, bk, qv, qs);
+              int4_ref(centered(k, b, kh, with_center ? &center : nullptr), nk, D, bk, kv, ks);
+              for (int64_t qb = 0; qb < n_qb; ++qb) {
+                const std::vector<int32_t>& l = got[size_t((b * Hq + h) * n_qb + qb)];
+                const int64_t r0 = qb * bq, nr = std::min(nq, r0 + bq) - r0;
+                const int64_t last_key = r0 + nr - 1 + off, lb1 = last_key / bk;
+                const int64_t lb0 = std::max<int64_t>(0, r0 + off - window) / bk;
+                // Structure: {0} ∪ kept ⊂ [1, lb0) ∪ [max(1, lb0), lb1], ascending.
+                std::vector<int32_t> kept, want = {0};
+                for (int32_t kb : l)
+                  if (kb >= 1 && kb < lb0) kept.push_back(kb);
+                want.insert(want.end(), kept.begin(), kept.end());
+                for (int64_t kb = std::max<int64_t>(1, lb0); kb <= lb1; ++kb) want.push_back(int32_t(kb));
+                CHECK(l == want);
+                if (lb0 <= 1) continue;
+                // Float64 statistics, thresholds and int4 estimates; the refresh follows the op's
+                // kept blocks so that each decision is checked on its own.
+                std::vector<double> m(size_t(nr), -1e300), lsum(size_t(nr), 0.0);
+                auto add_keys = [&](int64_t k0, int64_t k1) {
+                  for (int64_t r = 0; r < nr; ++r) {
+                    std::vector<double> x;
+                    for (int64_t j = k0; j < std::min(k1, r0 + r + off + 1); ++j) {
+                      double dot = 0;
+                      for (int64_t c = 0; c < D; ++c) dot += double(q.row(b, h, r0 + r)[c]) * k.row(b, kh, j)[c];
+                      x.push_back(double(scale) * dot);
+                    }
+                    if (x.empty()) continue;
+                    const double mx = std::max(m[size_t(r)], *std::max_element(x.begin(), x.end()));
+                    double s = lsum[size_t(r)] * std::exp(m[size_t(r)] - mx);
+                    for (double v : x) s += std::exp(v - mx);
+                    m[size_t(r)] = mx;
+                    lsum[size_t(r)] = s;
+                  }
+                };
+                add_keys(0, std::min(nk, bk));
+                add_keys(lb0 * bk, std::min(nk, last_key + 1));
+                const int64_t step = refresh ? seg : lb0;
+                for (int64_t s0 = 1; s0 < lb0; s0 += step) {
+                  const int64_t s1 = std::min(lb0, s0 + step);
+                  for (int64_t kb = s0; kb < s1; ++kb) {
+                    double margin = -1e300;
+                    for (int64_t r = 0; r < nr; ++r) {
+                      const double t = m[size_t(r)] + std::log(tau * lsum[size_t(r)]);
+                      double qc = 0;
+                      if (with_center)
+                        for (int64_t c = 0; c < D; ++c) qc += double(q.row(b, h, r0 + r)[c]) * center.row(b, kh, 0)[c];
+                      for (int64_t j = kb * bk; j < std::min(nk, (kb + 1) * bk); ++j) {
+                        double dot = 0;
+                        for (int64_t c = 0; c < D; ++c) dot += double(qv[size_t((r0 + r) * D + c)]) * kv[size_t(j * D + c)];
+                        const double est = double(scale) * (double(qs[size_t((r0 + r) / bk)]) * ks[size_t(j / bk)] * dot + qc);
+                        margin = std::max(margin, est - t);
+                      }
+                    }
+                    const bool is_kept = std::find(kept.begin(), kept.end(), int32_t(kb)) != kept.end();
+                    ++scanned;
+                    kept_total += is_kept;
+                    if (std::fabs(margin) < 1e-4) continue;
+                    CHECK(is_kept == (margin >= 0));
+                    ++decided;
+                  }
+                  if (refresh)
+                    for (int32_t kb : kept)
+                      if (kb >= s0 && kb < s1) add_keys(int64_t(kb) * bk, std::min(nk, int64_t(kb + 1) * bk));
+                }
+              }
+            }
+          be.release_all();
+        }
+    CHECK(decided > scanned * 9 / 10);
+    CHECK(kept_total > scanned / 20);
+    CHECK(kept_total < scanned * 19 / 20);
+  });
+}

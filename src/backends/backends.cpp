@@ -1,6 +1,7 @@
 #include "backends/backends.hpp"
 
 #include "backends/cpu/cpu_backend.hpp"
+#include "backends/fake/fake_device_backend.hpp"
 #include "core/errors.hpp"
 #ifdef ATTN_HAVE_CUDA
 #include "backends/cuda/cuda_backend.hpp"
@@ -26,8 +27,14 @@ int cuda_device_count(std::string* why) {
 #endif
 }
 
+const std::vector<std::string>& device_names() {
+  static const std::vector<std::string> names = {"cpu", "cuda", "fake", "auto"};
+  return names;
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& device, std::string* note) {
   if (device == "cpu") return make_cpu_backend();
+  if (device == "fake") return make_fake_device_backend();
   if (device == "cuda" || device == "auto") {
     std::string why;
     if (cuda_available(&why)) {
@@ -39,7 +46,7 @@ std::unique_ptr<Backend> make_backend(const std::string& device, std::string* no
     if (note) *note = "device auto: using the CPU (" + why + ")";
     return make_cpu_backend();
   }
-  throw InputError("device: unknown device '" + device + "' (allowed: cpu, cuda, auto)");
+  throw InputError("device: unknown device '" + device + "' (allowed: cpu, cuda, fake, auto)");
 }
 
 }  // namespace ab

@@ -1,5 +1,6 @@
 // attn-bench run SPEC: run every case, write the report, print a summary table.
 #include "cli/commands.hpp"
+#include "backends/backends.hpp"
 #include "core/errors.hpp"
 #include "spec/spec.hpp"
 #include "runner/runner.hpp"
@@ -48,8 +49,8 @@ void setup_run(CLI::App& app, Action& action) {
   auto* sub = app.add_subcommand("run", "Run every case of a spec and write a JSON report");
   sub->add_option("spec", opt->spec, "YAML experiment spec")->required();
   sub->add_option("-o,--output", opt->output, "report path (default results/runs/<name>-<time>.json; with --resume, that report)");
-  sub->add_option("--device", opt->device, "cpu | cuda | auto (default: the spec's, else cpu)")
-      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  sub->add_option("--device", opt->device, "cpu | cuda | fake | auto (default: the spec's, else cpu; fake: the CPU's ops behind device memory, for tests)")
+      ->check(CLI::IsMember(device_names()));
   sub->add_option("--filter", opt->filter, "run only cases whose id matches this POSIX extended regex");
   sub->add_option("--set", opt->sets, "override a spec key: KEY=VALUE, e.g. problem.seq_len=[1024,4096] or variants[1].kv_heads=2");
   sub->add_option("--threads", opt->threads, "CPU threads (0 = every core)")->check(CLI::Range(0, 4096));

@@ -22,8 +22,8 @@ void setup_validate(CLI::App& app, Action& action) {
   auto* sub = app.add_subcommand("validate", "Parse and validate a spec; print its cases with memory, FLOP and time estimates");
   sub->add_option("spec", opt->spec, "YAML experiment spec")->required();
   sub->add_option("--set", opt->sets, "override a spec key: KEY=VALUE (KEY may index lists: variants[1].kv_heads)");
-  sub->add_option("--device", opt->device, "estimate for cpu | cuda | auto (default: the spec's; the CPU when no GPU is usable)")
-      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  sub->add_option("--device", opt->device, "estimate for cpu | cuda | fake | auto (default: the spec's; the CPU when no GPU is usable)")
+      ->check(CLI::IsMember(device_names()));
   sub->add_option("--show", opt->show, "how many cases to print")->check(CLI::Range(0, 1000000));
   sub->callback([opt, &action] {
     action = [opt] {

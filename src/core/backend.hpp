@@ -134,6 +134,29 @@ class Backend : public DeviceServices {
   virtual std::optional<double> sparse_prefill_executed_pairs(const SparsePrefillArgs& a) const {
     (void)a; return std::nullopt;
   }
+  // int4 estimation (SALE §8). An Int4Tensor for x of `shape`; the default stores the values one
+  // int8 per element, four per 4-byte word, (B, H, N, ceil(D / 4)), and the scales in an alloc()'d
+  // tensor. Valid until release_all() or free_int4().
+  virtual Int4Tensor alloc_int4(const Shape4& shape, int64_t block) {
+    Int4Tensor t;
+    t.shape = shape;
+    t.block = block;
+    t.values = alloc({shape[0], shape[1], shape[2], (shape[3] + 3) / 4}, DType::f32);
+    t.scales = alloc({shape[0], shape[1], (shape[2] + block - 1) / std::max<int64_t>(block, 1), 1}, DType::f32);
+    return t;
+  }
+  virtual void free_int4(const Int4Tensor& t) {
+    free(t.values);
+    free(t.scales);
+  }
+  virtual Support supports_quantize_int4(const QuantizeInt4Args& a) const {
+    (void)a; return Support::no(name() + ": the quantize_int4 op is not implemented");
+  }
+  virtual void quantize_int4(const QuantizeInt4Args& a) { (void)a; }
+  virtual Support supports_int4_block_scan(const Int4BlockScanArgs& a) const {
+    (void)a; return Support::no(name() + ": the int4_block_scan op is not implemented");
+  }
+  virtual void int4_block_scan(const Int4BlockScanArgs& a) { (void)a; }
   // ---- end of the selection and estimation ops ------------------------------------------------
 
 

@@ -202,4 +202,60 @@ struct LseMergeArgs {
   float offset = 0.0f;
 };
 
+// ---- int4 estimation (SALE §8) ------------------------------------------------------------------
+// An int4-quantised copy of x (B, H, N, D): values in [−7, 7] and one fp32 scale per block of
+// `block` consecutive rows of each (b, h), scales (B, H, ceil(N / block), 1). `values` is in
+// the backend's layout (made by Backend::alloc_int4: the CPU keeps there the packed forms its
+// integer dot kernels read), so it is read only by the int4 ops.
+struct Int4Tensor {
+  Shape4 shape{0, 0, 0, 0};  // of x
+  int64_t block = 0;
+  TensorRef values, scales;
+  bool present() const { return values.data != nullptr; }
+};
+
+// quantize_int4: out = int4(x − center), center (B, H, 1, D) optional (subtracted in fp32; SALE's
+// smoothed keys k − k̄); per block of rows of each (b, h), on x' = x − center,
+//   scale = max |x'| / 7,   q = clamp(nearbyint(x' · (1 / scale)), −7, 7)   (fp32; scale 0: q = 0)
+// out.shape must be x's shape.
+struct QuantizeInt4Args {
+  TensorRef x, center;
+  Int4Tensor out;
+};
+
+// int4_block_scan: SALE §8's block selection, as CSR key-block lists, one per (b, h, query
+// block) of block_q rows: list (b·Hq + h)·ceil(Nq / block_q) + qb. Query head h reads key head
+// h / (Hq / Hk). Key block kb is keys [kb·block_k, min(Nk, (kb+1)·block_k)); k4.block must be
+// block_k. For query block qb, rows [r0, r0 + nr), with the causal, bottom-right aligned limit
+// (row r sees keys j <= r + q_offset):
+//   lb1 = (r0 + nr − 1 + q_offset) / block_k,   lb0 = max(0, r0 + q_offset − local_window) / block_k
+//   list = {0} ∪ kept ∪ [max(1, lb0), lb1]   (ascending)
+// where kept ⊂ [1, lb0) is empty unless lb0 > 1, and then:
+//   1. exact row statistics (m_r, ℓ_r) of the logits x_rj = scale·(q_r·k_j) over the sink keys
+//      [0, min(Nk, block_k)) and then the local keys [lb0·block_k, min(Nk, r0 + nr + q_offset)),
+//      each key only where the row sees it; per chunk of keys (fp32, keys in order):
+//        m' = max(m, max_j x_rj),  ℓ' = ℓ·e^{m − m'} + Σ_j e^{x_rj − m'}   (m' = −inf: unchanged)
+//   2. thresholds t_r = (m_r + ln(τ·ℓ_r)) / scale − q_r·k_center (Σ_c in fp32, in order; no term
+//      without k_center), where m + ln(τ·ℓ) is −inf for τ <= 0 and +inf for ℓ = 0 (τ > 0)
+//   3. key block kb in [1, lb0) is kept when some row r and key j of the block reach the int4
+//      estimate s_q(r)·s_k(j)·Σ_c q̃_rc·k̃_jc >= t_r (q̃, k̃, s_q, s_k of q4 and k4: the estimate
+//      of scale·(q·k) is scale·(estimate + q·k_center), so the test is x̃ >= m + ln(τ·ℓ)).
+//   The blocks are scanned in segments of `segment` blocks from block 1; with refresh, after a
+//   segment that kept blocks, the statistics of step 1 are continued over each kept block's
+//   keys (ascending) and the thresholds recomputed before the next segment.
+// entries must hold the lists' total (at most Σ_qb (lb1 + 1) per (b, h)).
+struct Int4BlockScanArgs {
+  TensorRef q, k;       // fp32 (B, Hq, Nq, D), (B, Hk, Nk, D): the exact statistics
+  Int4Tensor q4, k4;    // int4 copies of q and of k − k_center
+  TensorRef k_center;   // (B, Hk, 1, D), optional
+  float scale = 0.0f;   // must be set
+  float tau = 0.0f;
+  int64_t block_q = 1, block_k = 1;
+  int64_t local_window = 0;
+  int64_t segment = 1;  // key blocks per scan segment
+  bool refresh = false;
+  int64_t q_offset = 0;  // Nk − Nq of the problem
+  CsrOut lists;
+};
+
 }  // namespace ab

@@ -2,6 +2,7 @@
 // Host tensors (fp32 storage, row-major) and backend tensor references.
 #include <array>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -33,8 +34,8 @@ struct HostTensor {
   }
 };
 
-// A tensor owned by a backend: host fp32 memory on the CPU, device memory of `dtype` on CUDA.
-// Always contiguous in the order of `shape`.
+// A tensor owned by a backend: host fp32 memory on the CPU, device memory of `dtype` on CUDA
+// and the fake device (on_device). Always contiguous in the order of `shape`.
 struct TensorRef {
   void* data = nullptr;
   DType dtype = DType::f32;
@@ -42,7 +43,11 @@ struct TensorRef {
   bool on_device = false;
   int64_t numel() const { return ab::numel(shape); }
   int64_t bytes() const { return numel() * (on_device ? dtype_bytes(dtype) : 4); }
-  float* host_f32() const { return static_cast<float*>(data); }
+  // The host fp32 values; device memory has none (read it with Backend::download).
+  float* host_f32() const {
+    if (on_device) throw std::logic_error("TensorRef::host_f32(): the tensor is in device memory");
+    return static_cast<float*>(data);
+  }
 };
 
 }  // namespace ab

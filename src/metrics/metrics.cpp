@@ -5,7 +5,7 @@ namespace ab {
 const std::vector<MetricDef>& metric_table() {
   static const std::vector<MetricDef> table = {
       {"flops", json::object(),
-       "executed, dense-equivalent and estimation FLOPs, minimum bytes (docs/architecture.md, \"Cost\")",
+       "executed, dense-equivalent and estimation FLOPs, minimum bytes (docs/architecture.md, Cost)",
        measure_flops},
       {"accuracy", {{"rows", 64}},
        "max-abs and relative error of O (and LSE) against the float64 reference on sampled rows",

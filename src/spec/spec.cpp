@@ -470,9 +470,9 @@ Experiment parse_tree(const std::string& text, const std::string& path,
   }
   if (root["device"]) {
     ex.device = as_string(w, root["device"], "device");
-    if (ex.device != "cpu" && ex.device != "cuda" && ex.device != "auto")
+    if (ex.device != "cpu" && ex.device != "cuda" && ex.device != "fake" && ex.device != "auto")
       w.fail(root["device"], "device", "unknown device '" + ex.device + "': " +
-                                           suggest(ex.device, {"cpu", "cuda", "auto"}));
+                                           suggest(ex.device, {"cpu", "cuda", "fake", "auto"}));
   }
   if (root["threads"]) {
     const int64_t t = as_int(w, root["threads"], "threads");

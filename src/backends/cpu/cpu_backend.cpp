@@ -19,6 +19,7 @@
 #include "cpu/sdpa.hpp"
 #include "cpu/sparse_prefill.hpp"
 #include "cpu/sdpa_transforms.hpp"
+#include "cpu/selection.hpp"
 
 namespace ab {
 namespace {
@@ -95,6 +96,7 @@ class CpuBackend final : public Backend {
   void release_all() override {
     buffers_.clear();
     index_store_.clear();
+    int4_store_.clear();
   }
 
   double time(const std::function<void()>& fn, CacheMode mode) override {
@@ -243,6 +245,30 @@ class CpuBackend final : public Backend {
   std::optional<double> sparse_prefill_executed_pairs(const SparsePrefillArgs& a) const override {
     return cpu::sparse_prefill_executed_pairs(a);
   }
+  // int4 tensors: values.data holds B·H packed row sets (cpu::Int4Rows) kept beside the buffers
+  // (cpu_select_ops.hpp); the scales are an ordinary tensor.
+  Int4Tensor alloc_int4(const Shape4& shape, int64_t block) override {
+    int4_store_.emplace_back(static_cast<size_t>(std::max<int64_t>(shape[0] * shape[1], 1)));
+    Int4Tensor t;
+    t.shape = shape;
+    t.block = block;
+    t.values.data = int4_store_.back().data();
+    t.values.shape = {shape[0], shape[1], 1, 1};
+    t.scales = alloc({shape[0], shape[1], (shape[2] + block - 1) / std::max<int64_t>(block, 1), 1}, DType::f32);
+    return t;
+  }
+  void free_int4(const Int4Tensor& t) override {
+    int4_store_.remove_if([&](const std::vector<cpu::Int4Rows>& v) { return v.data() == t.values.data; });
+    free(t.scales);
+  }
+  Support supports_quantize_int4(const QuantizeInt4Args& a) const override {
+    return refusal("cpu quantize_int4", cpu_select::quantize_int4_refusal(a));
+  }
+  void quantize_int4(const QuantizeInt4Args& a) override { cpu_select::quantize_int4(a); }
+  Support supports_int4_block_scan(const Int4BlockScanArgs& a) const override {
+    return refusal("cpu int4_block_scan", cpu_select::int4_block_scan_refusal(a));
+  }
+  void int4_block_scan(const Int4BlockScanArgs& a) override { cpu_select::int4_block_scan(a); }
   // The CPU kernels run every geometry; only operands in device memory are refused here, and
   // malformed arguments throw when the op runs (as sparse_prefill).
   static Support refusal(const char* op, const std::string& why) {
@@ -285,6 +311,7 @@ class CpuBackend final : public Backend {
   }
   std::list<std::vector<float>> buffers_;
   std::list<std::vector<int32_t>> index_store_;
+  std::list<std::vector<cpu::Int4Rows>> int4_store_;
   std::vector<double> flush_;
   volatile double sink_ = 0;
 };

@@ -568,3 +568,178 @@ void lse_merge(const LseMergeArgs& a) {
 }
 
 }  // namespace ab::cpu_select
+
+// ---- int4 estimation --------------------------------------------------------------------------
+
+namespace ab::cpu_select {
+namespace {
+
+std::string int4_problem(const Int4Tensor& t, const std::string& name, const Shape4& x) {
+  if (t.values.on_device || t.scales.on_device) return name + " is in device memory";
+  if (!t.values.data) return name + " is missing";
+  if (t.shape != x) return name + " has the wrong shape";
+  const Shape4 layout{x[0], x[1], 1, 1};
+  if (t.values.shape != layout) return name + " was not made by the CPU backend's alloc_int4";
+  if (t.block < 1) return name + ".block must be >= 1";
+  const Shape4 sc{x[0], x[1], ceil_div(x[2], t.block), 1};
+  return tensor_problem(t.scales, (name + ".scales").c_str(), &sc);
+}
+
+cpu::Int4Rows* int4_rows(const Int4Tensor& t) { return static_cast<cpu::Int4Rows*>(t.values.data); }
+
+}  // namespace
+
+std::string quantize_int4_refusal(const QuantizeInt4Args& a) {
+  if (on_device({&a.x, &a.center}) || a.out.values.on_device || a.out.scales.on_device)
+    return "an operand is in device memory";
+  if (auto p = tensor_problem(a.x, "x"); !p.empty()) return p;
+  const Shape4& x = a.x.shape;
+  if (a.center.data) {
+    const Shape4 c{x[0], x[1], 1, x[3]};
+    if (auto p = tensor_problem(a.center, "center", &c); !p.empty()) return p;
+  }
+  return int4_problem(a.out, "out", x);
+}
+
+void quantize_int4(const QuantizeInt4Args& a) {
+  if (auto why = quantize_int4_refusal(a); !why.empty()) throw std::invalid_argument("cpu quantize_int4: " + why);
+  const Shape4& x = a.x.shape;
+  const int64_t BH = x[0] * x[1], N = x[2], nb = ceil_div(N, a.out.block);
+  const int d = int(x[3]);
+  cpu::Int4Rows* rows = int4_rows(a.out);
+  float* scales = a.out.scales.host_f32();
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t bh = 0; bh < BH; ++bh) {
+    const float* X = a.x.host_f32() + bh * N * d;
+    if (a.center.data) {
+      const float* mean = a.center.host_f32() + bh * d;
+      std::vector<float> xs(static_cast<size_t>(N * d));
+      for (int64_t j = 0; j < N; ++j)
+        for (int c = 0; c < d; ++c) xs[size_t(j * d + c)] = X[j * d + c] - mean[c];
+      rows[bh] = cpu::quantize_int4(xs.data(), N, d, a.out.block);
+    } else {
+      rows[bh] = cpu::quantize_int4(X, N, d, a.out.block);
+    }
+    std::copy(rows[bh].scale.begin(), rows[bh].scale.end(), scales + bh * nb);
+  }
+}
+
+std::string int4_block_scan_refusal(const Int4BlockScanArgs& a) {
+  if (on_device({&a.q, &a.k, &a.k_center}) || a.q4.values.on_device || a.k4.values.on_device ||
+      a.lists.offsets.on_device || a.lists.entries.on_device)
+    return "an operand is in device memory";
+  if (auto p = tensor_problem(a.q, "q"); !p.empty()) return p;
+  if (auto p = tensor_problem(a.k, "k"); !p.empty()) return p;
+  const Shape4& q = a.q.shape;
+  const Shape4& k = a.k.shape;
+  if (q[0] != k[0] || q[3] != k[3]) return "q and k must share batch and head_dim";
+  if (k[1] <= 0 || q[1] % k[1] != 0) return "the key heads must divide the query heads";
+  if (a.k_center.data) {
+    const Shape4 c{k[0], k[1], 1, k[3]};
+    if (auto p = tensor_problem(a.k_center, "k_center", &c); !p.empty()) return p;
+  }
+  if (auto p = int4_problem(a.q4, "q4", q); !p.empty()) return p;
+  if (auto p = int4_problem(a.k4, "k4", k); !p.empty()) return p;
+  if (a.block_q < 1 || a.block_k < 1 || a.segment < 1) return "block_q, block_k and segment must be >= 1";
+  if (a.k4.block != a.block_k) return "k4.block must be block_k";
+  if (a.local_window < 0) return "local_window must be >= 0";
+  if (!(a.scale > 0) && !(a.scale < 0)) return "scale must be set";
+  return csr_problem(a.lists);
+}
+
+void int4_block_scan(const Int4BlockScanArgs& a) {
+  if (auto why = int4_block_scan_refusal(a); !why.empty()) throw std::invalid_argument("cpu int4_block_scan: " + why);
+  const int64_t B = a.q.shape[0], Hq = a.q.shape[1], Hk = a.k.shape[1], rep = Hq / Hk;
+  const int64_t Nq = a.q.shape[2], Nk = a.k.shape[2];
+  const int d = int(a.q.shape[3]);
+  const int64_t bq = a.block_q, bk = a.block_k, window = a.local_window, off = a.q_offset;
+  const int64_t n_qb = ceil_div(Nq, bq), n_items = B * Hq * n_qb;
+  const float scale = a.scale, tau = a.tau;
+  const cpu::Int4Rows* qq = int4_rows(a.q4);
+  const cpu::Int4Rows* kq = int4_rows(a.k4);
+  std::vector<std::vector<int32_t>> per_list(static_cast<size_t>(n_items));
+#pragma omp parallel
+  {
+    RowMat sc;
+    std::vector<float> m, l, t, qk;
+    std::vector<uint8_t> keep;
+    std::vector<int32_t> kept_seg;
+    // Exact (m, ℓ) update of rows [r0, r0+nr) with keys [k0, k1), causal per row.
+    auto update_stats = [&](const float* Q, const float* K, int64_t r0, int64_t nr, int64_t k0, int64_t k1) {
+      if (k1 <= k0) return;
+      sc.resize(nr, k1 - k0);
+      sc.noalias() = scale * (CMapRM(Q + r0 * d, nr, d) * CMapRM(K + k0 * d, k1 - k0, d).transpose());
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t lim = std::min(k1, r0 + r + off + 1);  // keys j <= qpos
+        float mx = m[size_t(r)];
+        for (int64_t j = k0; j < lim; ++j) mx = std::max(mx, sc(r, j - k0));
+        if (mx == kNegInf) continue;
+        float sum = l[size_t(r)] * std::exp(m[size_t(r)] - mx);
+        for (int64_t j = k0; j < lim; ++j) sum += std::exp(sc(r, j - k0) - mx);
+        m[size_t(r)] = mx;
+        l[size_t(r)] = sum;
+      }
+    };
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = n_items - 1; item >= 0; --item) {
+      const int64_t qh = item / n_qb, qb = item % n_qb;
+      const int64_t b = qh / Hq, h = qh % Hq, kvh = b * Hk + h / rep;
+      const float* Q = at(a.q, b, h, 0);
+      const float* K = at(a.k, b, h / rep, 0);
+      const int64_t r0 = qb * bq, nr = std::min(Nq, r0 + bq) - r0;
+      const int64_t last_key = r0 + nr - 1 + off;  // causal limit of the block's last row
+      const int64_t lb1 = last_key / bk;
+      const int64_t lb0 = std::max<int64_t>(0, r0 + off - window) / bk;
+      std::vector<int32_t>& out = per_list[size_t(item)];
+      out.push_back(0);
+      if (lb0 > 1) {
+        // 1–2. Exact statistics over the sink block and the local window, then thresholds.
+        m.assign(size_t(nr), kNegInf);
+        l.assign(size_t(nr), 0.0f);
+        update_stats(Q, K, r0, nr, 0, std::min(Nk, bk));
+        update_stats(Q, K, r0, nr, lb0 * bk, std::min(Nk, last_key + 1));
+        qk.assign(size_t(nr), 0.0f);
+        if (a.k_center.data) {
+          const float* mean = at(a.k_center, b, h / rep, 0);
+          for (int64_t r = 0; r < nr; ++r) {
+            const float* qr = Q + (r0 + r) * d;
+            float acc = 0;
+            for (int c = 0; c < d; ++c) acc += qr[c] * mean[c];
+            qk[size_t(r)] = acc;
+          }
+        }
+        t.resize(size_t(nr));
+        auto thresholds = [&] {
+          // x̃ = scale·(s_q·s_k·dot + q·k̄) >= t_r  <=>  s_q·s_k·dot >= t_r/scale − q·k̄.
+          if (a.k_center.data) {
+            for (int64_t r = 0; r < nr; ++r)
+              t[size_t(r)] = cpu::threshold_relative_to_sum(m[size_t(r)], l[size_t(r)], tau) / scale - qk[size_t(r)];
+          } else {
+            for (int64_t r = 0; r < nr; ++r)
+              t[size_t(r)] = cpu::threshold_relative_to_sum(m[size_t(r)], l[size_t(r)], tau) / scale;
+          }
+        };
+        thresholds();
+        // 3. Scan blocks 1 .. lb0−1 in segments; with fixed thresholds one scan covers them all.
+        const int64_t step = a.refresh ? a.segment : lb0;
+        for (int64_t s0 = 1; s0 < lb0; s0 += step) {
+          const int64_t s1 = std::min(lb0, s0 + step);
+          kept_seg.clear();
+          keep.resize(size_t(s1 - s0));
+          cpu::int4_blocks_reaching(qq[qh], r0, nr, kq[kvh], s0, s1, bk, t.data(), keep.data());
+          for (int64_t kb = s0; kb < s1; ++kb)
+            if (keep[size_t(kb - s0)]) kept_seg.push_back(int32_t(kb));
+          out.insert(out.end(), kept_seg.begin(), kept_seg.end());
+          if (a.refresh && !kept_seg.empty()) {
+            for (int32_t kb : kept_seg) update_stats(Q, K, r0, nr, int64_t(kb) * bk, std::min(Nk, int64_t(kb + 1) * bk));
+            thresholds();
+          }
+        }
+      }
+      for (int64_t kb = std::max<int64_t>(1, lb0); kb <= lb1; ++kb) out.push_back(int32_t(kb));
+    }
+  }
+  write_csr(per_list, a.lists, "cpu int4_block_scan");
+}
+
+}  // namespace ab::cpu_select

@@ -24,4 +24,13 @@ void select(const SelectArgs& a);
 std::string lse_merge_refusal(const LseMergeArgs& a);
 void lse_merge(const LseMergeArgs& a);
 
+// int4 estimation. The CPU's Int4Tensor (CpuBackend::alloc_int4) keeps in values.data the B·H
+// packed row sets (cpu::Int4Rows, in (b, h) order) that the integer dot kernels read, owned by
+// the backend; values.shape = (B, H, 1, 1) marks that layout.
+std::string quantize_int4_refusal(const QuantizeInt4Args& a);
+void quantize_int4(const QuantizeInt4Args& a);
+
+std::string int4_block_scan_refusal(const Int4BlockScanArgs& a);
+void int4_block_scan(const Int4BlockScanArgs& a);
+
 }  // namespace ab::cpu_select

@@ -17,16 +17,14 @@
 #include <cmath>
 #include <memory>
 
-#include "cpu/selection.hpp"
-#include "cpu/sparse_prefill.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
-#include "variants/sparse_prefill/sparse_prefill_eigen.hpp"
 
 namespace ab {
 namespace {
 
 struct AnchorPlan : SparsePlanBase {
   std::shared_ptr<const HostIndexLists> stripes;  // per (b, h, group)
+  CsrOut device;                                   // the stripes in device memory, if there
   std::shared_ptr<HostSoftmaxState> state;         // after the anchor pass
 };
 
@@ -62,10 +60,14 @@ class Anchor final : public SparsePrefillVariant {
     return s;
   }
 
+  // Op 2 and the estimation ops the plan calls.
+  Support supports(const AttnShape& s, const Backend& b) const override {
+    return first_refusal({SparsePrefillVariant::supports(s, b), b.supports_pool(PoolArgs{}), b.supports_scores(ScoresArgs{})});
+  }
   Plan plan(const Inputs& in, Backend& be) override;
   void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override {
     const AnchorPlan& st = state_of<AnchorPlan>(plan);
-    run_op(in, *st.stripes, out, be, st.state.get());
+    run_op(in, *st.stripes, out, be, st.state.get(), st.device);
   }
 
  protected:
@@ -84,7 +86,6 @@ class Anchor final : public SparsePrefillVariant {
 
 Plan Anchor::plan(const Inputs& in, Backend& be) {
   const AttnShape& s = in.shape;
-  const HostInputs& x = *in.host;
   const int d = s.head_dim;
   const int64_t block = params_.integer("block"), step = params_.integer("step");
   const int64_t G = block * step;
@@ -93,6 +94,7 @@ Plan Anchor::plan(const Inputs& in, Backend& be) {
   const float scale = in.effective_scale();
   const int64_t n_groups = (s.q_len + G - 1) / G;
   const int64_t init_blocks = (init + G - 1) / G;  // init is a whole number of groups
+  const int64_t n_pooled = (s.q_len + block - 1) / block;
 
   // 1. Anchor pass: group g attends to the initial groups and itself; state kept.
   auto anchor_lists = std::make_shared<HostBlockLists>();
@@ -111,59 +113,65 @@ Plan Anchor::plan(const Inputs& in, Backend& be) {
   a.finalize = false;
   a.state_out = st->state->view();
   be.sparse_prefill(a);
-  const double anchor_pairs = cpu::sparse_prefill_executed_pairs(a);
+  const double anchor_pairs = executed_pairs(in, *anchor_lists, be);
 
   // 2. Stripes of each (b, h, group): candidates are keys [init, g·G) (outside the initial
-  //    and local regions); a short last group keeps them all (computed densely).
+  //    and local regions); a short last group keeps them all (computed densely). Pooled
+  //    queries q̄ and anchors ā (the mean running max m_i) per block of rows; key j is a stripe
+  //    when scale·q̄_t·k_j >= ā_t − θ for some block t of the group.
+  const TensorRef qbar = be.alloc({s.batch, s.q_heads, n_pooled, d}, DType::f32);
+  const TensorRef abar = be.alloc({s.batch, s.q_heads, n_pooled, 1}, DType::f32);
+  PoolArgs pq;
+  pq.axis = PoolAxis::rows;
+  pq.how = Reduce::mean;
+  pq.in = in.q;
+  pq.out = qbar;
+  pq.block = block;
+  be.pool(pq);
+  PoolArgs pa = pq;
+  pa.in = st->state->view().m;
+  pa.out = abar;
+  pa.f64_sum = true;
+  be.pool(pa);
+  const int64_t n_lists = int64_t(s.batch) * s.q_heads * n_groups;
+  int64_t capacity = 0;
+  double flops_scan = 0;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const int64_t c0 = init, c1 = g * G;
+    if (c1 <= c0) continue;
+    capacity += c1 - c0;
+    const int64_t r0 = g * G, r1 = std::min(s.q_len, r0 + G);
+    if (r1 - r0 == G) flops_scan += 2.0 * double(step) * double(c1 - c0) * d + double(r1 - r0) * d;
+  }
+  capacity *= int64_t(s.batch) * s.q_heads;
+  flops_scan *= double(s.batch) * s.q_heads;
+  ScoresArgs sc;
+  sc.epilogue = ScoresEpilogue::keys_reaching;
+  sc.q = qbar;
+  sc.k = in.k;
+  sc.scale = scale;
+  sc.n_keys = s.kv_len;
+  sc.positions = s.q_len;
+  sc.row_stride = block;
+  sc.row_group = step;
+  sc.key_begin = init;
+  sc.keys_per_group = G;
+  sc.thr = abar;
+  sc.thr_offset = float(theta);
+  sc.partial_keeps_all = true;
+  sc.lists = alloc_lists(be, n_lists, capacity);
+  be.scores(sc);
+  be.free(qbar);
+  be.free(abar);
+
   auto stripes = std::make_shared<HostIndexLists>();
   stripes->q_group = G;
   stripes->n_groups = n_groups;
   stripes->list_heads = s.q_heads;
-  const int64_t n_lists = int64_t(s.batch) * s.q_heads * n_groups;
-  std::vector<std::vector<int32_t>> per_list(static_cast<size_t>(n_lists));
-  double flops_scan = 0;
-#pragma omp parallel reduction(+ : flops_scan)
-  {
-    RowMat qbar, scores;
-    std::vector<float> abar;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t r = n_lists - 1; r >= 0; --r) {
-      const int64_t g = r % n_groups, bh = r / n_groups;
-      const int b = int(bh / s.q_heads), h = int(bh % s.q_heads);
-      const int64_t c0 = init, c1 = g * G;  // candidate keys
-      if (c1 <= c0) continue;
-      std::vector<int32_t>& out = per_list[size_t(r)];
-      const int64_t r0 = g * G, r1 = std::min(s.q_len, r0 + G);
-      if (r1 - r0 < G) {  // the remainder group: dense
-        for (int64_t j = c0; j < c1; ++j) out.push_back(int32_t(j));
-        continue;
-      }
-      // Pooled queries and anchors of the group's `step` sub-blocks.
-      qbar.resize(step, d);
-      abar.assign(size_t(step), 0.0f);
-      cpu::pool_rows(x.q.row(b, h, r0), r1 - r0, d, block, cpu::Pool::mean, qbar.data());
-      const float* m = st->state->m.data() + (int64_t(b) * s.q_heads + h) * s.q_len;
-      for (int64_t t = 0; t < step; ++t) {
-        double acc = 0;
-        for (int64_t i = r0 + t * block; i < r0 + (t + 1) * block; ++i) acc += m[i];
-        abar[size_t(t)] = float(acc / double(block));
-      }
-      // scale·q̄_t·k_j + θ >= ā_t  <=>  scale·q̄_t·k_j >= threshold_below_max(ā_t, θ).
-      scores.resize(step, c1 - c0);
-      scores.noalias() = (scale * qbar) * CMapRM(x.k.row(b, h / s.group(), c0), c1 - c0, d).transpose();
-      for (int64_t j = 0; j < c1 - c0; ++j) {
-        bool keep = false;
-        for (int64_t t = 0; t < step && !keep; ++t)
-          keep = scores(t, j) >= cpu::threshold_below_max(abar[size_t(t)], float(theta));
-        if (keep) out.push_back(int32_t(c0 + j));
-      }
-      flops_scan += 2.0 * double(step) * double(c1 - c0) * d + double(r1 - r0) * d;
-    }
-  }
-  for (const auto& l : per_list) stripes->push_list(l);
+  download_lists(be, sc.lists, n_lists, stripes->offsets, stripes->indices);
   st->stripes = stripes;
-
-  st->executed_pairs = executed_pairs(in, *stripes);
+  st->device = keep_on_device(be, sc.lists);
+  st->executed_pairs = executed_pairs(in, *stripes, be);
 
   // The selection: initial region ∪ local region ∪ stripes, per (b, h, group).
   auto keys = std::make_shared<HostIndexLists>();
@@ -175,7 +183,8 @@ Plan Anchor::plan(const Inputs& in, Backend& be) {
     const int64_t g = r % n_groups;
     l.clear();
     for (int64_t j = 0; j < std::min(init, g * G); ++j) l.push_back(int32_t(j));
-    l.insert(l.end(), per_list[size_t(r)].begin(), per_list[size_t(r)].end());
+    l.insert(l.end(), stripes->indices.begin() + stripes->offsets[size_t(r)],
+             stripes->indices.begin() + stripes->offsets[size_t(r) + 1]);
     for (int64_t j = std::max(g * G, std::min(init, g * G)); j < std::min(s.kv_len, (g + 1) * G); ++j) l.push_back(int32_t(j));
     keys->push_list(l);
   }

@@ -15,7 +15,6 @@
 #include <cmath>
 #include <memory>
 
-#include "cpu/selection.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
 
 namespace ab {
@@ -58,6 +57,10 @@ class ProxyAttn final : public SparsePrefillVariant {
     return s;
   }
 
+  // Op 2 and the estimation ops the plan calls.
+  Support supports(const AttnShape& s, const Backend& b) const override {
+    return first_refusal({SparsePrefillVariant::supports(s, b), b.supports_pool(PoolArgs{}), b.supports_scores(ScoresArgs{}), b.supports_select(SelectArgs{})});
+  }
   Plan plan(const Inputs& in, Backend& be) override;
 
  protected:
@@ -75,9 +78,7 @@ class ProxyAttn final : public SparsePrefillVariant {
 };
 
 Plan ProxyAttn::plan(const Inputs& in, Backend& be) {
-  (void)be;
   const AttnShape& s = in.shape;
-  const HostInputs& x = *in.host;
   const int d = s.head_dim;
   const int64_t block = params_.integer("block"), stride = params_.integer("stride");
   const double gamma = params_.number("gamma");
@@ -86,114 +87,150 @@ Plan ProxyAttn::plan(const Inputs& in, Backend& be) {
   const int heads_per_group = s.q_heads / G;
   const float scale = in.effective_scale();
   const int64_t n_qb = (s.q_len + block - 1) / block, n_kb = (s.kv_len + block - 1) / block;
+  const int64_t n_rows = (s.q_len + stride - 1) / stride;  // strided query rows
   const int64_t off = s.q_offset();
   auto visible_blocks = [&](int64_t m) {  // key blocks the last row of query block m reaches
     const int64_t last = std::min(s.q_len, (m + 1) * block) - 1;
     return (s.visible_keys(last) + block - 1) / block;
   };
 
-  // 1. Proxy keys K_g = mean of the group's heads' keys (B, G, Nkv, D).
-  std::vector<float> kg(static_cast<size_t>(int64_t(s.batch) * G * s.kv_len * d));
-#pragma omp parallel for schedule(static)
-  for (int64_t bg = 0; bg < int64_t(s.batch) * G; ++bg) {
-    const int b = int(bg / G), g = int(bg % G);
-    std::vector<const float*> heads;
-    for (int t = 0; t < heads_per_group; ++t)
-      heads.push_back(x.k.row(b, (g * heads_per_group + t) / s.group(), 0));
-    cpu::average_heads(heads.data(), heads_per_group, s.kv_len * d, kg.data() + bg * s.kv_len * d);
-  }
+  // 1. Proxy keys K_g = mean of the group's heads' keys (B, G, Nkv, D), and proxy queries: the
+  //    group's mean query at the last row of each window of `stride` rows (B, G, n_rows, D).
+  const TensorRef kg = be.alloc({s.batch, G, s.kv_len, d}, DType::f32);
+  const TensorRef qg = be.alloc({s.batch, G, n_rows, d}, DType::f32);
+  PoolArgs pk;
+  pk.axis = PoolAxis::heads;
+  pk.how = Reduce::mean;
+  pk.in = in.k;
+  pk.out = kg;
+  pk.group = heads_per_group;
+  be.pool(pk);
+  PoolArgs pq = pk;
+  pq.in = in.q;
+  pq.out = qg;
+  pq.row_stride = stride;
+  be.pool(pq);
 
-  // 2–3. Strided proxy-query probabilities, max-pooled to block scores A_g (B, G, n_qb, n_kb).
-  const std::vector<int64_t> rows = cpu::strided_rows(s.q_len, stride);
-  std::vector<float> A(size_t(int64_t(s.batch) * G * n_qb * n_kb), 0.0f);
+  // 2–3. Strided proxy-query probabilities, max-pooled to block scores A_g (B, G, n_qb, n_kb):
+  //      over each key block, then over the rows of each query block.
+  const TensorRef A = be.alloc({s.batch, G, n_qb, n_kb}, DType::f32);
+  ScoresArgs sa;
+  sa.epilogue = ScoresEpilogue::probs_block_pool;
+  sa.q = qg;
+  sa.k = kg;
+  sa.out = A;
+  sa.scale = scale;
+  sa.causal = s.causal;
+  sa.positions = s.q_len;
+  sa.row_stride = stride;
+  sa.q_offset = off;
+  sa.key_block = block;
+  sa.key_pool = Reduce::max;
+  sa.row_block = block;
+  sa.row_reduce = Reduce::max;
+  be.scores(sa);
+  be.free(qg);
+  be.free(kg);
   double flops_scores = 0;
-#pragma omp parallel reduction(+ : flops_scores)
-  {
-    std::vector<float> qbuf, probs;
-    std::vector<int64_t> vis;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < int64_t(s.batch) * G * n_qb; ++item) {
-      const int64_t m = n_qb - 1 - item % n_qb;  // heavy blocks first
-      const int b = int(item / n_qb / G), g = int(item / n_qb % G);
-      const auto lo = std::lower_bound(rows.begin(), rows.end(), m * block);
-      const auto hi = std::lower_bound(rows.begin(), rows.end(), std::min(s.q_len, (m + 1) * block));
-      const int64_t nr = hi - lo;
-      if (nr == 0) continue;
-      qbuf.assign(size_t(nr * d), 0.0f);
-      vis.resize(size_t(nr));
-      for (int64_t r = 0; r < nr; ++r) {
-        std::vector<const float*> heads;
-        for (int t = 0; t < heads_per_group; ++t) heads.push_back(x.q.row(b, g * heads_per_group + t, lo[r]));
-        cpu::average_heads(heads.data(), heads_per_group, d, qbuf.data() + r * d);
-        vis[size_t(r)] = s.visible_keys(lo[r]);
-      }
-      probs.resize(size_t(nr * n_kb));
-      cpu::pooled_softmax(qbuf.data(), nr, vis.data(), kg.data() + (int64_t(b) * G + g) * s.kv_len * d, s.kv_len, d,
-                          scale, block, cpu::Pool::max, probs.data());
-      float* a = A.data() + ((int64_t(b) * G + g) * n_qb + m) * n_kb;
-      for (int64_t r = 0; r < nr; ++r)
-        for (int64_t n = 0; n < n_kb; ++n) a[n] = std::max(a[n], probs[size_t(r * n_kb + n)]);
-      for (int64_t r = 0; r < nr; ++r) flops_scores += 2.0 * d * double(vis[size_t(r)]);
-    }
-  }
+  for (int64_t r = 0; r < n_rows; ++r)
+    flops_scores += 2.0 * d * double(s.visible_keys(std::min(s.q_len - 1, r * stride + stride - 1)));
+  flops_scores *= double(s.batch) * G;
 
-  // 4. Each head's budget fraction from its last query block: average-pooled probabilities,
-  //    the smallest fraction of blocks reaching γ of their sum.
-  auto st = std::make_shared<ProxyPlan>();
-  st->budget_fraction.assign(size_t(int64_t(s.batch) * s.q_heads), 1.0);
+  // 4. Each head's budget fraction from its last query block: average-pooled probabilities (the
+  //    tile average over (row, key) = the mean over rows of each row's block mean), the smallest
+  //    fraction of blocks reaching γ of their sum (cumulative-mass lists, whose lengths are read).
   const int64_t m_last = n_qb - 1, r0 = m_last * block, nr_last = s.q_len - r0;
   const int64_t nkb_last = visible_blocks(m_last);
+  const int64_t n_heads = int64_t(s.batch) * s.q_heads;
+  const TensorRef pooled = be.alloc({s.batch, s.q_heads, 1, n_kb}, DType::f32);
+  ScoresArgs sb;
+  sb.epilogue = ScoresEpilogue::probs_block_pool;
+  sb.q = in.q;
+  sb.k = in.k;
+  sb.out = pooled;
+  sb.scale = scale;
+  sb.causal = s.causal;
+  sb.q_offset = off;
+  sb.row_begin = r0;
+  sb.row_end = s.q_len;
+  sb.key_block = block;
+  sb.key_pool = Reduce::mean;
+  sb.row_block = block;
+  sb.row_reduce = Reduce::mean;
+  sb.group_base = m_last;
+  be.scores(sb);
+  SelectArgs mass;
+  mass.rule = SelectRule::cumulative_mass;
+  mass.scores = pooled;
+  mass.batch = s.batch;
+  mass.list_heads = s.q_heads;
+  mass.n_per = 1;
+  mass.gamma = gamma;
+  std::vector<int32_t> mass_rules;
+  for (int64_t bh = 0; bh < n_heads; ++bh) mass_rules.insert(mass_rules.end(), {int32_t(nkb_last), 0, 0, 0, 0, 0, 0, 0});
+  mass.rules = be.alloc_indices(int64_t(mass_rules.size()));
+  be.upload_index_buffer(mass_rules, mass.rules);
+  mass.lists = alloc_lists(be, n_heads, n_heads * nkb_last);
+  be.select(mass);
+  const std::vector<int32_t> counts = be.download_index_buffer(mass.lists.offsets, n_heads + 1);
+  be.free_indices(mass.lists.offsets);
+  be.free_indices(mass.lists.entries);
+  be.free_indices(mass.rules);
+  be.free(pooled);
+  auto st = std::make_shared<ProxyPlan>();
+  st->budget_fraction.assign(size_t(n_heads), 1.0);
+  for (int64_t bh = 0; bh < n_heads; ++bh)
+    st->budget_fraction[size_t(bh)] =
+        double(std::max<int64_t>(counts[size_t(bh) + 1] - counts[size_t(bh)], 1)) / double(nkb_last);
   double flops_budget = 0;
-#pragma omp parallel reduction(+ : flops_budget)
-  {
-    std::vector<float> probs, pooled;
-    std::vector<int64_t> vis(static_cast<size_t>(nr_last));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t bh = 0; bh < int64_t(s.batch) * s.q_heads; ++bh) {
-      const int b = int(bh / s.q_heads), h = int(bh % s.q_heads);
-      for (int64_t r = 0; r < nr_last; ++r) vis[size_t(r)] = s.visible_keys(r0 + r);
-      probs.resize(size_t(nr_last * n_kb));
-      cpu::pooled_softmax(x.q.row(b, h, r0), nr_last, vis.data(), x.k.row(b, h / s.group(), 0), s.kv_len, d, scale,
-                          block, cpu::Pool::mean, probs.data());
-      // The tile average over (row, key) = the mean over rows of each row's block mean.
-      pooled.assign(size_t(nkb_last), 0.0f);
-      for (int64_t r = 0; r < nr_last; ++r)
-        for (int64_t n = 0; n < nkb_last; ++n) pooled[size_t(n)] += probs[size_t(r * n_kb + n)] / float(nr_last);
-      const int64_t c = cpu::cumulative_mass_count(pooled.data(), nkb_last, gamma);
-      st->budget_fraction[size_t(bh)] = double(std::max<int64_t>(c, 1)) / double(nkb_last);
-      for (int64_t r = 0; r < nr_last; ++r) flops_budget += 2.0 * d * double(vis[size_t(r)]);
-    }
-  }
+  for (int64_t r = 0; r < nr_last; ++r) flops_budget += 2.0 * d * double(s.visible_keys(r0 + r));
+  flops_budget *= double(n_heads);
 
   // 5. Per head and query block: the top ⌈b_i·N_m⌉ blocks by A_g (at least the minimum budget)
   //    plus the diagonal blocks, ascending.
-  std::vector<std::vector<int32_t>> per_list(static_cast<size_t>(int64_t(s.batch) * s.q_heads * n_qb));
-#pragma omp parallel
-  {
-    std::vector<int32_t> top;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < int64_t(per_list.size()); ++r) {
-      const int64_t m = r % n_qb, bh = r / n_qb;
-      const int b = int(bh / s.q_heads), h = int(bh % s.q_heads), g = h / heads_per_group;
-      const int64_t nm = std::min(n_kb, visible_blocks(m));
-      if (nm <= 0) continue;
-      const double frac = st->budget_fraction[size_t(bh)];
-      const int64_t k = std::clamp<int64_t>(std::max<int64_t>(int64_t(std::ceil(frac * double(nm) - 1e-9)), min_blocks), 1, nm);
-      cpu::top_k(A.data() + ((int64_t(b) * G + g) * n_qb + m) * n_kb, nm, k, top);
-      const int64_t d0 = std::min(nm - 1, (m * block + off) / block);
-      const int64_t d1 = std::min(nm - 1, (std::min(s.q_len, (m + 1) * block) - 1 + off) / block);
-      for (int64_t db = d0; db <= d1; ++db) top.push_back(int32_t(db));
-      std::sort(top.begin(), top.end());
-      top.erase(std::unique(top.begin(), top.end()), top.end());
-      per_list[size_t(r)] = top;
-    }
+  const int64_t n_lists = n_heads * n_qb;
+  std::vector<int32_t> rules(static_cast<size_t>(n_lists * kSelectRuleInts), 0);
+  int64_t capacity = 0;
+  for (int64_t r = 0; r < n_lists; ++r) {
+    const int64_t m = r % n_qb, bh = r / n_qb;
+    const int64_t nm = std::min(n_kb, visible_blocks(m));
+    if (nm <= 0) continue;
+    const double frac = st->budget_fraction[size_t(bh)];
+    const int64_t k = std::clamp<int64_t>(std::max<int64_t>(int64_t(std::ceil(frac * double(nm) - 1e-9)), min_blocks), 1, nm);
+    const int64_t d0 = std::min(nm - 1, (m * block + off) / block);
+    const int64_t d1 = std::min(nm - 1, (std::min(s.q_len, (m + 1) * block) - 1 + off) / block);
+    int32_t* rule = rules.data() + r * kSelectRuleInts;
+    rule[0] = int32_t(nm);
+    rule[1] = int32_t(k);
+    rule[4] = int32_t(d0);
+    rule[5] = int32_t(d1 + 1);
+    capacity += nm;
   }
-  st->lists = block_lists(block, block, s.q_heads, per_list);
+  SelectArgs top;
+  top.rule = SelectRule::top_k;
+  top.scores = A;
+  top.batch = s.batch;
+  top.list_heads = s.q_heads;
+  top.n_per = n_qb;
+  top.rules = be.alloc_indices(int64_t(rules.size()));
+  be.upload_index_buffer(rules, top.rules);
+  top.lists = alloc_lists(be, n_lists, capacity);
+  be.select(top);
+  be.free_indices(top.rules);
+  be.free(A);
+
+  auto lists = std::make_shared<HostBlockLists>();
+  lists->q_block = block;
+  lists->k_block = block;
+  lists->list_heads = s.q_heads;
+  download_lists(be, top.lists, n_lists, lists->offsets, lists->blocks);
+  st->lists = lists;
+  st->device = keep_on_device(be, top.lists);
   // Proxy means (Q over strided rows, K) are additions; counted with the score products.
   return finish_plan(in, st->lists,
                      double(flops_scores + flops_budget) +
-                         double(s.batch) * G * heads_per_group * (double(rows.size()) + s.kv_len) * d,
-                     st);
+                         double(s.batch) * G * heads_per_group * (double(n_rows) + s.kv_len) * d,
+                     st, be);
 }
 
 }  // namespace

@@ -22,9 +22,7 @@
 #include <cmath>
 #include <memory>
 
-#include "cpu/selection.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
-#include "variants/sparse_prefill/sparse_prefill_eigen.hpp"
 
 namespace ab {
 namespace {
@@ -67,6 +65,11 @@ class Sale final : public SparsePrefillVariant {
     return s;
   }
 
+  // Op 2 and the estimation ops the plan calls.
+  Support supports(const AttnShape& s, const Backend& b) const override {
+    return first_refusal({SparsePrefillVariant::supports(s, b), b.supports_pool(PoolArgs{}), b.supports_quantize_int4(QuantizeInt4Args{}),
+                          b.supports_int4_block_scan(Int4BlockScanArgs{})});
+  }
   Plan plan(const Inputs& in, Backend& be) override;
 
  protected:
@@ -83,136 +86,106 @@ class Sale final : public SparsePrefillVariant {
 };
 
 Plan Sale::plan(const Inputs& in, Backend& be) {
-  (void)be;
   const AttnShape& s = in.shape;
-  const HostInputs& x = *in.host;
   const int d = s.head_dim;
   const int64_t bq = params_.integer("block_q"), bk = params_.integer("block_k");
   const int64_t window = params_.integer("local_window");
   const int64_t seg_blocks = params_.integer("block_seg") / bk;
-  const float tau = float(params_.number("tau"));
   const bool refresh = params_.string("threshold_refresh") == "segment";
   const bool smooth = params_.boolean("smooth_k");
-  const float scale = in.effective_scale();
   const int64_t off = s.q_offset();
   const int64_t n_qb = (s.q_len + bq - 1) / bq;
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-  // Quantise: K per kv head (smoothed by its mean key), Q per query head; q·k̄ per row.
   const int64_t n_kvh = int64_t(s.batch) * s.kv_heads, n_qh = int64_t(s.batch) * s.q_heads;
-  std::vector<cpu::Int4Rows> kq(static_cast<size_t>(n_kvh)), qq(static_cast<size_t>(n_qh));
-  std::vector<std::vector<float>> kmean(static_cast<size_t>(n_kvh), std::vector<float>(static_cast<size_t>(d), 0.0f));
-  std::vector<float> qkmean(static_cast<size_t>(n_qh * s.q_len), 0.0f);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t t = 0; t < n_kvh + n_qh; ++t) {
-    if (t < n_kvh) {
-      const float* K = x.k.row(t / s.kv_heads, t % s.kv_heads, 0);
-      std::vector<float>& mean = kmean[size_t(t)];
-      if (smooth) {
-        std::vector<double> acc(size_t(d), 0.0);
-        for (int64_t j = 0; j < s.kv_len; ++j)
-          for (int c = 0; c < d; ++c) acc[size_t(c)] += K[j * d + c];
-        for (int c = 0; c < d; ++c) mean[size_t(c)] = float(acc[size_t(c)] / double(s.kv_len));
-      }
-      std::vector<float> ks(static_cast<size_t>(s.kv_len * d));
-      for (int64_t j = 0; j < s.kv_len; ++j)
-        for (int c = 0; c < d; ++c) ks[size_t(j * d + c)] = K[j * d + c] - mean[size_t(c)];
-      kq[size_t(t)] = cpu::quantize_int4(ks.data(), s.kv_len, d, bk);
-    } else {
-      const int64_t qh = t - n_kvh;
-      qq[size_t(qh)] = cpu::quantize_int4(x.q.row(qh / s.q_heads, qh % s.q_heads, 0), s.q_len, d, bk);
-    }
-  }
-#pragma omp parallel for schedule(static)
-  for (int64_t qh = 0; qh < n_qh; ++qh) {
-    const int b = int(qh / s.q_heads), h = int(qh % s.q_heads);
-    const std::vector<float>& mean = kmean[size_t(int64_t(b) * s.kv_heads + h / s.group())];
-    for (int64_t i = 0; i < s.q_len; ++i) {
-      const float* q = x.q.row(b, h, i);
-      float acc = 0;
-      for (int c = 0; c < d; ++c) acc += q[c] * mean[size_t(c)];
-      qkmean[size_t(qh * s.q_len + i)] = acc;
-    }
-  }
 
-  std::vector<std::vector<int32_t>> per_list(static_cast<size_t>(n_qh * n_qb));
+  // Quantise: K per kv head (smoothed by its mean key k̄, accumulated in double), Q per query
+  // head, with scale blocks of block_k rows.
+  TensorRef kmean;
+  if (smooth) {
+    kmean = be.alloc({s.batch, s.kv_heads, 1, d}, DType::f32);
+    PoolArgs p;
+    p.axis = PoolAxis::rows;
+    p.how = Reduce::mean;
+    p.in = in.k;
+    p.out = kmean;
+    p.block = s.kv_len;
+    p.f64_sum = true;
+    be.pool(p);
+  }
+  const Int4Tensor kq = be.alloc_int4(in.k.shape, bk);
+  const Int4Tensor qq = be.alloc_int4(in.q.shape, bk);
+  QuantizeInt4Args qa;
+  qa.x = in.k;
+  qa.center = kmean;
+  qa.out = kq;
+  be.quantize_int4(qa);
+  qa.x = in.q;
+  qa.center = TensorRef{};
+  qa.out = qq;
+  be.quantize_int4(qa);
+
+  // Per (head, query block): exact sink/local statistics, thresholds, the int4 block scan.
+  const int64_t n_lists = n_qh * n_qb;
+  int64_t capacity = 0;
   double flops_exact = 0, flops_scan = 0;
-#pragma omp parallel reduction(+ : flops_exact, flops_scan)
-  {
-    RowMat sc;
-    std::vector<float> m, l, t;
-    std::vector<uint8_t> keep;
-    std::vector<int32_t> kept_seg;
-    // Exact (m, ℓ) update of rows [r0, r0+nr) with keys [k0, k1), causal per row.
-    auto update_stats = [&](const float* Q, const float* K, int64_t r0, int64_t nr, int64_t k0, int64_t k1) {
-      if (k1 <= k0) return;
-      sc.resize(nr, k1 - k0);
-      sc.noalias() = scale * (CMapRM(Q + r0 * d, nr, d) * CMapRM(K + k0 * d, k1 - k0, d).transpose());
-      for (int64_t r = 0; r < nr; ++r) {
-        const int64_t lim = std::min(k1, r0 + r + off + 1);  // keys j <= qpos
-        float mx = m[size_t(r)];
-        for (int64_t j = k0; j < lim; ++j) mx = std::max(mx, sc(r, j - k0));
-        if (mx == kNegInf) continue;
-        float sum = l[size_t(r)] * std::exp(m[size_t(r)] - mx);
-        for (int64_t j = k0; j < lim; ++j) sum += std::exp(sc(r, j - k0) - mx);
-        m[size_t(r)] = mx;
-        l[size_t(r)] = sum;
-      }
-      flops_exact += 2.0 * double(nr) * double(k1 - k0) * d;
-    };
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = n_qh * n_qb - 1; item >= 0; --item) {
-      const int64_t qh = item / n_qb, qb = item % n_qb;
-      const int b = int(qh / s.q_heads), h = int(qh % s.q_heads);
-      const int64_t kvh = int64_t(b) * s.kv_heads + h / s.group();
-      const float* Q = x.q.row(b, h, 0);
-      const float* K = x.k.row(b, h / s.group(), 0);
-      const int64_t r0 = qb * bq, nr = std::min(s.q_len, r0 + bq) - r0;
-      const int64_t last_key = r0 + nr - 1 + off;  // causal limit of the block's last row
-      const int64_t lb1 = last_key / bk;
+  for (int64_t qb = 0; qb < n_qb; ++qb) {
+    const int64_t r0 = qb * bq, nr = std::min(s.q_len, r0 + bq) - r0;
+    const int64_t last_key = r0 + nr - 1 + off;
+    const int64_t lb1 = last_key / bk, lb0 = std::max<int64_t>(0, r0 + off - window) / bk;
+    capacity += lb1 + 1;
+    if (lb0 <= 1) continue;
+    flops_exact += 2.0 * double(nr) * double(std::min(s.kv_len, bk)) * d;
+    if (std::min(s.kv_len, last_key + 1) > lb0 * bk)
+      flops_exact += 2.0 * double(nr) * double(std::min(s.kv_len, last_key + 1) - lb0 * bk) * d;
+    const int64_t step = refresh ? seg_blocks : lb0;
+    for (int64_t s0 = 1; s0 < lb0; s0 += step)
+      flops_scan += 2.0 * double(nr) * double(std::min(s.kv_len, std::min(lb0, s0 + step) * bk) - s0 * bk) * d;
+  }
+  capacity *= n_qh;
+  flops_exact *= double(n_qh);
+  flops_scan *= double(n_qh);
+  Int4BlockScanArgs sa;
+  sa.q = in.q;
+  sa.k = in.k;
+  sa.q4 = qq;
+  sa.k4 = kq;
+  sa.k_center = kmean;
+  sa.scale = in.effective_scale();
+  sa.tau = float(params_.number("tau"));
+  sa.block_q = bq;
+  sa.block_k = bk;
+  sa.local_window = window;
+  sa.segment = seg_blocks;
+  sa.refresh = refresh;
+  sa.q_offset = off;
+  sa.lists = alloc_lists(be, n_lists, capacity);
+  be.int4_block_scan(sa);
+  be.free_int4(qq);
+  be.free_int4(kq);
+  if (smooth) be.free(kmean);
+
+  auto lists = std::make_shared<HostBlockLists>();
+  lists->q_block = bq;
+  lists->k_block = bk;
+  lists->list_heads = s.q_heads;
+  download_lists(be, sa.lists, n_lists, lists->offsets, lists->blocks);
+  // With refreshed thresholds, each kept block's keys also enter the exact statistics.
+  if (refresh) {
+    for (int64_t r = 0; r < n_lists; ++r) {
+      const int64_t qb = r % n_qb, r0 = qb * bq, nr = std::min(s.q_len, r0 + bq) - r0;
       const int64_t lb0 = std::max<int64_t>(0, r0 + off - window) / bk;
-      std::vector<int32_t>& out = per_list[size_t(item)];
-      out.push_back(0);
-      if (lb0 > 1) {
-        // 1–2. Exact statistics over the sink block and the local window, then thresholds.
-        m.assign(size_t(nr), kNegInf);
-        l.assign(size_t(nr), 0.0f);
-        update_stats(Q, K, r0, nr, 0, std::min(s.kv_len, bk));
-        update_stats(Q, K, r0, nr, lb0 * bk, std::min(s.kv_len, last_key + 1));
-        t.resize(size_t(nr));
-        auto thresholds = [&] {
-          // x̃ = scale·(s_q·s_k·dot + q·k̄) >= t_i  <=>  s_q·s_k·dot >= t_i/scale − q·k̄.
-          for (int64_t r = 0; r < nr; ++r)
-            t[size_t(r)] = cpu::threshold_relative_to_sum(m[size_t(r)], l[size_t(r)], tau) / scale -
-                           qkmean[size_t(qh * s.q_len + r0 + r)];
-        };
-        thresholds();
-        // 3. Scan blocks 1 .. lb0−1 in segments.
-        // With fixed thresholds the segments are independent: one scan covers them all.
-        const int64_t step = refresh ? seg_blocks : lb0;
-        for (int64_t s0 = 1; s0 < lb0; s0 += step) {
-          const int64_t s1 = std::min(lb0, s0 + step);
-          kept_seg.clear();
-          keep.resize(size_t(s1 - s0));
-          cpu::int4_blocks_reaching(qq[size_t(qh)], r0, nr, kq[size_t(kvh)], s0, s1, bk, t.data(), keep.data());
-          for (int64_t kb = s0; kb < s1; ++kb)
-            if (keep[size_t(kb - s0)]) kept_seg.push_back(int32_t(kb));
-          flops_scan += 2.0 * double(nr) * double(std::min(s.kv_len, s1 * bk) - s0 * bk) * d;
-          out.insert(out.end(), kept_seg.begin(), kept_seg.end());
-          if (refresh && !kept_seg.empty()) {
-            for (int32_t kb : kept_seg) update_stats(Q, K, r0, nr, int64_t(kb) * bk, std::min(s.kv_len, int64_t(kb + 1) * bk));
-            thresholds();
-          }
-        }
+      for (int32_t e = lists->offsets[size_t(r)]; e < lists->offsets[size_t(r) + 1]; ++e) {
+        const int64_t kb = lists->blocks[size_t(e)];
+        if (kb >= 1 && kb < lb0 && lb0 > 1)
+          flops_exact += 2.0 * double(nr) * double(std::min(s.kv_len, (kb + 1) * bk) - kb * bk) * d;
       }
-      for (int64_t kb = std::max<int64_t>(1, lb0); kb <= lb1; ++kb) out.push_back(int32_t(kb));
     }
   }
-
   auto st = std::make_shared<BlockListsPlan>();
-  st->lists = block_lists(bq, bk, s.q_heads, per_list);
+  st->lists = lists;
+  st->device = keep_on_device(be, sa.lists);
   // Quantisation (a max, a divide and a round per element) counted as 2 ops per element.
-  return finish_plan(in, st->lists, flops_exact + flops_scan + 2.0 * double(n_qh * s.q_len + n_kvh * s.kv_len) * d, st);
+  return finish_plan(in, st->lists, flops_exact + flops_scan + 2.0 * double(n_qh * s.q_len + n_kvh * s.kv_len) * d, st,
+                     be);
 }
 
 }  // namespace

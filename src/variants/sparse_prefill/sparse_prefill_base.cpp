@@ -3,7 +3,6 @@
 #include <cmath>
 #include <limits>
 
-#include "cpu/sparse_prefill.hpp"
 #include "variants/dense_sdpa_base.hpp"
 
 namespace ab {
@@ -104,31 +103,42 @@ SparsePrefillArgs input_args(const Inputs& in) {
 
 }  // namespace
 
-SparsePrefillArgs SparsePrefillVariant::op_args(const Inputs& in, const HostIndexLists& lists) {
+SparsePrefillArgs SparsePrefillVariant::op_args(const Inputs& in, const HostIndexLists& lists, const CsrOut& device) {
   SparsePrefillArgs a = input_args(in);
   a.layout = SparseLayout::key_indices;
   a.indices = lists.view();
+  if (device.offsets.present()) {
+    a.indices.offsets = device.offsets.data;
+    a.indices.indices = device.entries.data;
+    a.indices.on_device = device.offsets.on_device;
+  }
   return a;
 }
 
-SparsePrefillArgs SparsePrefillVariant::op_args(const Inputs& in, const HostBlockLists& lists) {
+SparsePrefillArgs SparsePrefillVariant::op_args(const Inputs& in, const HostBlockLists& lists, const CsrOut& device) {
   SparsePrefillArgs a = input_args(in);
   a.layout = SparseLayout::key_blocks;
   a.blocks = lists.view();
+  if (device.offsets.present()) {
+    a.blocks.offsets = device.offsets.data;
+    a.blocks.blocks = device.entries.data;
+    a.blocks.on_device = device.offsets.on_device;
+  }
   return a;
 }
 
 void SparsePrefillVariant::run_op(const Inputs& in, const HostIndexLists& lists, Outputs& out, Backend& be,
-                                  const HostSoftmaxState* resume) {
-  SparsePrefillArgs a = op_args(in, lists);
+                                  const HostSoftmaxState* resume, const CsrOut& device) {
+  SparsePrefillArgs a = op_args(in, lists, device);
   if (resume) a.state_in = resume->view();
   a.o = out.o;
   a.lse = out.lse;
   be.sparse_prefill(a);
 }
 
-void SparsePrefillVariant::run_op(const Inputs& in, const HostBlockLists& lists, Outputs& out, Backend& be) {
-  SparsePrefillArgs a = op_args(in, lists);
+void SparsePrefillVariant::run_op(const Inputs& in, const HostBlockLists& lists, Outputs& out, Backend& be,
+                                  const CsrOut& device) {
+  SparsePrefillArgs a = op_args(in, lists, device);
   a.o = out.o;
   a.lse = out.lse;
   be.sparse_prefill(a);
@@ -136,17 +146,39 @@ void SparsePrefillVariant::run_op(const Inputs& in, const HostBlockLists& lists,
 
 void SparsePrefillVariant::run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) {
   const auto* st = static_cast<const SparsePlanBase*>(plan.state.get());
-  if (const auto* p = dynamic_cast<const IndexListsPlan*>(st)) return run_op(in, *p->lists, out, be);
-  if (const auto* p = dynamic_cast<const BlockListsPlan*>(st)) return run_op(in, *p->lists, out, be);
+  if (const auto* p = dynamic_cast<const IndexListsPlan*>(st)) return run_op(in, *p->lists, out, be, nullptr, p->device);
+  if (const auto* p = dynamic_cast<const BlockListsPlan*>(st)) return run_op(in, *p->lists, out, be, p->device);
   throw std::logic_error("sparse prefill: the plan was not made by this variant");
 }
 
-double SparsePrefillVariant::executed_pairs(const Inputs& in, const HostIndexLists& lists) {
-  return cpu::sparse_prefill_executed_pairs(op_args(in, lists));
+CsrOut SparsePrefillVariant::alloc_lists(Backend& be, int64_t lists, int64_t capacity) {
+  CsrOut c;
+  c.offsets = be.alloc_indices(lists + 1);
+  c.entries = be.alloc_indices(std::max<int64_t>(capacity, 1));
+  return c;
 }
 
-double SparsePrefillVariant::executed_pairs(const Inputs& in, const HostBlockLists& lists) {
-  return cpu::sparse_prefill_executed_pairs(op_args(in, lists));
+void SparsePrefillVariant::download_lists(Backend& be, const CsrOut& c, int64_t lists, std::vector<int32_t>& offsets,
+                                          std::vector<int32_t>& entries) {
+  offsets = be.download_index_buffer(c.offsets, lists + 1);
+  entries = be.download_index_buffer(c.entries, offsets.back());
+}
+
+CsrOut SparsePrefillVariant::keep_on_device(Backend& be, const CsrOut& c) {
+  if (c.offsets.on_device || c.entries.on_device) return c;
+  be.free_indices(c.offsets);
+  be.free_indices(c.entries);
+  return {};
+}
+
+double SparsePrefillVariant::executed_pairs(const Inputs& in, const HostIndexLists& lists, const Backend& be) {
+  if (const std::optional<double> p = be.sparse_prefill_executed_pairs(op_args(in, lists))) return *p;
+  return selected_pairs(lists, in.shape);
+}
+
+double SparsePrefillVariant::executed_pairs(const Inputs& in, const HostBlockLists& lists, const Backend& be) {
+  if (const std::optional<double> p = be.sparse_prefill_executed_pairs(op_args(in, lists))) return *p;
+  return selected_pairs(lists, in.shape);
 }
 
 namespace {

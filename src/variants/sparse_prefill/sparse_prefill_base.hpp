@@ -5,10 +5,12 @@
 // the selected keys in run(). The cost is split as issue 5 §5 asks: estimation FLOPs (plan),
 // executed FLOPs (estimation + the op's computed pairs), the dense-equivalent FLOPs of the
 // same shape, and the density reached (selected / allowed pairs, causal-aware).
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/backend.hpp"
 #include "core/errors.hpp"
 #include "core/selection_lists.hpp"
 #include "core/variant.hpp"
@@ -23,9 +25,13 @@ struct SparsePlanBase {
 };
 
 // A plan whose run phase is op 2 over one set of lists, also its selection (the base's run()).
+// `lists` are the host copies (selection, density, executed pairs); `device`, when present, the
+// same lists where the backend wrote them in device memory, which op 2 then reads (kept until
+// the backend's release_all). On a host-memory backend op 2 reads the host copies.
 template <class Lists>
 struct ListsPlan : SparsePlanBase {
   std::shared_ptr<const Lists> lists;
+  CsrOut device;
 };
 using IndexListsPlan = ListsPlan<HostIndexLists>;
 using BlockListsPlan = ListsPlan<HostBlockLists>;
@@ -64,14 +70,33 @@ class SparsePrefillVariant : public Variant {
     double density = 1.0;  // of the selected pairs among the allowed ones
   };
   virtual StaticEstimate static_estimate(const AttnShape& s) const = 0;
+  // The first refusal among `s` (the base's supports() and the backend's answers for the ops
+  // a plan calls, probed with their default arguments), else yes.
+  static Support first_refusal(std::initializer_list<Support> s) {
+    for (const Support& x : s)
+      if (!x.ok) return x;
+    return Support::yes();
+  }
 
-  // Op 2's arguments over `lists` on the case's inputs (state and outputs left to the caller).
-  static SparsePrefillArgs op_args(const Inputs& in, const HostIndexLists& lists);
-  static SparsePrefillArgs op_args(const Inputs& in, const HostBlockLists& lists);
+  // Op 2's arguments over `lists` on the case's inputs (state and outputs left to the caller);
+  // with `device` present, op 2 reads those buffers (the same lists in backend memory).
+  static SparsePrefillArgs op_args(const Inputs& in, const HostIndexLists& lists, const CsrOut& device = {});
+  static SparsePrefillArgs op_args(const Inputs& in, const HostBlockLists& lists, const CsrOut& device = {});
   // run(): op 2 over the plan's lists into the case's outputs, continuing `resume` if given.
   static void run_op(const Inputs& in, const HostIndexLists& lists, Outputs& out, Backend& be,
-                     const HostSoftmaxState* resume = nullptr);
-  static void run_op(const Inputs& in, const HostBlockLists& lists, Outputs& out, Backend& be);
+                     const HostSoftmaxState* resume = nullptr, const CsrOut& device = {});
+  static void run_op(const Inputs& in, const HostBlockLists& lists, Outputs& out, Backend& be,
+                     const CsrOut& device = {});
+
+  // Lists written by the backend's ops (select, scores, int4_block_scan): `lists` CSR lists in
+  // buffers of `capacity` entries.
+  static CsrOut alloc_lists(Backend& be, int64_t lists, int64_t capacity);
+  // Host copies of them (the selection's bookkeeping): offsets (lists + 1) and the entries.
+  static void download_lists(Backend& be, const CsrOut& c, int64_t lists, std::vector<int32_t>& offsets,
+                             std::vector<int32_t>& entries);
+  // What a plan keeps of buffers it downloaded: on a device, the buffers for op 2 in run();
+  // in host memory they are freed (op 2 reads the host copies).
+  static CsrOut keep_on_device(Backend& be, const CsrOut& c);
   // Integer and number parameters with their range rules (InputError naming the field).
   int64_t int_param(const std::string& name, int64_t lo, int64_t hi = INT64_MAX) const;
   double number_param(const std::string& name, double lo, double hi, bool lo_open = false) const;
@@ -88,7 +113,12 @@ class SparsePrefillVariant : public Variant {
 
   // Plan helpers: store the state, read it back.
   static void set_state(Plan& plan, std::shared_ptr<SparsePlanBase> st);
-  // The pairs op 2 computes over `lists` (SparsePlanBase::executed_pairs).
+  // The pairs op 2 computes over `lists` (SparsePlanBase::executed_pairs) as the backend's
+  // kernel tiles them (Backend::sparse_prefill_executed_pairs), else the selected pairs.
+  static double executed_pairs(const Inputs& in, const HostIndexLists& lists, const Backend& be);
+  static double executed_pairs(const Inputs& in, const HostBlockLists& lists, const Backend& be);
+  // Without the backend: the CPU kernel's count (sparse_prefill_legacy.cpp), for the variants
+  // not yet moved onto ops (dhsa, sea, hyperattention); to be removed with them.
   static double executed_pairs(const Inputs& in, const HostIndexLists& lists);
   static double executed_pairs(const Inputs& in, const HostBlockLists& lists);
   // A plan whose selection is `sel`: its density, the estimation FLOPs and the state.
@@ -97,6 +127,13 @@ class SparsePrefillVariant : public Variant {
   static Plan selection_plan(const AttnShape& s, std::shared_ptr<const HostBlockLists> sel,
                              double estimation_flops, std::shared_ptr<SparsePlanBase> st);
   // Both, where the lists op 2 runs over are also the selection.
+  template <class Lists>
+  static Plan finish_plan(const Inputs& in, std::shared_ptr<const Lists> lists, double estimation_flops,
+                          std::shared_ptr<SparsePlanBase> st, const Backend& be) {
+    st->executed_pairs = executed_pairs(in, *lists, be);
+    return selection_plan(in.shape, std::move(lists), estimation_flops, std::move(st));
+  }
+  // The same without the backend (sparse_prefill_legacy.cpp's count; see executed_pairs).
   template <class Lists>
   static Plan finish_plan(const Inputs& in, std::shared_ptr<const Lists> lists, double estimation_flops,
                           std::shared_ptr<SparsePlanBase> st) {

@@ -16,7 +16,6 @@
 #include <memory>
 #include <numeric>
 
-#include "cpu/selection.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
 
 namespace ab {
@@ -52,6 +51,10 @@ class VtcCls final : public SparsePrefillVariant {
     return s;
   }
 
+  // Op 2 and the estimation ops the plan calls.
+  Support supports(const AttnShape& s, const Backend& b) const override {
+    return first_refusal({SparsePrefillVariant::supports(s, b), b.supports_scores(ScoresArgs{}), b.supports_select(SelectArgs{})});
+  }
   Plan plan(const Inputs& in, Backend& be) override;
 
  protected:
@@ -72,9 +75,7 @@ class VtcCls final : public SparsePrefillVariant {
 };
 
 Plan VtcCls::plan(const Inputs& in, Backend& be) {
-  (void)be;
   const AttnShape& s = in.shape;
-  const HostInputs& x = *in.host;
   const int d = s.head_dim;
   const std::string probe_p = params_.string("probe");
   const bool last = probe_p == "last" || (probe_p == "auto" && s.causal);
@@ -82,35 +83,56 @@ Plan VtcCls::plan(const Inputs& in, Backend& be) {
   const int64_t visible = s.visible_keys(probe);
   const int64_t kept = kept_count(s.kv_len);
   const bool keep_first = params_.boolean("keep_first");
-  const float scale = in.effective_scale();
+
+  // Head-averaged probabilities of the probe row over its visible keys: (B, 1, 1, visible).
+  const TensorRef avg = be.alloc({s.batch, 1, 1, visible}, DType::f32);
+  ScoresArgs sc;
+  sc.epilogue = ScoresEpilogue::probs_head_mean;
+  sc.q = in.q;
+  sc.k = in.k;
+  sc.out = avg;
+  sc.scale = in.effective_scale();
+  sc.n_keys = visible;
+  sc.row_begin = probe;
+  sc.row_end = probe + 1;
+  sc.head_group = s.q_heads;
+  be.scores(sc);
+
+  // The top keys of each batch; a first-row [CLS] probe does not rank its own key (A[0, 1:]);
+  // keep_first adds key 0.
+  const int64_t self = probe + s.q_offset();
+  const bool skip_self = !last && self < visible;
+  std::vector<int32_t> rules;
+  for (int b = 0; b < s.batch; ++b) {
+    const std::vector<int64_t> r = {visible, std::min(kept, visible), skip_self ? self : 0, skip_self ? self + 1 : 0,
+                                    0, keep_first ? 1 : 0, 0, 0};
+    rules.insert(rules.end(), r.begin(), r.end());
+  }
+  SelectArgs sel;
+  sel.rule = SelectRule::top_k;
+  sel.scores = avg;
+  sel.batch = s.batch;
+  sel.list_heads = 1;
+  sel.n_per = 1;
+  sel.rules = be.alloc_indices(int64_t(rules.size()));
+  be.upload_index_buffer(rules, sel.rules);
+  sel.lists = alloc_lists(be, s.batch, s.batch * (std::min(kept, visible) + 1));
+  be.select(sel);
+  be.free_indices(sel.rules);
+  be.free(avg);
 
   auto lists = std::make_shared<HostIndexLists>();
   lists->q_group = s.q_len;
   lists->n_groups = 1;
   lists->list_heads = 1;
-  for (int b = 0; b < s.batch; ++b) {
-    // Head-averaged probabilities of the probe row.
-    std::vector<float> avg(static_cast<size_t>(visible), 0.0f), p(static_cast<size_t>(visible));
-    for (int h = 0; h < s.q_heads; ++h) {
-      cpu::softmax_probs(x.q.row(b, h, probe), 1, &visible, x.k.row(b, h / s.group(), 0), visible, d, scale, p.data());
-      for (int64_t j = 0; j < visible; ++j) avg[size_t(j)] += p[size_t(j)] / float(s.q_heads);
-    }
-    // A first-row [CLS] probe does not rank its own key (A[0, 1:]).
-    const int64_t self = probe + s.q_offset();
-    if (!last && self < visible) avg[size_t(self)] = -std::numeric_limits<float>::infinity();
-    std::vector<int32_t> top;
-    cpu::top_k(avg.data(), visible, std::min(kept, visible), top);
-    if (keep_first) top.push_back(0);
-    std::sort(top.begin(), top.end());
-    top.erase(std::unique(top.begin(), top.end()), top.end());
-    lists->push_list(top);
-  }
+  download_lists(be, sel.lists, s.batch, lists->offsets, lists->indices);
   auto st = std::make_shared<IndexListsPlan>();
   st->lists = lists;
+  st->device = keep_on_device(be, sel.lists);
   return finish_plan<HostIndexLists>(in, lists,
                                      2.0 * s.batch * s.q_heads * double(visible) * d +
                                          double(s.batch) * visible * std::log2(double(std::max<int64_t>(2, visible))),
-                                     st);
+                                     st, be);
 }
 
 }  // namespace

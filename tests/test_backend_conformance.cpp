@@ -1,0 +1,1044 @@
+// Backend conformance, in the manner of ggml's test-backend-ops: every op of the Backend
+// interface (core/backend.hpp) on every backend this build and machine offer (cpu, fake, and
+// cuda with a GPU), on fresh random inputs of odd shapes, compared with the CPU backend: the
+// fake device must give the CPU's bits exactly (it runs the CPU's ops on host copies; compared
+// with bt::AlignedCpu, the CPU's ops on 64-byte-aligned memory, as the fake's copies are), the
+// CPU backend itself must agree to 1e-5 (its buffers' alignment moves last bits), cuda within
+// its dtype's tolerance (tolerance_for). The core ops are also checked against
+// the float64 references of src/reference/attention_reference.hpp.
+//
+// Table-driven: kCases holds one entry per op × argument set; an entry builds its inputs on a
+// backend from the case's seeded generator (the same values on every backend), asks supports_*,
+// runs the op and downloads what it wrote. Adding an op is adding entries here and its name to
+// bt::op_names() (tests/backend_test_util.hpp); a member added to Backend without both fails
+// "every Backend op has a conformance entry".
+// Seeds from std::random_device, printed with INFO; ATTN_TEST_SEED=<n> replays.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "backend_test_util.hpp"
+#include "reference/attention_reference.hpp"
+
+namespace {
+
+using namespace ab;
+using bt::put;
+
+// One op case run on one backend.
+struct Run {
+  Backend& be;
+  std::mt19937 rng;
+  DType dtype = DType::f32;                   // of the random inputs (rounded to it)
+  std::map<std::string, HostTensor> in;       // host copies of the inputs, by name
+  std::map<std::string, HostTensor> out;      // what the op wrote, downloaded
+  std::map<std::string, std::vector<int32_t>> ints;
+  std::map<std::string, double> scalars;
+  std::string unsupported;                    // supports_* said no: why
+  std::vector<std::shared_ptr<void>> keep;    // host memory the args point at (head maps, items)
+
+  Run(Backend& b, uint32_t seed) : be(b), rng(seed) {}
+  TensorRef input(const std::string& name, const Shape4& s, float sd = 1.0f, float mean = 0.0f) {
+    HostTensor h = bt::rounded(bt::random_tensor(s, rng, sd, mean), dtype);
+    in[name] = h;
+    return put(be, h, dtype);
+  }
+  TensorRef input_f32(const std::string& name, const Shape4& s, float sd = 1.0f) {
+    HostTensor h = bt::random_tensor(s, rng, sd);
+    in[name] = h;
+    return put(be, h, DType::f32);
+  }
+  TensorRef output(const Shape4& s, DType t = DType::f32) { return bt::out_tensor(be, s, t); }
+  void fetch(const std::string& name, const TensorRef& t) { out[name] = be.download(t); }
+  void fetch_ints(const std::string& name, const IndexBuffer& b, int64_t n) { ints[name] = be.download_index_buffer(b, n); }
+  bool supported(const Support& s) {
+    if (!s.ok) unsupported = s.reason;
+    return s.ok;
+  }
+  template <class T>
+  T* hold(std::vector<T> v) {
+    auto p = std::make_shared<std::vector<T>>(std::move(v));
+    keep.push_back(p);
+    return p->data();
+  }
+};
+
+struct OpCase {
+  std::string op;    // a name of bt::op_names()
+  std::string args;  // what this argument set exercises
+  std::function<void(Run&)> run;
+  std::function<void(const Run&)> ref64 = nullptr;  // float64 check of the CPU's result
+  // The CPU op's own last bits vary from run to run (its kernel keeps scratch in heap vectors
+  // whose alignment its vector loops peel to): the fake device is then held to 1e-6, not bits.
+  bool cpu_bits_vary = false;
+};
+
+AttnShape shape_of(int B, int Hq, int Hkv, int d, int dv, int64_t nq, int64_t nkv, bool causal) {
+  AttnShape s;
+  s.batch = B;
+  s.q_heads = Hq;
+  s.kv_heads = Hkv;
+  s.head_dim = d;
+  s.v_dim = dv;
+  s.q_len = nq;
+  s.kv_len = nkv;
+  s.causal = causal;
+  return s;
+}
+
+// Random CSR lists: `lists` lists of ascending distinct values < n, list l empty when l % 7 == 3.
+void random_lists(std::mt19937& rng, int64_t lists, int64_t n, double keep, std::vector<int32_t>& offsets,
+                  std::vector<int32_t>& values) {
+  std::bernoulli_distribution pick(keep);
+  offsets = {0};
+  values.clear();
+  for (int64_t l = 0; l < lists; ++l) {
+    if (l % 7 != 3)
+      for (int64_t j = 0; j < n; ++j)
+        if (pick(rng)) values.push_back(int32_t(j));
+    offsets.push_back(int32_t(values.size()));
+  }
+}
+
+// The float64 check of op 1: sampled rows of o and lse against sdpa_transformed_reference_row.
+void check_sdpa_rows(const Run& r, const SdpaArgs& a, double tol) {
+  const AttnShape& s = a.shape;
+  const HostTensor& o = r.out.at("o");
+  const HostTensor& lse = r.out.at("lse");
+  std::vector<double> want(size_t(s.v_dim));
+  double err = 0, lerr = 0;
+  for (int b = 0; b < s.batch; ++b)
+    for (int h = 0; h < s.q_heads; ++h)
+      for (int64_t i : {int64_t(0), s.q_len / 2, s.q_len - 1}) {
+        double wl = 0;
+        sdpa_transformed_reference_row(a, r.in.at("q"), r.in.at("k"), r.in.at("v"), b, h, i, want.data(), &wl);
+        for (int c = 0; c < s.v_dim; ++c) err = std::max(err, std::fabs(o.row(b, h, i)[c] - want[size_t(c)]));
+        const double gl = lse.row(b, h, i)[0];
+        if (!(std::isinf(wl) && std::isinf(gl) && (wl < 0) == (gl < 0)))
+          lerr = std::max(lerr, std::fabs(gl - wl) / std::max(1.0, std::fabs(wl)));
+      }
+  INFO("max |o - o64| " << err << ", lse " << lerr);
+  CHECK(err <= tol);
+  CHECK(lerr <= tol);
+}
+
+// ---- The table ------------------------------------------------------------------------------
+SdpaArgs sdpa_args(Run& r, const AttnShape& s) {
+  SdpaArgs a;
+  a.shape = s;
+  a.q = r.input("q", {s.batch, s.q_heads, s.q_len, s.head_dim});
+  a.k = r.input("k", {s.batch, s.kv_heads, s.kv_len, s.head_dim});
+  a.v = r.input("v", {s.batch, s.kv_heads, s.kv_len, s.v_dim}, 1.0f, 0.5f);
+  a.o = r.output({s.batch, s.q_heads, s.q_len, s.v_dim}, s.dtype);
+  a.lse = r.output({s.batch, s.q_heads, s.q_len, 1});
+  a.mask.causal = s.causal;
+  return a;
+}
+
+std::vector<OpCase> make_cases() {
+  std::vector<OpCase> cases;
+  // ---- op 1: sdpa --------------------------------------------------------------------------
+  struct SdpaSet {
+    std::string name;
+    AttnShape s;
+    std::function<void(SdpaArgs&, Run&)> tweak;
+  };
+  const std::vector<SdpaSet> sdpa_sets = {
+      {"causal GQA 3, N=129, D=40", shape_of(2, 6, 2, 40, 40, 129, 129, true), nullptr},
+      {"dense, Nq=37 < Nkv=129, D=24, Dv=40", shape_of(1, 3, 1, 24, 40, 37, 129, false), nullptr},
+      {"window 32 + 4 sinks, scale 0.3", shape_of(1, 6, 2, 24, 24, 129, 129, true),
+       [](SdpaArgs& a, Run&) {
+         a.mask.window = 32;
+         a.mask.sinks = 4;
+         a.scale = 0.3f;
+       }},
+      {"sigmoid, normalised, bias -1", shape_of(1, 6, 2, 24, 24, 37, 37, true),
+       [](SdpaArgs& a, Run&) {
+         a.transform = ScoreTransform::sigmoid;
+         a.transform_bias = -1.0f;
+         a.transform_normalize = true;
+       }},
+      {"relu", shape_of(2, 3, 3, 24, 24, 37, 37, false), [](SdpaArgs& a, Run&) { a.transform = ScoreTransform::relu; }},
+      {"softcap 2", shape_of(1, 6, 2, 40, 40, 37, 129, true),
+       [](SdpaArgs& a, Run&) {
+         a.transform = ScoreTransform::softcap;
+         a.softcap = 2.0f;
+       }},
+      {"head map", shape_of(1, 6, 2, 24, 24, 37, 37, true),
+       [](SdpaArgs& a, Run& r) { a.head_map = r.hold(std::vector<int>{1, 0, 1, 0, 0, 1}); }},
+      {"decode, 1 row of 129 keys", shape_of(2, 6, 2, 40, 40, 1, 129, true), nullptr},
+  };
+  for (const SdpaSet& set : sdpa_sets) {
+    auto build = [set](Run& r) {
+      SdpaArgs a = sdpa_args(r, set.s);
+      if (set.tweak) set.tweak(a, r);
+      if (!r.supported(r.be.supports_sdpa(a))) return;
+      r.be.sdpa(a);
+      r.fetch("o", a.o);
+      r.fetch("lse", a.lse);
+    };
+    cases.push_back({"sdpa", set.name, build, [set](const Run& r) {
+                       std::vector<int> map = {1, 0, 1, 0, 0, 1};
+                       SdpaArgs a;
+                       a.shape = set.s;
+                       a.mask.causal = set.s.causal;
+                       Run tmp(r.be, 0);
+                       if (set.tweak) set.tweak(a, tmp);
+                       if (a.head_map) a.head_map = map.data();
+                       check_sdpa_rows(r, a, 2e-4 * 8);
+                     }});
+  }
+  // bf16 inputs: the type a GPU runs (the CPU rounds inputs; bf16 products where it has them).
+  cases.push_back({"sdpa", "bf16, causal GQA 3, N=129, D=40",
+                   [](Run& r) {
+                     r.dtype = DType::bf16;
+                     AttnShape s = shape_of(1, 6, 2, 40, 40, 129, 129, true);
+                     s.dtype = DType::bf16;
+                     SdpaArgs a = sdpa_args(r, s);
+                     if (!r.supported(r.be.supports_sdpa(a))) return;
+                     r.be.sdpa(a);
+                     r.fetch("o", a.o);
+                     r.fetch("lse", a.lse);
+                   },
+                   [](const Run& r) {
+                     SdpaArgs a;
+                     a.shape = shape_of(1, 6, 2, 40, 40, 129, 129, true);
+                     a.mask.causal = true;
+                     check_sdpa_rows(r, a, tolerance_for(DType::bf16, false).max_abs);
+                   }});
+
+  // ---- op 1's companions ------------------------------------------------------------------------
+  for (bool elementwise : {false, true})
+    cases.push_back({"output_gate", elementwise ? "elementwise gate" : "headwise gate", [elementwise](Run& r) {
+                       OutputGateArgs a;
+                       a.o = r.input("o", {2, 3, 37, 24});
+                       a.gate = r.input("gate", {2, 3, 37, elementwise ? 24 : 1});
+                       if (!r.supported(r.be.supports_output_gate(a))) return;
+                       r.be.output_gate(a);
+                       r.fetch("o", a.o);
+                     }});
+  for (ProbsOp op : {ProbsOp::materialize, ProbsOp::column_mass, ProbsOp::apply})
+    cases.push_back({"attention_probs",
+                     op == ProbsOp::materialize ? "materialize P, causal GQA 3"
+                     : op == ProbsOp::column_mass ? "column mass from sdpa's LSE"
+                                                  : "apply a batch-shared P",
+                     [op](Run& r) {
+                       const AttnShape s = shape_of(2, 6, 2, 24, 24, 37, 45, true);
+                       AttnProbsArgs a;
+                       a.op = op;
+                       a.sdpa = sdpa_args(r, s);
+                       if (op == ProbsOp::column_mass) {
+                         REQUIRE(r.be.supports_sdpa(a.sdpa).ok);
+                         r.be.sdpa(a.sdpa);
+                         a.column = r.output({2, 6, 1, 45});
+                       } else if (op == ProbsOp::materialize) {
+                         a.probs = r.output({2, 6, 37, 45});
+                       } else {
+                         a.probs = r.input_f32("probs", {1, 6, 37, 45}, 0.1f);
+                       }
+                       if (!r.supported(r.be.supports_attention_probs(a))) return;
+                       r.be.attention_probs(a);
+                       if (op == ProbsOp::column_mass) r.fetch("column", a.column);
+                       if (op == ProbsOp::materialize) r.fetch("probs", a.probs);
+                       if (op == ProbsOp::apply) r.fetch("o", a.sdpa.o);
+                     }});
+
+  // ---- op 2: sparse prefill --------------------------------------------------------------------
+  // Key-block lists into the state, then key-index lists continuing it (state_in aliases
+  // state_out) and finalising; the executed-pairs count of both.
+  for (bool causal : {true, false})
+    cases.push_back({"sparse_prefill", std::string("block lists then index lists, resumed state, ") + (causal ? "causal" : "dense"),
+                     [causal](Run& r) {
+                       const AttnShape s = shape_of(2, 6, 2, 24, 40, 129, 129, causal);
+                       SparsePrefillArgs a;
+                       a.shape = s;
+                       a.q = r.input("q", {2, 6, 129, 24}, 2.0f);
+                       a.k = r.input("k", {2, 2, 129, 24});
+                       a.v = r.input("v", {2, 2, 129, 40}, 1.0f, 0.5f);
+                       a.layout = SparseLayout::key_blocks;
+                       a.blocks.q_block = 16;
+                       a.blocks.k_block = 32;
+                       a.blocks.list_heads = 6;
+                       std::vector<int32_t> off, val;
+                       random_lists(r.rng, 2 * 6 * 9, 5, 0.5, off, val);
+                       const IndexLists bl = r.be.upload_indices(off, val);
+                       a.blocks.offsets = bl.offsets;
+                       a.blocks.blocks = bl.indices;
+                       a.blocks.on_device = bl.on_device;
+                       a.state_out.m = r.output({2, 6, 129, 1});
+                       a.state_out.l = r.output({2, 6, 129, 1});
+                       a.state_out.acc = r.output({2, 6, 129, 40});
+                       a.finalize = false;
+                       if (!r.supported(r.be.supports_sparse_prefill(a))) return;
+                       r.be.sparse_prefill(a);
+                       {
+                         SparsePrefillArgs host = a;  // the plan's host copies of the lists
+                         host.blocks.offsets = off.data();
+                         host.blocks.blocks = val.data();
+                         host.blocks.on_device = false;
+                         r.scalars["pairs(blocks)"] = r.be.sparse_prefill_executed_pairs(host).value_or(-1);
+                       }
+                       r.fetch("m", a.state_out.m);
+                       r.fetch("l", a.state_out.l);
+                       r.fetch("acc", a.state_out.acc);
+                       SparsePrefillArgs b = a;
+                       b.layout = SparseLayout::key_indices;
+                       b.blocks = {};
+                       b.indices.q_group = 8;
+                       b.indices.n_groups = 17;
+                       b.indices.list_heads = 1;
+                       std::vector<int32_t> ioff = {0}, ival;
+                       std::uniform_int_distribution<int> key(0, 128);
+                       for (int l = 0; l < 2 * 17; ++l) {
+                         std::vector<int32_t> keys(size_t(l % 5 == 2 ? 0 : 1 + l % 9));
+                         for (int32_t& j : keys) j = key(r.rng);
+                         std::sort(keys.begin(), keys.end());  // repeats allowed
+                         ival.insert(ival.end(), keys.begin(), keys.end());
+                         ioff.push_back(int32_t(ival.size()));
+                       }
+                       const IndexLists il = r.be.upload_indices(ioff, ival);
+                       b.indices.offsets = il.offsets;
+                       b.indices.indices = il.indices;
+                       b.indices.on_device = il.on_device;
+                       b.state_in = a.state_out;
+                       b.finalize = true;
+                       b.o = r.output({2, 6, 129, 40});
+                       b.lse = r.output({2, 6, 129, 1});
+                       if (!r.supported(r.be.supports_sparse_prefill(b))) return;
+                       r.be.sparse_prefill(b);
+                       {
+                         SparsePrefillArgs host = b;
+                         host.indices.offsets = ioff.data();
+                         host.indices.indices = ival.data();
+                         host.indices.on_device = false;
+                         r.scalars["pairs(indices)"] = r.be.sparse_prefill_executed_pairs(host).value_or(-1);
+                       }
+                       r.fetch("o", b.o);
+                       r.fetch("lse", b.lse);
+                       r.fetch("m'", b.state_out.m);
+                       r.fetch("acc'", b.state_out.acc);
+                     }});
+  cases.push_back({"sparse_prefill_executed_pairs", "explicit query rows, lists in backend memory", [](Run& r) {
+                     const AttnShape s = shape_of(1, 3, 1, 24, 24, 37, 37, true);
+                     SparsePrefillArgs a;
+                     a.shape = s;
+                     a.layout = SparseLayout::key_indices;
+                     a.indices.list_heads = 3;
+                     a.indices.n_groups = 2;
+                     const std::vector<int32_t> qoff = {0, 3, 5, 5, 9, 10, 12}, rows = {0, 5, 36, 2, 3, 1, 7, 8, 9, 4, 10, 11};
+                     const std::vector<int32_t> koff = {0, 2, 4, 4, 7, 8, 10}, keys = {0, 1, 3, 30, 0, 2, 2, 5, 1, 9};
+                     const IndexLists q = r.be.upload_indices(qoff, rows), k = r.be.upload_indices(koff, keys);
+                     a.indices.q_offsets = q.offsets;
+                     a.indices.q_rows = q.indices;
+                     a.indices.offsets = k.offsets;
+                     a.indices.indices = k.indices;
+                     a.indices.on_device = q.on_device;
+                     const std::optional<double> pairs = r.be.sparse_prefill_executed_pairs(a);
+                     if (!pairs) {
+                       r.unsupported = r.be.name() + " does not count executed pairs";
+                       return;
+                     }
+                     r.scalars["pairs"] = *pairs;
+                   }});
+
+  // ---- op 3: gather decode ------------------------------------------------------------------------
+  cases.push_back({"gather_decode", "GQA 3, 3 rows, 129 keys, one empty list",
+                   [](Run& r) {
+                     const AttnShape s = shape_of(2, 6, 2, 24, 40, 3, 129, false);
+                     GatherDecodeArgs a;
+                     a.shape = s;
+                     a.q = r.input("q", {2, 6, 3, 24}, 2.0f);
+                     a.k = r.input("k", {2, 2, 129, 24});
+                     a.v = r.input("v", {2, 2, 129, 40}, 1.0f, 0.5f);
+                     a.o = r.output({2, 6, 3, 40});
+                     a.lse = r.output({2, 6, 3, 1});
+                     std::vector<int32_t> off = {0}, idx;
+                     for (int l = 0; l < 4; ++l) {
+                       for (int j = 0; j < 129 && l != 2; ++j)
+                         if ((j * 7 + l * 3) % 5 == 0) idx.push_back(j);
+                       off.push_back(int32_t(idx.size()));
+                     }
+                     r.ints["lists"] = idx;
+                     r.ints["offsets"] = off;
+                     a.lists = r.be.upload_indices(off, idx);
+                     if (!r.supported(r.be.supports_gather_decode(a))) return;
+                     r.be.gather_decode(a);
+                     r.fetch("o", a.o);
+                     r.fetch("lse", a.lse);
+                   },
+                   [](const Run& r) {
+                     const AttnShape s = shape_of(2, 6, 2, 24, 40, 3, 129, false);
+                     const auto& off = r.ints.at("offsets");
+                     const auto& idx = r.ints.at("lists");
+                     std::vector<double> want(40);
+                     double err = 0;
+                     for (int b = 0; b < 2; ++b)
+                       for (int h = 0; h < 6; ++h)
+                         for (int64_t i = 0; i < 3; ++i) {
+                           const int kh = h / 3;
+                           const int l = b * 2 + kh;
+                           std::vector<int64_t> keys(idx.begin() + off[size_t(l)], idx.begin() + off[size_t(l) + 1]);
+                           double wl = 0;
+                           gather_reference_row(r.in.at("q"), r.in.at("k"), r.in.at("v"), s, 1.0 / std::sqrt(24.0), kh, b, h,
+                                                i, keys, want.data(), &wl);
+                           for (int c = 0; c < 40; ++c) err = std::max(err, std::fabs(r.out.at("o").row(b, h, i)[c] - want[size_t(c)]));
+                           const double gl = r.out.at("lse").row(b, h, i)[0];
+                           if (std::isinf(wl)) CHECK(std::isinf(gl));
+                           else err = std::max(err, std::fabs(gl - wl));
+                         }
+                     CHECK(err <= 1e-4);
+                   }});
+
+  // ---- op 4: linear attention -----------------------------------------------------------------------
+  struct LinSet {
+    std::string name;
+    bool causal;
+    FeatureMap fm;
+    LinearNormalizer norm;
+    OutputNorm onorm;
+    LinearAlgorithm alg;
+    bool decay;
+  };
+  const std::vector<LinSet> lin_sets = {
+      {"chunked causal, elu+1, denominator, decay", true, FeatureMap::elu_plus_one, LinearNormalizer::denominator,
+       OutputNorm::none, LinearAlgorithm::chunked, true},
+      {"quadratic causal, relu, none, rms norm", true, FeatureMap::relu, LinearNormalizer::none, OutputNorm::rms,
+       LinearAlgorithm::quadratic, false},
+      {"chunked dense, elu+1, mala, layer norm", false, FeatureMap::elu_plus_one, LinearNormalizer::mala,
+       OutputNorm::layer, LinearAlgorithm::chunked, false},
+  };
+  for (const LinSet& set : lin_sets) {
+    auto args = [set](Run& r) {
+      const AttnShape s = shape_of(1, 6, 2, 24, 40, 37, 129, set.causal);
+      LinearAttnArgs a;
+      a.shape = s;
+      a.q = r.input("q", {1, 6, 37, 24}, 0.5f);
+      a.k = r.input("k", {1, 2, 129, 24}, 0.5f);
+      a.v = r.input("v", {1, 2, 129, 40});
+      a.o = r.output({1, 6, 37, 40});
+      a.feature_map = set.fm;
+      a.normalizer = set.norm;
+      a.norm = set.onorm;
+      a.algorithm = set.alg;
+      a.block = 16;
+      if (set.decay) a.slopes = r.hold(alibi_slopes(6));
+      return a;
+    };
+    cases.push_back({"linear_attention", set.name,
+                     [args](Run& r) {
+                       LinearAttnArgs a = args(r);
+                       if (!r.supported(r.be.supports_linear_attention(a))) return;
+                       r.be.linear_attention(a);
+                       r.fetch("o", a.o);
+                     },
+                     [args](const Run& r) {
+                       Run tmp(r.be, 0);
+                       std::vector<float> slopes = alibi_slopes(6);
+                       LinearAttnArgs a = args(tmp);
+                       if (a.slopes) a.slopes = slopes.data();
+                       std::vector<double> want(40);
+                       double err = 0, scale = 0;
+                       for (int h = 0; h < 6; ++h)
+                         for (int64_t i : {0, 17, 36}) {
+                           linear_attention_reference_row(a, r.in.at("q"), r.in.at("k"), r.in.at("v"), 0, h, i, want.data());
+                           for (int c = 0; c < 40; ++c) {
+                             err = std::max(err, std::fabs(r.out.at("o").row(0, h, i)[c] - want[size_t(c)]));
+                             scale = std::max(scale, std::fabs(want[size_t(c)]));
+                           }
+                         }
+                       INFO("max |o - o64| " << err << ", scale " << scale);
+                       CHECK(err <= 1e-4 * std::max(1.0, scale));
+                     }});
+  }
+  cases.push_back({"linear_attention", "decode: build_state, then attend from state_in into state_out", [](Run& r) {
+                     AttnShape s = shape_of(1, 6, 2, 24, 40, 3, 129, true);
+                     LinearAttnArgs a;
+                     a.shape = s;
+                     a.q = r.input("q", {1, 6, 3, 24}, 0.5f);
+                     a.k = r.input("k", {1, 2, 129, 24}, 0.5f);
+                     a.v = r.input("v", {1, 2, 129, 40});
+                     a.o = r.output({1, 6, 3, 40});
+                     a.feature_map = FeatureMap::elu_plus_one;
+                     a.normalizer = LinearNormalizer::denominator;
+                     a.slopes = r.hold(alibi_slopes(6));
+                     a.block = 16;
+                     LinearState st{r.output({1, 6, 24, 40}), r.output({1, 6, 1, 24}), r.output({1, 6, 1, 40})};
+                     LinearState st2{r.output({1, 6, 24, 40}), r.output({1, 6, 1, 24}), r.output({1, 6, 1, 40})};
+                     LinearAttnArgs build = a;
+                     build.phase = LinearAttnArgs::Phase::build_state;
+                     build.state_out = st;
+                     if (!r.supported(r.be.supports_linear_attention(build))) return;
+                     r.be.linear_attention(build);
+                     a.state_in = st;
+                     a.state_out = st2;
+                     if (!r.supported(r.be.supports_linear_attention(a))) return;
+                     r.be.linear_attention(a);
+                     r.fetch("o", a.o);
+                     r.fetch("kv", st.kv);
+                     r.fetch("ksum", st.ksum);
+                     r.fetch("vsum'", st2.vsum);
+                     r.fetch("kv'", st2.kv);
+                   }});
+
+  // ---- index lists and buffers -----------------------------------------------------------------------
+  cases.push_back({"upload_indices", "CSR lists read back through gather_decode's keys", [](Run& r) {
+                     // The lists' contents are only visible to ops: decode_scores gathers by them.
+                     DecodeScoresArgs a;
+                     a.shape = shape_of(1, 3, 1, 24, 24, 1, 37, false);
+                     a.q = r.input("q", {1, 3, 1, 24});
+                     a.k = r.input("k", {1, 1, 37, 24});
+                     const IndexLists l = r.be.upload_indices({0, 4, 4, 7}, {36, 0, 5, 5, 1, 2, 3});
+                     r.scalars["lists"] = double(l.lists);
+                     r.scalars["total"] = double(l.total);
+                     a.key_lists = l;
+                     std::vector<DecodeScoreItem> items = {{0, 0, 0, 0, 4, 0, 1}, {0, 0, 0, 4, 3, 12, 1}};
+                     a.items = r.hold(items);
+                     a.n_items = 2;
+                     a.out = r.output({1, 1, 1, 21});
+                     if (!r.supported(r.be.supports_decode_scores(a))) return;
+                     r.be.decode_scores(a);
+                     r.fetch("out", a.out);
+                   }});
+  for (const char* op : {"alloc_indices", "upload_index_buffer", "download_index_buffer", "free_indices"})
+    cases.push_back({op, "round trip of int32 bit patterns, a short upload, a freed buffer", [](Run& r) {
+                       const std::vector<int32_t> v = {5, -3, 0, 1 << 30, 7, -1, int32_t(0x7fc00001), int32_t(0xff800000)};
+                       IndexBuffer b = r.be.alloc_indices(int64_t(v.size()));
+                       r.be.upload_index_buffer(v, b);
+                       r.fetch_ints("all", b, int64_t(v.size()));
+                       r.be.upload_index_buffer({11, 12}, b);
+                       r.fetch_ints("after a short upload", b, int64_t(v.size()));
+                       r.fetch_ints("first 3", b, 3);
+                       IndexBuffer c = r.be.alloc_indices(0);
+                       r.scalars["empty size"] = double(c.size);
+                       r.be.free_indices(b);
+                       IndexBuffer d = bt::put_indices(r.be, {9, 8, 7});
+                       r.fetch_ints("another", d, 3);
+                     }});
+
+  // ---- memory ------------------------------------------------------------------------------------
+  for (const char* op : {"alloc", "upload", "download", "poison", "free", "view_host"})
+    cases.push_back({op, "f32 and bf16 tensors: upload rounds, poison is NaN, views read the host", [](Run& r) {
+                       const HostTensor h = bt::random_tensor({2, 3, 37, 24}, r.rng);
+                       for (DType t : {DType::f32, DType::bf16}) {
+                         const std::string n = std::string(dtype_name(t));
+                         TensorRef d = r.be.alloc(h.shape, t);
+                         r.be.upload(bt::rounded(h, t), d);
+                         r.fetch(n, d);
+                         TensorRef p = r.be.alloc({1, 1, 5, 3}, t);
+                         r.be.poison(p);
+                         const HostTensor got = r.be.download(p);
+                         bool all_nan = true;
+                         for (float x : got.data) all_nan &= std::isnan(x);
+                         CHECK(all_nan);
+                         r.be.free(p);
+                         const HostTensor hr = bt::rounded(h, t);  // host inputs are rounded
+                         if (auto view = r.be.view_host(hr, t)) r.fetch("view " + n, *view);
+                         else r.fetch("view " + n, put(r.be, hr, t));
+                       }
+                     }});
+
+  // ---- selection and estimation (core/ops_select.hpp) ---------------------------------------
+  cases.push_back({"pool", "heads: groups of 3 over GQA, strided rows, mean and max", [](Run& r) {
+                     const TensorRef x = r.input("x", {2, 2, 37, 24});
+                     for (Reduce how : {Reduce::mean, Reduce::max})
+                       for (int64_t stride : {1, 4}) {
+                         PoolArgs a;
+                         a.axis = PoolAxis::heads;
+                         a.how = how;
+                         a.group = 3;
+                         a.row_stride = stride;
+                         a.in = x;
+                         a.out = r.output({2, 2, (37 + stride - 1) / stride, 24});
+                         if (!r.supported(r.be.supports_pool(a))) return;
+                         r.be.pool(a);
+                         r.fetch("out " + std::to_string(int(how)) + "/" + std::to_string(stride), a.out);
+                       }
+                   }});
+  cases.push_back({"pool", "rows: blocks, segments, f64 sum, sqrt(len), sum, normalized_sum", [](Run& r) {
+                     const TensorRef x = r.input("x", {2, 3, 37, 24});
+                     const TensorRef xp = r.input("x+", {2, 3, 37, 24}, 1.0f, 1.5f);
+                     for (int mode = 0; mode < 6; ++mode) {
+                       PoolArgs a;
+                       a.axis = PoolAxis::rows;
+                       a.in = mode == 5 ? xp : x;
+                       int64_t S = 0;
+                       if (mode >= 3) {
+                         a.bounds = bt::put_indices(r.be, {2, 3, 11, 29, 37});
+                         S = 4;
+                       } else {
+                         a.block = 6;
+                         a.rows_end = mode == 2 ? 0 : 26;
+                         S = ((a.rows_end ? a.rows_end : 37) + 5) / 6;
+                       }
+                       a.how = mode == 1 ? Reduce::max : mode == 4 ? Reduce::sum : mode == 5 ? Reduce::normalized_sum : Reduce::mean;
+                       if (mode == 5) a.col_limits = bt::put_indices(r.be, {24, 7, 1, 13});
+                       a.f64_sum = mode == 2;
+                       a.sqrt_len = mode == 0 || mode == 3;
+                       a.out = r.output({2, 3, S, 24});
+                       if (!r.supported(r.be.supports_pool(a))) return;
+                       r.be.pool(a);
+                       r.fetch("out " + std::to_string(mode), a.out);
+                     }
+                   }});
+  cases.push_back({"pool", "window contrast", [](Run& r) {
+                     PoolArgs a;
+                     a.axis = PoolAxis::window_contrast;
+                     a.block = 3;
+                     a.in = r.input("x", {1, 2, 37, 24});
+                     a.out = r.output({1, 2, 37, 1});
+                     if (!r.supported(r.be.supports_pool(a))) return;
+                     r.be.pool(a);
+                     r.fetch("out", a.out);
+                   }});
+  for (bool row_stab : {true, false})
+    cases.push_back({"project", std::string("favor, ") + (row_stab ? "row" : "slice") + " stabiliser", [row_stab](Run& r) {
+                       ProjectArgs a;
+                       a.epilogue = ProjectEpilogue::favor;
+                       a.x = r.input("x", {2, 3, 37, 24});
+                       a.proj = r.input("proj", {1, 1, 40, 24});
+                       a.out = r.output({2, 3, 37, 40});
+                       a.xs = 1.0f / std::sqrt(std::sqrt(24.0f));
+                       a.row_stab = row_stab;
+                       if (!r.supported(r.be.supports_project(a))) return;
+                       r.be.project(a);
+                       r.fetch("out", a.out);
+                     }});
+  cases.push_back({"project", "sign codes, Gray order, F=5", [](Run& r) {
+                     ProjectArgs a;
+                     a.epilogue = ProjectEpilogue::sign_code;
+                     a.x = r.input("x", {2, 3, 37, 24});
+                     a.proj = r.input("proj", {1, 1, 24, 5});
+                     std::vector<int32_t> gray(32);
+                     for (int i = 0; i < 32; ++i) gray[size_t(i)] = i ^ (i >> 1);
+                     a.code = bt::put_indices(r.be, gray);
+                     a.codes = r.be.alloc_indices(2 * 3 * 37);
+                     if (!r.supported(r.be.supports_project(a))) return;
+                     r.be.project(a);
+                     r.fetch_ints("codes", a.codes, 2 * 3 * 37);
+                   }});
+  cases.push_back({"scores", "probs_head_mean, causal offset, row range (CPU bits vary: heap scratch in cpu_select_ops)", [](Run& r) {
+                     for (bool causal : {false, true}) {
+                       ScoresArgs a;
+                       a.epilogue = ScoresEpilogue::probs_head_mean;
+                       a.q = r.input("q", {2, 6, 5, 24});
+                       a.k = r.input("k", {2, 2, 41, 24});
+                       a.scale = 0.37f;
+                       a.n_keys = 39;
+                       a.row_begin = 1;
+                       a.row_end = 4;
+                       a.causal = causal;
+                       a.q_offset = 33;
+                       a.head_group = 3;
+                       a.out = r.output({2, 2, 3, 39});
+                       if (!r.supported(r.be.supports_scores(a))) return;
+                       r.be.scores(a);
+                       r.fetch(causal ? "causal" : "dense", a.out);
+                     }
+                   }, nullptr, true});
+  cases.push_back({"scores", "probs_block_pool, strided rows, max/mean pools", [](Run& r) {
+                     const TensorRef q = r.input("q", {1, 4, 14, 24}), k = r.input("k", {1, 2, 43, 24});
+                     for (Reduce kp : {Reduce::max, Reduce::mean})
+                       for (Reduce rr : {Reduce::max, Reduce::mean}) {
+                         ScoresArgs a;
+                         a.epilogue = ScoresEpilogue::probs_block_pool;
+                         a.q = q;
+                         a.k = k;
+                         a.scale = 0.41f;
+                         a.causal = true;
+                         a.positions = 41;
+                         a.row_stride = 3;
+                         a.q_offset = 2;
+                         a.row_begin = 2;
+                         a.key_block = 5;
+                         a.key_pool = kp;
+                         a.row_block = 7;
+                         a.row_reduce = rr;
+                         a.group_base = 1;
+                         a.out = r.output({1, 4, 5, 9});
+                         if (!r.supported(r.be.supports_scores(a))) return;
+                         r.be.scores(a);
+                         r.fetch("out " + std::to_string(int(kp)) + std::to_string(int(rr)), a.out);
+                       }
+                   }});
+  cases.push_back({"scores", "raw, row range and key cut", [](Run& r) {
+                     ScoresArgs a;
+                     a.epilogue = ScoresEpilogue::raw;
+                     a.q = r.input("q", {2, 6, 7, 24});
+                     a.k = r.input("k", {2, 2, 37, 24});
+                     a.scale = 0.8f;
+                     a.row_begin = 2;
+                     a.n_keys = 29;
+                     a.out = r.output({2, 6, 5, 29});
+                     if (!r.supported(r.be.supports_scores(a))) return;
+                     r.be.scores(a);
+                     r.fetch("out", a.out);
+                   }});
+  cases.push_back({"scores", "keys_reaching CSR lists", [](Run& r) {
+                     ScoresArgs a;
+                     a.epilogue = ScoresEpilogue::keys_reaching;
+                     a.q = r.input("q", {2, 2, 11, 24});
+                     a.k = r.input("k", {2, 1, 50, 24});
+                     a.thr = r.input("thr", {2, 2, 11, 1}, 0.5f);
+                     a.thr_offset = 0.3f;
+                     a.scale = 0.35f;
+                     a.row_group = 3;
+                     a.row_stride = 4;
+                     a.positions = 43;
+                     a.key_begin = 5;
+                     a.keys_per_group = 12;
+                     a.lists.offsets = r.be.alloc_indices(17);
+                     a.lists.entries = r.be.alloc_indices(16 * 50);
+                     if (!r.supported(r.be.supports_scores(a))) return;
+                     r.be.scores(a);
+                     const std::vector<int32_t> off = r.be.download_index_buffer(a.lists.offsets, 17);
+                     r.ints["offsets"] = off;
+                     r.fetch_ints("entries", a.lists.entries, off.back());
+                   }});
+  for (int variant = 0; variant < 4; ++variant)
+    cases.push_back({"select",
+                     variant == 0   ? "top-k with rules"
+                     : variant == 1 ? "top-k, forced ranges masked"
+                     : variant == 2 ? "cumulative mass over a column map"
+                                    : "top-k expanded to keys",
+                     [variant](Run& r) {
+                       HostTensor sc = bt::random_tensor({2, 1, 3, 13}, r.rng);
+                       for (float& e : sc.data) e = std::fabs(e);
+                       r.in["scores"] = sc;
+                       const int64_t lists = 12;
+                       std::vector<int32_t> rules;
+                       for (int64_t l = 0; l < lists; ++l) {
+                         const int32_t n_cand = int32_t(7 + l % 6), k = int32_t(l % 4);
+                         rules.insert(rules.end(), {n_cand, k, int32_t(l % 3), int32_t(l % 3 + 1), n_cand - 2, n_cand, 0, int32_t(l % 2)});
+                       }
+                       SelectArgs a;
+                       a.scores = put(r.be, sc);
+                       a.batch = 2;
+                       a.list_heads = 2;
+                       a.n_per = 3;
+                       a.rules = bt::put_indices(r.be, rules);
+                       a.mask_forced = variant == 1;
+                       if (variant == 2) {
+                         std::vector<int32_t> cmap;
+                         for (int j = 0; j < 20; ++j) cmap.push_back(int32_t((j * 7) % 13));
+                         a.col_map = bt::put_indices(r.be, cmap);
+                         a.rule = SelectRule::cumulative_mass;
+                         a.gamma = 0.6;
+                       }
+                       if (variant == 3) {
+                         a.expand_width = 13;
+                         a.expand_n = 40;
+                       }
+                       a.lists.offsets = r.be.alloc_indices(lists + 1);
+                       a.lists.entries = r.be.alloc_indices(lists * 40);
+                       if (!r.supported(r.be.supports_select(a))) return;
+                       r.be.select(a);
+                       const std::vector<int32_t> off = r.be.download_index_buffer(a.lists.offsets, lists + 1);
+                       r.ints["offsets"] = off;
+                       r.fetch_ints("entries", a.lists.entries, off.back());
+                     }});
+  cases.push_back({"lse_merge", "row and scalar offsets, empty parts", [](Run& r) {
+                     HostTensor l1 = bt::random_tensor({2, 3, 37, 1}, r.rng), l2 = bt::random_tensor({2, 3, 37, 1}, r.rng);
+                     const float ninf = -std::numeric_limits<float>::infinity();
+                     l1.data[3] = ninf;
+                     l2.data[5] = ninf;
+                     l1.data[8] = l2.data[8] = ninf;
+                     LseMergeArgs a;
+                     a.o = r.input("o", {2, 3, 37, 40});
+                     a.o2 = r.input("o2", {2, 3, 37, 40});
+                     a.lse = put(r.be, l1);
+                     a.lse2 = put(r.be, l2);
+                     a.row_offset = r.input("w", {1, 1, 37, 1});
+                     a.offset = 0.25f;
+                     if (!r.supported(r.be.supports_lse_merge(a))) return;
+                     r.be.lse_merge(a);
+                     r.fetch("o", a.o);
+                     r.fetch("lse", a.lse);
+                   }});
+
+  // ---- decode-time selection (core/ops_decode.hpp) ---------------------------------------------
+  cases.push_back({"copy_rows", "rows along the sequence axis, into the middle", [](Run& r) {
+                     CopyRowsArgs a;
+                     a.src = r.input("src", {2, 3, 37, 24});
+                     a.dst = r.input("dst", {2, 3, 9, 24});
+                     a.src_row = 30;
+                     a.dst_row = 2;
+                     a.rows = 7;
+                     if (!r.supported(r.be.supports_copy_rows(a))) return;
+                     r.be.copy_rows(a);
+                     r.fetch("dst", a.dst);
+                   }});
+  cases.push_back({"block_mean_keys", "blocks of 7 from offset 3 at row 1", [](Run& r) {
+                     BlockMeanKeysArgs a;
+                     a.k = r.input("k", {2, 3, 41, 24});
+                     a.out = r.input("out", {2, 3, 7, 24});
+                     a.offset = 3;
+                     a.block = 7;
+                     a.blocks = 5;
+                     a.out_row = 1;
+                     if (!r.supported(r.be.supports_block_mean_keys(a))) return;
+                     r.be.block_mean_keys(a);
+                     r.fetch("out", a.out);
+                   }});
+  for (int bits : {2, 4, 8, 16})
+    cases.push_back({"fake_quantize", std::to_string(bits) + " bits, a zero row, in place when 8", [bits](Run& r) {
+                       HostTensor x = bt::random_tensor({2, 3, 37, 24}, r.rng);
+                       std::fill(x.row(1, 2, 5), x.row(1, 2, 5) + 24, 0.0f);
+                       FakeQuantizeArgs a;
+                       a.x = put(r.be, x);
+                       a.out = bits == 8 ? a.x : r.output({2, 3, 37, 24});
+                       a.bits = bits;
+                       if (!r.supported(r.be.supports_fake_quantize(a))) return;
+                       r.be.fake_quantize(a);
+                       r.fetch("out", a.out);
+                     }});
+  using E = DecodeScoreEpilogue;
+  for (E ep : {E::raw, E::probs, E::probs_head_sum, E::probs_head_max, E::soft_vote, E::head_max, E::probs_output_l1})
+    for (bool by_index : {false, true})
+      cases.push_back({"decode_scores", "epilogue " + std::to_string(int(ep)) + (by_index ? ", gathered keys" : ", key ranges"),
+                       [ep, by_index](Run& r) {
+                         DecodeScoresArgs a;
+                         a.shape = shape_of(2, 6, 2, 24, 40, 5, 57, false);
+                         a.q = r.input("q", {2, 6, 5, 24});
+                         a.k = r.input("k", {2, 2, 57, 24});
+                         a.v = r.input("v", {2, 2, 57, 40});
+                         a.scale = 0.29f;
+                         a.epilogue = ep;
+                         a.rows = (int(ep) % 2) ? DecodeQueryRows::group_mean : DecodeQueryRows::group;
+                         const std::vector<int32_t> gathered = {3, 50, 7, 7, 22, 56, 0, 31, 12, 40, 9};
+                         if (by_index) a.key_lists = r.be.upload_indices({0, int32_t(gathered.size())}, gathered);
+                         std::vector<DecodeScoreItem> items = {{1, 0, 4, 2, 9, 0, 1}, {1, 1, 2, 0, 11, 0, 1}, {0, 1, 0, 5, 6, 0, 2}};
+                         int64_t total = 0;
+                         for (size_t i = 0; i < items.size(); ++i) {
+                           if (ep == E::soft_vote && i == 1) {
+                             items[1].n = items[0].n;
+                             items[1].k0 = items[0].k0;
+                             items[1].out = items[0].out;
+                             continue;
+                           }
+                           items[i].out = total;
+                           total += a.item_size(items[i]);
+                         }
+                         a.items = r.hold(items);
+                         a.n_items = int64_t(items.size());
+                         a.out = r.output({1, 1, 1, total});
+                         if (!r.supported(r.be.supports_decode_scores(a))) return;
+                         r.be.decode_scores(a);
+                         r.fetch("out", a.out);
+                       }});
+  return cases;
+}
+
+const std::vector<OpCase>& cases() {
+  static const std::vector<OpCase> c = make_cases();
+  return c;
+}
+
+// The seed of case `index` (the same inputs on every backend).
+uint32_t case_seed(uint32_t seed, size_t index) { return seed ^ uint32_t(0x9e3779b9u * (index + 1)); }
+
+// Within `tol` of the CPU's value, relative to max(1, |cpu|); NaN and ±inf must match.
+bool close_to_cpu(float got, float cpu, double tol) {
+  if (std::isnan(cpu) || std::isinf(cpu)) return std::memcmp(&got, &cpu, 4) == 0 || (std::isnan(got) && std::isnan(cpu));
+  return std::fabs(double(got) - cpu) <= tol * std::max(1.0, std::fabs(double(cpu)));
+}
+
+void compare(const Run& cpu, const Run& other, bool exact, double tol) {
+  CHECK(cpu.out.size() == other.out.size());
+  CHECK(cpu.ints.size() == other.ints.size());
+  for (const auto& [name, want] : cpu.out) {
+    INFO("output " << name);
+    auto it = other.out.find(name);
+    REQUIRE(it != other.out.end());
+    CHECK(it->second.shape == want.shape);
+    if (exact) {
+      size_t where = 0;
+      const bool same = bt::bit_equal(it->second.data, want.data, &where);
+      INFO("first difference at " << where << ": " << (where < it->second.data.size() ? it->second.data[where] : NAN)
+                                  << " vs cpu " << (where < want.data.size() ? want.data[where] : NAN));
+      CHECK(same);
+    } else {
+      int64_t bad = 0;
+      for (size_t i = 0; i < want.data.size() && i < it->second.data.size(); ++i)
+        bad += !close_to_cpu(it->second.data[i], want.data[i], tol);
+      INFO(bad << " elements outside " << tol);
+      CHECK(bad == 0);
+    }
+  }
+  for (const auto& [name, want] : cpu.ints) {
+    INFO("index output " << name);
+    auto it = other.ints.find(name);
+    REQUIRE(it != other.ints.end());
+    CHECK(it->second == want);
+  }
+  for (const auto& [name, want] : cpu.scalars) {
+    INFO("scalar " << name);
+    auto it = other.scalars.find(name);
+    REQUIRE(it != other.scalars.end());
+    if (exact) CHECK(it->second == want);
+    else CHECK(std::fabs(it->second - want) <= tol * std::max(1.0, std::fabs(want)));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("backend conformance: every op on every backend equals the CPU's (fake: bit for bit)") {
+  const uint32_t seed = bt::test_seed();
+  INFO("seed " << seed);
+  std::vector<std::string> skipped;
+  const std::vector<std::string> names = bt::backend_names(&skipped);
+  for (const std::string& s : skipped) MESSAGE("backend conformance: skipped " << s);
+  // The reference: the CPU's ops on 64-byte-aligned memory (bt::AlignedCpu says why).
+  bt::AlignedCpu ref_be;
+  std::vector<std::unique_ptr<Backend>> backends;
+  for (const std::string& n : names) backends.push_back(bt::make_named(n));
+  std::map<std::string, std::map<std::string, int>> supported;  // op -> backend -> cases run
+  for (size_t ci = 0; ci < cases().size(); ++ci) {
+    const OpCase& c = cases()[ci];
+    INFO("op " << c.op << " [" << c.args << "]");
+    Run ref(ref_be, case_seed(seed, ci));
+    c.run(ref);
+    REQUIRE_MESSAGE(ref.unsupported.empty(), "the CPU refuses a conformance case: " << ref.unsupported);
+    if (c.ref64) c.ref64(ref);
+    for (auto& bep : backends) {
+      Backend& be = *bep;
+      INFO("backend " << be.name());
+      Run r(be, case_seed(seed, ci));
+      c.run(r);
+      if (be.name() == "fake") {
+        // The fake device answers what the CPU answers for its own memory, with its bits.
+        REQUIRE_MESSAGE(r.unsupported.empty(), r.unsupported);
+        compare(ref, r, !c.cpu_bits_vary, 1e-6);
+      } else if (be.name() == "cpu") {
+        // The CPU itself, on its own (16-byte aligned) buffers: the last bits may move.
+        REQUIRE_MESSAGE(r.unsupported.empty(), r.unsupported);
+        compare(ref, r, false, 1e-5);
+      } else if (r.unsupported.empty()) {
+        compare(ref, r, false, tolerance_for(r.dtype, true).max_abs * 4);
+      }
+      if (r.unsupported.empty()) supported[c.op][be.name()]++;
+      be.release_all();
+    }
+    ref_be.release_all();
+  }
+  std::string table = "ops run per backend (argument sets):\n";
+  for (const auto& [op, per] : supported) {
+    table += "  " + op + ":";
+    for (const std::string& n : names) table += " " + n + "=" + std::to_string(per.count(n) ? per.at(n) : 0);
+    table += "\n";
+  }
+  MESSAGE(table);
+}
+
+TEST_CASE("backend conformance: every Backend op has a conformance entry") {
+  const std::set<std::string> declared = bt::declared_backend_members(std::string(ATTN_SOURCE_DIR) + "/src/core/backend.hpp");
+  std::set<std::string> known(bt::op_names().begin(), bt::op_names().end());
+  known.insert(bt::backend_non_op_members().begin(), bt::backend_non_op_members().end());
+  CHECK(declared.size() > 20);
+  for (const std::string& d : declared)
+    CHECK_MESSAGE(known.count(d), "Backend::" << d << " (core/backend.hpp) is neither in bt::op_names() nor in "
+                                                      "bt::backend_non_op_members() (tests/backend_test_util.hpp): add it "
+                                                      "and its conformance entries");
+  for (const std::string& n : known)
+    CHECK_MESSAGE(declared.count(n), n << " is listed in tests/backend_test_util.hpp but Backend declares no such member");
+  std::set<std::string> covered;
+  for (const OpCase& c : cases()) {
+    CHECK_MESSAGE(std::count(bt::op_names().begin(), bt::op_names().end(), c.op) == 1, "entry for unknown op " << c.op);
+    covered.insert(c.op);
+  }
+  for (const std::string& n : bt::op_names()) CHECK_MESSAGE(covered.count(n), "op " << n << " has no conformance entry");
+}
+
+// ---- The fake device's own guarantees --------------------------------------------------------
+TEST_CASE("fake device: memory is not host-readable, host_f32 refuses it, foreign arguments are refused") {
+  auto fake = make_fake_device_backend();
+  auto cpu = make_cpu_backend();
+  std::mt19937 rng(bt::test_seed());
+  const HostTensor h = bt::random_tensor({1, 3, 37, 24}, rng);
+  TensorRef t = put(*fake, h);
+  CHECK(t.on_device);
+  CHECK_THROWS_AS(t.host_f32(), std::logic_error);
+  CHECK(!fake->view_host(h, DType::f32).has_value());
+  // Upload rounds to the tensor's dtype (as CUDA's does); the values stay fp32 afterwards.
+  TensorRef tb = fake->alloc(h.shape, DType::bf16);
+  fake->upload(h, tb);
+  CHECK(tb.bytes() == h.numel() * 2);
+  CHECK(bt::bit_equal(fake->download(tb).data, bt::rounded(h, DType::bf16).data));
+  // A host read of its address faults (in a child process).
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    signal(SIGSEGV, SIG_DFL);  // not doctest's crash report
+    signal(SIGBUS, SIG_DFL);
+    volatile float x = *static_cast<volatile float*>(t.data);
+    (void)x;
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFSIGNALED(status));
+  CHECK((WIFSIGNALED(status) && (WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGBUS)));
+  // The CPU never marks its tensors as device memory.
+  const TensorRef c = put(*cpu, h);
+  CHECK_FALSE(c.on_device);
+  CHECK(c.host_f32() != nullptr);
+  CHECK_FALSE(cpu->view_host(h, DType::f32)->on_device);
+
+  // Host tensors, another backend's lists and freed tensors are refused with the field named.
+  const AttnShape s = shape_of(1, 3, 1, 24, 24, 2, 37, false);
+  GatherDecodeArgs g;
+  g.shape = s;
+  g.q = put(*fake, bt::random_tensor({1, 3, 2, 24}, rng));
+  g.k = put(*fake, bt::random_tensor({1, 1, 37, 24}, rng));
+  g.v = put(*fake, bt::random_tensor({1, 1, 37, 24}, rng));
+  g.o = fake->alloc({1, 3, 2, 24}, DType::f32);
+  g.lse = fake->alloc({1, 3, 2, 1}, DType::f32);
+  g.lists = fake->upload_indices({0, 3}, {1, 4, 9});
+  CHECK(fake->supports_gather_decode(g).ok);
+  GatherDecodeArgs foreign = g;
+  foreign.lists = cpu->upload_indices({0, 3}, {1, 4, 9});
+  Support sup = fake->supports_gather_decode(foreign);
+  CHECK_FALSE(sup.ok);
+  CHECK(sup.reason.find("lists") != std::string::npos);
+  CHECK_THROWS(fake->gather_decode(foreign));
+  GatherDecodeArgs host = g;
+  host.k = c;
+  sup = fake->supports_gather_decode(host);
+  CHECK_FALSE(sup.ok);
+  CHECK(sup.reason.find("k ") != std::string::npos);
+  fake->free(g.v);
+  sup = fake->supports_gather_decode(g);
+  CHECK_FALSE(sup.ok);
+  CHECK(sup.reason.find("v ") != std::string::npos);
+  MESSAGE("fake device refusal, for example: " << sup.reason);
+  // A tensor reaching past its allocation.
+  CopyRowsArgs cr;
+  cr.src = g.q;
+  cr.dst = fake->alloc({1, 3, 2, 24}, DType::f32);
+  cr.dst.shape[3] = 25;
+  CHECK_FALSE(fake->supports_copy_rows(cr).ok);
+  // The CPU backend refuses the fake device's tensors.
+  SdpaArgs a;
+  a.shape = shape_of(1, 3, 1, 24, 24, 2, 37, false);
+  a.q = g.q;
+  a.k = c;
+  a.v = c;
+  a.o = cpu->alloc({1, 3, 2, 24}, DType::f32);
+  CHECK_FALSE(fake->supports_sdpa(a).ok);
+  fake->release_all();
+  CHECK_FALSE(fake->supports_gather_decode(g).ok);
+}
