@@ -23,15 +23,6 @@ set(allowed_cli "core;reference;variants;backends;workloads;execution;analysis;m
 set(layers core reference workloads variants cpu cuda backends execution analysis metrics spec
     figures runner cli)
 
-# Variant files not yet moved onto ops: they may still include the CPU kernels. This list only
-# shrinks; it is empty when every variant plans and runs through Backend ops.
-set(op_boundary_pending
-    src/variants/sparse_decode/retrieval.cpp
-    src/variants/sparse_prefill/dhsa.cpp
-    src/variants/sparse_prefill/hyperattention.cpp
-    src/variants/sparse_prefill/sea.cpp
-    src/variants/sparse_prefill/sparse_prefill_legacy.cpp)
-
 file(GLOB_RECURSE files RELATIVE "${SRC}"
      "${SRC}/src/*.hpp" "${SRC}/src/*.cpp" "${SRC}/src/*.def" "${SRC}/src/*.in"
      "${SRC}/kernels/*.hpp" "${SRC}/kernels/*.cpp" "${SRC}/kernels/*.cuh" "${SRC}/kernels/*.cu")
@@ -52,11 +43,7 @@ foreach(f IN LISTS files)
     list(APPEND violations "${f}: directory '${layer}' has no layer; add it to cmake/check_layers.cmake")
     continue()
   endif()
-  if(f IN_LIST op_boundary_pending)
-    set(allowed_here "${allowed_${layer}};cpu;workloads")
-  else()
-    set(allowed_here "${allowed_${layer}}")
-  endif()
+  set(allowed_here "${allowed_${layer}}")
   file(STRINGS "${SRC}/${f}" lines REGEX "^[ \t]*#[ \t]*include[ \t]*\"")
   foreach(line IN LISTS lines)
     if(line MATCHES "#[ \t]*include[ \t]*\"([a-z_]+)/")

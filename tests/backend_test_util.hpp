@@ -49,19 +49,21 @@ inline std::unique_ptr<Backend> make_named(const std::string& name) {
 
 // The ops of the Backend interface (core/backend.hpp), one name per op: each `virtual` member
 // that computes or moves op data, named as its method (supports_<op> belongs to <op>). KEEP IN
-// SYNC with core/backend.hpp: test_backend_conformance.cpp fails when a member declared there
-// is neither here nor in backend_non_op_members(), and when an op here has no conformance
-// entry.
+// SYNC with core/backend.hpp and its base core/device_services.hpp: test_backend_conformance.cpp
+// fails when a member declared there is neither here nor in backend_non_op_members(), and when
+// an op here has no conformance entry.
 inline const std::vector<std::string>& op_names() {
   static const std::vector<std::string> names = {
       // op 1 and its companions
-      "sdpa", "output_gate", "attention_probs",
+      "sdpa", "sdpa_executed_pairs", "output_gate", "attention_probs", "attention_probs_executed_pairs",
+      "scale_heads", "lse_blend",
       // op 2, op 3, op 4
       "sparse_prefill", "sparse_prefill_executed_pairs", "gather_decode", "linear_attention",
       // index lists and buffers
       "upload_indices", "alloc_indices", "upload_index_buffer", "download_index_buffer", "free_indices",
       // selection and estimation (core/ops_select.hpp)
       "pool", "project", "scores", "select", "lse_merge",
+      "alloc_int4", "free_int4", "quantize_int4", "int4_block_scan",
       // decode-time selection (core/ops_decode.hpp)
       "copy_rows", "block_mean_keys", "fake_quantize", "decode_scores",
       // memory, as the ops' inputs and outputs see it
@@ -74,8 +76,9 @@ inline const std::vector<std::string>& backend_non_op_members() {
                                                  "rotation_copies", "read_clocks", "device_info"};
   return names;
 }
-// The virtual members core/backend.hpp declares (supports_<op> counted as <op>), read from the
-// source so that a new op cannot be added without a conformance entry.
+// The virtual members a header declares (supports_<op> counted as <op>), read from the source
+// so that a new op cannot be added without a conformance entry; the conformance test reads
+// core/backend.hpp and core/device_services.hpp (Backend's base).
 inline std::set<std::string> declared_backend_members(const std::string& header) {
   std::ifstream f(header);
   REQUIRE_MESSAGE(f.good(), "cannot read " << header);
@@ -87,7 +90,7 @@ inline std::set<std::string> declared_backend_members(const std::string& header)
   for (auto it = std::sregex_iterator(text.begin(), text.end(), decl); it != std::sregex_iterator(); ++it) {
     std::string name = (*it)[1];
     if (name.rfind("supports_", 0) == 0) name = name.substr(9);
-    if (name == "Backend") continue;  // the destructor
+    if (name == "Backend" || name == "DeviceServices") continue;  // the destructors
     out.insert(name);
   }
   return out;
@@ -137,6 +140,13 @@ class AlignedCpu final : public Backend {
   std::optional<double> sparse_prefill_executed_pairs(const SparsePrefillArgs& a) const override {
     return cpu_->sparse_prefill_executed_pairs(a);
   }
+  std::optional<double> sdpa_executed_pairs(const SdpaArgs& a) const override { return cpu_->sdpa_executed_pairs(a); }
+  std::optional<double> attention_probs_executed_pairs(const AttnProbsArgs& a) const override {
+    return cpu_->attention_probs_executed_pairs(a);
+  }
+  // The CPU's int4 tensors (values: its packed rows; scales: a CpuBackend tensor).
+  Int4Tensor alloc_int4(const Shape4& shape, int64_t block) override { return cpu_->alloc_int4(shape, block); }
+  void free_int4(const Int4Tensor& t) override { cpu_->free_int4(t); }
 #define BT_FORWARD(op, Args)                                                             \
   Support supports_##op(const Args& a) const override { return cpu_->supports_##op(a); } \
   void op(const Args& a) override { cpu_->op(a); }
@@ -146,11 +156,15 @@ class AlignedCpu final : public Backend {
   BT_FORWARD(linear_attention, LinearAttnArgs)
   BT_FORWARD(output_gate, OutputGateArgs)
   BT_FORWARD(attention_probs, AttnProbsArgs)
+  BT_FORWARD(scale_heads, ScaleHeadsArgs)
+  BT_FORWARD(lse_blend, LseBlendArgs)
   BT_FORWARD(pool, PoolArgs)
   BT_FORWARD(project, ProjectArgs)
   BT_FORWARD(scores, ScoresArgs)
   BT_FORWARD(select, SelectArgs)
   BT_FORWARD(lse_merge, LseMergeArgs)
+  BT_FORWARD(quantize_int4, QuantizeInt4Args)
+  BT_FORWARD(int4_block_scan, Int4BlockScanArgs)
   BT_FORWARD(copy_rows, CopyRowsArgs)
   BT_FORWARD(block_mean_keys, BlockMeanKeysArgs)
   BT_FORWARD(fake_quantize, FakeQuantizeArgs)

@@ -258,6 +258,156 @@ std::vector<OpCase> make_cases() {
                        if (op == ProbsOp::apply) r.fetch("o", a.sdpa.o);
                      }});
 
+  // Per-head scaling: a separate output, then in place (x and out one tensor).
+  for (bool in_place : {false, true})
+    cases.push_back({"scale_heads", in_place ? "in place, 3 heads" : "into out, 5 heads, a zero factor",
+                     [in_place](Run& r) {
+                       const int H = in_place ? 3 : 5;
+                       ScaleHeadsArgs a;
+                       a.x = r.input("x", {2, H, 37, 24});
+                       a.out = in_place ? a.x : r.output({2, H, 37, 24});
+                       std::vector<float> f = {0.5f, -1.75f, 3.1f, 0.0f, 1e-3f};
+                       f.resize(size_t(H));
+                       a.factor = r.hold(f);
+                       if (!r.supported(r.be.supports_scale_heads(a))) return;
+                       r.be.scale_heads(a);
+                       r.fetch("out", a.out);
+                     },
+                     [](const Run& r) {
+                       const std::vector<float> f = {0.5f, -1.75f, 3.1f, 0.0f, 1e-3f};
+                       const HostTensor& x = r.in.at("x");
+                       const HostTensor& o = r.out.at("out");
+                       const int64_t H = x.shape[1], slice = x.shape[2] * x.shape[3];
+                       double err = 0;
+                       for (int64_t e = 0; e < x.numel(); ++e) {
+                         const double want = double(x.data[size_t(e)]) * f[size_t((e / slice) % H)];
+                         err = std::max(err, std::fabs(o.data[size_t(e)] - want) / std::max(1.0, std::fabs(want)));
+                       }
+                       CHECK(err <= 1e-6);
+                     }});
+  // LSE blend: rows with −inf on either side keep o; o may alias o_n.
+  for (bool alias : {false, true})
+    cases.push_back({"lse_blend", alias ? "o aliases o_n, beta 1" : "beta 0.6, rows without sinks or with only sinks",
+                     [alias](Run& r) {
+                       const Shape4 os{2, 3, 37, 40}, ls{2, 3, 37, 1};
+                       HostTensor l_s = bt::random_tensor(ls, r.rng, 2.0f), l_n = bt::random_tensor(ls, r.rng, 2.0f);
+                       const float ninf = -std::numeric_limits<float>::infinity();
+                       for (size_t i = 0; i < l_s.data.size(); i += 7) l_s.data[i] = ninf;
+                       for (size_t i = 3; i < l_n.data.size(); i += 11) l_n.data[i] = ninf;
+                       r.in["lse_s"] = l_s;
+                       r.in["lse_n"] = l_n;
+                       LseBlendArgs a;
+                       a.o_s = r.input("o_s", os);
+                       a.o_n = r.input("o_n", os, 1.0f, 0.5f);
+                       a.o = alias ? a.o_n : r.input("o", os);
+                       a.lse_s = put(r.be, l_s);
+                       a.lse_n = put(r.be, l_n);
+                       a.beta = alias ? 1.0f : 0.6f;
+                       r.scalars["beta"] = a.beta;
+                       if (!r.supported(r.be.supports_lse_blend(a))) return;
+                       r.be.lse_blend(a);
+                       r.fetch("o", a.o);
+                     },
+                     [](const Run& r) {
+                       const HostTensor& os = r.in.at("o_s");
+                       const HostTensor& on = r.in.at("o_n");
+                       const HostTensor& o0 = r.in.count("o") ? r.in.at("o") : on;
+                       const HostTensor& ls = r.in.at("lse_s");
+                       const HostTensor& ln = r.in.at("lse_n");
+                       const HostTensor& got = r.out.at("o");
+                       const double beta = r.scalars.at("beta");
+                       const int64_t dv = os.shape[3];
+                       double err = 0;
+                       int blended = 0;
+                       for (size_t row = 0; row < ls.data.size(); ++row) {
+                         const bool both = std::isfinite(ls.data[row]) && std::isfinite(ln.data[row]);
+                         blended += both;
+                         const double m = both ? 1.0 / (1.0 + std::exp(double(ln.data[row]) - ls.data[row])) : 0;
+                         for (int64_t c = 0; c < dv; ++c) {
+                           const size_t e = row * size_t(dv) + size_t(c);
+                           const double want = both ? beta * m * os.data[e] + (1 - beta * m) * on.data[e] : o0.data[e];
+                           err = std::max(err, std::fabs(got.data[e] - want));
+                         }
+                       }
+                       CHECK(blended > 0);
+                       CHECK(blended < int(ls.data.size()));
+                       CHECK(err <= 1e-5);
+                     }});
+  // The tiles op 1 and attention_probs visit: at least the allowed pairs, at most all of them.
+  struct PairsSet {
+    std::string name;
+    AttnShape s;
+    std::function<void(SdpaArgs&)> tweak;
+  };
+  const std::vector<PairsSet> pairs_sets = {
+      {"causal, N=301", shape_of(1, 6, 2, 40, 40, 301, 301, true), nullptr},
+      {"dense, Nq=37 < Nkv=129", shape_of(2, 3, 1, 24, 40, 37, 129, false), nullptr},
+      {"causal Nq=37 < Nkv=301, window 64 + 4 sinks", shape_of(1, 6, 2, 24, 24, 37, 301, true),
+       [](SdpaArgs& a) {
+         a.mask.window = 64;
+         a.mask.sinks = 4;
+       }},
+      {"sigmoid, causal, N=129", shape_of(1, 3, 3, 24, 24, 129, 129, true),
+       [](SdpaArgs& a) { a.transform = ScoreTransform::sigmoid; }},
+      {"decode row, 301 keys", shape_of(1, 6, 2, 40, 40, 1, 301, true), nullptr},
+  };
+  // Allowed (query, key) pairs per head of a's shape and mask (bottom-right aligned).
+  auto allowed_pairs = [](const SdpaArgs& a) {
+    double n = 0;
+    const int64_t off = a.shape.kv_len - a.shape.q_len;
+    for (int64_t i = 0; i < a.shape.q_len; ++i)
+      for (int64_t j = 0; j < a.shape.kv_len; ++j) n += a.mask.allows(0, 0, i + off, j);
+    return n;
+  };
+  for (const PairsSet& set : pairs_sets) {
+    auto args = [set] {
+      SdpaArgs a;
+      a.shape = set.s;
+      a.mask.causal = set.s.causal;
+      if (set.tweak) set.tweak(a);
+      return a;
+    };
+    cases.push_back({"sdpa_executed_pairs", set.name,
+                     [args](Run& r) {
+                       const std::optional<double> p = r.be.sdpa_executed_pairs(args());
+                       if (!p) {
+                         r.unsupported = r.be.name() + " does not count executed pairs";
+                         return;
+                       }
+                       r.scalars["pairs"] = *p;
+                     },
+                     [args, allowed_pairs](const Run& r) {
+                       const SdpaArgs a = args();
+                       const double p = r.scalars.at("pairs");
+                       INFO("pairs " << p << ", allowed " << allowed_pairs(a));
+                       CHECK(p >= allowed_pairs(a));
+                       CHECK(p <= double(a.shape.q_len) * double(a.shape.kv_len));
+                     }});
+    if (set.name.rfind("sigmoid", 0) == 0) continue;  // attention_probs: softmax only
+    cases.push_back({"attention_probs_executed_pairs", set.name + ": column mass and materialize",
+                     [args](Run& r) {
+                       for (ProbsOp op : {ProbsOp::column_mass, ProbsOp::materialize}) {
+                         AttnProbsArgs a;
+                         a.op = op;
+                         a.sdpa = args();
+                         const std::optional<double> p = r.be.attention_probs_executed_pairs(a);
+                         if (!p) {
+                           r.unsupported = r.be.name() + " does not count attention_probs' executed pairs";
+                           return;
+                         }
+                         r.scalars[op == ProbsOp::column_mass ? "column_mass" : "materialize"] = *p;
+                       }
+                     },
+                     [args, allowed_pairs](const Run& r) {
+                       const SdpaArgs a = args();
+                       for (const char* n : {"column_mass", "materialize"}) {
+                         INFO(n);
+                         CHECK(r.scalars.at(n) >= allowed_pairs(a));
+                         CHECK(r.scalars.at(n) <= double(a.shape.q_len) * double(a.shape.kv_len));
+                       }
+                     }});
+  }
+
   // ---- op 2: sparse prefill --------------------------------------------------------------------
   // Key-block lists into the state, then key-index lists continuing it (state_in aliases
   // state_out) and finalising; the executed-pairs count of both.
@@ -770,6 +920,134 @@ std::vector<OpCase> make_cases() {
                      r.fetch("lse", a.lse);
                    }});
 
+  // ---- int4 estimation (SALE §8) --------------------------------------------------------------
+  // The values are the backend's opaque layout: what shows is the scales and the scan's lists.
+  // quantize_int4: blocks of 5 rows (the last one short), a zero block (scale 0), a center.
+  for (bool center : {false, true})
+    cases.push_back({"quantize_int4", center ? "centered keys, block 5, N=37" : "block 5, N=37, an all-zero block",
+                     [center](Run& r) {
+                       HostTensor x = bt::random_tensor({2, 3, 37, 24}, r.rng);
+                       std::fill(x.row(1, 2, 10), x.row(1, 2, 15), 0.0f);  // rows 10..14: block 2
+                       r.in["x"] = x;
+                       QuantizeInt4Args a;
+                       a.x = put(r.be, x);
+                       if (center) a.center = r.input("center", {2, 3, 1, 24}, 0.5f);
+                       a.out = r.be.alloc_int4(x.shape, 5);
+                       if (!r.supported(r.be.supports_quantize_int4(a))) return;
+                       r.be.quantize_int4(a);
+                       r.fetch("scales", a.out.scales);
+                       r.be.free_int4(a.out);
+                     },
+                     [](const Run& r) {
+                       const HostTensor& x = r.in.at("x");
+                       const HostTensor* c = r.in.count("center") ? &r.in.at("center") : nullptr;
+                       const HostTensor& sc = r.out.at("scales");
+                       REQUIRE(sc.shape == Shape4{2, 3, 8, 1});
+                       double err = 0;
+                       for (int b = 0; b < 2; ++b)
+                         for (int h = 0; h < 3; ++h)
+                           for (int64_t blk = 0; blk < 8; ++blk) {
+                             double mx = 0;
+                             for (int64_t i = blk * 5; i < std::min<int64_t>(37, blk * 5 + 5); ++i)
+                               for (int d = 0; d < 24; ++d)
+                                 mx = std::max(mx, std::fabs(double(x.row(b, h, i)[d]) - (c ? c->row(b, h, 0)[d] : 0.0)));
+                             err = std::max(err, std::fabs(sc.row(b, h, blk)[0] - mx / 7) / std::max(1e-30, mx / 7));
+                             if (mx == 0) CHECK(sc.row(b, h, blk)[0] == 0.0f);
+                           }
+                       CHECK(err <= 1e-6);
+                     }});
+  // alloc_int4 / free_int4: tensors stay apart; one freed between two quantizations leaves the
+  // others intact; a freed tensor's memory may be handed out again.
+  for (const char* op : {"alloc_int4", "free_int4"})
+    cases.push_back({op, "three tensors, one freed between quantizations, shapes of the scales", [](Run& r) {
+                       const TensorRef x1 = r.input("x1", {1, 2, 19, 8}), x2 = r.input("x2", {1, 2, 19, 8}, 3.0f);
+                       Int4Tensor a = r.be.alloc_int4({1, 2, 19, 8}, 4);
+                       Int4Tensor b = r.be.alloc_int4({1, 2, 19, 8}, 7);
+                       r.scalars["a blocks"] = double(a.scales.shape[2]);
+                       r.scalars["b blocks"] = double(b.scales.shape[2]);
+                       QuantizeInt4Args q;
+                       q.x = x1;
+                       q.out = a;
+                       if (!r.supported(r.be.supports_quantize_int4(q))) return;
+                       r.be.quantize_int4(q);
+                       q.out = b;
+                       r.be.quantize_int4(q);
+                       r.be.free_int4(a);
+                       Int4Tensor c = r.be.alloc_int4({1, 2, 19, 8}, 4);
+                       q.x = x2;
+                       q.out = c;
+                       r.be.quantize_int4(q);
+                       r.fetch("b scales", b.scales);
+                       r.fetch("c scales", c.scales);
+                       r.be.free_int4(b);
+                       r.be.free_int4(c);
+                     }});
+  // int4_block_scan: SALE's scan with and without refresh, GQA 3, Nq = Nk = 45 (short last
+  // blocks), key blocks of 4, segments of 3 blocks.
+  for (bool refresh : {false, true})
+    cases.push_back({"int4_block_scan", std::string("GQA 3, N=45, block_q 8, block_k 4, window 9, segment 3") +
+                                            (refresh ? ", refresh" : ""),
+                     [refresh](Run& r) {
+                       const int64_t B = 2, Hq = 6, Hk = 2, N = 45, d = 24, bq = 8, bk = 4;
+                       Int4BlockScanArgs a;
+                       a.q = r.input("q", {B, Hq, N, d});
+                       a.k = r.input("k", {B, Hk, N, d});
+                       a.k_center = r.input("k_center", {B, Hk, 1, d}, 0.3f);
+                       a.q4 = r.be.alloc_int4(a.q.shape, bq);
+                       a.k4 = r.be.alloc_int4(a.k.shape, bk);
+                       QuantizeInt4Args qa;
+                       qa.x = a.q;
+                       qa.out = a.q4;
+                       if (!r.supported(r.be.supports_quantize_int4(qa))) return;
+                       r.be.quantize_int4(qa);
+                       qa.x = a.k;
+                       qa.center = a.k_center;
+                       qa.out = a.k4;
+                       r.be.quantize_int4(qa);
+                       a.scale = 1.0f / std::sqrt(float(d));
+                       a.tau = 0.05f;
+                       a.block_q = bq;
+                       a.block_k = bk;
+                       a.local_window = 9;
+                       a.segment = 3;
+                       a.refresh = refresh;
+                       const int64_t lists = B * Hq * ((N + bq - 1) / bq);
+                       a.lists.offsets = r.be.alloc_indices(lists + 1);
+                       a.lists.entries = r.be.alloc_indices(lists * ((N + bk - 1) / bk + 1));
+                       if (!r.supported(r.be.supports_int4_block_scan(a))) return;
+                       r.be.int4_block_scan(a);
+                       const std::vector<int32_t> off = r.be.download_index_buffer(a.lists.offsets, lists + 1);
+                       r.ints["offsets"] = off;
+                       r.fetch_ints("entries", a.lists.entries, off.back());
+                       r.be.free_int4(a.q4);
+                       r.be.free_int4(a.k4);
+                     },
+                     [](const Run& r) {
+                       // Every list: block 0, the local blocks [max(1, lb0), lb1], ascending,
+                       // and the scanned blocks only in [1, lb0); some list keeps one.
+                       const std::vector<int32_t>& off = r.ints.at("offsets");
+                       const std::vector<int32_t>& e = r.ints.at("entries");
+                       const int64_t N = 45, bq = 8, bk = 4, window = 9, n_qb = (N + bq - 1) / bq;
+                       int kept = 0;
+                       for (size_t l = 0; l + 1 < off.size(); ++l) {
+                         const int64_t qb = int64_t(l) % n_qb, r0 = qb * bq, nr = std::min(N, r0 + bq) - r0;
+                         const int64_t lb1 = (r0 + nr - 1) / bk, lb0 = std::max<int64_t>(0, r0 - window) / bk;
+                         const std::vector<int32_t> list(e.begin() + off[l], e.begin() + off[l + 1]);
+                         INFO("list " << l);
+                         REQUIRE(!list.empty());
+                         CHECK(list[0] == 0);
+                         CHECK(std::is_sorted(list.begin(), list.end()));
+                         CHECK(std::adjacent_find(list.begin(), list.end()) == list.end());
+                         for (int64_t kb = std::max<int64_t>(1, lb0); kb <= lb1; ++kb)
+                           CHECK(std::count(list.begin(), list.end(), int32_t(kb)) == 1);
+                         for (int32_t kb : list) {
+                           CHECK(kb <= lb1);
+                           kept += kb >= 1 && kb < lb0;
+                         }
+                       }
+                       CHECK(kept > 0);
+                     }});
+
   // ---- decode-time selection (core/ops_decode.hpp) ---------------------------------------------
   cases.push_back({"copy_rows", "rows along the sequence axis, into the middle", [](Run& r) {
                      CopyRowsArgs a;
@@ -945,12 +1223,15 @@ TEST_CASE("backend conformance: every op on every backend equals the CPU's (fake
 }
 
 TEST_CASE("backend conformance: every Backend op has a conformance entry") {
-  const std::set<std::string> declared = bt::declared_backend_members(std::string(ATTN_SOURCE_DIR) + "/src/core/backend.hpp");
+  // Backend's members: its op table (core/backend.hpp) and its base, DeviceServices.
+  std::set<std::string> declared = bt::declared_backend_members(std::string(ATTN_SOURCE_DIR) + "/src/core/backend.hpp");
+  for (const std::string& m : bt::declared_backend_members(std::string(ATTN_SOURCE_DIR) + "/src/core/device_services.hpp"))
+    declared.insert(m);
   std::set<std::string> known(bt::op_names().begin(), bt::op_names().end());
   known.insert(bt::backend_non_op_members().begin(), bt::backend_non_op_members().end());
   CHECK(declared.size() > 20);
   for (const std::string& d : declared)
-    CHECK_MESSAGE(known.count(d), "Backend::" << d << " (core/backend.hpp) is neither in bt::op_names() nor in "
+    CHECK_MESSAGE(known.count(d), "Backend::" << d << " (core/backend.hpp, core/device_services.hpp) is neither in bt::op_names() nor in "
                                                       "bt::backend_non_op_members() (tests/backend_test_util.hpp): add it "
                                                       "and its conformance entries");
   for (const std::string& n : known)
@@ -1039,6 +1320,22 @@ TEST_CASE("fake device: memory is not host-readable, host_f32 refuses it, foreig
   a.v = c;
   a.o = cpu->alloc({1, 3, 2, 24}, DType::f32);
   CHECK_FALSE(fake->supports_sdpa(a).ok);
+  // int4 tensors: the CPU's (its opaque host handle) and freed ones are refused, by field.
+  QuantizeInt4Args qa;
+  qa.x = g.q;
+  qa.out = fake->alloc_int4(g.q.shape, 4);
+  CHECK(fake->supports_quantize_int4(qa).ok);
+  fake->quantize_int4(qa);
+  QuantizeInt4Args foreign4 = qa;
+  foreign4.out = cpu->alloc_int4(g.q.shape, 4);
+  sup = fake->supports_quantize_int4(foreign4);
+  CHECK_FALSE(sup.ok);
+  CHECK(sup.reason.find("out") != std::string::npos);
+  CHECK_THROWS(fake->quantize_int4(foreign4));
+  fake->free_int4(qa.out);
+  sup = fake->supports_quantize_int4(qa);
+  CHECK_FALSE(sup.ok);
+  CHECK(sup.reason.find("no live int4 tensor") != std::string::npos);
   fake->release_all();
   CHECK_FALSE(fake->supports_gather_decode(g).ok);
 }

@@ -102,6 +102,7 @@ std::shared_ptr<HostInputs> make_inputs(const AttnShape& s, uint32_t seed) {
 struct Result {
   AttnShape shape;
   std::shared_ptr<HostInputs> host;
+  std::unique_ptr<Backend> be;  // outlives the plan in `run` (a plan may free backend memory)
   HostRun run;
   std::unique_ptr<Variant> variant;
   Inputs inputs() const {
@@ -128,8 +129,8 @@ Result run_variant(const std::string& name, const Params& params, const Problem&
   r.variant = make(name, params);
   r.shape = r.variant->shape(p);
   r.host = host ? host : make_inputs(r.shape, seed);
-  auto be = make_cpu_backend();
-  r.run = run_once(*r.variant, *be, r.shape, r.host);
+  r.be = make_cpu_backend();
+  r.run = run_once(*r.variant, *r.be, r.shape, r.host);
   return r;
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// Scoring and selection primitives on the CPU (VARIANTS.md §26 S5), written once and composed
+// Scoring and selection primitives on the CPU (docs/variants.md §26 S5), written once and composed
 // by the selection-based variants (src/variants/sparse_prefill/, the decode variants).
 // Matrices are row-major fp32 (rows, cols) unless said otherwise. Every function has a unit
 // test against a direct computation in tests/test_sparse_substrates.cpp.

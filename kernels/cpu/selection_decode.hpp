@@ -1,5 +1,5 @@
 #pragma once
-// Decode-time scoring and selection primitives on the CPU (VARIANTS.md §26 S5), composed by the
+// Decode-time scoring and selection primitives on the CPU (docs/variants.md §26 S5), composed by the
 // decode variants of src/variants/sparse_decode/ with the general ones of cpu/selection.hpp
 // (top_k, pool_rows, softmax_probs): scores of a kv group's few query rows against a long
 // cache, TokenSelect's head soft-vote (§12) and its cosine-keyed selection cache.

@@ -3,7 +3,7 @@
 // variants (src/variants/sparse_decode/) and the per-step loop (variants/decode_steps.hpp)
 // compute on backend tensors, beside the generic ones of core/ops_select.hpp (their LSE merge). A decode step has a handful of query rows and a long cache, so
 // these ops are batched over items — one (batch, kv head, step) each — rather than over
-// query blocks. Kernels see only these plain structs (STYLE.md §5).
+// query blocks. Kernels see only these plain structs.
 #include <cstdint>
 
 #include "core/ops.hpp"

@@ -8,7 +8,7 @@
 //   merge   LSE merge of two partial attention results                      (LseMergeArgs)
 // Index lists live in IndexBuffers (backend memory, int32), so op 2 (core/ops_sparse.hpp) and
 // op 3 read what select wrote without a host round trip. Kernels see only these plain structs
-// (STYLE.md §5). Shapes are written (dim0, dim1, dim2, dim3) in the order of TensorRef::shape.
+//. Shapes are written (dim0, dim1, dim2, dim3) in the order of TensorRef::shape.
 #include <algorithm>  // Backend's default index buffers (core/backend.hpp)
 #include <cmath>
 #include <cstdint>
@@ -119,8 +119,16 @@ struct ProjectArgs {
 //                    group with fewer than row_group rows (the last) keeps every candidate
 //                    when partial_keeps_all. AnchorAttention §7's stripes (thr = pooled anchor,
 //                    thr_offset = θ). Lists ascending, n_groups = ceil(Nr / row_group).
-// The probability epilogues form logits as scale·(Q·Kᵀ); keys_reaching as (scale·Q)·Kᵀ.
-enum class ScoresEpilogue { raw, probs_head_mean, probs_block_pool, keys_reaching };
+//  raw_normalized_sum  (added for SEA §11) out (B, Hq, ceil(Nr' / row_group), n_keys): the raw
+//                    scores x_rc of each group of row_group consecutive scored rows, each row
+//                    normalised over the group's column limit L_g = col_limits[g] (<= n_keys)
+//                    and summed — pool's rows normalized_sum applied to `raw` without storing
+//                    the scores: rows with t_r = Σ_{c < L_g} x_rc > 0 (fp32, in order) add
+//                    x_rc / t_r to out_gc for c < L_g (rows in order); out_gc = 0 for c >= L_g.
+//                    SEA's grouped estimate of its compressed attention rows.
+// The probability epilogues form logits as scale·(Q·Kᵀ); keys_reaching and raw_normalized_sum
+// as (scale·Q)·Kᵀ.
+enum class ScoresEpilogue { raw, probs_head_mean, probs_block_pool, keys_reaching, raw_normalized_sum };
 struct CsrOut {
   IndexBuffer offsets;  // lists + 1 entries
   IndexBuffer entries;  // capacity; the op writes offsets[lists] of them
@@ -151,6 +159,8 @@ struct ScoresArgs {
   float thr_offset = 0.0f;
   bool partial_keeps_all = true;
   CsrOut lists;
+  // ---- raw_normalized_sum (row groups: row_group above) ----
+  IndexBuffer col_limits;  // one column limit per row group
 };
 
 // ---- select -------------------------------------------------------------------------------------
@@ -192,7 +202,7 @@ inline constexpr int kSelectRuleInts = 8;
 // (o2, ℓ2): o (B, H, N, Dv), lse (B, H, N, 1) fp32. Part 2's LSE is first offset,
 //   ℓ2' = ℓ2 + row_offset[n] (row_offset (1, 1, N, 1), optional) + offset,
 // weighing its keys by e^{offset}, e.g. HyperAttention's ln(n_k/m) for m sampled keys of n_k
-// (VARIANTS.md §10); then
+// (docs/variants.md §10); then
 //   ℓ = log(e^{ℓ1} + e^{ℓ2'}),   o = (o1·e^{ℓ1} + o2·e^{ℓ2'}) / e^{ℓ}
 // and a part with ℓ = −inf contributes nothing (a row where both are −inf gets o = 0).
 struct LseMergeArgs {

@@ -71,14 +71,14 @@ Support LinearAttentionVariant::supports(const AttnShape& s, const Backend& b) c
   Inputs probe;
   probe.shape = s;
   LinearAttnArgs a = args(probe, nullptr);
-  const bool decode = s.mode == Mode::decode;
-  if (decode) {
-    // What run() will call: the step with a state in and a state out.
-    LinearState marker;
-    marker.kv.data = reinterpret_cast<void*>(uintptr_t{1});
-    a.state_in = a.state_out = marker;
-  }
-  return b.supports_linear_attention(a);
+  // Decode runs the step with a state in and a state out (plan() builds it); the states are
+  // backend tensors that do not exist yet, so the backend is asked about the shape and options,
+  // and the op's rule for states (core/ops_linear.hpp: the quadratic algorithm takes none) is
+  // applied here.
+  const Support op = b.supports_linear_attention(a);
+  if (op.ok && s.mode == Mode::decode && a.algorithm == LinearAlgorithm::quadratic)
+    return Support::no(b.name() + " linear attention: the quadratic algorithm keeps no state (decode needs the chunked one)");
+  return op;
 }
 
 double LinearAttentionVariant::linear_flops(const LinearAttnArgs& a, bool state_in) {
@@ -171,6 +171,9 @@ void LinearAttentionVariant::run(const Inputs& in, const Plan& plan, Outputs& ou
       a.shape.steps = 1;
       a.q = rows.q();
       a.o = rows.o();
+      // Op 4 writes no LSE: the step's lse stays NaN, so the case's rows do too (as in a
+      // single-step decode), whatever a fresh tensor holds on this backend.
+      b.poison(rows.lse());
       for (int64_t t = 0; t < in.shape.steps; ++t) {
         rows.load_query(t);
         a.q_position = step_position(in.shape, t);

@@ -243,19 +243,27 @@ void project(const ProjectArgs& a) {
   }
   const int64_t nb = a.proj.shape[2];
   const CMapRM omega(a.proj.host_f32(), nb, d);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t bh = 0; bh < BH; ++bh) {
-    const float* X = a.x.host_f32() + bh * n * d;
-    Eigen::Map<RowMat> phi(a.out.host_f32() + bh * n * nb, n, nb);
-    phi.noalias() = (a.xs * CMapRM(X, n, d)) * omega.transpose();
-    float gmax = kNegInf;
-    if (!a.row_stab && n > 0) gmax = phi.maxCoeff();
-    for (int64_t i = 0; i < n; ++i) {
-      float sq = 0;
-      for (int c = 0; c < d; ++c) sq += X[i * d + c] * X[i * d + c];
-      const float half = 0.5f * a.xs * a.xs * sq;
-      const float stab = a.row_stab ? phi.row(i).maxCoeff() : gmax;
-      phi.row(i) = (phi.row(i).array() - half - stab).exp() / std::sqrt(float(nb));
+#pragma omp parallel
+  {
+    // Each head's features are formed in Eigen's own (aligned) storage and copied out: the
+    // vectorised exp splits a row into scalar and packet parts by its address, so this keeps
+    // the bits of the SEA estimation as it ran before it became an op.
+    RowMat phi;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      const float* X = a.x.host_f32() + bh * n * d;
+      phi.resize(n, nb);
+      phi.noalias() = (a.xs * CMapRM(X, n, d)) * omega.transpose();
+      float gmax = kNegInf;
+      if (!a.row_stab && n > 0) gmax = phi.maxCoeff();
+      for (int64_t i = 0; i < n; ++i) {
+        float sq = 0;
+        for (int c = 0; c < d; ++c) sq += X[i * d + c] * X[i * d + c];
+        const float half = 0.5f * a.xs * a.xs * sq;
+        const float stab = a.row_stab ? phi.row(i).maxCoeff() : gmax;
+        phi.row(i) = (phi.row(i).array() - half - stab).exp() / std::sqrt(float(nb));
+      }
+      std::copy(phi.data(), phi.data() + n * nb, a.out.host_f32() + bh * n * nb);
     }
   }
 }
@@ -287,7 +295,8 @@ RowGeometry geometry(const ScoresArgs& a) {
 }  // namespace
 
 std::string scores_refusal(const ScoresArgs& a) {
-  if (on_device({&a.q, &a.k, &a.out, &a.thr}) || a.lists.offsets.on_device || a.lists.entries.on_device)
+  if (on_device({&a.q, &a.k, &a.out, &a.thr}) || a.lists.offsets.on_device || a.lists.entries.on_device ||
+      a.col_limits.on_device)
     return "an operand is in device memory";
   if (auto p = tensor_problem(a.q, "q"); !p.empty()) return p;
   if (auto p = tensor_problem(a.k, "k"); !p.empty()) return p;
@@ -324,6 +333,16 @@ std::string scores_refusal(const ScoresArgs& a) {
       const Shape4 want{q[0], q[1], q[2], 1};
       if (auto p = tensor_problem(a.thr, "thr", &want); !p.empty()) return p;
       return csr_problem(a.lists);
+    }
+    case ScoresEpilogue::raw_normalized_sum: {
+      if (a.row_group < 1) return "row_group must be >= 1";
+      const int64_t n_groups = ceil_div(g.row_end - g.row_begin, a.row_group);
+      if (a.col_limits.on_device) return "the column limits are in device memory";
+      if (!a.col_limits.present() || a.col_limits.size != n_groups) return "raw_normalized_sum needs a column limit per row group";
+      for (int64_t i = 0; i < n_groups; ++i)
+        if (a.col_limits.data[i] < 0 || a.col_limits.data[i] > g.n_keys) return "column limits must lie in [0, n_keys]";
+      const Shape4 want{q[0], q[1], n_groups, g.n_keys};
+      return tensor_problem(a.out, "out", &want);
     }
   }
   return "unknown epilogue";
@@ -435,6 +454,32 @@ void scores(const ScoresArgs& a) {
         }
       }
       write_csr(lists, a.lists, "cpu scores");
+      return;
+    }
+    case ScoresEpilogue::raw_normalized_sum: {
+      const int64_t nk = geo.n_keys, rg = a.row_group, n_groups = ceil_div(nr, rg);
+      std::fill(a.out.host_f32(), a.out.host_f32() + a.out.numel(), 0.0f);
+      if (nr == 0 || nk == 0) return;
+#pragma omp parallel
+      {
+        RowMat z;  // one head's raw scores at a time, as SEA's estimation formed them
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t bh = 0; bh < B * Hq; ++bh) {
+          const int64_t b = bh / Hq, h = bh % Hq;
+          z.resize(nr, nk);
+          z.noalias() = (a.scale * CMapRM(at(a.q, b, h, geo.row_begin), nr, d)) * CMapRM(at(a.k, b, h / rep, 0), nk, d).transpose();
+          for (int64_t gi = 0; gi < n_groups; ++gi) {
+            const int64_t lim = a.col_limits.data[gi];
+            float* dst = at_mut(a.out, b, h, gi);
+            for (int64_t r = gi * rg; r < std::min(nr, (gi + 1) * rg); ++r) {
+              float total = 0;
+              for (int64_t c = 0; c < lim; ++c) total += z(r, c);
+              if (total <= 0) continue;
+              for (int64_t c = 0; c < lim; ++c) dst[c] += z(r, c) / total;
+            }
+          }
+        }
+      }
       return;
     }
   }

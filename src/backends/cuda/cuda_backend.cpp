@@ -1,7 +1,7 @@
-// The CUDA backend: device memory, GPU timing (DESIGN.md §5) and the dispatch of the ops to
+// The CUDA backend: device memory, GPU timing (docs/architecture.md) and the dispatch of the ops to
 // the kernels in kernels/cuda. Host code only, compiled by the C++ compiler against the CUDA
 // runtime (static in the portable build). NVML is loaded with dlopen, never linked, so the
-// binary starts where no NVIDIA driver exists (DESIGN.md §9).
+// binary starts where no NVIDIA driver exists (docs/gpu.md).
 #include "backends/cuda/cuda_backend.hpp"
 
 #include <dlfcn.h>
@@ -107,7 +107,7 @@ cuda::MaskDesc mask_desc(const Mask& m, const AttnShape& s) {
 }
 
 // Which kernel runs an SDPA call, or why none does: the single answer behind both
-// supports_sdpa() and sdpa() (STYLE.md §2).
+// supports_sdpa() and sdpa().
 struct SdpaRoute {
   Support support;
   bool decode = false;

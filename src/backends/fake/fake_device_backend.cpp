@@ -4,6 +4,12 @@
 // Adding an op: one `visit` overload naming every device field of its argument struct with
 // its role (read, or written: written fields are copied back after the op), then the two
 // one-line overrides `supports_<op>` / `<op>` in FakeDeviceBackend that call check()/exec().
+//
+// int4 tensors (core/ops_select.hpp): the CPU backend's Int4Tensor.values is an opaque handle
+// to its host-side packed rows. The fake's alloc_int4 gives out a device handle (values, B·H
+// words of its own memory) and its own scales tensor, and keeps a side table from the handle
+// to a CPU-backend Int4Tensor; the int4 ops run on that one, with the fake's scales in place
+// of the CPU's (quantize_int4 writes them there, so they are copied back like any output).
 #include "backends/fake/fake_device_backend.hpp"
 
 #include <sys/mman.h>
@@ -114,6 +120,9 @@ class DeviceMemory {
 
 enum class Role { read, write };
 
+// Device handle (the fake's values address) -> the CPU backend's Int4Tensor behind it.
+using Int4Table = std::map<uintptr_t, Int4Tensor>;
+
 // Host scratch of a buffer, 64-byte aligned like every device allocation, so that the CPU
 // kernels' vector paths (which peel to alignment) see the same layout on every call.
 class AlignedFloats {
@@ -142,7 +151,8 @@ class AlignedFloats {
 // is not live memory of this device records why (the first reason is kept).
 class Translation {
  public:
-  Translation(DeviceMemory& mem, std::string op) : mem_(mem), op_(std::move(op)) {}
+  Translation(DeviceMemory& mem, std::string op, const Int4Table* int4 = nullptr)
+      : mem_(mem), op_(std::move(op)), int4_(int4) {}
 
   bool ok() const { return why_.empty(); }
   const std::string& why() const { return why_; }
@@ -180,6 +190,24 @@ class Translation {
     list_ptr(l.offsets, l.on_device, field);
     list_ptr(l.indices, l.on_device, field);
     l.on_device = false;
+  }
+  // An int4 tensor of this device: becomes the CPU backend's tensor behind its handle, with
+  // the shape and block of the argument and this device's scales (their host copy, written
+  // back after the op when the role is write).
+  void int4(Int4Tensor& t, Role r, const char* field) {
+    if (!t.values.data) return;
+    if (!t.values.on_device) return fail(field, "is a host int4 tensor, not memory of the fake device");
+    const auto it = int4_ ? int4_->find(reinterpret_cast<uintptr_t>(t.values.data)) : Int4Table::const_iterator{};
+    if (!int4_ || it == int4_->end())
+      return fail(field, "is no live int4 tensor of the fake device (made by its alloc_int4, not freed)");
+    TensorRef scales = t.scales;
+    tensor(scales, r, field);
+    if (!ok()) return;
+    Int4Tensor h = it->second;
+    h.shape = t.shape;
+    h.block = t.block;
+    h.scales = scales;
+    t = h;
   }
   // Host-memory fields (head maps, slopes, decode items) must not point at the device.
   void host(const void* p, const char* field) {
@@ -227,6 +255,7 @@ class Translation {
 
   DeviceMemory& mem_;
   std::string op_;
+  const Int4Table* int4_ = nullptr;
   std::string why_;
   std::map<uintptr_t, Scratch> scratch_;
 };
@@ -292,6 +321,18 @@ void visit(AttnProbsArgs& a, Translation& x) {
   x.tensor(a.probs, Role::write, "probs");
   x.tensor(a.column, Role::write, "column");
 }
+void visit(LseBlendArgs& a, Translation& x) {
+  x.tensor(a.o, Role::write, "o");  // rows without both parts keep o: copied in first
+  x.tensor(a.o_s, Role::read, "o_s");
+  x.tensor(a.lse_s, Role::read, "lse_s");
+  x.tensor(a.o_n, Role::read, "o_n");
+  x.tensor(a.lse_n, Role::read, "lse_n");
+}
+void visit(ScaleHeadsArgs& a, Translation& x) {
+  x.tensor(a.x, Role::read, "x");
+  x.tensor(a.out, Role::write, "out");
+  x.host(a.factor, "factor");
+}
 void visit(PoolArgs& a, Translation& x) {
   x.tensor(a.in, Role::read, "in");
   x.tensor(a.out, Role::write, "out");
@@ -314,6 +355,7 @@ void visit(ScoresArgs& a, Translation& x) {
   x.tensor(a.k, Role::read, "k");
   x.tensor(a.out, Role::write, "out");
   x.tensor(a.thr, Role::read, "thr");
+  x.index_buffer(a.col_limits, Role::read, "col_limits");
   visit(a.lists, x);
 }
 void visit(SelectArgs& a, Translation& x) {
@@ -328,6 +370,19 @@ void visit(LseMergeArgs& a, Translation& x) {
   x.tensor(a.o2, Role::read, "o2");
   x.tensor(a.lse2, Role::read, "lse2");
   x.tensor(a.row_offset, Role::read, "row_offset");
+}
+void visit(QuantizeInt4Args& a, Translation& x) {
+  x.tensor(a.x, Role::read, "x");
+  x.tensor(a.center, Role::read, "center");
+  x.int4(a.out, Role::write, "out");
+}
+void visit(Int4BlockScanArgs& a, Translation& x) {
+  x.tensor(a.q, Role::read, "q");
+  x.tensor(a.k, Role::read, "k");
+  x.int4(a.q4, Role::read, "q4");
+  x.int4(a.k4, Role::read, "k4");
+  x.tensor(a.k_center, Role::read, "k_center");
+  visit(a.lists, x);
 }
 void visit(CopyRowsArgs& a, Translation& x) {
   x.tensor(a.src, Role::read, "src");
@@ -389,6 +444,7 @@ class FakeDeviceBackend final : public Backend {
   }
   void release_all() override {
     mem_.clear();
+    int4_.clear();
     cpu_->release_all();
   }
 
@@ -439,6 +495,11 @@ class FakeDeviceBackend final : public Backend {
     return check("sdpa", a, [&](const SdpaArgs& h) { return cpu_->supports_sdpa(h); });
   }
   void sdpa(const SdpaArgs& a) override { exec("sdpa", a, [&](const SdpaArgs& h) { cpu_->sdpa(h); }); }
+  // The CPU kernels' tile walks: these read only the shape, mask and transform (no memory).
+  std::optional<double> sdpa_executed_pairs(const SdpaArgs& a) const override { return cpu_->sdpa_executed_pairs(a); }
+  std::optional<double> attention_probs_executed_pairs(const AttnProbsArgs& a) const override {
+    return cpu_->attention_probs_executed_pairs(a);
+  }
   Support supports_gather_decode(const GatherDecodeArgs& a) const override {
     return check("gather_decode", a, [&](const GatherDecodeArgs& h) { return cpu_->supports_gather_decode(h); });
   }
@@ -468,6 +529,18 @@ class FakeDeviceBackend final : public Backend {
   }
   void attention_probs(const AttnProbsArgs& a) override {
     exec("attention_probs", a, [&](const AttnProbsArgs& h) { cpu_->attention_probs(h); });
+  }
+  Support supports_scale_heads(const ScaleHeadsArgs& a) const override {
+    return check("scale_heads", a, [&](const ScaleHeadsArgs& h) { return cpu_->supports_scale_heads(h); });
+  }
+  void scale_heads(const ScaleHeadsArgs& a) override {
+    exec("scale_heads", a, [&](const ScaleHeadsArgs& h) { cpu_->scale_heads(h); });
+  }
+  Support supports_lse_blend(const LseBlendArgs& a) const override {
+    return check("lse_blend", a, [&](const LseBlendArgs& h) { return cpu_->supports_lse_blend(h); });
+  }
+  void lse_blend(const LseBlendArgs& a) override {
+    exec("lse_blend", a, [&](const LseBlendArgs& h) { cpu_->lse_blend(h); });
   }
   Support supports_pool(const PoolArgs& a) const override {
     return check("pool", a, [&](const PoolArgs& h) { return cpu_->supports_pool(h); });
@@ -508,6 +581,38 @@ class FakeDeviceBackend final : public Backend {
     if (!x.ok()) throw std::invalid_argument(x.why());
     return cpu_->sparse_prefill_executed_pairs(h);
   }
+  // int4 tensors: a device handle and scales here, the packed rows in the CPU backend (int4_).
+  Int4Tensor alloc_int4(const Shape4& shape, int64_t block) override {
+    Int4Tensor t;
+    t.shape = shape;
+    t.block = block;
+    t.values = alloc({shape[0], shape[1], 1, 1}, DType::f32);
+    t.scales = alloc({shape[0], shape[1], (shape[2] + block - 1) / std::max<int64_t>(block, 1), 1}, DType::f32);
+    int4_[reinterpret_cast<uintptr_t>(t.values.data)] = cpu_->alloc_int4(shape, block);
+    return t;
+  }
+  void free_int4(const Int4Tensor& t) override {
+    if (!t.values.on_device) return;
+    const auto it = int4_.find(reinterpret_cast<uintptr_t>(t.values.data));
+    if (it != int4_.end()) {
+      cpu_->free_int4(it->second);
+      int4_.erase(it);
+    }
+    free(t.values);
+    free(t.scales);
+  }
+  Support supports_quantize_int4(const QuantizeInt4Args& a) const override {
+    return check("quantize_int4", a, [&](const QuantizeInt4Args& h) { return cpu_->supports_quantize_int4(h); });
+  }
+  void quantize_int4(const QuantizeInt4Args& a) override {
+    exec("quantize_int4", a, [&](const QuantizeInt4Args& h) { cpu_->quantize_int4(h); });
+  }
+  Support supports_int4_block_scan(const Int4BlockScanArgs& a) const override {
+    return check("int4_block_scan", a, [&](const Int4BlockScanArgs& h) { return cpu_->supports_int4_block_scan(h); });
+  }
+  void int4_block_scan(const Int4BlockScanArgs& a) override {
+    exec("int4_block_scan", a, [&](const Int4BlockScanArgs& h) { cpu_->int4_block_scan(h); });
+  }
   Support supports_copy_rows(const CopyRowsArgs& a) const override {
     return check("copy_rows", a, [&](const CopyRowsArgs& h) { return cpu_->supports_copy_rows(h); });
   }
@@ -539,7 +644,7 @@ class FakeDeviceBackend final : public Backend {
   template <class Args, class Fn>
   Support check(const char* op, const Args& a, Fn&& fn) const {
     Args h = a;
-    Translation x(mem_, op);
+    Translation x(mem_, op, &int4_);
     visit(h, x);
     if (!x.ok()) return Support::no(x.why());
     Support s = fn(h);
@@ -550,7 +655,7 @@ class FakeDeviceBackend final : public Backend {
   template <class Args, class Fn>
   void exec(const char* op, const Args& a, Fn&& fn) {
     Args h = a;
-    Translation x(mem_, op);
+    Translation x(mem_, op, &int4_);
     visit(h, x);
     if (!x.ok()) throw std::invalid_argument(x.why());
     fn(h);
@@ -576,6 +681,7 @@ class FakeDeviceBackend final : public Backend {
 
   std::unique_ptr<Backend> cpu_;
   mutable DeviceMemory mem_;  // supports_*() read it through a Translation
+  Int4Table int4_;            // alloc_int4's handles -> the CPU backend's int4 tensors
 };
 
 }  // namespace

@@ -1,13 +1,13 @@
 // RetrievalAttention: a static set (initial + recent tokens) plus keys retrieved from an index
 // over the cache, the two partial attentions merged by LSE.
 // "RetrievalAttention: Accelerating Long-Context LLM Inference via Vector Retrieval", Liu et
-// al., arXiv 2409.10516 (NeurIPS 2025). VARIANTS.md §9. The original code is not public (the
+// al., arXiv 2409.10516 (NeurIPS 2025). docs/variants.md §9. The original code is not public (the
 // repository now holds RetroInfer), so the index here is our own, documented below.
 //
 // Per decode step (T keys) and kv group: the static set S = [0, n_init) ∪ [T − n_local, T)
 // and the retrieved set R = the top_k keys outside S by the group's best logit
 // max_h q_h·k_j, found through the index; op 3 runs over S and over R and the two (O, LSE)
-// merge exactly by LSE (VARIANTS.md §0), as the paper merges its GPU and CPU parts.
+// merge exactly by LSE (docs/variants.md §0), as the paper merges its GPU and CPU parts.
 //
 // index: exact — R is the exact top-k over every non-static key (scans them all).
 // index: ivf — an attention-aware inverted file built from the PROMPT's queries, the paper's
@@ -31,11 +31,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <memory>
 
 #include "core/random.hpp"
 #include "core/errors.hpp"
-#include "cpu/selection.hpp"
 #include "variants/decode_steps.hpp"
 #include "variants/sparse_decode/sparse_decode_base.hpp"
 

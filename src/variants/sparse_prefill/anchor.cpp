@@ -1,6 +1,7 @@
 // AnchorAttention: "AnchorAttention: Difference-Aware Sparse Attention with Stripe
-// Granularity", EMNLP 2025, arXiv 2505.23520 — VARIANTS.md §7 (yuzhouzhang9/Anchor-Attention,
-// anchor_attn/src/ops/anchor_step_1_2_v2.py, get_mask_test.py, anchor_attn_v4.py).
+// Granularity", EMNLP 2025, arXiv 2505.23520 — docs/variants.md §7
+// (yuzhouzhang9/Anchor-Attention, anchor_attn/src/ops/anchor_step_1_2_v2.py, get_mask_test.py,
+// anchor_attn_v4.py).
 // Per query group of block·step rows:
 //  1. anchor pass: exact online softmax over the initial region and the group's own (local)
 //     region, causal; the running max m_i of each row is its anchor;
@@ -10,9 +11,10 @@
 //  3. sparse pass: the anchor pass's state (m, ℓ, acc) is continued over the stripe keys and
 //     finalised.
 // Op 2 runs the anchor pass (key-block lists, state kept) in the plan and the stripe pass
-// (key-index lists, resumed from that state) in run(). As the reference code, a last group
-// shorter than block·step is computed densely; unlike it, the scan skips the initial region,
-// so no key is counted twice (VARIANTS.md §7 asks for the de-duplication).
+// (key-index lists, resumed from that state) in run(); its lists and the state are in backend
+// memory. As the reference code, a last group shorter than block·step is computed densely;
+// unlike it, the scan skips the initial region, so no key is counted twice (docs/variants.md
+// §7 asks for the de-duplication).
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -22,10 +24,24 @@
 namespace ab {
 namespace {
 
+// What run() continues: the stripes (host copies, and the backend's buffers when they are in
+// device memory) and the anchor pass's softmax state in backend tensors. The plan frees its
+// backend memory when it is destroyed (the backend must outlive it).
 struct AnchorPlan : SparsePlanBase {
+  Backend* backend = nullptr;
   std::shared_ptr<const HostIndexLists> stripes;  // per (b, h, group)
   CsrOut device;                                   // the stripes in device memory, if there
-  std::shared_ptr<HostSoftmaxState> state;         // after the anchor pass
+  SoftmaxState state;                              // after the anchor pass
+  AnchorPlan() = default;
+  AnchorPlan(const AnchorPlan&) = delete;
+  AnchorPlan& operator=(const AnchorPlan&) = delete;
+  ~AnchorPlan() override {
+    if (!backend) return;
+    for (const TensorRef* t : {&state.m, &state.l, &state.acc})
+      if (t->data) backend->free(*t);
+    for (const IndexBuffer* b : {&device.offsets, &device.entries})
+      if (b->present()) backend->free_indices(*b);
+  }
 };
 
 class Anchor final : public SparsePrefillVariant {
@@ -67,7 +83,7 @@ class Anchor final : public SparsePrefillVariant {
   Plan plan(const Inputs& in, Backend& be) override;
   void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override {
     const AnchorPlan& st = state_of<AnchorPlan>(plan);
-    run_op(in, *st.stripes, out, be, st.state.get(), st.device);
+    run_op(in, *st.stripes, out, be, &st.state, st.device);
   }
 
  protected:
@@ -108,11 +124,16 @@ Plan Anchor::plan(const Inputs& in, Backend& be) {
       anchor_lists->offsets.push_back(int32_t(anchor_lists->blocks.size()));
     }
   auto st = std::make_shared<AnchorPlan>();
-  st->state = std::make_shared<HostSoftmaxState>(s);
-  SparsePrefillArgs a = op_args(in, *anchor_lists);
+  st->backend = &be;
+  st->state.m = be.alloc({s.batch, s.q_heads, s.q_len, 1}, DType::f32);
+  st->state.l = be.alloc({s.batch, s.q_heads, s.q_len, 1}, DType::f32);
+  st->state.acc = be.alloc({s.batch, s.q_heads, s.q_len, s.v_dim}, DType::f32);
+  const CsrOut anchor_device = upload_lists(be, anchor_lists->offsets, anchor_lists->blocks);
+  SparsePrefillArgs a = op_args(in, *anchor_lists, anchor_device);
   a.finalize = false;
-  a.state_out = st->state->view();
+  a.state_out = st->state;
   be.sparse_prefill(a);
+  free_lists(be, anchor_device);
   const double anchor_pairs = executed_pairs(in, *anchor_lists, be);
 
   // 2. Stripes of each (b, h, group): candidates are keys [init, g·G) (outside the initial
@@ -129,7 +150,7 @@ Plan Anchor::plan(const Inputs& in, Backend& be) {
   pq.block = block;
   be.pool(pq);
   PoolArgs pa = pq;
-  pa.in = st->state->view().m;
+  pa.in = st->state.m;
   pa.out = abar;
   pa.f64_sum = true;
   be.pool(pa);

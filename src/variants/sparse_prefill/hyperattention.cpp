@@ -1,5 +1,5 @@
 // HyperAttention: "HyperAttention: Long-context Attention in Near-Linear Time", Han et al.,
-// ICLR 2024, arXiv 2310.05869 — VARIANTS.md §10 (insuhan/hyper-attn
+// ICLR 2024, arXiv 2310.05869 — docs/variants.md §10 (insuhan/hyper-attn
 // models/attention/hyper_attn.py, angular_lsh.py, utils.py::add_self_attentions).
 // Non-causal approximation of attn(Q, K, V) for n_q >= min_seq_len query rows:
 //  1. sortLSH: hash queries and keys with angular LSH (sign bits of x·R, R ∈ ℝ^{d×bits},
@@ -20,18 +20,71 @@
 // Not padded: the reference pads odd halves and partial sorted blocks with zero rows (zero
 // keys then take part in the last block's softmax); here halves are ceil/floor and the last
 // sorted block is short.
+// On the backend: the LSH codes (project, sign_code), op 2 over the lists in backend memory,
+// the online-softmax state between the exact pieces, and the LSE merge (lse_merge, with the
+// row's ln(n_k/m) as row_offset). On the host, on the downloaded codes: the recursion, the
+// stable sorts by code and the column draws, sequential control that builds the lists.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <numeric>
+#include <stdexcept>
 
 #include "core/random.hpp"
-#include "cpu/lse_merge.hpp"
-#include "cpu/selection.hpp"
 #include "variants/sparse_prefill/sparse_prefill_base.hpp"
 
 namespace ab {
 namespace {
+
+// A HostIndexLists' copy in device memory, for op 2 (valid until the backend's release_all).
+struct DeviceIndexLists {
+  IndexBuffer offsets, indices, q_offsets, q_rows;
+  int64_t q_group = 0, n_groups = 0;
+  int list_heads = 0;
+  KeyIndexLists view() const {
+    KeyIndexLists v;
+    v.q_group = q_group;
+    v.n_groups = n_groups;
+    v.list_heads = list_heads;
+    v.offsets = offsets.data;
+    v.indices = indices.data;
+    v.q_offsets = q_offsets.data;
+    v.q_rows = q_rows.data;
+    v.on_device = offsets.on_device;
+    return v;
+  }
+};
+
+// The reflected Gray code sequence of `bits` bits, built as insuhan/hyper-attn's
+// AngularLSH._unit_hamming_distance_array: a_1 = [0, 1], a_n = [a_{n-1}, reverse(a_{n-1}) +
+// 2^{n-1}]; neighbouring entries differ in one bit.
+std::vector<int32_t> gray_code_sequence(int bits) {
+  std::vector<int32_t> a = {0, 1};
+  for (int n = 2; n <= bits; ++n) {
+    const size_t half = a.size();
+    a.resize(2 * half);
+    for (size_t i = 0; i < half; ++i) a[half + i] = a[half - 1 - i] + (int32_t(1) << (n - 1));
+  }
+  return a;
+}
+
+// The stable ascending order of n codes in [0, n_codes): rows with equal codes keep their
+// original order. A counting sort where the buckets are few against the rows (the order is
+// the same as a stable comparison sort's; this runs on one host thread).
+std::vector<int32_t> stable_order(const int32_t* codes, int64_t n, int64_t n_codes) {
+  std::vector<int32_t> order(static_cast<size_t>(n));
+  if (n_codes > 4 * n) {
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return codes[a] < codes[b]; });
+    return order;
+  }
+  std::vector<int32_t> next(static_cast<size_t>(n_codes) + 1, 0);
+  for (int64_t i = 0; i < n; ++i) ++next[size_t(codes[i]) + 1];
+  for (int64_t c = 0; c < n_codes; ++c) next[size_t(c) + 1] += next[size_t(c)];
+  for (int64_t i = 0; i < n; ++i) order[size_t(next[size_t(codes[i])]++)] = int32_t(i);
+  return order;
+}
 
 struct Node {
   int64_t q0, q1, k0, k1;
@@ -43,10 +96,12 @@ struct Level {
   std::shared_ptr<const HostIndexLists> exact;    // sorted diagonal blocks and exact nodes
   std::shared_ptr<const HostIndexLists> samples;  // sampled columns (repeats kept), or null
   std::vector<float> row_log_weight;              // (Nq): ln(n_k/m) of the row's node
+  DeviceIndexLists exact_dev, samples_dev;        // their copies in device memory, when there
 };
 
 struct HyperPlan : SparsePlanBase {
   std::shared_ptr<const HostIndexLists> leaves;  // exact causal leaves (or null)
+  DeviceIndexLists leaves_dev;
   std::vector<Level> levels;
   // The same lists as selections (the plan's union and the reference read them).
   std::shared_ptr<const TokenSelection> leaf_sel;
@@ -85,11 +140,7 @@ class HyperAttention final : public SparsePrefillVariant {
     return s;
   }
 
-  Support supports(const AttnShape& s, const Backend& b) const override {
-    if (b.name() != "cpu")
-      return Support::no("hyperattention: its LSE merge of the sampled part runs on host memory (CPU backend)");
-    return SparsePrefillVariant::supports(s, b);
-  }
+  Support supports(const AttnShape& s, const Backend& b) const override;
 
   Plan plan(const Inputs& in, Backend& be) override;
   void run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) override;
@@ -120,10 +171,6 @@ class HyperAttention final : public SparsePrefillVariant {
     return e;
   }
 
- private:
-  // Run-phase scratch (the sampled part's O and LSE, the running state), kept between runs.
-  std::unique_ptr<HostSoftmaxState> state_;
-  std::vector<float> part_o_, part_lse_;
 };
 
 void collect_nodes(int64_t a, int64_t n, int depth, int64_t min_len, std::vector<std::pair<int64_t, int64_t>>& leaves,
@@ -138,10 +185,28 @@ void collect_nodes(int64_t a, int64_t n, int depth, int64_t min_len, std::vector
   nodes.push_back({a + h, a + n, a, a + h, depth, n - h < min_len});
 }
 
+// Every op plan() and run() call, probed with the argument kinds they pass (shapes and flags,
+// no data: a backend answers for the memory and the kinds it can run).
+Support HyperAttention::supports(const AttnShape& s, const Backend& b) const {
+  Support ok = SparsePrefillVariant::supports(s, b);
+  if (!ok.ok) return ok;
+  const int bits = int(params_.integer("lsh_num_projs"));
+  ProjectArgs pr;
+  pr.epilogue = ProjectEpilogue::sign_code;
+  pr.x.shape = {0, s.q_heads, s.q_len, s.head_dim};
+  pr.proj.shape = {1, 1, s.head_dim, bits};
+  pr.code.size = int64_t(1) << bits;
+  pr.codes.size = 0;
+  if (ok = b.supports_project(pr); !ok.ok) return ok;
+  LseMergeArgs m;
+  m.o.shape = m.o2.shape = {0, s.q_heads, s.q_len, s.v_dim};
+  m.lse.shape = m.lse2.shape = {0, s.q_heads, s.q_len, 1};
+  m.row_offset.shape = {1, 1, s.q_len, 1};
+  return b.supports_lse_merge(m);
+}
+
 Plan HyperAttention::plan(const Inputs& in, Backend& be) {
-  (void)be;
   const AttnShape& s = in.shape;
-  const HostInputs& x = *in.host;
   const int d = s.head_dim;
   const int bits = int(params_.integer("lsh_num_projs"));
   const int64_t bs = params_.integer("block_size"), m = params_.integer("sample_size");
@@ -159,20 +224,35 @@ Plan HyperAttention::plan(const Inputs& in, Backend& be) {
   int depths = 0;
   for (const Node& n : nodes) depths = std::max(depths, n.depth + 1);
 
-  // Hashes of every query and key row, one projection set for all heads (AngularLSH).
-  const cpu::AngularLsh lsh = cpu::make_angular_lsh(d, bits, mix_seed(seed, 0x15));
+  // Codes of every query and key row, one projection set for all heads (AngularLSH: sign
+  // bits of x·R, R (d, bits) ~ N(0, 1), through the Gray code), on the backend; the sorts
+  // below read them on the host.
   const int64_t n_qh = int64_t(s.batch) * s.q_heads, n_kh = int64_t(s.batch) * s.kv_heads;
-  std::vector<int32_t> qhash(static_cast<size_t>(n_qh * s.q_len)), khash(static_cast<size_t>(n_kh * s.kv_len));
+  std::vector<int32_t> qhash, khash;
   const bool any_lsh = std::any_of(nodes.begin(), nodes.end(), [](const Node& n) { return !n.exact; });
   if (any_lsh) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t t = 0; t < n_qh + n_kh; ++t) {
-      if (t < n_qh)
-        cpu::lsh_hash(lsh, x.q.row(t / s.q_heads, t % s.q_heads, 0), s.q_len, qhash.data() + t * s.q_len);
-      else
-        cpu::lsh_hash(lsh, x.k.row((t - n_qh) / s.kv_heads, (t - n_qh) % s.kv_heads, 0), s.kv_len,
-                      khash.data() + (t - n_qh) * s.kv_len);
-    }
+    HostTensor R({1, 1, d, bits});
+    SeededRandom rng(mix_seed(seed, 0x15));
+    for (float& p : R.data) p = float(rng.normal());
+    ProjectArgs pr;
+    pr.epilogue = ProjectEpilogue::sign_code;
+    pr.proj = be.alloc(R.shape, DType::f32);
+    be.upload(R, pr.proj);
+    const std::vector<int32_t> gray = gray_code_sequence(bits);
+    pr.code = be.alloc_indices(int64_t(gray.size()));
+    be.upload_index_buffer(gray, pr.code);
+    pr.x = in.q;
+    pr.codes = be.alloc_indices(n_qh * s.q_len);
+    be.project(pr);
+    qhash = be.download_index_buffer(pr.codes, n_qh * s.q_len);
+    be.free_indices(pr.codes);
+    pr.x = in.k;
+    pr.codes = be.alloc_indices(n_kh * s.kv_len);
+    be.project(pr);
+    khash = be.download_index_buffer(pr.codes, n_kh * s.kv_len);
+    be.free_indices(pr.codes);
+    be.free_indices(pr.code);
+    be.free(pr.proj);
   }
 
   auto st = std::make_shared<HyperPlan>();
@@ -201,7 +281,6 @@ Plan HyperAttention::plan(const Inputs& in, Backend& be) {
       if (n.depth == depth) at.push_back(&n);
     std::vector<std::vector<Group>> per_head(static_cast<size_t>(n_qh));
     bool sampled = false;
-#pragma omp parallel for schedule(dynamic, 1) reduction(|| : sampled) reduction(+ : sort_ops)
     for (int64_t bh = 0; bh < n_qh; ++bh) {
       const int b = int(bh / s.q_heads), h = int(bh % s.q_heads);
       const int64_t kvh = int64_t(b) * s.kv_heads + h / s.group();
@@ -219,8 +298,8 @@ Plan HyperAttention::plan(const Inputs& in, Backend& be) {
           continue;
         }
         // 1. Stable sort of the node's rows and keys by hash.
-        std::vector<int32_t> qs = cpu::stable_order(qhash.data() + bh * s.q_len + nd.q0, nq);
-        std::vector<int32_t> ks = cpu::stable_order(khash.data() + kvh * s.kv_len + nd.k0, nk);
+        std::vector<int32_t> qs = stable_order(qhash.data() + bh * s.q_len + nd.q0, nq, int64_t(1) << bits);
+        std::vector<int32_t> ks = stable_order(khash.data() + kvh * s.kv_len + nd.k0, nk, int64_t(1) << bits);
         sort_ops += double(nq) * std::log2(double(std::max<int64_t>(2, nq))) + double(nk) * std::log2(double(std::max<int64_t>(2, nk)));
         const int64_t nb = (nk + bs - 1) / bs, qbs = (nq + nb - 1) / nb;
         // 2. Samples in sorted-key coordinates (uniform, with replacement), one stream per
@@ -276,12 +355,42 @@ Plan HyperAttention::plan(const Inputs& in, Backend& be) {
     st->levels.push_back(std::move(lv));
   }
 
+  // On a device, the lists in device memory for op 2 (in host memory op 2 reads the host
+  // lists themselves).
+  auto upload = [&](const std::vector<int32_t>& v) {
+    IndexBuffer x = be.alloc_indices(int64_t(v.size()));
+    be.upload_index_buffer(v, x);
+    return x;
+  };
+  auto to_device = [&](const HostIndexLists& L) {
+    DeviceIndexLists D;
+    D.q_group = L.q_group;
+    D.n_groups = L.n_groups;
+    D.list_heads = L.list_heads;
+    D.offsets = upload(L.offsets);
+    if (!D.offsets.on_device) {
+      be.free_indices(D.offsets);
+      return DeviceIndexLists{};
+    }
+    D.indices = upload(L.indices);
+    if (!L.q_offsets.empty()) {
+      D.q_offsets = upload(L.q_offsets);
+      D.q_rows = upload(L.q_rows);
+    }
+    return D;
+  };
+  if (st->leaves) st->leaves_dev = to_device(*st->leaves);
+  for (Level& lv : st->levels) {
+    lv.exact_dev = to_device(*lv.exact);
+    if (lv.samples) lv.samples_dev = to_device(*lv.samples);
+  }
+
   // Pairs the op computes, and the selection: the union of every part (disjoint key sets per
   // row: leaves, each level's blocks, each level's samples outside the row's own block).
   std::vector<std::shared_ptr<const Selection>> parts;
   double pairs = 0, selected = 0;
   auto count = [&](const std::shared_ptr<const TokenSelection>& sel) {
-    pairs += executed_pairs(in, sel->lists());
+    pairs += executed_pairs(in, sel->lists(), be);
     selected += selected_pairs(sel->lists(), s);
     parts.push_back(sel);
   };
@@ -308,41 +417,63 @@ Plan HyperAttention::plan(const Inputs& in, Backend& be) {
 void HyperAttention::run(const Inputs& in, const Plan& plan, Outputs& out, Backend& be) {
   const HyperPlan& st = state_of<HyperPlan>(plan);
   const AttnShape& s = in.shape;
-  if (!state_ || state_->m.size() != size_t(int64_t(s.batch) * s.q_heads * s.q_len) ||
-      state_->acc_shape[3] != s.v_dim)
-    state_ = std::make_unique<HostSoftmaxState>(s);
+  // Op 2 over host lists L, or their copy D in device memory when there.
+  auto args = [&](const HostIndexLists& L, const DeviceIndexLists& D) {
+    SparsePrefillArgs a = op_args(in, L);
+    if (D.offsets.present()) a.indices = D.view();
+    return a;
+  };
   // The exact pieces, one state: leaves, then each level's blocks; the last one finalises.
-  std::vector<std::shared_ptr<const HostIndexLists>> exact;
-  if (st.leaves) exact.push_back(st.leaves);
-  for (const Level& lv : st.levels) exact.push_back(lv.exact);
+  std::vector<std::pair<const HostIndexLists*, const DeviceIndexLists*>> exact;
+  if (st.leaves) exact.push_back({st.leaves.get(), &st.leaves_dev});
+  for (const Level& lv : st.levels) exact.push_back({lv.exact.get(), &lv.exact_dev});
+  SoftmaxState state;
+  if (exact.size() > 1) {
+    const Shape4 row{s.batch, s.q_heads, s.q_len, 1};
+    state = {be.alloc(row, DType::f32), be.alloc(row, DType::f32), be.alloc({s.batch, s.q_heads, s.q_len, s.v_dim}, DType::f32)};
+  }
   for (size_t c = 0; c < exact.size(); ++c) {
-    SparsePrefillArgs a = op_args(in, *exact[c]);
-    if (c > 0) a.state_in = state_->view();
+    SparsePrefillArgs a = args(*exact[c].first, *exact[c].second);
+    if (c > 0) a.state_in = state;
     const bool last = c + 1 == exact.size();
     a.finalize = last;
     if (last) {
       a.o = out.o;
       a.lse = out.lse;
     } else {
-      a.state_out = state_->view();
+      a.state_out = state;
     }
     be.sparse_prefill(a);
   }
-  // Each level's sampled columns: O_s, LSE_s + ln(n_k/m), LSE-merged into the result.
-  const int64_t rows = int64_t(s.batch) * s.q_heads * s.q_len;
+  if (state.present())
+    for (const TensorRef& t : {state.m, state.l, state.acc}) be.free(t);
+  // Each level's sampled columns: O_s, LSE_s, LSE-merged into the result with the row's
+  // ln(n_k/m) added to LSE_s.
+  TensorRef part_o, part_lse, weight;
+  HostTensor w({1, 1, s.q_len, 1});
   for (const Level& lv : st.levels) {
     if (!lv.samples) continue;
-    part_o_.resize(static_cast<size_t>(rows * s.v_dim));
-    part_lse_.resize(static_cast<size_t>(rows));
-    SparsePrefillArgs a = op_args(in, *lv.samples);
-    a.o.data = part_o_.data();
-    a.o.shape = {s.batch, s.q_heads, s.q_len, s.v_dim};
-    a.lse.data = part_lse_.data();
-    a.lse.shape = {s.batch, s.q_heads, s.q_len, 1};
+    if (!part_o.data) {
+      part_o = be.alloc({s.batch, s.q_heads, s.q_len, s.v_dim}, DType::f32);
+      part_lse = be.alloc({s.batch, s.q_heads, s.q_len, 1}, DType::f32);
+      weight = be.alloc(w.shape, DType::f32);
+    }
+    SparsePrefillArgs a = args(*lv.samples, lv.samples_dev);
+    a.o = part_o;
+    a.lse = part_lse;
     be.sparse_prefill(a);
-    for (int64_t r = 0; r < rows; ++r) part_lse_[size_t(r)] += lv.row_log_weight[size_t(r % s.q_len)];
-    cpu::lse_merge_into(out.o.host_f32(), out.lse.host_f32(), part_o_.data(), part_lse_.data(), rows, s.v_dim);
+    std::copy(lv.row_log_weight.begin(), lv.row_log_weight.end(), w.ptr());
+    be.upload(w, weight);
+    LseMergeArgs m;
+    m.o = out.o;
+    m.lse = out.lse;
+    m.o2 = part_o;
+    m.lse2 = part_lse;
+    m.row_offset = weight;
+    be.lse_merge(m);
   }
+  for (const TensorRef& t : {part_o, part_lse, weight})
+    if (t.data) be.free(t);
 }
 
 // Float64 of HyperAttention's own formula for one row: softmax over its exact keys (weight 1)

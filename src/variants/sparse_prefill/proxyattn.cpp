@@ -1,11 +1,11 @@
 // ProxyAttn: "ProxyAttn: Guided Sparse Attention via Representative Heads", ICLR 2026,
-// arXiv 2509.24745 — VARIANTS.md §6. Block-sparse prefill whose estimation is compressed along
+// arXiv 2509.24745 — docs/variants.md §6. Block-sparse prefill whose estimation is compressed along
 // the head axis: a proxy head per head group (the group's mean Q and mean K) scores strided
 // queries against every key; the token probabilities are max-pooled to (query block, key
 // block) scores shared by the group; each head gets its own block budget from the cumulative
 // mass (γ) of its last query block's average-pooled probabilities; every query block keeps its
 // top blocks plus the causal diagonal; op 2 runs over the kept blocks.
-// The official code could not be read (VARIANTS.md §6 works from a secondary summary); where
+// The official code could not be read (docs/variants.md §6 works from a secondary summary); where
 // the summary is silent the choices are named here: the strided query is the last row of each
 // window (it sees every key its window sees), the average pooling of step 4 divides each
 // tile's probability sum by the tile's full size, the γ budget is a fraction of the visible

@@ -1,5 +1,5 @@
 // SALE: "SALE: Low-bit Estimation for Efficient Sparse Attention in Long-context LLM
-// Prefilling", arXiv 2505.24179 — VARIANTS.md §8 (BirdChristopher/SALE:
+// Prefilling", arXiv 2505.24179 — docs/variants.md §8 (BirdChristopher/SALE:
 // csrc/flash_attn/src/flash_fwd_int4_sparse_kernel_v2.h, softmax.h::reduce_row_sum and
 // is_big_block, int4_flash_attn/flash_attn_int4_skip.py, quant_triton.py).
 // Per (head, 64-row query block):
@@ -15,7 +15,7 @@
 // plan/run split this harness times; "segment" refreshes t_i after each segment with the exact
 // statistics of the blocks kept so far (the fused kernel's single-pass mode), computed here in
 // the plan and counted as estimation.
-// Hardware note (VARIANTS.md §25): the paper's estimate runs on Ada int4 tensor cores; here the
+// Hardware note (docs/variants.md §25): the paper's estimate runs on Ada int4 tensor cores; here the
 // int4 values are exact int8 dot products (AVX-512 VNNI), emulating the int4 GEMM.
 // τ is calibrated per head offline in the paper; here one τ serves every head (README: 0.004).
 #include <algorithm>

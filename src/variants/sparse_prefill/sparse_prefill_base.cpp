@@ -128,9 +128,9 @@ SparsePrefillArgs SparsePrefillVariant::op_args(const Inputs& in, const HostBloc
 }
 
 void SparsePrefillVariant::run_op(const Inputs& in, const HostIndexLists& lists, Outputs& out, Backend& be,
-                                  const HostSoftmaxState* resume, const CsrOut& device) {
+                                  const SoftmaxState* resume, const CsrOut& device) {
   SparsePrefillArgs a = op_args(in, lists, device);
-  if (resume) a.state_in = resume->view();
+  if (resume) a.state_in = *resume;
   a.o = out.o;
   a.lse = out.lse;
   be.sparse_prefill(a);
@@ -162,6 +162,21 @@ void SparsePrefillVariant::download_lists(Backend& be, const CsrOut& c, int64_t 
                                           std::vector<int32_t>& entries) {
   offsets = be.download_index_buffer(c.offsets, lists + 1);
   entries = be.download_index_buffer(c.entries, offsets.back());
+}
+
+CsrOut SparsePrefillVariant::upload_lists(Backend& be, const std::vector<int32_t>& offsets,
+                                          const std::vector<int32_t>& entries) {
+  CsrOut c;
+  c.offsets = be.alloc_indices(int64_t(offsets.size()));
+  c.entries = be.alloc_indices(std::max<int64_t>(int64_t(entries.size()), 1));
+  be.upload_index_buffer(offsets, c.offsets);
+  be.upload_index_buffer(entries, c.entries);
+  return c;
+}
+
+void SparsePrefillVariant::free_lists(Backend& be, const CsrOut& c) {
+  if (c.offsets.present()) be.free_indices(c.offsets);
+  if (c.entries.present()) be.free_indices(c.entries);
 }
 
 CsrOut SparsePrefillVariant::keep_on_device(Backend& be, const CsrOut& c) {
@@ -260,7 +275,7 @@ AttnShape SparsePrefillVariant::prefill_shape(const Problem& p) const {
 void SparsePrefillVariant::require_causal(const AttnShape& s, const std::string& method,
                                           const std::string& section) const {
   if (!s.causal)
-    throw InputError(info_.name + ": problem.causal = false: " + method + " is a causal prefill method (VARIANTS.md " +
+    throw InputError(info_.name + ": problem.causal = false: " + method + " is a causal prefill method (docs/variants.md " +
                      section + ")");
 }
 

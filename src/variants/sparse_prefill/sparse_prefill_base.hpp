@@ -1,8 +1,8 @@
 #pragma once
-// Shared body of the selection-based prefill variants (VARIANTS.md §6–§11, §18, §22): each
+// Shared body of the selection-based prefill variants (docs/variants.md §6–§11, §18, §22): each
 // estimates in plan() which keys every query row attends to, exposes that as the plan's
 // Selection (read by the recall and NIAH metrics), and runs op 2 (core/ops_sparse.hpp) over
-// the selected keys in run(). The cost is split as issue 5 §5 asks: estimation FLOPs (plan),
+// the selected keys in run(). The cost is split in two: estimation FLOPs (plan),
 // executed FLOPs (estimation + the op's computed pairs), the dense-equivalent FLOPs of the
 // same shape, and the density reached (selected / allowed pairs, causal-aware).
 #include <initializer_list>
@@ -36,8 +36,8 @@ struct ListsPlan : SparsePlanBase {
 using IndexListsPlan = ListsPlan<HostIndexLists>;
 using BlockListsPlan = ListsPlan<HostBlockLists>;
 
-// An online-softmax state in plan-owned host memory (the CPU backend's tensors are host
-// memory; a device backend would allocate it with Backend::alloc instead).
+// An online-softmax state in plan-owned host memory, for the variants whose plans are not yet
+// on backend memory (hyperattention); anchor keeps its state in Backend::alloc tensors.
 struct HostSoftmaxState {
   std::vector<float> m, l, acc;
   Shape4 row_shape{0, 0, 0, 0}, acc_shape{0, 0, 0, 0};
@@ -84,7 +84,7 @@ class SparsePrefillVariant : public Variant {
   static SparsePrefillArgs op_args(const Inputs& in, const HostBlockLists& lists, const CsrOut& device = {});
   // run(): op 2 over the plan's lists into the case's outputs, continuing `resume` if given.
   static void run_op(const Inputs& in, const HostIndexLists& lists, Outputs& out, Backend& be,
-                     const HostSoftmaxState* resume = nullptr, const CsrOut& device = {});
+                     const SoftmaxState* resume = nullptr, const CsrOut& device = {});
   static void run_op(const Inputs& in, const HostBlockLists& lists, Outputs& out, Backend& be,
                      const CsrOut& device = {});
 
@@ -94,6 +94,10 @@ class SparsePrefillVariant : public Variant {
   // Host copies of them (the selection's bookkeeping): offsets (lists + 1) and the entries.
   static void download_lists(Backend& be, const CsrOut& c, int64_t lists, std::vector<int32_t>& offsets,
                              std::vector<int32_t>& entries);
+  // Host lists copied into backend index buffers (op 2's input where the backend reads them),
+  // and the buffers of a CsrOut freed (either may be absent).
+  static CsrOut upload_lists(Backend& be, const std::vector<int32_t>& offsets, const std::vector<int32_t>& entries);
+  static void free_lists(Backend& be, const CsrOut& c);
   // What a plan keeps of buffers it downloaded: on a device, the buffers for op 2 in run();
   // in host memory they are freed (op 2 reads the host copies).
   static CsrOut keep_on_device(Backend& be, const CsrOut& c);
@@ -106,7 +110,7 @@ class SparsePrefillVariant : public Variant {
   void require_prefill(const Problem& p) const;
   // shape_from_problem after require_prefill.
   AttnShape prefill_shape(const Problem& p) const;
-  // "<variant>: problem.causal = false: <method> is a causal prefill method (VARIANTS.md <section>)".
+  // "<variant>: problem.causal = false: <method> is a causal prefill method (docs/variants.md <section>)".
   void require_causal(const AttnShape& s, const std::string& method, const std::string& section) const;
   // "<variant>: problem q_len = .. != kv_len = ..: <why>".
   void require_self_attention(const AttnShape& s, const std::string& why) const;
@@ -117,10 +121,6 @@ class SparsePrefillVariant : public Variant {
   // kernel tiles them (Backend::sparse_prefill_executed_pairs), else the selected pairs.
   static double executed_pairs(const Inputs& in, const HostIndexLists& lists, const Backend& be);
   static double executed_pairs(const Inputs& in, const HostBlockLists& lists, const Backend& be);
-  // Without the backend: the CPU kernel's count (sparse_prefill_legacy.cpp), for the variants
-  // not yet moved onto ops (dhsa, sea, hyperattention); to be removed with them.
-  static double executed_pairs(const Inputs& in, const HostIndexLists& lists);
-  static double executed_pairs(const Inputs& in, const HostBlockLists& lists);
   // A plan whose selection is `sel`: its density, the estimation FLOPs and the state.
   static Plan selection_plan(const AttnShape& s, std::shared_ptr<const HostIndexLists> sel,
                              double estimation_flops, std::shared_ptr<SparsePlanBase> st);
@@ -131,13 +131,6 @@ class SparsePrefillVariant : public Variant {
   static Plan finish_plan(const Inputs& in, std::shared_ptr<const Lists> lists, double estimation_flops,
                           std::shared_ptr<SparsePlanBase> st, const Backend& be) {
     st->executed_pairs = executed_pairs(in, *lists, be);
-    return selection_plan(in.shape, std::move(lists), estimation_flops, std::move(st));
-  }
-  // The same without the backend (sparse_prefill_legacy.cpp's count; see executed_pairs).
-  template <class Lists>
-  static Plan finish_plan(const Inputs& in, std::shared_ptr<const Lists> lists, double estimation_flops,
-                          std::shared_ptr<SparsePlanBase> st) {
-    st->executed_pairs = executed_pairs(in, *lists);
     return selection_plan(in.shape, std::move(lists), estimation_flops, std::move(st));
   }
   template <class T>

@@ -1,5 +1,5 @@
 // VTC-CLS: "[CLS] Token Tells Everything Needed for Training-free Efficient MLLMs", arXiv
-// 2412.05819 — VARIANTS.md §22 (THU-MIG/VTC-CLS llava/model/multimodal_encoder/clip_encoder.py::
+// 2412.05819 — docs/variants.md §22 (THU-MIG/VTC-CLS llava/model/multimodal_encoder/clip_encoder.py::
 // cls_token_only). VTC-CLS prunes visual tokens by the [CLS] row's attention, averaged over
 // heads (and summed over a range of layers), keeping the top token_num in their original
 // order. As an attention-level operator (§25: "a [CLS]-attention token selector"): the probe
