@@ -11,9 +11,10 @@ packages=(build-essential cmake ninja-build git pkg-config
 # Test-only packages, installed when the tests will run (scripts/test.sh sets
 # ATTN_TEST_PACKAGES=1): headless Chromium renders the HTML report (tests/cli/report_chromium.sh)
 # and pdflatex with booktabs and pgfplots compiles the LaTeX tables and figures
-# (tests/cli/figures_latex.sh). Each test skips, saying why, where its tool is missing.
+# (tests/cli/figures_latex.sh); Slurm and munge bring up a one-node cluster on localhost for the
+# sharded sweep (tests/cli/slurm_array.sh). Each test skips, saying why, where its tool is missing.
 if [ "${ATTN_TEST_PACKAGES:-0}" = 1 ]; then
-  packages+=(chromium texlive-latex-base texlive-latex-recommended texlive-pictures)
+  packages+=(chromium texlive-latex-base texlive-latex-recommended texlive-pictures slurm-wlm munge)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -18,6 +18,15 @@ bool cuda_available(std::string* why) {
 #endif
 }
 
+int cuda_device_count(std::string* why) {
+#ifdef ATTN_HAVE_CUDA
+  return ab::cuda_device_count_impl(why);
+#else
+  if (why) *why = "this attn-bench was built without CUDA (ATTN_CUDA=OFF or no nvcc at build time)";
+  return 0;
+#endif
+}
+
 const std::vector<std::string>& device_names() {
   static const std::vector<std::string> names = {"cpu", "cuda", "fake", "auto"};
   return names;

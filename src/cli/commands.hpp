@@ -25,5 +25,6 @@ void setup_env(CLI::App& app, Action& action);
 void setup_inspect(CLI::App& app, Action& action);
 void setup_report(CLI::App& app, Action& action);
 void setup_plot(CLI::App& app, Action& action);
+void setup_merge(CLI::App& app, Action& action);
 
 }  // namespace ab::cli

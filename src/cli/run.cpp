@@ -4,6 +4,9 @@
 #include "core/errors.hpp"
 #include "spec/spec.hpp"
 #include "runner/runner.hpp"
+#include "runner/shard.hpp"
+
+#include <cstdlib>
 
 namespace ab::cli {
 
@@ -24,6 +27,9 @@ struct RunCliOptions {
   std::string resume;
   bool yes = false;
   double budget = 0;
+  std::string shard;
+  int workers = 0;
+  std::string gpus;
 };
 
 // The worker `run --isolate` starts for each case (not listed in --help).
@@ -54,17 +60,24 @@ void setup_run(CLI::App& app, Action& action) {
   sub->add_flag("-q,--quiet", opt->quiet, "no progress lines on stderr");
   sub->add_option("--emit-cases", opt->emit_cases, "write the cases as JSON (for scripts/peers) and exit");
   sub->add_flag("--isolate", opt->isolate, "run each case in its own worker process: a crash, abort or hang fails that case only");
-  sub->add_option("--timeout", opt->timeout, "with --isolate: seconds a case may take before it is killed and failed")
+  sub->add_option("--timeout", opt->timeout, "with --isolate (or a worker pool): seconds a case may take before it is killed and failed")
       ->check(CLI::Range(0.001, 1e7));
   sub->add_option("--resume", opt->resume, "keep the ok/skipped cases of this earlier report of the same spec; run the rest");
   sub->add_flag("--yes", opt->yes, "run even when the estimated time exceeds the budget");
   sub->add_option("--budget", opt->budget, "time budget in seconds above which --yes is needed (default $ATTN_BUDGET_S, else 3600)")
       ->check(CLI::Range(1.0, 1e9));
+  sub->add_option("--shard", opt->shard,
+                  "run one part of the cases: I/N (0 <= I < N), balanced by estimated cost and the same on every machine; "
+                  "auto = this Slurm array task (docs/cluster.md)");
+  sub->add_option("--workers", opt->workers, "CPU: run the cases in N worker processes, each pinned to its own cores")
+      ->check(CLI::Range(1, 4096));
+  sub->add_option("--gpus", opt->gpus, "all | 0,1,...: one worker process per GPU, largest case first (one GPU: as a plain run)");
   sub->callback([opt, &action] {
     action = [opt] {
-      if (opt->timeout > 0 && !opt->isolate)
-        throw InputError("--timeout needs --isolate (a case can only be stopped safely in its own process)");
-      const Experiment ex = load_experiment(opt->spec, opt->sets);
+      if (opt->timeout > 0 && !opt->isolate && opt->workers <= 1 && opt->gpus.empty())
+        throw InputError("--timeout needs --isolate, --workers N or --gpus (a case can only be stopped safely in its own process)");
+      // Lazily: the runner makes only the cases it runs (a shard of a very large sweep).
+      const Experiment ex = load_experiment(opt->spec, opt->sets, /*lazy=*/true);
       RunOptions ro;
       ro.output = opt->output;
       ro.device = opt->device;
@@ -81,6 +94,11 @@ void setup_run(CLI::App& app, Action& action) {
       ro.resume = opt->resume;
       ro.yes = opt->yes;
       ro.budget_s = opt->budget;
+      if (!opt->shard.empty()) ro.shard = parse_shard(opt->shard, [](const char* k) { return std::getenv(k); });
+      ro.workers = opt->workers;
+      ro.gpus = opt->gpus;
+      if ((ro.workers > 1 || !ro.gpus.empty()) && !opt->emit_cases.empty())
+        throw InputError("--emit-cases: not with --workers or --gpus");
       return run_experiment(ex, ro);
     };
   });
@@ -97,7 +115,7 @@ void setup_run(CLI::App& app, Action& action) {
   worker->add_option("--result", w->result)->required();
   worker->callback([w, &action] {
     action = [w] {
-      const Experiment ex = load_experiment(w->spec, w->sets);
+      const Experiment ex = load_experiment(w->spec, w->sets, /*lazy=*/true);  // it needs one case
       if (ex.sha256 != w->sha256)
         throw InputError(w->spec + ": the spec changed while the sweep was running (sha256 differs)");
       return run_case_worker(ex, w->index, w->device, w->threads, w->result);

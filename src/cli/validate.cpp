@@ -27,10 +27,11 @@ void setup_validate(CLI::App& app, Action& action) {
   sub->add_option("--show", opt->show, "how many cases to print")->check(CLI::Range(0, 1000000));
   sub->callback([opt, &action] {
     action = [opt] {
-      const Experiment ex = load_experiment(opt->spec, opt->sets);
-      size_t skipped = 0;
-      for (const auto& c : ex.cases) skipped += !c.skip_reason.empty();
-      std::printf("%s: valid, %zu cases", opt->spec.c_str(), ex.cases.size());
+      // Lazily: a spec of very many cases is checked and estimated one case at a time.
+      const Experiment ex = load_experiment(opt->spec, opt->sets, /*lazy=*/true);
+      const size_t n = ex.case_count();
+      const size_t skipped = ex.skipped_cases;
+      std::printf("%s: valid, %zu cases", opt->spec.c_str(), n);
       if (skipped) std::printf(" (%zu skipped: the variant does not fit that point of the sweep)", skipped);
       std::printf("\n");
       // The estimates are for the device the run would use; validating a GPU spec on a
@@ -44,9 +45,7 @@ void setup_validate(CLI::App& app, Action& action) {
         backend = make_backend("cpu", nullptr);
       }
       if (!note.empty()) std::printf("note: %s\n", note.c_str());
-      std::vector<const Case*> cases;
-      for (const auto& c : ex.cases) cases.push_back(&c);
-      print_preflight(ex, cases, *backend, static_cast<size_t>(opt->show), stdout);
+      print_preflight(ex, n, [&](size_t i) { return ex.case_at(i); }, *backend, static_cast<size_t>(opt->show), stdout);
       return 0;
     };
   });

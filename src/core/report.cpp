@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -68,6 +69,13 @@ void ReportWriter::add_case(json c) {
   // on rewriting an ever longer file.
   const double since = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_write_).count();
   if (doc_["cases"].size() == 1 || (since >= 1.0 && since >= 20 * last_write_s_)) write();
+}
+
+void ReportWriter::sort_cases_by_index() {
+  auto& cs = doc_["cases"];
+  std::stable_sort(cs.begin(), cs.end(), [](const json& a, const json& b) {
+    return a.value("index", int64_t{-1}) < b.value("index", int64_t{-1});
+  });
 }
 
 void ReportWriter::finish(bool complete) {

@@ -13,7 +13,7 @@
 
 namespace ab {
 
-inline constexpr const char* kSchemaVersion = "1.1.0";
+inline constexpr const char* kSchemaVersion = "1.2.0";
 
 class ReportWriter {
  public:
@@ -25,6 +25,9 @@ class ReportWriter {
   ReportWriter(const ReportWriter&) = delete;
   ReportWriter& operator=(const ReportWriter&) = delete;
   void add_case(nlohmann::ordered_json c);
+  // Orders the cases by their `index` (the spec's order) before finish(): the cases of a
+  // worker pool arrive in the order they finish.
+  void sort_cases_by_index();
   // complete=false after an interrupted sweep. A complete report no longer needs its journal,
   // which is removed.
   void finish(bool complete);

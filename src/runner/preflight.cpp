@@ -168,6 +168,11 @@ CaseEstimate estimate_case(const Experiment& ex, const Case& c, const Rates& rat
 
 double print_preflight(const Experiment& ex, const std::vector<const Case*>& cases, Backend& backend,
                        size_t show, std::FILE* out) {
+  return print_preflight(ex, cases.size(), [&](size_t i) { return *cases[i]; }, backend, show, out);
+}
+
+double print_preflight(const Experiment& ex, size_t n, const std::function<Case(size_t)>& case_of, Backend& backend,
+                       size_t show, std::FILE* out) {
   const Rates rates = measure_rates(backend);
   const bool host = backend.name() == "cpu";
   const double havail = host_memory_available(), davail = device_memory_available(backend);
@@ -176,7 +181,9 @@ double print_preflight(const Experiment& ex, const std::vector<const Case*>& cas
   std::fprintf(out, "pre-flight on %s (measured: %.3g GFLOP/s attention, %.3g GB/s memory; %s host memory available%s):\n",
                backend.name().c_str(), rates.flops_per_s * 1e-9, rates.bytes_per_s * 1e-9,
                human_bytes(havail).c_str(), host ? "" : (", " + human_bytes(davail) + " device memory").c_str());
-  for (const Case* c : cases) {
+  for (size_t i = 0; i < n; ++i) {
+    const Case cc = case_of(i);
+    const Case* c = &cc;
     const CaseEstimate e = estimate_case(ex, *c, rates, host, havail, davail);
     if (!e.skip.empty()) {
       ++skipped;
@@ -201,9 +208,9 @@ double print_preflight(const Experiment& ex, const std::vector<const Case*>& cas
                      human_seconds(e.seconds).c_str());
     }
   }
-  if (shown < cases.size()) std::fprintf(out, "  ... and %zu more\n", cases.size() - shown);
+  if (shown < n) std::fprintf(out, "  ... and %zu more\n", n - shown);
   std::fprintf(out, "total: %zu cases, %zu to run, %zu skipped (%zu for memory); peak host %s, peak device %s; %s; estimated %s\n",
-               cases.size(), cases.size() - skipped, skipped, mem_skipped, human_bytes(peak_host).c_str(),
+               n, n - skipped, skipped, mem_skipped, human_bytes(peak_host).c_str(),
                human_bytes(peak_dev).c_str(), human_flops(total_flops).c_str(), human_seconds(total_s).c_str());
   return total_s;
 }

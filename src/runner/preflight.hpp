@@ -5,6 +5,8 @@
 // `run` marks cases that cannot fit in the memory available `skipped` with the numbers, and
 // asks for --yes when the whole sweep's estimate exceeds the time budget.
 #include <cstdint>
+#include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,9 @@ std::string human_flops(double f);
 // Prints one line per case (up to `show`) and the totals; returns the total estimated seconds
 // of the cases that will run.
 double print_preflight(const Experiment& ex, const std::vector<const Case*>& cases, Backend& backend,
+                       size_t show, std::FILE* out);
+// The same over n cases made one at a time (a lazily loaded spec: bounded memory).
+double print_preflight(const Experiment& ex, size_t n, const std::function<Case(size_t)>& case_of, Backend& backend,
                        size_t show, std::FILE* out);
 
 }  // namespace ab

@@ -31,7 +31,9 @@
 #include "core/report.hpp"
 #include "metrics/metrics.hpp"
 #include "execution/execute.hpp"
+#include "runner/pool.hpp"
 #include "runner/preflight.hpp"
+#include "runner/shard.hpp"
 #include "runner/summary.hpp"
 #include "variants/dense_sdpa_base.hpp"
 #include "workloads/workloads.hpp"
@@ -142,8 +144,23 @@ json shape_json(const AttnShape& s) {
   return j;
 }
 
-std::vector<const Case*> select_cases(const Experiment& ex, const std::string& filter) {
-  std::vector<const Case*> out;
+json case_entry_stub(const Case& c, const std::string& backend) {
+  json r;
+  r["id"] = c.id;
+  r["variant"] = c.variant.name;
+  r["label"] = c.variant.label;
+  r["params"] = params_json(c.variant.params);
+  r["problem"] = problem_json(c.problem);
+  r["shape"] = nullptr;
+  r["backend"] = backend;
+  r["status"] = "ok";
+  r["reason"] = "";
+  r["metrics"] = json::object();
+  return r;
+}
+
+std::vector<size_t> select_case_indices(const Experiment& ex, const std::string& filter) {
+  std::vector<size_t> out;
   // POSIX extended regular expressions (regcomp): glibc matches them without the exponential
   // backtracking std::regex falls into on patterns like (a*)*b.
   regex_t re;
@@ -156,9 +173,17 @@ std::vector<const Case*> select_cases(const Experiment& ex, const std::string& f
       throw InputError("--filter '" + filter + "': not a valid regular expression: " + msg);
     }
   }
-  for (const auto& c : ex.cases)
-    if (filter.empty() || regexec(&re, c.id.c_str(), 0, nullptr, 0) == 0) out.push_back(&c);
+  const size_t n = ex.case_count();
+  for (size_t i = 0; i < n; ++i)
+    if (filter.empty() || regexec(&re, ex.case_id(i).c_str(), 0, nullptr, 0) == 0) out.push_back(i);
   if (!filter.empty()) regfree(&re);
+  return out;
+}
+
+std::vector<const Case*> select_cases(const Experiment& ex, const std::string& filter) {
+  if (ex.lazy) throw std::logic_error("select_cases: the experiment was loaded lazily (use select_case_indices)");
+  std::vector<const Case*> out;
+  for (size_t i : select_case_indices(ex, filter)) out.push_back(&ex.cases[i]);
   return out;
 }
 
@@ -293,161 +318,66 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
   return r;
 }
 
-namespace {
-
-// `run --isolate`: every case runs in a fresh worker process (this binary's hidden `__case`
-// subcommand, exec'd, so that no OpenMP pool or CUDA context is shared with the parent and a
-// sticky CUDA error dies with its worker). A signal, an abort, an out-of-memory kill, a
-// non-zero exit or the per-case timeout becomes a `failed` case with the cause and the last
-// lines of the worker's stderr; the sweep goes on with a fresh worker.
-class IsolatedRunner {
- public:
-  IsolatedRunner(const Experiment& ex, const RunOptions& opts, std::string device, int threads)
-      : ex_(ex), opts_(opts), device_(std::move(device)), threads_(threads) {
-    char tmpl[] = "/tmp/attn-bench-isolate-XXXXXX";
-    if (!mkdtemp(tmpl)) throw RuntimeFailure(std::string("--isolate: cannot make a temp directory: ") + std::strerror(errno));
-    dir_ = tmpl;
-    char self[4096];
-    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) throw RuntimeFailure("--isolate: cannot find this program's path (/proc/self/exe)");
-    self_.assign(self, static_cast<size_t>(n));
-  }
-  ~IsolatedRunner() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
-  json run(const Case& c, const std::function<bool()>& interrupted) {
-    const std::string result = dir_ + "/case-" + std::to_string(c.index) + ".json";
-    const std::string errf = dir_ + "/case-" + std::to_string(c.index) + ".stderr";
-    std::vector<std::string> args = {self_, "__case", ex_.path, "--index", std::to_string(c.index),
-                                     "--device", device_, "--threads", std::to_string(threads_),
-                                     "--sha256", ex_.sha256, "--result", result};
-    for (const auto& o : opts_.overrides) args.insert(args.end(), {"--set", o});
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const auto t0 = std::chrono::steady_clock::now();
-    const pid_t pid = fork();
-    if (pid < 0) throw RuntimeFailure(std::string("--isolate: fork failed: ") + std::strerror(errno));
-    if (pid == 0) {
-      setpgid(0, 0);  // its own process group: a timeout kills whatever it started too
-      const int fd = ::open(errf.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) dup2(fd, STDERR_FILENO);
-      const int nul = ::open("/dev/null", O_WRONLY);
-      if (nul >= 0) dup2(nul, STDOUT_FILENO);
-      execv(self_.c_str(), argv.data());
-      _exit(127);
-    }
-    setpgid(pid, pid);
-    int status = 0;
-    bool timed_out = false;
-    while (true) {
-      const pid_t w = waitpid(pid, &status, WNOHANG);
-      if (w == pid) break;
-      if (w < 0 && errno != EINTR) break;
-      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if ((opts_.timeout_s > 0 && el > opts_.timeout_s) || (interrupted && interrupted())) {
-        timed_out = !(interrupted && interrupted());
-        kill(-pid, SIGKILL);
-        kill(pid, SIGKILL);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        break;
-      }
-      usleep(5000);
-    }
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    json r;
-    if (!timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-      std::ifstream f(result, std::ios::binary);
-      std::stringstream ss;
-      ss << f.rdbuf();
-      try {
-        r = json::parse(ss.str());
-      } catch (const json::exception&) {
-        r = nullptr;
-      }
-    }
-    if (!r.is_object()) {
-      std::string cause;
-      if (timed_out) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "timed out after %.3g s (--timeout), killed", opts_.timeout_s);
-        cause = buf;
-      } else if (WIFSIGNALED(status)) {
-        const int sig = WTERMSIG(status);
-        cause = "the worker was killed by signal " + std::to_string(sig) + " (" + sigabbrev(sig) + ")";
-        if (sig == SIGKILL) cause += ": out of memory (the kernel's OOM killer) or killed from outside";
-        if (sig == SIGABRT) cause += ": an abort (a failed assertion or std::terminate)";
-      } else if (WIFEXITED(status)) {
-        cause = "the worker exited with code " + std::to_string(WEXITSTATUS(status));
-      } else {
-        cause = "the worker ended abnormally";
-      }
-      const std::string tail = stderr_tail(errf, 12);
-      r = json::object();
-      r["id"] = c.id;
-      r["variant"] = c.variant.name;
-      r["label"] = c.variant.label;
-      r["params"] = params_json(c.variant.params);
-      r["problem"] = problem_json(c.problem);
-      r["shape"] = nullptr;
-      r["backend"] = device_;
-      r["status"] = "failed";
-      r["reason"] = cause + (tail.empty() ? "" : "; last lines of its stderr:\n" + tail);
-      r["metrics"] = json::object();
-    }
-    r["isolation"] = {{"worker_s", elapsed}};
-    std::remove(result.c_str());
-    std::remove(errf.c_str());
-    return r;
-  }
-
- private:
-  static std::string sigabbrev(int sig) {
-    const char* d = strsignal(sig);
-    return d ? d : "signal";
-  }
-  static std::string stderr_tail(const std::string& path, int lines) {
-    std::ifstream f(path, std::ios::binary);
-    std::vector<std::string> all;
-    for (std::string l; std::getline(f, l);) {
-      if (l.size() > 300) l = l.substr(0, 297) + "...";
-      all.push_back(l);
-      if (all.size() > static_cast<size_t>(lines)) all.erase(all.begin());
-    }
-    std::string out;
-    for (const auto& l : all) out += (out.empty() ? "" : "\n") + l;
-    return out;
-  }
-  const Experiment& ex_;
-  const RunOptions& opts_;
-  std::string device_;
-  int threads_;
-  std::string dir_, self_;
-};
-
-}  // namespace
-
 int run_experiment(const Experiment& ex, const RunOptions& opts) {
-  std::vector<const Case*> cases = select_cases(ex, opts.filter);
-  if (!opts.filter.empty() && cases.empty())
+  // The selected cases as indices into the spec: a lazily loaded spec makes its cases one at a
+  // time, and only those this run executes are kept (bounded memory for --dry-run and shards).
+  std::vector<size_t> sel = select_case_indices(ex, opts.filter);
+  if (!opts.filter.empty() && sel.empty())
     throw InputError("--filter '" + opts.filter + "' matches none of the spec's " +
-                     std::to_string(ex.cases.size()) + " case ids (e.g. '" +
-                     (ex.cases.empty() ? std::string() : ex.cases.front().id) + "')");
+                     std::to_string(ex.case_count()) + " case ids (e.g. '" +
+                     (ex.case_count() == 0 ? std::string() : ex.case_id(0)) + "')");
+  // --shard: this process's part of the (filtered) cases, by the cost partition (shard.hpp).
+  json shard_meta;
+  std::vector<int64_t> costs;  // per selected case, for the shard and the pool's queue
+  if (opts.shard || opts.workers > 1 || !opts.gpus.empty())
+    for (size_t i : sel) costs.push_back(case_cost(ex, ex.lazy ? ex.case_at(i) : ex.cases[i]));
+  if (opts.shard) {
+    std::vector<int64_t> load;
+    const std::vector<int> part = assign_shards(costs, opts.shard->count, &load);
+    std::vector<size_t> mine;
+    std::vector<int64_t> mine_costs;
+    int64_t total = 0;
+    for (size_t k = 0; k < sel.size(); ++k) {
+      total += costs[k];
+      if (part[k] == opts.shard->index) {
+        mine.push_back(sel[k]);
+        mine_costs.push_back(costs[k]);
+      }
+    }
+    shard_meta = {{"index", opts.shard->index}, {"count", opts.shard->count}, {"source", opts.shard->source},
+                  {"cases", mine.size()}, {"of_cases", sel.size()},
+                  {"cost_us", load[static_cast<size_t>(opts.shard->index)]}, {"total_cost_us", total},
+                  {"method", "lpt by case_cost (docs/cluster.md)"}};
+    if (opts.shard->source == "slurm") {
+      json sl = json::object();
+      for (const char* k : {"SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID", "SLURMD_NODENAME", "SLURM_CLUSTER_NAME"})
+        if (const char* v = std::getenv(k)) sl[k] = v;
+      shard_meta["slurm"] = sl;
+    }
+    if (!opts.quiet)
+      std::fprintf(stderr, "shard %d/%d: %zu of %zu cases, cost %.3g of %.3g s (nominal)\n", opts.shard->index,
+                   opts.shard->count, mine.size(), sel.size(), load[static_cast<size_t>(opts.shard->index)] * 1e-6,
+                   total * 1e-6);
+    sel = std::move(mine);
+    costs = std::move(mine_costs);
+  }
   // A fixed order puts each case after the same neighbour every run; a shuffled one spreads
   // what a neighbour leaves behind (cache, clocks) over all cases (docs/ci.md).
-  if (opts.shuffle_seed >= 0)
-    std::shuffle(cases.begin(), cases.end(), std::mt19937_64(static_cast<uint64_t>(opts.shuffle_seed)));
+  if (opts.shuffle_seed >= 0) {
+    if (!costs.empty()) throw InputError("--shuffle: not with --shard, --workers or --gpus (they order the cases themselves)");
+    std::shuffle(sel.begin(), sel.end(), std::mt19937_64(static_cast<uint64_t>(opts.shuffle_seed)));
+  }
+  auto case_of = [&](size_t k) { return ex.lazy ? ex.case_at(sel[k]) : ex.cases[sel[k]]; };
   test_slowdown();  // a malformed ATTN_TEST_SLOWDOWN is bad input before anything runs
-  const std::string device = opts.device.empty() ? ex.device : opts.device;
+  const std::string device0 = opts.device.empty() ? ex.device : opts.device;
 
   if (!opts.emit_cases.empty()) {
     json doc;
     doc["spec"] = ex.path;
     doc["cases"] = json::array();
-    for (const Case* c : cases) {
+    for (size_t k = 0; k < sel.size(); ++k) {
+      const Case cc = case_of(k);
+      const Case* c = &cc;
       const RegistryEntry* entry = find_variant(c->variant.name);
       auto v = entry->make(c->variant.params);
       const AttnShape s = v->shape(c->problem);
@@ -463,9 +393,31 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
     std::ofstream f(opts.emit_cases);
     if (!f) throw InputError("--emit-cases: cannot write '" + opts.emit_cases + "'");
     f << doc.dump(2) << '\n';
-    std::fprintf(stderr, "wrote %zu cases to %s\n", cases.size(), opts.emit_cases.c_str());
+    std::fprintf(stderr, "wrote %zu cases to %s\n", sel.size(), opts.emit_cases.c_str());
     return kExitOk;
   }
+
+  // Worker slots (pool.hpp): --gpus, one per GPU; --workers, one per group of cores. One GPU
+  // runs in this process, as a plain run does.
+  std::vector<WorkerSlot> slots;
+  std::string device = device0;
+  if (!opts.gpus.empty()) {
+    if (opts.workers > 1) throw InputError("--workers and --gpus: choose one (--workers is for the CPU backend)");
+    if (device == "cpu" && !opts.device.empty())
+      throw InputError("--gpus " + opts.gpus + ": not with --device cpu (use --workers N for CPU workers)");
+    slots = gpu_worker_slots(opts.gpus, opts.threads > 0 ? opts.threads : 0);
+    device = "cuda";
+    if (slots.size() == 1) {
+      // Before this process initializes CUDA (gpu_worker_slots counted in a child).
+      setenv("CUDA_VISIBLE_DEVICES", slots[0].cuda_visible_devices.c_str(), 1);
+      slots.clear();
+    }
+  } else if (opts.workers > 1) {
+    if (device != "cpu")
+      throw InputError("--workers " + std::to_string(opts.workers) + ": CPU workers need --device cpu (for GPUs: --gpus all)");
+    slots = cpu_worker_slots(opts.workers, opts.threads > 0 ? opts.threads : ex.threads);
+  }
+  const bool pool = !slots.empty();
 
   std::string note;
   std::unique_ptr<Backend> backend = make_backend(device, &note);
@@ -495,7 +447,7 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
       throw InputError("--resume " + opts.resume + ": that report was run with --set " + old_sets.dump() +
                        ", this run with " + json(opts.overrides).dump() + "; give the same --set options");
     std::set<std::string> wanted;
-    for (const Case* c : cases) wanted.insert(c->id);
+    for (size_t i : sel) wanted.insert(ex.case_id(i));
     for (auto& c : old) {
       const std::string st = c.value("status", std::string());
       const std::string id = c["id"].get<std::string>();
@@ -505,13 +457,24 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
       }
     }
     std::fprintf(stderr, "resume: %zu cases kept from %s, %zu to run\n", kept.size(), opts.resume.c_str(),
-                 cases.size() - kept.size());
+                 sel.size() - kept.size());
   }
 
   if (opts.dry_run) {
-    std::printf("%zu cases (dry run, nothing executed)\n", cases.size());
-    print_preflight(ex, cases, *backend, cases.size(), stdout);
+    std::printf("%zu cases (dry run, nothing executed)\n", sel.size());
+    print_preflight(ex, sel.size(), case_of, *backend, sel.size(), stdout);
     return kExitOk;
+  }
+
+  // The cases this run executes, made now (a lazily loaded spec keeps only these).
+  std::vector<Case> owned;
+  std::vector<const Case*> cases;
+  if (ex.lazy) {
+    owned.reserve(sel.size());
+    for (size_t i : sel) owned.push_back(ex.case_at(i));
+    for (const Case& c : owned) cases.push_back(&c);
+  } else {
+    for (size_t i : sel) cases.push_back(&ex.cases[i]);
   }
 
   // Output path first: an unwritable path fails before any case runs.
@@ -567,15 +530,28 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
   if (const auto& slow = test_slowdown())
     meta["run"]["test_slowdown"] = slow->variant + ":" + std::to_string(slow->fraction);
   if (opts.isolate) meta["run"]["isolate"] = {{"timeout_s", opts.timeout_s}};
+  if (!shard_meta.is_null()) meta["run"]["shard"] = shard_meta;
+  if (pool) {
+    json names = json::array();
+    for (const auto& sl : slots) names.push_back(sl.name);
+    meta["run"]["pool"] = {{"kind", opts.gpus.empty() ? "cpu" : "gpu"}, {"workers", names},
+                           {"threads_per_worker", slots.front().threads}, {"order", "largest first"},
+                           {"timeout_s", opts.timeout_s}};
+  }
   if (!opts.resume.empty()) meta["run"]["resumed_from"] = {{"path", opts.resume}, {"kept", kept.size()}};
   meta["devices"] = json::array();
   if (json d = backend->device_info(); !d.empty()) meta["devices"].push_back(d);
   ReportWriter report(out_path, meta, std::move(kept));
   if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
 
-  // An isolated sweep keeps no device state in this process: each case runs in a worker.
-  std::unique_ptr<IsolatedRunner> isolated;
-  if (opts.isolate) isolated = std::make_unique<IsolatedRunner>(ex, opts, device, threads);
+  // An isolated sweep and a pool keep no device state in this process: each case runs in a
+  // worker process (pool.hpp).
+  std::unique_ptr<CaseWorkers> workers;
+  if (opts.isolate || pool) workers = std::make_unique<CaseWorkers>(ex, opts.overrides, device, opts.timeout_s);
+  if (!pool && opts.isolate) slots.push_back(WorkerSlot{"", "", {}, threads});
+  // Shards and pools record each case's place in the spec: merge and the pool's report put the
+  // cases back in the spec's order by it.
+  const bool tag_index = opts.shard.has_value() || pool;
 
   g_signal.store(0);
   struct sigaction sa {}, old_int {}, old_term {};
@@ -586,50 +562,73 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
   const bool tty = isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
   int failed = 0;
-  size_t done = 0, to_run = 0;
+  size_t done = 0, started_n = 0, to_run = 0;
   for (const Case* c : cases) to_run += !kept_ids.count(c->id);
-  for (const Case* c : cases) {
-    if (g_signal.load()) break;
-    if (kept_ids.count(c->id)) continue;
-    if (!opts.quiet) {
-      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const std::string eta = done ? " ETA " + fmt_seconds(el / done * (to_run - done)) : "";
-      if (tty)
-        std::fprintf(stderr, "\r\033[K[%zu/%zu] %s%s", done + 1, to_run, c->id.c_str(), eta.c_str());
-      else
-        std::fprintf(stderr, "[%zu/%zu] %s ...\n", done + 1, to_run, c->id.c_str());
-      std::fflush(stderr);
-    }
-    json r;
-    // Memory pre-flight, before anything of the case is allocated: a case that cannot fit is
-    // skipped with the numbers instead of failing (or being killed) half-way.
-    std::string mem_skip;
-    if (opts.preflight && c->skip_reason.empty()) {
-      const CaseEstimate e = estimate_case(ex, *c, rates, host_backend, host_memory_available(),
-                                           device_memory_available(*backend));
-      mem_skip = e.skip;
-    }
-    if (!mem_skip.empty()) {
-      Case skipped = *c;
-      skipped.skip_reason = mem_skip;
-      r = run_case(ex, skipped, *backend, {});
-    } else if (isolated) {
-      r = isolated->run(*c, [] { return g_signal.load() != 0; });
-    } else {
-      r = run_case(ex, *c, *backend, [] { return g_signal.load() != 0; });
-    }
-    if (g_signal.load()) break;  // a case cut short is not a finished case
+  auto progress = [&](const Case& c, const std::string& where) {
+    if (opts.quiet) return;
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::string eta = done ? " ETA " + fmt_seconds(el / done * (to_run - done)) : "";
+    const std::string at = where.empty() ? "" : " [" + where + "]";
+    if (tty)
+      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s%s%s", started_n + 1, to_run, c.id.c_str(), at.c_str(), eta.c_str());
+    else
+      std::fprintf(stderr, "[%zu/%zu] %s%s ...\n", started_n + 1, to_run, c.id.c_str(), at.c_str());
+    std::fflush(stderr);
+    ++started_n;
+  };
+  auto finished = [&](const Case& c, json r) {
     if (r["status"] == "failed") {
       ++failed;
       if (!opts.quiet) {
         if (tty) std::fprintf(stderr, "\r\033[K");
-        std::fprintf(stderr, "[%zu/%zu] %s FAILED: %s\n", done + 1, to_run, c->id.c_str(),
+        std::fprintf(stderr, "[%zu/%zu] %s FAILED: %s\n", done + 1, to_run, c.id.c_str(),
                      r["reason"].get<std::string>().c_str());
       }
     }
+    if (tag_index) r["index"] = c.index;
     report.add_case(std::move(r));
     ++done;
+  };
+  // Memory pre-flight, before anything of the case is allocated: a case that cannot fit is
+  // skipped with the numbers instead of failing (or being killed) half-way.
+  auto mem_skip = [&](const Case& c) -> std::optional<json> {
+    if (!opts.preflight || !c.skip_reason.empty()) return std::nullopt;
+    const CaseEstimate e = estimate_case(ex, c, rates, host_backend, host_memory_available(),
+                                         device_memory_available(*backend));
+    if (e.skip.empty()) return std::nullopt;
+    Case skipped = c;
+    skipped.skip_reason = e.skip;
+    return run_case(ex, skipped, *backend, {});
+  };
+  std::vector<const Case*> todo;
+  for (size_t i = 0; i < cases.size(); ++i)
+    if (!kept_ids.count(cases[i]->id)) todo.push_back(cases[i]);
+  if (workers) {
+    if (pool) {  // largest first: the longest cases do not end the sweep on one worker
+      std::vector<std::pair<int64_t, const Case*>> order;
+      for (size_t i = 0; i < cases.size(); ++i)
+        if (!kept_ids.count(cases[i]->id)) order.push_back({costs[i], cases[i]});
+      std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+      todo.clear();
+      for (const auto& o : order) todo.push_back(o.second);
+    }
+    workers->run(
+        todo, slots, [&](const Case& c) { return mem_skip(c); },
+        [&](const Case& c, const WorkerSlot& sl) { progress(c, pool ? sl.name : std::string()); },
+        [&](const Case& c, json r, const WorkerSlot&) { finished(c, std::move(r)); },
+        [] { return g_signal.load() != 0; });
+  } else {
+    for (const Case* c : todo) {
+      if (g_signal.load()) break;
+      progress(*c, "");
+      json r;
+      if (std::optional<json> sk = mem_skip(*c)) r = std::move(*sk);
+      else r = run_case(ex, *c, *backend, [] { return g_signal.load() != 0; });
+      if (g_signal.load()) break;  // a case cut short is not a finished case
+      finished(*c, std::move(r));
+    }
   }
+  if (pool) report.sort_cases_by_index();
   sigaction(SIGINT, &old_int, nullptr);
   sigaction(SIGTERM, &old_term, nullptr);
   if (!opts.quiet && tty) std::fprintf(stderr, "\r\033[K");
@@ -645,12 +644,12 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
 
 int run_case_worker(const Experiment& ex, int index, const std::string& device, int threads,
                     const std::string& result) {
-  if (index < 0 || static_cast<size_t>(index) >= ex.cases.size())
+  if (index < 0 || static_cast<size_t>(index) >= ex.case_count())
     throw InputError("__case: no case " + std::to_string(index) + " in " + ex.path);
   std::string note;
   std::unique_ptr<Backend> backend = make_backend(device, &note);
   if (threads > 0) omp_set_num_threads(threads);
-  const json r = run_case(ex, ex.cases[static_cast<size_t>(index)], *backend, {});
+  const json r = run_case(ex, ex.case_at(static_cast<size_t>(index)), *backend, {});
   const std::string tmp = result + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);

@@ -3,12 +3,14 @@
 #include <atomic>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/backend.hpp"
+#include "runner/shard.hpp"
 #include "spec/spec.hpp"
 
 namespace ab {
@@ -32,6 +34,10 @@ struct RunOptions {
   bool yes = false;            // run even when the estimate exceeds the budget
   double budget_s = 0;         // time budget; 0 = $ATTN_BUDGET_S, else 1 hour
   bool preflight = true;       // estimate memory before each case (false: tests of the runner)
+  // Scale out (docs/cluster.md).
+  std::optional<ShardSpec> shard;  // run only this shard of the (filtered) cases
+  int workers = 0;                 // > 1: that many CPU worker processes, each on its own cores
+  std::string gpus;                // "all" | "0,1,...": one worker process per GPU ("" = none)
 };
 
 // Runs one case on a backend and returns its report entry (never throws for a case's own
@@ -48,7 +54,13 @@ int run_experiment(const Experiment& ex, const RunOptions& opts);
 int run_case_worker(const Experiment& ex, int index, const std::string& device, int threads,
                     const std::string& result);
 
-// Cases whose id matches the filter (InputError for a bad regex).
+// A case's report entry before it runs (id, variant, params, problem; status ok, no metrics):
+// what a worker that died leaves to report.
+nlohmann::ordered_json case_entry_stub(const Case& c, const std::string& backend);
+
+// Cases whose id matches the filter (InputError for a bad regex): their indices (any
+// experiment), or pointers into ex.cases (an experiment loaded eagerly).
+std::vector<size_t> select_case_indices(const Experiment& ex, const std::string& filter);
 std::vector<const Case*> select_cases(const Experiment& ex, const std::string& filter);
 
 // The case's problem, the shape its variant runs and the mask, as JSON (report and peers).

@@ -399,8 +399,25 @@ size_t invalid_utf8(const std::string& s) {
   return std::string::npos;
 }
 
+// Why `c` cannot run point `p` of the sweep ("" when it can): a mode it lacks, parameters that
+// do not fit the shape, input files that do not fit it. `shape` receives the shape it runs.
+std::string case_refusal(const Variant& variant, const VariantChoice& c, const Problem& p, AttnShape* shape) {
+  const RegistryEntry* entry = find_variant(c.name);
+  const auto& modes = entry->info.modes;
+  if (std::find(modes.begin(), modes.end(), p.mode) == modes.end())
+    return "variant '" + c.label + "' does not support mode " + std::string(mode_name(p.mode));
+  try {
+    const AttnShape s = variant.shape(p);  // impossible parameters fail here, before any case runs
+    check_extra_input_files(variant, s);    // and input files that do not fit it
+    if (shape) *shape = s;
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 Experiment parse_tree(const std::string& text, const std::string& path,
-                      const std::vector<std::string>& overrides) {
+                      const std::vector<std::string>& overrides, bool lazy) {
   Where w{path, {}};
   if (const size_t bad = invalid_utf8(text); bad != std::string::npos) {
     const size_t line = static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<long>(bad), '\n')) + 1;
@@ -492,8 +509,9 @@ Experiment parse_tree(const std::string& text, const std::string& path,
   for (const auto& k : kProblemKeys)
     if (prob[k]) axes.push_back({k, axis(w, prob[k], "problem." + k)});
 
-  // The grid is expanded in memory: refuse one too large to list before building it.
-  constexpr uint64_t kMaxCases = 100000;
+  // The grid's axes are expanded in memory, its cases on demand when loaded lazily
+  // (Experiment::case_at): refuse one too large before building it.
+  constexpr uint64_t kMaxCases = 1000000;
   auto grid_size = [&](uint64_t acc, size_t n, const YAML::Node& at, const std::string& what) {
     if (n != 0 && acc > kMaxCases / n)
       w.fail(at, what, "the sweep has more than " + std::to_string(kMaxCases) + " points; split it into several specs");
@@ -751,44 +769,40 @@ Experiment parse_tree(const std::string& text, const std::string& path,
   int index = 0;
   std::set<std::string> validated_shapes;
   std::map<std::string, std::pair<int, std::string>> fits;  // label -> (points that fit, first refusal)
+  // One variant object per choice: shape() is const, so it answers every point alike.
+  std::vector<std::unique_ptr<Variant>> made;
+  for (const auto& c : choices) made.push_back(find_variant(c.name)->make(c.params));
+  const WorkloadDef* wdef = find_workload(ex.input["kind"].get<std::string>());
   for (DType dt : dtypes) {
     for (Problem p : problems) {
       p.dtype = dt;
-      for (const auto& c : choices) {
-        const RegistryEntry* entry = find_variant(c.name);
-        auto variant = entry->make(c.params);
-        const auto& modes = entry->info.modes;
-        std::string refusal;
-        if (std::find(modes.begin(), modes.end(), p.mode) == modes.end()) {
-          refusal = "variant '" + c.label + "' does not support mode " + std::string(mode_name(p.mode));
-        } else {
-          try {
-            const AttnShape shape = variant->shape(p);  // impossible parameters fail here, before any case runs
-            check_extra_input_files(*variant, shape);   // and input files that do not fit it
-            // Inputs that can be wrong for a shape (a file that does not match) fail here too,
-            // once per distinct shape: that is the input's fault, not the variant's, so it
-            // refuses the spec.
-            const WorkloadDef* wdef = find_workload(ex.input["kind"].get<std::string>());
-            const std::string skey = p.key() + "/" + std::to_string(shape.q_heads) + "/" + std::to_string(shape.kv_heads) +
-                                     "/" + std::to_string(shape.head_dim) + "/" + std::to_string(shape.v_dim) +
-                                     "/" + std::to_string(shape.q_len) + "/" + std::to_string(shape.kv_len);
-            if (wdef->validate && validated_shapes.insert(skey).second) {
-              try {
-                wdef->validate(shape, ex.input);
-              } catch (const InputError& e) {
-                throw InputError(path + ": " + e.what() + " (variant '" + c.label + "') (problem " + p.key() + ")");
-              }
+      ex.points.push_back(p);
+      for (size_t ci = 0; ci < choices.size(); ++ci) {
+        const VariantChoice& c = choices[ci];
+        AttnShape shape;
+        const std::string refusal = case_refusal(*made[ci], c, p, &shape);
+        // Inputs that can be wrong for a shape (a file that does not match) fail here, once per
+        // distinct shape: that is the input's fault, not the variant's, so it refuses the spec.
+        if (refusal.empty() && wdef->validate) {
+          const std::string skey = p.key() + "/" + std::to_string(shape.q_heads) + "/" + std::to_string(shape.kv_heads) +
+                                   "/" + std::to_string(shape.head_dim) + "/" + std::to_string(shape.v_dim) +
+                                   "/" + std::to_string(shape.q_len) + "/" + std::to_string(shape.kv_len);
+          if (validated_shapes.insert(skey).second) {
+            try {
+              wdef->validate(shape, ex.input);
+            } catch (const InputError& e) {
+              throw InputError(path + ": " + e.what() + " (variant '" + c.label + "') (problem " + p.key() + ")");
             }
-          } catch (const InputError& e) {
-            if (std::string(e.what()).rfind(path + ": ", 0) == 0) throw;  // the input's own error
-            refusal = e.what();
           }
         }
         auto& f = fits[c.label];
         if (refusal.empty()) ++f.first;
         else if (f.second.empty()) f.second = refusal + " (problem " + p.key() + ")";
+        ex.skipped_cases += !refusal.empty();
+        const int i = index++;
+        if (lazy) continue;  // Experiment::case_at makes it when asked
         Case cs;
-        cs.index = index++;
+        cs.index = i;
         cs.problem = p;
         cs.variant = c;
         cs.id = c.label + "/" + p.key();
@@ -797,6 +811,11 @@ Experiment parse_tree(const std::string& text, const std::string& path,
       }
     }
   }
+  ex.choices = choices;
+  ex.lazy = lazy;
+  ex.refusal = [](const Problem& p, const VariantChoice& c) {
+    return case_refusal(*find_variant(c.name)->make(c.params), c, p, nullptr);
+  };
   for (const auto& c : choices)
     if (fits[c.label].first == 0) throw InputError(path + ": " + fits[c.label].second + "; it fits no point of the sweep");
   if (ex.name.empty()) {
@@ -811,9 +830,9 @@ Experiment parse_tree(const std::string& text, const std::string& path,
 }  // namespace
 
 Experiment parse_experiment(const std::string& text, const std::string& path,
-                            const std::vector<std::string>& overrides) {
+                            const std::vector<std::string>& overrides, bool lazy) {
   try {
-    return parse_tree(text, path, overrides);
+    return parse_tree(text, path, overrides, lazy);
   } catch (const YAML::Exception& e) {
     // A conversion yaml-cpp refused somewhere the checks above did not foresee: still bad
     // input, located where yaml-cpp says.
@@ -822,12 +841,12 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
   }
 }
 
-Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
+Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides, bool lazy) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(path + ": cannot open the spec file: " + std::strerror(errno));
   std::stringstream ss;
   ss << f.rdbuf();
-  return parse_experiment(ss.str(), path, overrides);
+  return parse_experiment(ss.str(), path, overrides, lazy);
 }
 
 // SHA-256 (FIPS 180-4), for the spec's fingerprint in reports.

@@ -548,6 +548,16 @@ bool cuda_probe(std::string* why) {
   return true;
 }
 
+int cuda_device_count_impl(std::string* why) {
+  if (!cuda_probe(why)) return 0;
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
 std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
 std::unique_ptr<Backend> make_cuda_capability_backend() {
   return std::make_unique<CudaBackend>(CudaBackend::CapabilityOnly{});
