@@ -137,12 +137,12 @@ TEST_CASE("block maps and allowed pairs agree with the element-wise mask on rand
   INFO("seed " << seed);
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int64_t> len(1, 700), bs(1, 130);
-  for (int t = 0; t < 12; ++t) {
+  for (int t = 0; t < 24; ++t) {
     AttnShape s;
     s.kv_len = len(rng);
     s.q_len = std::uniform_int_distribution<int64_t>(1, s.kv_len)(rng);
     const int64_t bq = bs(rng), bk = bs(rng);
-    const int kind = t % 4;
+    const int kind = t % 6;
     Mask m;
     if (kind == 0) {
       m.causal = true;
@@ -152,8 +152,13 @@ TEST_CASE("block maps and allowed pairs agree with the element-wise mask on rand
       m = to_mask(generate_block_diagonal(bs(rng)), true);
     } else if (kind == 2) {
       m = to_mask(or_masks({generate_mixformer(bs(rng)), generate_sliding_window(bs(rng))}));
-    } else {
+    } else if (kind == 3) {
       m = to_mask(generate_blockrank(5, std::max<int64_t>(1, s.kv_len / 5)), true);
+    } else if (kind == 4) {  // structured without causality: a two-sided window and sinks
+      m.window = bs(rng);
+      m.sinks = bs(rng) / 8;
+    } else {  // causal alone, or no mask
+      m.causal = t % 12 == 5;
     }
     INFO("shape q" << s.q_len << " k" << s.kv_len << " blocks " << bq << "x" << bk << " mask " << m.name());
     const BlockMap map = classify_blocks(m, s, bq, bk);

@@ -245,7 +245,33 @@ BlockMap classify_blocks(const Mask& m, const AttnShape& s, int64_t q_block, int
   return map;
 }
 
+namespace {
+// |[a0, a1) ∩ [b0, b1)| for half-open integer intervals.
+int64_t overlap(int64_t a0, int64_t a1, int64_t b0, int64_t b1) {
+  return std::max<int64_t>(0, std::min(a1, b1) - std::max(a0, b0));
+}
+}  // namespace
+
 double allowed_pairs(const Mask& m, const AttnShape& s, int b, int h) {
+  if (!m.extra) {
+    // The structured part alone, row by row in O(1) (Mask::allows): keys j < kv_len, j <= qpos
+    // when causal, and with a window either a sink (j < sinks) or |qpos − j| < window. Integer
+    // counts, so the sum is exact whatever the order (validate estimates every case of a sweep).
+    const int64_t off = s.q_offset();
+    double pairs = 0;
+    for (int64_t i = 0; i < s.q_len; ++i) {
+      const int64_t qpos = i + off;
+      const int64_t hi = m.causal ? std::clamp<int64_t>(qpos + 1, 0, s.kv_len) : s.kv_len;
+      int64_t n = hi;
+      if (m.window > 0) {
+        const int64_t w0 = qpos - m.window + 1, w1 = qpos + m.window;  // [w0, w1)
+        const int64_t sinks = std::max<int64_t>(0, m.sinks);
+        n = overlap(0, hi, 0, sinks) + overlap(0, hi, w0, w1) - overlap(0, std::min(hi, sinks), w0, w1);
+      }
+      pairs += double(n);
+    }
+    return pairs;
+  }
   // Blocks of 64 x 64: full ones count whole, partial ones element by element.
   const int64_t B = 64;
   const BlockMap map = classify_blocks(m, s, B, B, b, h);
