@@ -232,6 +232,15 @@ class CudaBackend final : public Backend {
 
   // Host fp32 -> the tensor's dtype with the same round-to-nearest-even as the CPU backend's
   // inputs (core/dtype.hpp), so both backends see bit-identical values.
+  // Index buffers: only the first min(src.size(), dst.size) entries are written, the rest
+  // keeps its contents, as on the CPU backend (the conformance test's short upload; Backend's
+  // default re-uploads the whole storage tensor).
+  void upload_index_buffer(const std::vector<int32_t>& src, const IndexBuffer& dst) override {
+    const size_t n = std::min(src.size(), size_t(std::max<int64_t>(dst.size, 0)));
+    if (n == 0) return;
+    check(cudaMemcpyAsync(dst.data, src.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+          "upload_index_buffer");
+  }
   void upload(const HostTensor& src, const TensorRef& dst) override {
     if (src.numel() != dst.numel())
       throw std::runtime_error("cuda upload: host tensor has " + std::to_string(src.numel()) +
