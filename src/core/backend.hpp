@@ -93,9 +93,12 @@ class Backend : public DeviceServices {
     b.on_device = b.storage.on_device;
     return b;
   }
+  // Writes the first min(src.size(), dst.size) entries; the rest keeps its contents.
   virtual void upload_index_buffer(const std::vector<int32_t>& src, const IndexBuffer& dst) {
-    HostTensor h({1, 1, 1, dst.storage.shape[3]});
-    std::memcpy(h.ptr(), src.data(), sizeof(int32_t) * std::min<size_t>(src.size(), size_t(dst.size)));
+    const int64_t cap = dst.storage.shape[3];
+    const size_t n = std::min<size_t>(src.size(), size_t(std::max<int64_t>(dst.size, 0)));
+    HostTensor h = int64_t(n) >= cap ? HostTensor({1, 1, 1, cap}) : download(dst.storage);
+    std::memcpy(h.ptr(), src.data(), sizeof(int32_t) * n);
     upload(h, dst.storage);
   }
   // The first `count` entries.
