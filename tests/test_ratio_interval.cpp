@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include "analysis/ratio_interval.hpp"
@@ -73,6 +74,45 @@ TEST_CASE("a calibrated run variance is pooled in, and makes one run per side te
   CHECK(mixed.method == "pooled");
   CHECK(mixed.df == Approx(2));
   CHECK(mixed.se == Approx(std::sqrt(0.0004 * (1.0 / 3 + 1.0))));
+}
+
+TEST_CASE("digamma, trigamma and its inverse") {
+  // psi(1) = -gamma (Euler's constant), psi'(1) = pi^2/6, psi(1/2) = -gamma - 2 ln 2,
+  // psi'(1/2) = pi^2/2 (Abramowitz & Stegun 6.3.2, 6.3.3, 6.4.2, 6.4.4).
+  const double pi = 3.14159265358979323846, euler = 0.57721566490153286;
+  CHECK(digamma(1.0) == Approx(-euler).epsilon(1e-10));
+  CHECK(digamma(0.5) == Approx(-euler - 2 * std::log(2.0)).epsilon(1e-10));
+  CHECK(digamma(10.0) == Approx(2.251752589066721).epsilon(1e-10));
+  CHECK(trigamma(1.0) == Approx(pi * pi / 6).epsilon(1e-10));
+  CHECK(trigamma(0.5) == Approx(pi * pi / 2).epsilon(1e-10));
+  CHECK(trigamma(30.0) == Approx(0.033895060357739926).epsilon(1e-10));  // pi^2/6 - sum 1/k^2, k < 30
+  for (double x : {0.05, 0.7, 1.5, 3.0, 12.5, 400.0}) CHECK(trigamma_inverse(trigamma(x)) == Approx(x).epsilon(1e-7));
+}
+
+TEST_CASE("moderation prior: recovers the scale and degrees of freedom of the variances") {
+  // Variances s_i^2 = s0^2 chi2(d)/d around per-case sigma_i^2 = s0^2 d0/chi2(d0): the fit
+  // gets s0^2 and d0 back from 4000 cases within sampling error.
+  std::mt19937_64 rng(7);
+  const double s0 = 0.04 * 0.04, d0 = 8, d = 5;
+  std::chi_squared_distribution<double> prior_draw(d0), own_draw(d);
+  std::vector<RunVariance> own;
+  for (int i = 0; i < 4000; ++i) {
+    const double sigma2 = s0 * d0 / prior_draw(rng);
+    own.push_back({sigma2 * own_draw(rng) / d, d});
+  }
+  const auto p = moderation_prior(own);
+  REQUIRE(p);
+  CHECK(p->var == Approx(s0).epsilon(0.08));
+  CHECK(p->df == Approx(d0).epsilon(0.3));
+  // Cases that share one variance: the prior's degrees of freedom go to the cap.
+  std::vector<RunVariance> same;
+  for (int i = 0; i < 4000; ++i) same.push_back({s0 * own_draw(rng) / d, d});
+  const auto q = moderation_prior(same);
+  REQUIRE(q);
+  CHECK(q->df > 100);
+  CHECK(q->var == Approx(s0).epsilon(0.05));
+  // Too few usable cases: no prior.
+  CHECK_FALSE(moderation_prior({{0.01, 3}, {0.0, 3}, {0.02, 3}}));
 }
 
 TEST_CASE("within-run bootstrap: centred on the ratio of medians, reproducible") {

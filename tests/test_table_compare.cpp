@@ -413,30 +413,39 @@ TEST_CASE("several runs per side: the spread of per-run medians decides") {
   CHECK(g.runs_base == 4);
   CHECK(g.runs_next == 4);
   CHECK(g.n_base == 32);
-  CHECK(g.method == "paired, shift-adjusted");
+  CHECK(g.method == "paired+moderated, shift-adjusted");
   CHECK(g.ratio == Approx(1.12));  // each run's drift, common to all cases, is taken out
-  CHECK(slow.case_level == Approx(1 - 0.05 / 7));  // Bonferroni: 6 cases and the summary
+  CHECK(slow.case_level == Approx(1 - 0.02 / 7));  // Bonferroni: 6 cases and the summary
   CHECK(g.verdict == Verdict::regressed);
   CHECK(slow.regressions == 1);
   CHECK(comparison_exit_code(slow) == 1);
   const std::string text = render_comparison(slow);
   CHECK(text.find("4/4") != std::string::npos);     // runs per side
   CHECK(text.find("32/32") != std::string::npos);   // samples per side
-  CHECK(text.find("99.29% CI") != std::string::npos);
+  CHECK(text.find("99.71% CI") != std::string::npos);
+  CHECK(text.find("variances moderated over cases") != std::string::npos);
   CHECK(text.find("paired by round") != std::string::npos);
   // Without the adjustment the ratio carries the drift; unpaired, the drift between rounds is
   // noise too, and the interval widens.
   const auto b_slow = runs_of(report_a(), {1.01, 1.07, 0.94, 1.05}, id, 1.12);
   const Comparison paired_raw = compare_runs(a, b_slow, raw);
   const CaseDelta& p = row_of(paired_raw, id);
-  CHECK(p.method == "paired");
+  CHECK(p.method == "paired+moderated");
   CHECK(p.ratio == Approx(1.12 * std::pow(1.01 / 1.0 * 1.07 / 1.08 * 0.94 / 0.93 * 1.05 / 1.04, 0.25)));
   CHECK(p.verdict == Verdict::regressed);
   raw.paired = false;
   const Comparison unpaired_raw = compare_runs(a, b_slow, raw);
   const CaseDelta& u = row_of(unpaired_raw, id);
-  CHECK(u.method == "pooled");
+  CHECK(u.method == "pooled+moderated");
   CHECK(u.ci_hi.value() - u.ci_lo.value() > p.ci_hi.value() - p.ci_lo.value());
+  // Each case on its own runs only: 3 degrees of freedom, a wider interval.
+  raw.paired = true;
+  raw.moderate = false;
+  const Comparison own_only = compare_runs(a, b_slow, raw);
+  const CaseDelta& o = row_of(own_only, id);
+  CHECK(o.method == "paired");
+  CHECK(own_only.prior_df == 0);
+  CHECK(paired_raw.prior_df > 0);
 }
 
 TEST_CASE("markdown and JSON for a pull-request comment") {
@@ -444,7 +453,7 @@ TEST_CASE("markdown and JSON for a pull-request comment") {
   const std::vector<double> drift = {1.0, 1.02, 0.99};
   const Comparison c = compare_runs(runs_of(report_a(), drift), runs_of(report_a(), drift, id, 1.2), {});
   const std::string md = render_comparison_markdown(c);
-  CHECK(md.find("| case | runs | n | base ms | new ms | ratio | 99.29% CI | verdict |") != std::string::npos);
+  CHECK(md.find("| case | runs | n | base ms | new ms | ratio | 99.71% CI | verdict |") != std::string::npos);
   CHECK(md.find("**REGRESSED**") != std::string::npos);
   CHECK(md.find("**regression**") != std::string::npos);
   const Json j = comparison_json(c);

@@ -45,11 +45,12 @@ NoiseCalibration load_noise(const std::string& path);  // InputError when unread
 struct CompareOptions {
   std::string metric = "latency";  // latency | flops | bytes | density | recall | error
   double max_slowdown = 0.02;      // latency: REGRESSED when the CI's lower bound > 1 + this
-  double alpha = 0.05;             // latency: the interval covers 1 − alpha
+  double alpha = 0.02;             // latency: the interval covers 1 − alpha
   double noise_floor = kDefaultNoiseFloor;  // latency, one run per side, no calibration
   const NoiseCalibration* noise = nullptr;  // latency: pooled into the run-to-run variance
   bool paired = true;              // pair run i of BASE with run i of NEW when counts match
   bool adjust_common_shift = true; // latency, >= 2 runs a side, >= 5 cases: see compare.cpp
+  bool moderate = true;            // latency, >= 2 runs a side, >= 5 cases: pool case variances
   double max_drop = 0.01;          // recall: regression when it drops by more (absolute)
   double max_rise = 2.0;           // error: regression when new > max_rise · base + abs_floor
   double abs_floor = 1e-6;
@@ -92,6 +93,7 @@ struct Comparison {
   bool paired = false;         // latency: runs paired by round
   bool adjusted = false;       // latency: per-case ratios relative to each run's common shift
   double case_level = 0;       // latency: coverage of each interval, 1 − alpha/tests
+  double prior_var = 0, prior_df = 0;  // latency: the moderation prior (0 df: none)
   std::size_t tests = 0;       // latency: the cases, plus the summary with several runs a side
   std::vector<CaseDelta> rows;          // matched, ok on both sides, metric present
   std::vector<NotCompared> not_compared;

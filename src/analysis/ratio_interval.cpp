@@ -158,6 +158,90 @@ std::optional<LogRatioInterval> between_run_interval(const std::vector<double>& 
                 own_df > 0 ? (prior ? "pooled+calibrated" : "pooled") : "calibrated");
 }
 
+std::optional<RunVariance> own_run_variance(const std::vector<double>& base_log,
+                                            const std::vector<double>& next_log, bool paired) {
+  const std::size_t ra = base_log.size(), rb = next_log.size();
+  if (paired && ra == rb && ra >= 2) {
+    std::vector<double> d(ra);
+    for (std::size_t i = 0; i < ra; ++i) d[i] = next_log[i] - base_log[i];
+    const double df = static_cast<double>(ra - 1);
+    return RunVariance{ss_of(d) / df / 2, df};
+  }
+  if (ra + rb < 3 || ra == 0 || rb == 0) return std::nullopt;
+  const double df = static_cast<double>(ra + rb - 2);
+  return RunVariance{(ss_of(base_log) + ss_of(next_log)) / df, df};
+}
+
+namespace {
+// psi^(2)(x), the tetragamma function: recurrence up to x >= 6, then the asymptotic series.
+double tetragamma(double x) {
+  double acc = 0;
+  while (x < 6) {
+    acc -= 2 / (x * x * x);
+    x += 1;
+  }
+  const double x2 = 1 / (x * x);
+  return acc - 1 / (x * x) - 1 / (x * x * x) -
+         x2 * x2 * (0.5 - x2 * (1.0 / 6 - x2 * (1.0 / 6 - x2 * 3.0 / 10)));
+}
+}  // namespace
+
+double digamma(double x) {
+  double acc = 0;
+  while (x < 6) {
+    acc -= 1 / x;
+    x += 1;
+  }
+  const double x2 = 1 / (x * x);
+  return acc + std::log(x) - 0.5 / x -
+         x2 * (1.0 / 12 - x2 * (1.0 / 120 - x2 * (1.0 / 252 - x2 * (1.0 / 240 - x2 / 132))));
+}
+
+double trigamma(double x) {
+  double acc = 0;
+  while (x < 6) {
+    acc += 1 / (x * x);
+    x += 1;
+  }
+  const double x2 = 1 / (x * x);
+  return acc + 1 / x + x2 / 2 + x2 / x * (1.0 / 6 - x2 * (1.0 / 30 - x2 * (1.0 / 42 - x2 / 30)));
+}
+
+double trigamma_inverse(double y) {
+  if (!(y > 0)) throw std::invalid_argument("trigamma_inverse: y must be positive");
+  if (y > 1e7) return 1 / std::sqrt(y);
+  if (y < 1e-6) return 1 / y;
+  double x = 0.5 + 1 / y;
+  for (int i = 0; i < 50; ++i) {
+    const double tri = trigamma(x);
+    const double dif = tri * (1 - tri / y) / tetragamma(x);
+    x += dif;
+    if (-dif / x < 1e-8) break;
+  }
+  return x;
+}
+
+std::optional<RunVariance> moderation_prior(const std::vector<RunVariance>& own) {
+  // e_i = log s_i² − digamma(d_i/2) + log(d_i/2) has mean log s0² − digamma(d0/2) + log(d0/2)
+  // and variance trigamma(d_i/2) + trigamma(d0/2) (Smyth 2004, section 6.2).
+  std::vector<double> e;
+  double mean_tri = 0;
+  for (const RunVariance& v : own) {
+    if (!(v.var > 0) || !(v.df > 0) || !std::isfinite(v.var)) continue;
+    e.push_back(std::log(v.var) - digamma(v.df / 2) + std::log(v.df / 2));
+    mean_tri += trigamma(v.df / 2);
+  }
+  if (e.size() < 3) return std::nullopt;
+  const double n = static_cast<double>(e.size());
+  mean_tri /= n;
+  const double e_mean = mean_of(e);
+  const double excess = ss_of(e) / (n - 1) - mean_tri;
+  double d0 = kMaxPriorDf;
+  if (excess > 0) d0 = std::min(kMaxPriorDf, 2 * trigamma_inverse(excess));
+  const double s0 = std::exp(e_mean + digamma(d0 / 2) - std::log(d0 / 2));
+  return RunVariance{s0, d0};
+}
+
 LogRatioInterval within_run_interval(const std::vector<double>& base,
                                      const std::vector<double>& next, double level,
                                      int resamples, std::uint64_t seed) {

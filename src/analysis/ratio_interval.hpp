@@ -49,6 +49,29 @@ std::optional<LogRatioInterval> between_run_interval(const std::vector<double>& 
                                                      bool paired, double level,
                                                      const std::optional<RunVariance>& prior);
 
+// A case's own estimate of the run-to-run variance of one run's log median, from its runs:
+// paired, var(d)/2 with R − 1 degrees of freedom; else the pooled two-sample variance with
+// Ra + Rb − 2. nullopt when it has no degree of freedom.
+std::optional<RunVariance> own_run_variance(const std::vector<double>& base_log,
+                                            const std::vector<double>& next_log, bool paired);
+
+// Empirical-Bayes prior for the per-case variances of one comparison (Smyth 2004, "Linear
+// models and empirical Bayes methods for assessing differential expression", Stat. Appl.
+// Genet. Mol. Biol. 3(1); the moderated t of limma's eBayes): fits a scaled inverse-chi-square
+// distribution s0² · d0 / chi²(d0) to the cases' own variances by the moments of their logs.
+// Pooled into a case's own variance ((d·s² + d0·s0²)/(d + d0), d + d0 degrees of freedom) it
+// turns a few rounds' 3–7 degrees of freedom into an interval whose width rests on all cases,
+// while a case that is truly noisier keeps a wider interval. d0 is large (capped at
+// kMaxPriorDf) when the cases' variances agree, small when they differ. nullopt with fewer
+// than 3 usable cases.
+constexpr double kMaxPriorDf = 1000;
+std::optional<RunVariance> moderation_prior(const std::vector<RunVariance>& own);
+
+double digamma(double x);
+double trigamma(double x);
+// The x with trigamma(x) = y (y > 0), by Newton's method on 1/trigamma as limma does.
+double trigamma_inverse(double y);
+
 // Percentile bootstrap of log(median(next) / median(base)) resampling the samples of each
 // side (`resamples` draws, deterministic from `seed`). Samples must be positive.
 LogRatioInterval within_run_interval(const std::vector<double>& base,

@@ -48,7 +48,7 @@ namespace fs = std::filesystem;
 struct AbOptions {
   std::vector<std::string> args;  // A B SPEC, or A SPEC with --aa
   bool aa = false;
-  int rounds = 4;
+  int rounds = 8;
   std::string sampling = "short";
   std::string out;
   std::vector<std::string> sets;
@@ -57,12 +57,13 @@ struct AbOptions {
   bool no_shuffle = false;
   std::vector<std::string> metrics{"latency"};
   std::string max_slowdown = "2%";
-  double alpha = 0.05;
+  double alpha = 0.02;
   std::string noise;
   std::string save_noise;
   std::string markdown, json;
   std::string cmake_args = "-DATTN_CUDA=OFF -DATTN_BUILD_TESTS=OFF";
   bool no_adjust = false;
+  bool no_moderate = false;
 };
 
 // `--sampling short`: each run samples briefly. Between-run variance dominates a run's median
@@ -265,6 +266,7 @@ int run_ab(const AbOptions& o) {
   copt.alpha = o.alpha;
   copt.allow_mismatch = true;  // both sides run here, now; build differences are printed
   copt.adjust_common_shift = !o.no_adjust;
+  copt.moderate = !o.no_moderate;
   if (o.sampling != "short" && o.sampling != "spec")
     throw InputError(fmt::format("--sampling '{}': expected short or spec", o.sampling));
   std::vector<std::string> sets;
@@ -411,7 +413,7 @@ int run_ab(const AbOptions& o) {
       text += "A/A FALSE ALARM: the gate flagged a binary against itself; its threshold is below this "
               "machine's noise (docs/ci.md, \"Choosing a threshold\")\n";
   }
-  if (o.noise.empty() && !o.aa && o.rounds < 8)
+  if (o.noise.empty() && !o.aa && o.rounds < 6)
     text += fmt::format("note: no noise calibration: each case's interval rests on {} rounds ({} degrees "
                         "of freedom). `attn-bench ab --aa A SPEC --save-noise F` once, then `--noise F`, "
                         "narrows them (docs/ci.md)\n",
@@ -448,11 +450,13 @@ void setup_ab(CLI::App& app, Action& action) {
                   "so time goes to rounds; spec: the spec's latency settings")
       ->capture_default_str();
   sub->add_flag("--no-adjust", o->no_adjust, "latency: do not take out each run's common shift over cases");
+  sub->add_flag("--no-moderate", o->no_moderate,
+                "latency: each case's interval from its own runs only (no variance pooled over cases)");
   sub->add_option("--metric,-m", o->metrics,
                   "what to gate on, repeatable: latency, flops, bytes, density, recall, error")
       ->capture_default_str();
   sub->add_option("--max-slowdown", o->max_slowdown,
-                  "latency: REGRESSED when the interval's lower bound of new/base exceeds 1 + this")
+                  "latency: REGRESSED when new/base exceeds 1 + this and its interval lies above 1")
       ->capture_default_str();
   sub->add_option("--alpha", o->alpha, "latency: the interval covers 1 - alpha")->capture_default_str();
   sub->add_option("--noise", o->noise, "a noise calibration (from --aa) pooled into the run-to-run variance");

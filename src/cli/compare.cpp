@@ -21,11 +21,12 @@ struct CompareCliOptions {
   std::string base, next;
   std::string metric = "latency";
   std::string max_slowdown = "2%";
-  double alpha = 0.05;
+  double alpha = 0.02;
   std::string noise;
   std::string noise_floor = fmt::format("{:g}%", analysis::kDefaultNoiseFloor * 100);
   bool unpaired = false;
   bool no_adjust = false;
+  bool no_moderate = false;
   std::string max_drop = "0.01";
   std::string max_rise = "2";
   double tolerance = 1e-9;
@@ -47,6 +48,7 @@ int run_compare(const CompareCliOptions& o) {
   c.noise_floor = analysis::parse_fraction(o.noise_floor, "--noise-floor");
   c.paired = !o.unpaired;
   c.adjust_common_shift = !o.no_adjust;
+  c.moderate = !o.no_moderate;
   c.max_drop = analysis::parse_fraction(o.max_drop, "--max-drop");
   c.max_rise = analysis::parse_factor(o.max_rise, "--max-rise");
   if (!(o.tolerance >= 0)) throw InputError("--tolerance must be >= 0");
@@ -86,7 +88,7 @@ void setup_compare(CLI::App& app, Action& action) {
   sub->add_option("--metric,-m", opts->metric, "latency, flops, bytes, density, recall or error")
       ->capture_default_str();
   sub->add_option("--max-slowdown", opts->max_slowdown,
-                  "Latency: REGRESSED when the interval's lower bound of new/base exceeds 1 + this "
+                  "Latency: REGRESSED when new/base exceeds 1 + this and its interval lies above 1 "
                   "(5% or 0.05)")
       ->capture_default_str();
   sub->add_option("--alpha", opts->alpha, "Latency: the interval covers 1 - alpha")->capture_default_str();
@@ -99,6 +101,8 @@ void setup_compare(CLI::App& app, Action& action) {
                 "Latency: do not pair run i of BASE with run i of NEW (runs not made in rounds)");
   sub->add_flag("--no-adjust", opts->no_adjust,
                 "Latency: do not take out each run's common shift over cases (several runs a side)");
+  sub->add_flag("--no-moderate", opts->no_moderate,
+                "Latency: each case's interval from its own runs only (no variance pooled over cases)");
   sub->add_option("--max-drop", opts->max_drop, "Recall: largest tolerated absolute drop")
       ->capture_default_str();
   sub->add_option("--max-rise", opts->max_rise,

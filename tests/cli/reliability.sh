@@ -176,6 +176,41 @@ assert st("hang@64")[0] == "failed" and "timed out after 3 s" in st("hang@64")[1
 assert st("nan@32")[0] == "failed" and "output o holds 1 non-finite value" in st("nan@32")[1], st("nan@32")
 print("ok: isolate:", {k: c["status"] for k, c in sorted(by.items())})
 PY
+  # A fault inside the backend itself (a write 1 TiB past the output): a segfault on the CPU.
+  printf 'problem: {heads: 2, head_dim: 16, seq_len: [32, 64, 96]}\nvariants:\n  - mha\n  - {name: fault, fault: bad_address, at_kv_len: 64}\nmetrics: [flops, accuracy]\n' > "$tmp/bad.yaml"
+  expect_exit 1 '' -- "$tbin" run "$tmp/bad.yaml" --isolate -o "$tmp/bad-cpu.json" --quiet
+  # On a GPU the same fault is an illegal-address error, which is sticky: every later CUDA call
+  # of that process fails. Each case runs in its own worker, so the worker that faulted is
+  # gone and the cases after it run on a fresh one (docs/reliability.md). Runs where a GPU is.
+  gpu_runs="cpu"
+  if "$tbin" list 2>/dev/null | grep -q '^mha .*cuda' && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+    "$tbin" run "$tmp/bad.yaml" --device cuda --isolate -o "$tmp/bad-cuda.json" --quiet >"$tmp/bad-cuda.log" 2>&1
+    "$tbin" run "$tmp/bad.yaml" --device cuda --gpus all -o "$tmp/bad-gpus.json" --quiet >"$tmp/bad-gpus.log" 2>&1
+    gpu_runs="cpu cuda gpus"
+  else
+    echo "skip: no usable GPU: the sticky CUDA error is not tested"
+  fi
+  for kind in $gpu_runs; do
+    py "$tmp/bad-$kind.json" "$kind" <<'PY' || fail "a backend fault ($kind) is not isolated"
+import json, sys
+r = json.load(open(sys.argv[1])); kind = sys.argv[2]
+assert r["complete"] is True
+by = {c["id"].split("(")[0].split("/")[0] + "@" + str(c["problem"]["kv_len"]): c for c in r["cases"]}
+assert len(by) == 6, sorted(by)
+bad = by["fault@64"]
+assert bad["status"] == "failed", bad
+reason = bad["reason"]
+if kind == "cpu":
+    assert "signal 11" in reason, reason
+else:
+    assert "illegal" in reason.lower() or "cuda" in reason.lower(), reason
+for k in ("mha@32", "mha@64", "mha@96", "fault@32", "fault@96"):
+    assert by[k]["status"] == "ok", (k, by[k]["status"], by[k].get("reason"))
+    acc = by[k]["metrics"]["accuracy"]
+    assert acc["pass"] is True, (k, acc)
+print("ok: backend fault isolated (%s): fault@64 failed with %r; the 5 other cases ok" % (kind, reason[:120]))
+PY
+  done
   # Without --isolate the NaN is still caught in-process.
   expect_exit 1 'output o holds 1 non-finite value' -- "$tbin" run "$tmp/fault.yaml" --filter '^nan' -o "$tmp/nan.json"
   expect_exit 2 '--timeout needs --isolate' -- "$tbin" run "$tmp/fault.yaml" --timeout 1
