@@ -67,10 +67,14 @@ struct AbOptions {
 };
 
 // `--sampling short`: each run samples briefly. Between-run variance dominates a run's median
-// (docs/ci.md, "Why short runs"), so the time goes further as more rounds than as more samples
-// per run. Put before the user's --set, which win.
+// (docs/ci.md, "Short runs"), so the time goes further as more rounds than as more samples
+// per run. Every case gets at least kShortMinTime seconds of samples (a 0.4 ms decode call: a
+// few hundred; a 100 ms prefill: 3), since a median of three sub-millisecond samples moved
+// between runs by more than the threshold. Put before the user's --set, which win.
 const std::vector<std::string> kShortSampling = {
-    "metrics.latency.warmup=1", "metrics.latency.min_samples=3", "metrics.latency.max_time=0.25"};
+    "metrics.latency.warmup=1", "metrics.latency.min_samples=3", "metrics.latency.max_samples=1000",
+    "metrics.latency.max_time=0.25"};
+const std::string kShortMinTime = "metrics.latency.min_time=0.1";
 
 std::atomic<bool> g_interrupted{false};
 extern "C" void ab_on_sigint(int) { g_interrupted.store(true); }
@@ -272,7 +276,10 @@ int run_ab(const AbOptions& o) {
   std::vector<std::string> sets;
   {
     const Experiment ex = load_experiment(spec, o.sets);  // bad spec or --set: exit 2 here
-    if (o.sampling == "short" && ex.metrics.contains("latency")) sets = kShortSampling;
+    if (o.sampling == "short" && ex.metrics.contains("latency")) {
+      sets = kShortSampling;
+      sets.push_back(kShortMinTime);
+    }
     if (!o.filter.empty() && select_cases(ex, o.filter).empty())
       throw InputError(fmt::format("--filter '{}' matches none of the spec's {} case ids", o.filter,
                                    ex.cases.size()));
@@ -321,6 +328,17 @@ int run_ab(const AbOptions& o) {
   const bool shuffle = !o.no_shuffle && knows_shuffle(a) && knows_shuffle(b);
   if (!o.no_shuffle && !shuffle)
     std::fprintf(stderr, "ab: note: a side's attn-bench has no `run --shuffle`; cases run in the spec's order\n");
+  // An older binary may not know metrics.latency.min_time: then both sides sample without it.
+  if (std::find(sets.begin(), sets.end(), kShortMinTime) != sets.end()) {
+    auto knows_min_time = [&](const SideSpec& s) {
+      const std::string log = out + "/logs/min-time-" + s.label + ".txt";
+      return run_process({s.binary, "validate", spec, "--set", kShortMinTime}, log) == 0;
+    };
+    if (!knows_min_time(a) || !knows_min_time(b)) {
+      sets.erase(std::find(sets.begin(), sets.end(), kShortMinTime));
+      std::fprintf(stderr, "ab: note: a side's attn-bench has no metrics.latency.min_time; runs sample without it\n");
+    }
+  }
 
   const auto t_runs = std::chrono::steady_clock::now();
   for (int r = 0; r < o.rounds; ++r) {

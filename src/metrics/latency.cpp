@@ -32,6 +32,10 @@ json measure_latency(MetricContext& ctx) {
   const int max_samples = std::max(min_samples, o.value("max_samples", 200));
   const double target = o.value("target_rse", 0.01);
   const double max_time = o.value("max_time", 10.0);
+  // Sampling goes on for at least min_time seconds before the RSE may stop it: an RSE from
+  // three samples of a 0.4 ms call says little, and its median moves between runs by several
+  // times the gate's threshold (docs/ci.md, "Short runs").
+  const double min_time = o.value("min_time", 0.0);
   const std::string cache_name = o.value("cache", std::string("hot"));
   if (cache_name != "hot" && cache_name != "cold")
     throw std::runtime_error("metrics.latency.cache must be hot or cold, got '" + cache_name + "'");
@@ -74,12 +78,12 @@ json measure_latency(MetricContext& ctx) {
     const int n = s + 1;
     if (n >= min_samples) {
       rse = median_rse(total);
-      if (rse <= target) {
+      const double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (rse <= target && elapsed >= min_time) {
         stop = "rse";
         break;
       }
-      const double elapsed =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (elapsed >= max_time) {
         stop = "max_time";
         break;

@@ -15,10 +15,11 @@ const std::vector<MetricDef>& metric_table() {
         {"min_samples", 5},
         {"max_samples", 200},
         {"target_rse", 0.01},
+        {"min_time", 0.0},
         {"max_time", 10.0},
         {"cache", "hot"}},
-       "repeat until the median's relative standard error is under target_rse (or max_samples"
-       " / max_time seconds); plan and attention phases timed apart",
+       "repeat until the median's relative standard error is under target_rse and min_time"
+       " seconds have passed (or max_samples / max_time seconds); plan and attention phases timed apart",
        measure_latency},
       {"recall",
        {{"queries", "256"}, {"topk", {16, 64}}, {"per_head", false}, {"min_mass_recall", 0.0}},

@@ -263,6 +263,7 @@ constexpr OptionRange kOptionRanges[] = {
     {"metrics.latency", "max_samples", 1, 1e7, false},
     {"metrics.latency", "target_rse", 0, 1, false},
     {"metrics.latency", "max_time", 0, 1e6, true},
+    {"metrics.latency", "min_time", 0, 1e6, false},
     {"metrics.accuracy", "rows", 1, 1e7, false},
     {"input.gaussian", "std", 0, 1e6, true},
 };
@@ -284,6 +285,9 @@ void check_ranges(const Where& w, const YAML::Node& node, const std::string& blo
     if (opts["min_samples"].get<double>() > opts["max_samples"].get<double>())
       w.fail(at("min_samples"), "metrics.latency.min_samples",
              "min_samples (" + opts["min_samples"].dump() + ") exceeds max_samples (" + opts["max_samples"].dump() + ")");
+    if (opts["min_time"].get<double>() > opts["max_time"].get<double>())
+      w.fail(at("min_time"), "metrics.latency.min_time",
+             "min_time (" + opts["min_time"].dump() + ") exceeds max_time (" + opts["max_time"].dump() + ")");
     const std::string cache = opts["cache"].get<std::string>();
     if (cache != "hot" && cache != "cold")
       w.fail(at("cache"), "metrics.latency.cache", "unknown cache mode '" + cache + "': " + suggest(cache, {"hot", "cold"}));
