@@ -183,7 +183,7 @@ PY
   # of that process fails. Each case runs in its own worker, so the worker that faulted is
   # gone and the cases after it run on a fresh one (docs/reliability.md). Runs where a GPU is.
   gpu_runs="cpu"
-  if "$tbin" list 2>/dev/null | grep -q '^mha .*cuda' && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+  if "$tbin" list 2>/dev/null | grep -q 'backends: cpu, cuda' && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
     "$tbin" run "$tmp/bad.yaml" --device cuda --isolate -o "$tmp/bad-cuda.json" --quiet >"$tmp/bad-cuda.log" 2>&1
     "$tbin" run "$tmp/bad.yaml" --device cuda --gpus all -o "$tmp/bad-gpus.json" --quiet >"$tmp/bad-gpus.log" 2>&1
     gpu_runs="cpu cuda gpus"
