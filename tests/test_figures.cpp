@@ -225,8 +225,44 @@ TEST_CASE("report figures: Pareto front, crossover, fidelity marks from the regi
   const FigureSet roof = build_figures(reports, FigureKind::roofline);
   REQUIRE(roof.figures.size() == 1);
   CHECK(roof.figures[0].series[0].name.find("not a machine peak") != std::string::npos);
-  const FigureSet roof2 = build_figures(reports, FigureKind::roofline, {"", 5.0, 100.0});
-  CHECK(roof2.figures[0].series[0].name == "peaks given: 5 TFLOP/s, 100 GB/s");
+  const FigureSet roof2 = build_figures(reports, FigureKind::roofline, {"", 5.0, 100.0, ""});
+  CHECK(roof2.figures[0].series[0].name == "measured peaks: 5 TFLOP/s, 100 GB/s");
+  CHECK(roof2.figures[0].caption.find("given on the command line") != std::string::npos);
+
+  // Peaks measured before the run (meta.peaks of the same backend) make the roof.
+  Json doc = reports[0].doc;
+  doc["meta"]["peaks"] = {{"kind", "attn-bench peaks"}, {"device", "cpu"},
+                          {"tflops", {{"value", 2.5}, {"method", "gemm test"}}},
+                          {"gbps", {{"value", 40.0}, {"method", "triad test"}}}};
+  const FigureSet roof3 = build_figures({ab::analysis::report_from_json(doc, "peaks.json")}, FigureKind::roofline);
+  REQUIRE(roof3.figures.size() == 1);
+  CHECK(roof3.figures[0].series[0].name == "measured peaks: 2.5 TFLOP/s, 40 GB/s");
+  CHECK(roof3.figures[0].caption.find("run --measure-peaks") != std::string::npos);
+  CHECK(roof3.figures[0].caption.find("gemm test; triad test") != std::string::npos);
+  // Peaks of another device are not this roof.
+  doc["meta"]["peaks"]["device"] = "cuda";
+  const FigureSet roof4 = build_figures({ab::analysis::report_from_json(doc, "peaks.json")}, FigureKind::roofline);
+  CHECK(roof4.figures[0].series[0].name.find("not a machine peak") != std::string::npos);
+
+  // A file of `attn-bench peaks`; anything else is refused.
+  const std::string path = "test_figures_peaks.json";
+  {
+    std::ofstream f(path);
+    f << R"({"kind": "attn-bench peaks", "device": "cpu", "tflops": {"value": 1.5, "method": "m1"},
+             "gbps": {"value": 20, "method": "m2"}})";
+  }
+  FigureOptions fo;
+  load_peaks_file(path, fo);
+  CHECK(fo.peak_tflops == 1.5);
+  CHECK(fo.peak_gbps == 20.0);
+  CHECK(fo.peaks_source.find("m1; m2") != std::string::npos);
+  {
+    std::ofstream f(path);
+    f << R"({"kind": "attn-bench report", "tflops": {"value": 1}})";
+  }
+  CHECK_THROWS_WITH(load_peaks_file(path, fo), doctest::Contains("is not a peaks file"));
+  std::remove(path.c_str());
+  CHECK_THROWS_WITH(load_peaks_file(path, fo), doctest::Contains("cannot read"));
 }
 
 TEST_CASE("the HTML report lists provenance, fidelity and the failed case with its reason") {

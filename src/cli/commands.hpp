@@ -26,5 +26,6 @@ void setup_inspect(CLI::App& app, Action& action);
 void setup_report(CLI::App& app, Action& action);
 void setup_plot(CLI::App& app, Action& action);
 void setup_merge(CLI::App& app, Action& action);
+void setup_peaks(CLI::App& app, Action& action);
 
 }  // namespace ab::cli

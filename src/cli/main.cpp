@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   ab::cli::setup_report(app, action);
   ab::cli::setup_plot(app, action);
   ab::cli::setup_merge(app, action);
+  ab::cli::setup_peaks(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

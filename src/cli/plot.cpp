@@ -24,6 +24,7 @@ struct PlotOptions {
   std::string format = "svg";
   std::string output;  // "" = stdout; with several figures, FILE gets -1, -2, … before its extension
   figures::FigureOptions fig;
+  std::string peaks_file;
 };
 
 std::string numbered(const std::string& path, size_t i, size_t n) {
@@ -44,7 +45,9 @@ int run_plot(const PlotOptions& o) {
   for (const auto& path : o.reports) reports.push_back(analysis::load_report(path));
   for (const auto& r : reports)
     for (const auto& w : r.warnings) std::cerr << "warning: " << w << "\n";
-  const figures::FigureSet fs = figures::build_figures(reports, kind, o.fig);
+  figures::FigureOptions fig = o.fig;
+  if (!o.peaks_file.empty()) figures::load_peaks_file(o.peaks_file, fig);
+  const figures::FigureSet fs = figures::build_figures(reports, kind, fig);
   if (fs.figures.empty())
     throw InputError(fmt::format("plot --kind {}: nothing to draw: {}", o.kind, fs.why_none));
   for (size_t i = 0; i < fs.figures.size(); ++i) {
@@ -79,6 +82,11 @@ void setup_plot(CLI::App& app, Action& action) {
       ->check(CLI::PositiveNumber);
   sub->add_option("--peak-gbps", opts->fig.peak_gbps, "Measured peak bandwidth for the roofline, GB/s")
       ->check(CLI::PositiveNumber);
+  sub->add_option("--peaks", opts->peaks_file,
+                  "The roofline's roof from a file of `attn-bench peaks -o FILE` (default: each report's "
+                  "meta.peaks, from `run --measure-peaks`)")
+      ->excludes("--peak-tflops")
+      ->excludes("--peak-gbps");
   sub->callback([opts, &action] { action = [opts] { return run_plot(*opts); }; });
 }
 

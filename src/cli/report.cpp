@@ -21,6 +21,7 @@ struct ReportOptions {
   std::vector<std::string> reports;
   std::string output;
   figures::FigureOptions fig;
+  std::string peaks_file;
 };
 
 int run_report(const ReportOptions& o) {
@@ -28,7 +29,9 @@ int run_report(const ReportOptions& o) {
   for (const auto& path : o.reports) reports.push_back(analysis::load_report(path));
   for (const auto& r : reports)
     for (const auto& w : r.warnings) std::cerr << "warning: " << w << "\n";
-  const std::string html = figures::html_report(reports, o.fig);
+  figures::FigureOptions fig = o.fig;
+  if (!o.peaks_file.empty()) figures::load_peaks_file(o.peaks_file, fig);
+  const std::string html = figures::html_report(reports, fig);
   std::ofstream f(o.output, std::ios::binary | std::ios::trunc);
   if (!f) throw InputError(fmt::format("report: cannot write '{}': {}", o.output, std::strerror(errno)));
   f << html;
@@ -53,6 +56,11 @@ void setup_report(CLI::App& app, Action& action) {
       ->check(CLI::PositiveNumber);
   sub->add_option("--peak-gbps", opts->fig.peak_gbps, "Measured peak memory bandwidth for the roofline, GB/s")
       ->check(CLI::PositiveNumber);
+  sub->add_option("--peaks", opts->peaks_file,
+                  "The roofline's roof from a file of `attn-bench peaks -o FILE` (default: each report's "
+                  "meta.peaks, from `run --measure-peaks`)")
+      ->excludes("--peak-tflops")
+      ->excludes("--peak-gbps");
   sub->callback([opts, &action] { action = [opts] { return run_report(*opts); }; });
 }
 

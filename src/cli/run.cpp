@@ -30,6 +30,7 @@ struct RunCliOptions {
   std::string shard;
   int workers = 0;
   std::string gpus;
+  bool measure_peaks = false;
 };
 
 // The worker `run --isolate` starts for each case (not listed in --help).
@@ -56,6 +57,9 @@ void setup_run(CLI::App& app, Action& action) {
   sub->add_option("--threads", opt->threads, "CPU threads (0 = every core)")->check(CLI::Range(0, 4096));
   sub->add_option("--shuffle", opt->shuffle, "run the cases in an order shuffled by this seed (attn-bench ab)")
       ->check(CLI::NonNegativeNumber);
+  sub->add_flag("--measure-peaks", opt->measure_peaks,
+                "first measure the device's peak compute and bandwidth (seconds) into meta.peaks: the "
+                "roofline of `report` and `plot` then uses them");
   sub->add_flag("--dry-run", opt->dry_run, "list the cases with their memory, FLOP and time estimates; run nothing");
   sub->add_flag("-q,--quiet", opt->quiet, "no progress lines on stderr");
   sub->add_option("--emit-cases", opt->emit_cases, "write the cases as JSON (for scripts/peers) and exit");
@@ -97,6 +101,7 @@ void setup_run(CLI::App& app, Action& action) {
       if (!opt->shard.empty()) ro.shard = parse_shard(opt->shard, [](const char* k) { return std::getenv(k); });
       ro.workers = opt->workers;
       ro.gpus = opt->gpus;
+      ro.measure_peaks = opt->measure_peaks;
       if ((ro.workers > 1 || !ro.gpus.empty()) && !opt->emit_cases.empty())
         throw InputError("--emit-cases: not with --workers or --gpus");
       return run_experiment(ex, ro);

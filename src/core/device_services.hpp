@@ -20,6 +20,17 @@ struct ClockReading {
   double temperature_c = 0;
 };
 
+// A peak rate of the device measured by a microbenchmark (attn-bench peaks; the roofline's
+// roof, docs/figures.md): the value and what was run to get it.
+struct MeasuredPeak {
+  double value = 0;    // TFLOP/s or GB/s (1e9 bytes per second)
+  std::string method;
+};
+struct MeasuredPeaks {
+  MeasuredPeak tflops;  // dense matrix-product rate
+  MeasuredPeak gbps;    // memory bandwidth
+};
+
 // The device half of a backend: memory, timing and clocks. Everything that moves data or
 // measures time goes through it; the ops (class Backend below) compute on what it holds.
 class DeviceServices {
@@ -54,6 +65,9 @@ class DeviceServices {
   }
   // SM clock and temperature, when the backend can read them (NVML); nullopt otherwise.
   virtual std::optional<ClockReading> read_clocks() { return std::nullopt; }
+  // The device's peak compute and bandwidth, measured now (seconds of work); nullopt when the
+  // backend has no such microbenchmark.
+  virtual std::optional<MeasuredPeaks> measure_peaks() { return std::nullopt; }
   // Facts for the report's meta.devices (name, SMs, memory, driver, runtime, clocks).
   virtual nlohmann::ordered_json device_info() const { return nlohmann::ordered_json::object(); }
 };

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -434,6 +435,7 @@ FigureSet niah(const std::vector<Report>& reports) {
 
 // ---- roofline ------------------------------------------------------------------------------------
 
+
 FigureSet roofline(const std::vector<Report>& reports, const FigureOptions& o) {
   FigureSet out;
   std::map<std::string, std::vector<CaseRef>> groups;
@@ -483,11 +485,31 @@ FigureSet roofline(const std::vector<Report>& reports, const FigureOptions& o) {
       used.push_back(cr);
     }
     if (variants.empty()) continue;
-    const bool measured = std::isfinite(o.peak_tflops) && std::isfinite(o.peak_gbps);
-    const double P = std::isfinite(o.peak_tflops) ? o.peak_tflops : best_t;
-    const double B = std::isfinite(o.peak_gbps) ? o.peak_gbps : best_b;
+    // The roof: peaks given on the command line, else the peaks a report of this group
+    // measured (`run --measure-peaks`, meta.peaks of the same backend), else the best achieved.
+    double peak_t = o.peak_tflops, peak_b = o.peak_gbps;
+    std::string source = std::isfinite(peak_t) && std::isfinite(peak_b)
+                             ? (o.peaks_source.empty() ? std::string("given on the command line (--peak-tflops, --peak-gbps)")
+                                                       : "measured by `attn-bench peaks` (" + o.peaks_source + ")")
+                             : std::string();
+    std::string methods;
+    if (source.empty())
+      for (const auto& cr : used) {
+        const Json& doc = cr.report->doc;
+        const auto t = lookup_number(doc, "meta.peaks.tflops.value");
+        const auto b = lookup_number(doc, "meta.peaks.gbps.value");
+        if (!t || !b || lookup_text(doc, "meta.peaks.device") != lookup_text(*cr.c, "backend")) continue;
+        peak_t = *t;
+        peak_b = *b;
+        source = "measured before the run (`run --measure-peaks`, meta.peaks of " + cr.report->path + ")";
+        methods = lookup_text(doc, "meta.peaks.tflops.method") + "; " + lookup_text(doc, "meta.peaks.gbps.method");
+        break;
+      }
+    const bool measured = std::isfinite(peak_t) && std::isfinite(peak_b) && !source.empty();
+    const double P = measured ? peak_t : best_t;
+    const double B = measured ? peak_b : best_b;
     Series ceil;
-    ceil.name = measured ? fmt::format("peaks given: {} TFLOP/s, {} GB/s", tick_text(P), tick_text(B))
+    ceil.name = measured ? fmt::format("measured peaks: {} TFLOP/s, {} GB/s", tick_text(P), tick_text(B))
                          : fmt::format("best achieved here: {} TFLOP/s, {} GB/s (not a machine peak)", tick_text(P), tick_text(B));
     ceil.colour = -1;
     ceil.marker = Marker::none;
@@ -510,9 +532,11 @@ FigureSet roofline(const std::vector<Report>& reports, const FigureOptions& o) {
     f.caption = std::string(
                     "Each point is one case: executed FLOPs over the minimum bytes (inputs read once, outputs written "
                     "once), so the intensity is an upper bound on the real one. ") +
-                (measured ? "The roof is the peak compute and bandwidth given on the command line (--peak-tflops, --peak-gbps)."
-                          : "No machine peak was given (--peak-tflops, --peak-gbps): the dashed roof is the "
-                            "best TFLOP/s and GB/s achieved by any case here, not the machine's peak.");
+                (measured ? "The roof is the machine's peak compute and bandwidth, " + source + "." +
+                                (methods.empty() ? std::string() : " Measured with: " + methods + ".")
+                          : std::string("No machine peak was measured (`run --measure-peaks`, or `attn-bench peaks -o F` "
+                                        "and --peaks F): the dashed roof is the best TFLOP/s and GB/s achieved by any "
+                                        "case here, not the machine's peak."));
     f.notes = fidelity_notes(levels_of(used));
     out.figures.push_back(std::move(f));
   }
@@ -531,6 +555,25 @@ FigureSet build_figures(const std::vector<Report>& reports, FigureKind kind, con
     case FigureKind::roofline: return roofline(reports, opts);
   }
   return {};
+}
+
+void load_peaks_file(const std::string& path, FigureOptions& opts) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw InputError("--peaks: cannot read '" + path + "'");
+  Json j;
+  try {
+    j = Json::parse(f, nullptr, true, false);
+  } catch (const std::exception& e) {
+    throw InputError("--peaks: '" + path + "' is not JSON: " + e.what());
+  }
+  const auto t = j.is_object() ? lookup_number(j, "tflops.value") : std::nullopt;
+  const auto b = j.is_object() ? lookup_number(j, "gbps.value") : std::nullopt;
+  if (!j.is_object() || j.value("kind", std::string()) != "attn-bench peaks" || !t || !b || !(*t > 0) || !(*b > 0))
+    throw InputError("--peaks: '" + path + "' is not a peaks file (write one with `attn-bench peaks -o FILE`)");
+  opts.peak_tflops = *t;
+  opts.peak_gbps = *b;
+  opts.peaks_source = path + ", " + j.value("device", std::string("?")) + ": " + lookup_text(j, "tflops.method") +
+                      "; " + lookup_text(j, "gbps.method");
 }
 
 }  // namespace ab::figures

@@ -18,8 +18,13 @@ FigureKind parse_figure_kind(const std::string& name);  // InputError with the c
 struct FigureOptions {
   std::string baseline;          // "" = each report's meta.run.baseline
   double peak_tflops = NAN;      // measured machine peaks for the roofline; NaN = none given
-  double peak_gbps = NAN;
+  double peak_gbps = NAN;        // (else each report's meta.peaks, from `run --measure-peaks`)
+  std::string peaks_source;      // where the given peaks come from (a file of `attn-bench peaks`)
 };
+
+// Reads a file written by `attn-bench peaks -o FILE` into opts (peak_tflops, peak_gbps,
+// peaks_source); InputError when it is not one.
+void load_peaks_file(const std::string& path, FigureOptions& opts);
 
 struct FigureSet {
   std::vector<Figure> figures;

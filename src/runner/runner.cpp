@@ -318,6 +318,19 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
   return r;
 }
 
+nlohmann::ordered_json measure_peaks_json(Backend& backend, int threads) {
+  const auto p = backend.measure_peaks();
+  if (!p) throw InputError("the " + backend.name() + " backend has no peak microbenchmark");
+  json j;
+  j["kind"] = "attn-bench peaks";
+  j["device"] = backend.name();
+  j["threads"] = threads;
+  j["timestamp"] = utc_timestamp();
+  j["tflops"] = {{"value", p->tflops.value}, {"method", p->tflops.method}};
+  j["gbps"] = {{"value", p->gbps.value}, {"method", p->gbps.method}};
+  return j;
+}
+
 int run_experiment(const Experiment& ex, const RunOptions& opts) {
   // The selected cases as indices into the spec: a lazily loaded spec makes its cases one at a
   // time, and only those this run executes are kept (bounded memory for --dry-run and shards).
@@ -541,6 +554,10 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
   if (!opts.resume.empty()) meta["run"]["resumed_from"] = {{"path", opts.resume}, {"kept", kept.size()}};
   meta["devices"] = json::array();
   if (json d = backend->device_info(); !d.empty()) meta["devices"].push_back(d);
+  if (opts.measure_peaks) {
+    if (!opts.quiet) std::fprintf(stderr, "measuring the %s's peaks (a few seconds)...\n", backend->name().c_str());
+    meta["peaks"] = measure_peaks_json(*backend, threads);
+  }
   ReportWriter report(out_path, meta, std::move(kept));
   if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
 

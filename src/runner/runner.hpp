@@ -38,7 +38,13 @@ struct RunOptions {
   std::optional<ShardSpec> shard;  // run only this shard of the (filtered) cases
   int workers = 0;                 // > 1: that many CPU worker processes, each on its own cores
   std::string gpus;                // "all" | "0,1,...": one worker process per GPU ("" = none)
+  bool measure_peaks = false;      // measure the device's peaks first, into meta.peaks
 };
+
+// The device's measured peaks (Backend::measure_peaks) as the report's meta.peaks and
+// `attn-bench peaks` write them: {kind, device, threads, timestamp, tflops: {value, method},
+// gbps: {value, method}}. Throws InputError when the backend has no peak microbenchmark.
+nlohmann::ordered_json measure_peaks_json(Backend& backend, int threads);
 
 // Runs one case on a backend and returns its report entry (never throws for a case's own
 // failure: that is recorded as status "failed" with the reason).

@@ -12,10 +12,13 @@
 #include <list>
 #include <vector>
 
+#include <omp.h>
+
 #include "cpu/gather_decode.hpp"
 #include "backends/cpu/cpu_decode_ops.hpp"
 #include "cpu/linear_attention.hpp"
 #include "cpu/lse_merge.hpp"
+#include "cpu/peaks.hpp"
 #include "cpu/sdpa.hpp"
 #include "cpu/sparse_prefill.hpp"
 #include "cpu/sdpa_transforms.hpp"
@@ -125,6 +128,12 @@ class CpuBackend final : public Backend {
     if (a.transform != ScoreTransform::softmax) cpu::sdpa_transformed(a);
     else if (use_bf16_products(a)) cpu::sdpa_flash(a, cpu::FlashPath::avx512_bf16);
     else cpu::sdpa_flash(a);
+  }
+  std::optional<MeasuredPeaks> measure_peaks() override {
+    const int threads = omp_get_max_threads();
+    const auto gemm = cpu::measure_gemm_tflops(threads);
+    const auto triad = cpu::measure_triad_gbps(threads);
+    return MeasuredPeaks{{gemm.value, gemm.method}, {triad.value, triad.method}};
   }
   // Which products dense prefill-sized softmax attention runs (decode: the portable path).
   nlohmann::ordered_json device_info() const override {

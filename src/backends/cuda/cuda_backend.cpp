@@ -18,6 +18,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda/decode/decode.hpp"
+#include "cuda/peaks/peaks.hpp"
 #include "cuda/sdpa_prefill/sdpa_prefill.hpp"
 
 namespace ab {
@@ -333,6 +334,12 @@ class CudaBackend final : public Backend {
     r.sm_mhz = sm ? double(*sm) : 0.0;
     r.temperature_c = t ? double(*t) : 0.0;
     return r;
+  }
+
+  std::optional<MeasuredPeaks> measure_peaks() override {
+    const auto mma = cuda::measure_mma_bf16_tflops();
+    const auto copy = cuda::measure_copy_gbps();
+    return MeasuredPeaks{{mma.value, mma.method}, {copy.value, copy.method}};
   }
 
   nlohmann::ordered_json device_info() const override {
