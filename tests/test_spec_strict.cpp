@@ -92,6 +92,17 @@ TEST_CASE("a file with several YAML documents is refused, not read in part") {
   CHECK(contains(error_of(kOk + "---\nproblem: {heads: 4}\n"), "holds 2 YAML documents"));
 }
 
+TEST_CASE("a stray ',' at the top level is a syntax error with its place, not a hang") {
+  // yaml-cpp 0.7's LoadAll loops for ever on these (spec.cpp, load_all_documents).
+  CHECK(contains(error_of(","), "spec.yaml:1:1: YAML syntax error: unexpected ','"));
+  CHECK(contains(error_of(kOk + ","), "spec.yaml:3:1: YAML syntax error"));  // inside the block map: yaml-cpp's own error
+  CHECK(contains(error_of("[a]\n,"), "spec.yaml:2:1"));
+  CHECK(contains(error_of(kOk + "---\n,"), "unexpected ','"));
+  CHECK(contains(error_of(kOk, {"problem.seq_len=,"}), "--set problem.seq_len: value is not valid YAML: unexpected ','"));
+  CHECK(contains(error_of(kOk, {"problem.seq_len=[64]\n,"}), "unexpected ','"));
+  CHECK(error_of(kOk, {"problem.seq_len=[64, 128]"}).empty());
+}
+
 TEST_CASE("a variant that does not fit some points of a sweep gets skipped cases there") {
   const Experiment ex = parse_experiment(
       "problem: {heads: 4, head_dim: 32, seq_len: 256, causal: [true, false]}\n"
