@@ -61,13 +61,46 @@ def rejudge(args):
     noise = os.path.join(args.rejudge, "noise.json")
     extra = ["--noise", noise] if os.path.exists(noise) else []
     variant = args.variant
+    aa_ids = [rec["i"] for rec in old.get("aa", [])
+              if os.path.isdir(os.path.join(args.rejudge, f"aa-{rec['i']:03d}", "B"))]
+
+    def calibration(leave_out):
+        """`compare --save-noise` over the runs of every stored A/A decision but `leave_out`: the
+        calibration a user makes once with `ab --aa` and then gives to every gate (--noise).
+        Decision i is judged with a calibration that never saw its own runs."""
+        tag = f"loo-{leave_out:03d}" if leave_out else "all"
+        cal = os.path.join(args.rejudge, "calibrations", tag)
+        path = cal + ".json"
+        if os.path.exists(path):
+            return path
+        for side in ("A", "B"):
+            os.makedirs(os.path.join(cal, side), exist_ok=True)
+        for i in aa_ids:
+            if i == leave_out:
+                continue
+            for side in ("A", "B"):
+                src = os.path.join(args.rejudge, f"aa-{i:03d}", side)
+                for f in sorted(os.listdir(src)):
+                    if f.endswith(".json"):
+                        link = os.path.join(cal, side, f"aa{i:03d}-{f}")
+                        if not os.path.exists(link):
+                            os.symlink(os.path.abspath(os.path.join(src, f)), link)
+        rc, _ = run([os.path.abspath(args.bin), "compare", os.path.join(cal, "A"), os.path.join(cal, "B"),
+                     "--save-noise", path], cal + ".log")
+        if not os.path.exists(path):
+            sys.exit(f"calibration {tag} failed (exit {rc}): see {cal}.log")
+        return path
+
     def judge(kind, i):
         d = os.path.join(args.rejudge, f"{kind}-{i:03d}")
         if not (os.path.isdir(os.path.join(d, "A")) and os.path.isdir(os.path.join(d, "B"))):
             return None
-        out = d + ".rejudged.json"
+        out = d + (".rejudged-loo.json" if args.loo_calibration else ".rejudged.json")
+        noise_args = extra
+        if args.loo_calibration:
+            noise_args = ["--noise", calibration(i if kind == "aa" else 0)]
         rc, _ = run([os.path.abspath(args.bin), "compare", os.path.join(d, "A"), os.path.join(d, "B"),
-                     "--json", out, *extra], d + ".rejudged.log")
+                     "--json", out, *noise_args, *args.compare_arg], out[:-5] + ".log")
         rows, summary = flagged_rows(out)
         return {"i": i, "rc": rc, "regressed": rows, "summary_regressed": summary,
                 "runs": len(os.listdir(os.path.join(d, "A")))}
@@ -109,6 +142,11 @@ def main():
     ap.add_argument("--rejudge", metavar="OUT",
                     help="decide again every ab of an earlier OUT from its stored runs with this binary's "
                          "compare (same rule as ab), and print the summary")
+    ap.add_argument("--loo-calibration", action="store_true",
+                    help="with --rejudge: judge each decision with a noise calibration made from the stored "
+                         "A/A decisions' runs (leaving out an A/A decision's own runs when judging it)")
+    ap.add_argument("--compare-arg", action="append", default=[], metavar="ARG",
+                    help="with --rejudge: extra argument for every `compare` (repeatable)")
     args = ap.parse_args()
     if args.rejudge:
         return rejudge(args)

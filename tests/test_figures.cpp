@@ -226,7 +226,7 @@ TEST_CASE("report figures: Pareto front, crossover, fidelity marks from the regi
   REQUIRE(roof.figures.size() == 1);
   CHECK(roof.figures[0].series[0].name.find("not a machine peak") != std::string::npos);
   const FigureSet roof2 = build_figures(reports, FigureKind::roofline, {"", 5.0, 100.0, ""});
-  CHECK(roof2.figures[0].series[0].name == "measured peaks: 5 TFLOP/s, 100 GB/s");
+  CHECK(roof2.figures[0].series[0].name == "peaks given: 5 TFLOP/s, 100 GB/s");  // maybe a datasheet's
   CHECK(roof2.figures[0].caption.find("given on the command line") != std::string::npos);
 
   // Peaks measured before the run (meta.peaks of the same backend) make the roof.

@@ -12,6 +12,7 @@
 #include "analysis/compare.hpp"
 #include "cli/commands.hpp"
 #include "core/errors.hpp"
+#include "core/host_info.hpp"
 
 namespace ab::cli {
 
@@ -27,6 +28,7 @@ struct CompareCliOptions {
   bool unpaired = false;
   bool no_adjust = false;
   bool no_moderate = false;
+  std::string save_noise;
   std::string max_drop = "0.01";
   std::string max_rise = "2";
   double tolerance = 1e-9;
@@ -64,6 +66,21 @@ int run_compare(const CompareCliOptions& o) {
   for (const auto* side : {&base, &next})
     for (const auto& r : *side)
       for (const auto& w : r.warnings) std::cerr << "warning: " << w << "\n";
+  if (!o.save_noise.empty()) {
+    // BASE and NEW are the two sides of A/A runs of one binary (e.g. several `ab --aa` output
+    // directories' A/ and B/ run files gathered in two directories, paired by name): their
+    // calibration, as `ab --aa --save-noise` writes it, with one degree of freedom per pair.
+    if (base.size() != next.size() || base.size() < 2)
+      throw InputError("--save-noise: BASE and NEW must be directories with the same number (>= 2) of A/A runs");
+    analysis::Json meta = {{"spec", {{"sha256", analysis::lookup_text(base.front().doc, "meta.spec.sha256")}}},
+                           {"host", base.front().doc["meta"].value("host", analysis::Json::object())},
+                           {"threads", analysis::lookup_text(base.front().doc, "meta.run.threads")},
+                           {"rounds", base.size()},
+                           {"created", utc_timestamp()},
+                           {"runs", o.base + " | " + o.next}};
+    write_file(o.save_noise, analysis::noise_from_aa(base, next, meta).dump(2) + "\n", "--save-noise");
+    std::cerr << fmt::format("wrote the A/A noise calibration of {} run pairs to {}\n", base.size(), o.save_noise);
+  }
   const analysis::Comparison cmp = analysis::compare_runs(base, next, c);
   for (const auto& m : cmp.mismatches) std::cerr << "WARNING: not comparable: " << m << "\n";
   std::cout << analysis::render_comparison(cmp);
@@ -101,6 +118,9 @@ void setup_compare(CLI::App& app, Action& action) {
                 "Latency: do not pair run i of BASE with run i of NEW (runs not made in rounds)");
   sub->add_flag("--no-adjust", opts->no_adjust,
                 "Latency: do not take out each run's common shift over cases (several runs a side)");
+  sub->add_option("--save-noise", opts->save_noise,
+                  "Latency: BASE and NEW are A/A runs of one binary (same count, paired by name): also write "
+                  "their noise calibration here, for --noise");
   sub->add_flag("--no-moderate", opts->no_moderate,
                 "Latency: each case's interval from its own runs only (no variance pooled over cases)");
   sub->add_option("--max-drop", opts->max_drop, "Recall: largest tolerated absolute drop")

@@ -509,7 +509,9 @@ FigureSet roofline(const std::vector<Report>& reports, const FigureOptions& o) {
     const double P = measured ? peak_t : best_t;
     const double B = measured ? peak_b : best_b;
     Series ceil;
-    ceil.name = measured ? fmt::format("measured peaks: {} TFLOP/s, {} GB/s", tick_text(P), tick_text(B))
+    // Numbers typed on the command line may be a datasheet's: only a microbenchmark's are "measured".
+    const bool typed = measured && o.peaks_source.empty() && std::isfinite(o.peak_tflops);
+    ceil.name = measured ? fmt::format("{}: {} TFLOP/s, {} GB/s", typed ? "peaks given" : "measured peaks", tick_text(P), tick_text(B))
                          : fmt::format("best achieved here: {} TFLOP/s, {} GB/s (not a machine peak)", tick_text(P), tick_text(B));
     ceil.colour = -1;
     ceil.marker = Marker::none;
@@ -532,7 +534,7 @@ FigureSet roofline(const std::vector<Report>& reports, const FigureOptions& o) {
     f.caption = std::string(
                     "Each point is one case: executed FLOPs over the minimum bytes (inputs read once, outputs written "
                     "once), so the intensity is an upper bound on the real one. ") +
-                (measured ? "The roof is the machine's peak compute and bandwidth, " + source + "." +
+                (measured ? std::string(typed ? "The roof is the peak compute and bandwidth " : "The roof is the machine's peak compute and bandwidth, ") + source + "." +
                                 (methods.empty() ? std::string() : " Measured with: " + methods + ".")
                           : std::string("No machine peak was measured (`run --measure-peaks`, or `attn-bench peaks -o F` "
                                         "and --peaks F): the dashed roof is the best TFLOP/s and GB/s achieved by any "
