@@ -39,7 +39,8 @@ def run(cmd, log, env=None):
 
 
 def flagged_rows(verdict_json):
-    """(case id, ratio, ci) of REGRESSED rows, and whether the summary regressed."""
+    """(case id or variant, ratio, ci) of REGRESSED rows and variant groups, and whether the
+    summary regressed."""
     try:
         docs = json.load(open(verdict_json))
     except (OSError, ValueError):
@@ -52,6 +53,10 @@ def flagged_rows(verdict_json):
         for r in d.get("rows", []):
             if r.get("verdict") == "REGRESSED":
                 rows.append({"id": r["id"], "ratio": r.get("ratio"), "ci": r.get("ci")})
+        # A variant's cases together (compare's per-variant groups): the id is the variant.
+        for g in d.get("groups", []):
+            if g.get("verdict") == "REGRESSED":
+                rows.append({"id": g["variant"], "ratio": g.get("ratio"), "ci": g.get("ci"), "group": True})
     return rows, summary
 
 

@@ -406,7 +406,19 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
     // several runs a side, the summary (Bonferroni): the gate fails when any one of them
     // regresses, so the chance that an A/A crosses some bound stays below alpha.
     const std::size_t m = cmp.rows.size();
-    cmp.tests = cmp.single_run ? m : m + 1;
+    // Groups: the cases of one variant (the id up to its first '/'), two or more of them.
+    std::vector<std::pair<std::string, std::vector<std::size_t>>> groups;
+    if (!cmp.single_run) {
+      std::map<std::string, std::size_t> at;
+      for (std::size_t r = 0; r < m; ++r) {
+        const std::string v = cmp.rows[r].id.substr(0, cmp.rows[r].id.find('/'));
+        auto [it, fresh] = at.emplace(v, groups.size());
+        if (fresh) groups.push_back({v, {}});
+        groups[it->second].second.push_back(r);
+      }
+      std::erase_if(groups, [](const auto& g) { return g.second.size() < 2; });
+    }
+    cmp.tests = cmp.single_run ? m : m + groups.size() + 1;
     cmp.case_level = 1 - opts.alpha / static_cast<double>(cmp.tests);
     // Common shift: per run, the median over cases of the run's log medians about their means
     // over all runs. Load on the machine slows every case of a run alike (measured: the
@@ -523,6 +535,52 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
       if (d.verdict == Verdict::regressed) ++cmp.regressions;
       ratios.push_back(d.ratio);
     }
+    // Per-variant groups: each run's mean over the group's cases of their (shift-adjusted) log
+    // medians, compared like a case; variances moderated over the groups as over the cases.
+    if (!groups.empty()) {
+      auto group_runs = [&](const std::vector<std::vector<double>>& logs, const std::vector<double>& shift,
+                            const std::vector<std::size_t>& members, std::size_t runs) {
+        std::vector<double> out;
+        for (std::size_t i = 0; i < runs; ++i) {
+          double sum = 0;
+          bool complete = true;
+          for (std::size_t r : members) {
+            if (std::isnan(logs[r][i])) complete = false;
+            sum += logs[r][i] - shift[i];
+          }
+          if (complete) out.push_back(sum / static_cast<double>(members.size()));
+        }
+        return out;
+      };
+      std::vector<std::vector<double>> gb(groups.size()), gn(groups.size());
+      std::vector<bool> gpair(groups.size());
+      std::vector<stats::RunVariance> group_variances;
+      for (std::size_t g = 0; g < groups.size(); ++g) {
+        gb[g] = group_runs(row_base_logs, shift_base, groups[g].second, base.size());
+        gn[g] = group_runs(row_next_logs, shift_next, groups[g].second, next.size());
+        gpair[g] = cmp.paired && gb[g].size() == base.size() && gn[g].size() == next.size();
+        if (auto v = stats::own_run_variance(gb[g], gn[g], gpair[g])) group_variances.push_back(*v);
+      }
+      std::optional<stats::RunVariance> group_prior;
+      if (opts.moderate) group_prior = stats::moderation_prior(group_variances);
+      const double log_t = std::log1p(opts.max_slowdown);
+      for (std::size_t g = 0; g < groups.size(); ++g) {
+        GroupDelta gd;
+        gd.variant = groups[g].first;
+        gd.cases = groups[g].second.size();
+        if (gb[g].empty() || gn[g].empty()) continue;
+        const auto iv = stats::between_run_interval(gb[g], gn[g], gpair[g], cmp.case_level, group_prior);
+        if (!iv) continue;
+        gd.ratio = std::exp(iv->estimate);
+        gd.ci_lo = std::exp(iv->lo);
+        gd.ci_hi = std::exp(iv->hi);
+        if (iv->lo > 0 && iv->estimate > log_t) gd.verdict = Verdict::regressed;
+        else if (iv->hi < 0 && iv->estimate < -log_t) gd.verdict = Verdict::faster;
+        else if (iv->estimate > log_t) gd.verdict = Verdict::slower_not_significant;
+        if (gd.verdict == Verdict::regressed) ++cmp.group_regressions;
+        cmp.groups.push_back(std::move(gd));
+      }
+    }
     if (cmp.adjusted) {
       // The summary is the plain geometric mean (not adjusted); computed below.
       ratios.clear();
@@ -601,7 +659,7 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
 
 int comparison_exit_code(const Comparison& c) {
   if (c.rows.empty()) return kExitInput;
-  return c.regressions || c.summary_regressed ? 1 : 0;
+  return c.regressions || c.group_regressions || c.summary_regressed ? 1 : 0;
 }
 
 std::vector<Report> load_runs(const std::string& path) {
@@ -796,10 +854,20 @@ std::string rule_text(const Comparison& c) {
 
 std::string result_text(const Comparison& c) {
   if (c.rows.empty()) return "result: nothing compared (no case id is ok on both sides with the metric recorded)";
-  if (c.regressions || c.summary_regressed)
-    return fmt::format("result: {} regression(s) in {} compared case(s){}", c.regressions,
-                       c.rows.size(), c.summary_regressed ? ", and the summary regressed" : "");
+  if (c.regressions || c.group_regressions || c.summary_regressed)
+    return fmt::format("result: {} regression(s) in {} compared case(s){}{}", c.regressions, c.rows.size(),
+                       c.group_regressions ? fmt::format(", {} variant(s) regressed", c.group_regressions) : "",
+                       c.summary_regressed ? ", and the summary regressed" : "");
   return fmt::format("result: no regression in {} compared case(s)", c.rows.size());
+}
+
+std::string groups_text(const Comparison& c) {
+  if (c.groups.empty()) return "";
+  std::string s = "per variant (geometric mean of its cases' ratios, shift-adjusted, same interval level):\n";
+  for (const auto& g : c.groups)
+    s += fmt::format("  {:<40} {:>2} cases  {:.3f}  [{:.3f}, {:.3f}]  {}\n", g.variant, g.cases, g.ratio,
+                     g.ci_lo.value_or(NAN), g.ci_hi.value_or(NAN), verdict_name(g.verdict));
+  return s;
 }
 
 std::string summary_text(const Comparison& c) {
@@ -847,6 +915,7 @@ std::string render_comparison(const Comparison& c) {
       out += aligned(rows, 1, 4);
     }
     out += "\n";
+    out += groups_text(c);
     if (const std::string s = summary_text(c); !s.empty()) out += s + "\n";
   }
   if (!c.not_compared.empty()) {
@@ -872,7 +941,7 @@ std::string render_comparison(const Comparison& c) {
 
 std::string render_comparison_markdown(const Comparison& c) {
   const bool lat = c.metric == "latency";
-  const bool bad = c.regressions || c.summary_regressed;
+  const bool bad = c.regressions || c.group_regressions || c.summary_regressed;
   std::string out = fmt::format("### attn-bench {}: {}\n\n", c.metric,
                                 c.rows.empty() ? "nothing compared"
                                 : bad          ? "**regression**"
@@ -904,6 +973,14 @@ std::string render_comparison_markdown(const Comparison& c) {
                            verdict);
     }
     out += "\n";
+    if (!c.groups.empty()) {
+      out += "| variant | cases | ratio | CI | verdict |\n|---|---:|---:|---:|---|\n";
+      for (const auto& g : c.groups)
+        out += fmt::format("| {} | {} | {} | [{:.3f}, {:.3f}] | {} |\n", markdown_escape(g.variant), g.cases,
+                           fmt_ratio(g.ratio), g.ci_lo.value_or(NAN), g.ci_hi.value_or(NAN),
+                           g.verdict == Verdict::regressed ? "**REGRESSED**" : std::string(verdict_name(g.verdict)));
+      out += "\n";
+    }
     if (const std::string s = summary_text(c); !s.empty()) out += s + "\n\n";
   }
   if (!c.not_compared.empty() || !c.only_base.empty() || !c.only_next.empty())
@@ -946,6 +1023,14 @@ Json comparison_json(const Comparison& c) {
                          {"rse_unmet", d.rse_unmet},
                          {"verdict", std::string(verdict_name(d.verdict))},
                          {"note", d.note}});
+  j["groups"] = Json::array();
+  for (const auto& g : c.groups)
+    j["groups"].push_back({{"variant", g.variant},
+                           {"cases", g.cases},
+                           {"ratio", num(g.ratio)},
+                           {"ci", {opt(g.ci_lo), opt(g.ci_hi)}},
+                           {"verdict", std::string(verdict_name(g.verdict))}});
+  j["group_regressions"] = c.group_regressions;
   j["summary"] = {{"value", opt(c.summary)},
                   {"ci", {opt(c.summary_lo), opt(c.summary_hi)}},
                   {"regressed", c.summary_regressed}};

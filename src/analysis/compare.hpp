@@ -45,7 +45,7 @@ NoiseCalibration load_noise(const std::string& path);  // InputError when unread
 struct CompareOptions {
   std::string metric = "latency";  // latency | flops | bytes | density | recall | error
   double max_slowdown = 0.02;      // latency: REGRESSED when the CI's lower bound > 1 + this
-  double alpha = 0.02;             // latency: the interval covers 1 − alpha
+  double alpha = 0.05;             // latency: the interval covers 1 − alpha
   double noise_floor = kDefaultNoiseFloor;  // latency, one run per side, no calibration
   const NoiseCalibration* noise = nullptr;  // latency: pooled into the run-to-run variance
   bool paired = true;              // pair run i of BASE with run i of NEW when counts match
@@ -77,6 +77,17 @@ struct CaseDelta {
   Verdict verdict = Verdict::ok;
 };
 
+// Latency with several runs a side: the cases of one variant (label) together. A change in a
+// variant's kernel moves all its cases, and their mean log ratio has a smaller standard error
+// than any one case's, so a slowdown too small to flag in any case can be flagged here.
+struct GroupDelta {
+  std::string variant;         // the case ids' part before the first '/'
+  std::size_t cases = 0;
+  double ratio = 0;            // geometric mean over the cases of new/base (shift-adjusted)
+  std::optional<double> ci_lo, ci_hi;
+  Verdict verdict = Verdict::ok;
+};
+
 struct NotCompared {
   std::string id;
   std::string base_status, next_status;  // ok | skipped | failed
@@ -94,8 +105,10 @@ struct Comparison {
   bool adjusted = false;       // latency: per-case ratios relative to each run's common shift
   double case_level = 0;       // latency: coverage of each interval, 1 − alpha/tests
   double prior_var = 0, prior_df = 0;  // latency: the moderation prior (0 df: none)
-  std::size_t tests = 0;       // latency: the cases, plus the summary with several runs a side
+  std::size_t tests = 0;       // latency: the cases, plus the groups and the summary with several runs a side
   std::vector<CaseDelta> rows;          // matched, ok on both sides, metric present
+  std::vector<GroupDelta> groups;       // latency, >= 2 runs a side: variants with >= 2 cases
+  std::size_t group_regressions = 0;    // groups REGRESSED
   std::vector<NotCompared> not_compared;
   std::vector<std::string> only_base, only_next;
   // latency/error/flops/bytes/density: geometric mean ratio; recall: mean delta

@@ -57,7 +57,7 @@ struct AbOptions {
   bool no_shuffle = false;
   std::vector<std::string> metrics{"latency"};
   std::string max_slowdown = "2%";
-  double alpha = 0.02;
+  double alpha = 0.05;
   std::string noise;
   std::string save_noise;
   std::string markdown, json;

@@ -22,7 +22,7 @@ struct CompareCliOptions {
   std::string base, next;
   std::string metric = "latency";
   std::string max_slowdown = "2%";
-  double alpha = 0.02;
+  double alpha = 0.05;
   std::string noise;
   std::string noise_floor = fmt::format("{:g}%", analysis::kDefaultNoiseFloor * 100);
   bool unpaired = false;
