@@ -49,6 +49,7 @@ struct LinearDef {
   std::function<double(double)> phi;
   enum { none, denominator, mala } normalizer = none;
   enum { no_norm, rms, layer } norm = no_norm;
+  bool across_heads = false;  // the norm spans every query head's row at (b, i) together
   std::vector<double> slopes;  // empty: no decay
   double eps = 1e-6;
 };
@@ -56,6 +57,23 @@ struct LinearDef {
 template <class T>
 void linear_row(const vt::Run& r, const LinearDef& def, int b, int h, int64_t i, T* out) {
   const AttnShape& s = r.shape;
+  if (def.across_heads && def.norm != LinearDef::no_norm) {
+    // Every head's row, concatenated, then one norm over the Hq·Dv values.
+    LinearDef plain = def;
+    plain.norm = LinearDef::no_norm;
+    const size_t dv = size_t(s.v_dim), width = size_t(s.q_heads) * dv;
+    std::vector<T> all(width);
+    for (int g = 0; g < s.q_heads; ++g) linear_row<T>(r, plain, b, g, i, all.data() + size_t(g) * dv);
+    T mean = 0, var = 0;
+    if (def.norm == LinearDef::layer) {
+      for (T x : all) mean += x;
+      mean /= T(width);
+    }
+    for (T x : all) var += (x - mean) * (x - mean);
+    var /= T(width);
+    for (size_t c = 0; c < dv; ++c) out[c] = (all[size_t(h) * dv + c] - mean) / std::sqrt(var + T(1e-6));
+    return;
+  }
   const int kh = h / s.group();
   const int64_t p = i + s.q_offset();
   const int64_t keys = s.causal ? p + 1 : s.kv_len;
@@ -145,18 +163,41 @@ TEST_CASE("linear: φ(q)·Σφ(k)ᵀv / φ(q)·Σφ(k), elu+1 and relu, causal a
   check_variant("linear", {{"feature_map", std::string("relu")}}, def, rng, kTwo);
 }
 
-TEST_CASE("transnormer: no denominator, RMSNorm or LayerNorm of the output") {
+TEST_CASE("transnormer: no denominator, RMSNorm or LayerNorm over the heads' outputs concatenated") {
   const uint32_t seed = vt::test_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
   LinearDef def;
   def.phi = [](double x) { return elu(x); };
   def.norm = LinearDef::rms;
+  def.across_heads = true;  // the reference code's norm over embed_dim = heads x head_dim
   check_variant("transnormer", {}, def, rng);
   def.norm = LinearDef::layer;
   def.phi = elu_plus_one;
   check_variant("transnormer", {{"norm", std::string("layer")}, {"feature_map", std::string("elu_plus_one")}}, def,
                 rng, kTwo);
+  // norm_scope head: each head normalised on its own.
+  def.across_heads = false;
+  check_variant("transnormer",
+                {{"norm", std::string("layer")}, {"feature_map", std::string("elu_plus_one")},
+                 {"norm_scope", std::string("head")}},
+                def, rng, kTwo);
+}
+
+TEST_CASE("lightning with TNL's norm: over the heads' outputs concatenated, or per head") {
+  const uint32_t seed = vt::test_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  LinearDef def;
+  def.phi = [](double x) { return x; };
+  def.slopes = {0.0};  // filled per layout with ALiBi's slopes
+  def.norm = LinearDef::rms;
+  def.across_heads = true;
+  check_variant("lightning", {{"norm", std::string("rms")}}, def, rng, {{&kLayouts[0], true}, {&kLayouts[2], true}});
+  def.norm = LinearDef::layer;
+  def.across_heads = false;
+  check_variant("lightning", {{"norm", std::string("layer")}, {"norm_scope", std::string("head")}}, def, rng,
+                {{&kLayouts[1], true}});
 }
 
 TEST_CASE("lightning: Σ λ^(i-j) (q·k) v with ALiBi slopes, chunked and quadratic") {
@@ -173,6 +214,7 @@ TEST_CASE("lightning: Σ λ^(i-j) (q·k) v with ALiBi slopes, chunked and quadra
   LinearDef tnl = def;
   tnl.phi = [](double x) { return x / (1 + std::exp(-x)); };
   tnl.norm = LinearDef::layer;
+  tnl.across_heads = true;  // TNL's norm spans the heads concatenated (norm_scope heads, default)
   check_variant("lightning", {{"feature_map", std::string("silu")}, {"norm", std::string("layer")}}, tnl, rng,
                 {{&kLayouts[1], true}});
   LinearDef plain;

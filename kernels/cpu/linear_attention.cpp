@@ -124,7 +124,8 @@ void epilogue(const Ctx& c, const float* num, float den, const float* vsum, int6
       break;
     }
   }
-  switch (c.a.norm) {
+  // Scope `heads` is normalised after every head's rows are written (normalize_across_heads).
+  switch (c.a.norm_scope == NormScope::heads ? OutputNorm::none : c.a.norm) {
     case OutputNorm::none: break;
     case OutputNorm::rms: out /= std::sqrt(out.square().mean() + c.a.eps); break;
     case OutputNorm::layer: {
@@ -286,6 +287,33 @@ std::string linear_attention_refusal(const LinearAttnArgs& a) {
   return "";
 }
 
+// Output norm over the Hq·Dv channels of each (batch, position): o is (B, Hq, Nq, Dv).
+void normalize_across_heads(const LinearAttnArgs& a) {
+  const AttnShape& s = a.shape;
+  const int64_t dv = s.v_dim, nq = s.q_len, per_head = nq * dv;
+  const double width = double(s.q_heads) * double(dv);
+  float* o = a.o.host_f32();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < s.batch; ++b)
+    for (int64_t i = 0; i < nq; ++i) {
+      float* base = o + b * s.q_heads * per_head + i * dv;
+      double mean = 0, sq = 0;
+      if (a.norm == OutputNorm::layer) {
+        for (int h = 0; h < s.q_heads; ++h)
+          for (int64_t c = 0; c < dv; ++c) mean += base[h * per_head + c];
+        mean /= width;
+      }
+      for (int h = 0; h < s.q_heads; ++h)
+        for (int64_t c = 0; c < dv; ++c) {
+          const double x = base[h * per_head + c] - mean;
+          sq += x * x;
+        }
+      const double r = 1.0 / std::sqrt(sq / width + double(a.eps));
+      for (int h = 0; h < s.q_heads; ++h)
+        for (int64_t c = 0; c < dv; ++c) base[h * per_head + c] = float((base[h * per_head + c] - mean) * r);
+    }
+}
+
 void linear_attention(const LinearAttnArgs& a) {
   if (const std::string why = linear_attention_refusal(a); !why.empty())
     throw std::invalid_argument("linear_attention: " + why);
@@ -356,6 +384,7 @@ void linear_attention(const LinearAttnArgs& a) {
       if (has_state(a.state_out)) store_state(c, w, u, a.state_out);
     }
   }
+  if (!build && a.norm != OutputNorm::none && a.norm_scope == NormScope::heads) normalize_across_heads(a);
 }
 
 }  // namespace ab::cpu

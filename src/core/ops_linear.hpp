@@ -14,7 +14,10 @@
 //   denominator  o_i = num_i / (den_i + eps)                  (linear attention)
 //   mala         z_i = (s / n_i)·den_i,                       (MALA, arXiv 2507.00698 §4)
 //                o_i = (1 + 1/z_i)(s / n_i)·num_i - (z_i / n_i)·vsum_i
-// then the optional output norm over the Dv channels of each row (no affine):
+// then the optional output norm (no affine) over the Dv channels of each row (scope `head`),
+// or over the Hq·Dv channels of all query heads at one (batch, position) together (scope
+// `heads`: TransNormer's NormAttention normalises the heads' outputs concatenated, the
+// reference code's norm over embed_dim after "b h n d -> b n (h d)"):
 //   rms    o / sqrt(mean(o²) + eps)     layer  (o - mean(o)) / sqrt(var(o) + eps)
 #include <cstdint>
 #include <vector>
@@ -26,6 +29,7 @@ namespace ab {
 enum class FeatureMap { identity, elu, elu_plus_one, relu, silu };
 enum class LinearNormalizer { none, denominator, mala };
 enum class OutputNorm { none, rms, layer };
+enum class NormScope { head, heads };
 // chunked: Lightning-2's block algorithm, O(N·(B·(d+dv) + d·dv)): intra-block masked left
 //   product plus a d×dv state carried between blocks (right product).
 // quadratic: Lightning-1's tiled masked left product over every key block, O(N²·(d+dv)),
@@ -47,6 +51,7 @@ struct LinearAttnArgs {
   FeatureMap feature_map = FeatureMap::identity;
   LinearNormalizer normalizer = LinearNormalizer::none;
   OutputNorm norm = OutputNorm::none;
+  NormScope norm_scope = NormScope::head;
   LinearAlgorithm algorithm = LinearAlgorithm::chunked;
   const float* slopes = nullptr;  // Hq entries, host memory: λ_h = exp(-slope_h); null = no decay
   int block = 64;                 // rows/keys per block (Lightning's BLOCK)

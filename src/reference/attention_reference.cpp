@@ -123,7 +123,9 @@ void gather_reference_row(const HostTensor& q, const HostTensor& k, const HostTe
   if (lse) *lse = l;
 }
 
-void linear_attention_reference_row(const LinearAttnArgs& a, const HostTensor& q,
+namespace {
+// One head's row before any cross-head norm (the per-head norm applied when scope is head).
+void linear_row_one_head(const LinearAttnArgs& a, const HostTensor& q,
                                     const HostTensor& k, const HostTensor& v, int b, int h,
                                     int64_t i, double* o) {
   const AttnShape& s = a.shape;
@@ -157,7 +159,7 @@ void linear_attention_reference_row(const LinearAttnArgs& a, const HostTensor& q
       }
     }
   }
-  if (a.norm != OutputNorm::none) {
+  if (a.norm != OutputNorm::none && a.norm_scope == NormScope::head) {
     double mean = 0, sq = 0;
     for (int c = 0; c < dv; ++c) mean += o[c] / dv;
     if (a.norm == OutputNorm::rms) mean = 0;
@@ -165,6 +167,28 @@ void linear_attention_reference_row(const LinearAttnArgs& a, const HostTensor& q
     const double r = 1.0 / std::sqrt(sq + a.eps);
     for (int c = 0; c < dv; ++c) o[c] = (o[c] - mean) * r;
   }
+}
+}  // namespace
+
+void linear_attention_reference_row(const LinearAttnArgs& a, const HostTensor& q,
+                                    const HostTensor& k, const HostTensor& v, int b, int h,
+                                    int64_t i, double* o) {
+  if (a.norm == OutputNorm::none || a.norm_scope == NormScope::head) {
+    linear_row_one_head(a, q, k, v, b, h, i, o);
+    return;
+  }
+  // Scope heads: every query head's row at (b, i), then one norm over all of them.
+  const int hq = a.shape.q_heads, dv = a.shape.v_dim;
+  std::vector<double> all(size_t(hq) * size_t(dv));
+  for (int g = 0; g < hq; ++g) linear_row_one_head(a, q, k, v, b, g, i, all.data() + size_t(g) * size_t(dv));
+  double mean = 0, sq = 0;
+  if (a.norm == OutputNorm::layer) {
+    for (double x : all) mean += x;
+    mean /= double(all.size());
+  }
+  for (double x : all) sq += (x - mean) * (x - mean);
+  const double r = 1.0 / std::sqrt(sq / double(all.size()) + a.eps);
+  for (int c = 0; c < dv; ++c) o[c] = (all[size_t(h) * size_t(dv) + size_t(c)] - mean) * r;
 }
 
 }  // namespace ab

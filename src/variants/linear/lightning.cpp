@@ -12,7 +12,8 @@
 // blocks, O(N²) — the same output, so both algorithms are timed on the same problem.
 // Decode: kv = λ·kv + kᵀv, o = q·kv (linear_attention_base.hpp says what is timed).
 // Slopes are ALiBi's, λ_h = exp(-s_h), times `slope_scale` (TNL scales layer l of L by
-// 1 - l/(L-1) + 1e-5). TNL's SiLU on q, k and its LayerNorm after attention are options.
+// 1 - l/(L-1) + 1e-5). TNL's SiLU on q, k and its norm after attention are options; TNL
+// norms the heads' outputs concatenated (after "b h n d -> b n (h d)"), norm_scope heads.
 #include <memory>
 
 #include "core/errors.hpp"
@@ -47,6 +48,9 @@ class Lightning final : public LinearAttentionVariant {
         {"norm", ParamType::string, std::string("none"),
          "output norm: none (the op), layer (TNL's LayerNorm, no affine) or rms",
          {"none", "layer", "rms"}},
+        {"norm_scope", ParamType::string, std::string("heads"),
+         "what the norm spans: heads (all heads' outputs of a position together, as TNL) or head",
+         {"heads", "head"}},
     };
     info_.modes = {Mode::prefill, Mode::decode};
   }
@@ -73,6 +77,7 @@ class Lightning final : public LinearAttentionVariant {
     a.feature_map = params_.string("feature_map") == "silu" ? FeatureMap::silu : FeatureMap::identity;
     a.normalizer = LinearNormalizer::none;
     a.norm = norm_of(params_.string("norm"));
+    a.norm_scope = params_.string("norm_scope") == "head" ? NormScope::head : NormScope::heads;
     a.algorithm = params_.string("algorithm") == "quadratic" ? LinearAlgorithm::quadratic
                                                               : LinearAlgorithm::chunked;
     a.block = int(params_.integer("block"));

@@ -5,7 +5,10 @@
 // o_i = Norm(φ(q_i)·Σ_j φ(k_j)ᵀ v_j), over all keys or the causal prefix; dropping 1/rowsum
 // bounds the gradients and the norm bounds the activations. φ = plain ELU as in the LM presets
 // (linear_act_fun="elu"; negative values are harmless without a denominator); the norm is
-// RMSNorm ("simplermsnorm", no affine) or LayerNorm (the norm_ln presets). The causal form is
+// RMSNorm ("simplermsnorm", no affine) or LayerNorm (the norm_ln presets), over the heads'
+// outputs concatenated: the reference code rearranges "b h n d -> b n (h d)" and then norms
+// over embed_dim (norm_scope heads, the default; `head` normalises each head on its own, as
+// this tool did before, kept to compare the two). The causal form is
 // computed by the chunked prefix-sum algorithm, equal to the masked product the code
 // materialises.
 #include <memory>
@@ -24,14 +27,18 @@ class TransNormer final : public LinearAttentionVariant {
     info_.paper = "The Devil in Linear Transformer (TransNormer NormAttention), Qin et al., "
                   "EMNLP 2022, arXiv 2210.10340";
     info_.summary = "NormAttention: φ(q)·Σφ(k)ᵀv with no denominator, then RMSNorm or "
-                    "LayerNorm of each head's output";
+                    "LayerNorm of the heads' outputs concatenated";
     info_.params = {
         {"feature_map", ParamType::string, std::string("elu"),
          "φ: elu (LM presets), elu_plus_one, relu or identity",
          {"elu", "elu_plus_one", "relu", "identity"}},
         {"norm", ParamType::string, std::string("rms"),
-         "output norm over each head's channels, no affine: rms (simplermsnorm) or layer",
+         "output norm, no affine: rms (simplermsnorm) or layer",
          {"rms", "layer"}},
+        {"norm_scope", ParamType::string, std::string("heads"),
+         "what the norm spans: heads (all heads' outputs of a position together, as the paper's "
+         "code) or head (each head alone)",
+         {"heads", "head"}},
     };
     info_.modes = {Mode::prefill, Mode::decode};
   }
@@ -44,6 +51,7 @@ class TransNormer final : public LinearAttentionVariant {
     a.feature_map = feature_map_of(params_.string("feature_map"));
     a.normalizer = LinearNormalizer::none;
     a.norm = norm_of(params_.string("norm"));
+    a.norm_scope = params_.string("norm_scope") == "head" ? NormScope::head : NormScope::heads;
     return a;
   }
 
