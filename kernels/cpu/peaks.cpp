@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <vector>
 
 #include <omp.h>
@@ -48,18 +49,20 @@ PeakRate measure_gemm_tflops(int threads, int n, int repetitions) {
 PeakRate measure_triad_gbps(int threads, int64_t bytes_per_array, int repetitions) {
   threads = std::max(1, threads);
   const int64_t n = bytes_per_array / static_cast<int64_t>(sizeof(float));
-  std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n)), c(static_cast<size_t>(n));
-  // First touch by the threads that will use each page.
+  // Left uninitialised (not std::vector, which would zero every page from this thread), so the
+  // first touch below is by the thread that later streams each page (NUMA placement).
+  std::unique_ptr<float[]> a(new float[static_cast<size_t>(n)]), b(new float[static_cast<size_t>(n)]),
+      c(new float[static_cast<size_t>(n)]);
+  float* pa = a.get();
+  float* pb = b.get();
+  float* pc = c.get();
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    a[static_cast<size_t>(i)] = 0;
-    b[static_cast<size_t>(i)] = 1;
-    c[static_cast<size_t>(i)] = 2;
+    pa[i] = 0;
+    pb[i] = 1;
+    pc[i] = 2;
   }
   const float scalar = 3;
-  float* pa = a.data();
-  const float* pb = b.data();
-  const float* pc = c.data();
   double best = 1e300;
   for (int r = 0; r < repetitions + 1; ++r) {
     const double s = seconds_of([&] {
