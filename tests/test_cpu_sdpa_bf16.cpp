@@ -1,9 +1,9 @@
-// sdpa_flash's avx512_bf16 path (bf16 products, fp32 accumulation and softmax) against the float64 reference
+// sdpa_flash's bf16 paths, avx512_bf16 and amx_bf16 (bf16 products, fp32 accumulation and softmax), against the float64 reference
 // on bf16-rounded random inputs of odd shapes. Tolerances are derived as for the GPU's bf16
 // kernels (FlashAttention's rule): the kernel's error against fp64 may be at most 2× the error
 // of a naive reference at the kernel's precision (fp32 loops, P rounded to bf16 before P·V)
 // plus an fp32 rounding floor. Seeds come from std::random_device, printed on failure;
-// ATTN_TEST_SEED=<n> replays. Skipped, with a message, where the CPU has no AVX512_BF16.
+// ATTN_TEST_SEED=<n> replays. Each path runs where the CPU has it (skipped, with a message, without AVX512_BF16).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -223,16 +223,34 @@ void check(const Outcome& r, const std::string& name) {
   CHECK(r.masked_bad == 0);
 }
 
+// The bf16 paths this CPU runs: VDPBF16PS register blocks, and AMX tiles where present.
+std::vector<cpu::FlashPath> bf16_paths() {
+  std::vector<cpu::FlashPath> out;
+  for (cpu::FlashPath p : {cpu::FlashPath::avx512_bf16, cpu::FlashPath::amx_bf16})
+    if (cpu::sdpa_flash_available(p)) out.push_back(p);
+  return out;
+}
+
+// The case on every bf16 path, on the same inputs and rows; returns the masked-row count.
 int64_t check_case(const Case& c) {
   const uint32_t seed = test_seed();
   INFO("case " << c.name << "  seed " << seed << " (replay: ATTN_TEST_SEED=" << seed << ")");
   std::mt19937 rng(seed);
   Data x = make_data(c, rng);
   SdpaArgs a = args_of(x, c);
-  cpu::sdpa_flash(a, cpu::FlashPath::avx512_bf16);
-  const Outcome r = compare(x, a, pick_rows(c, rng));
-  check(r, c.name);
-  return r.masked_rows;
+  const auto rows = pick_rows(c, rng);
+  int64_t masked = -1;
+  for (cpu::FlashPath path : bf16_paths()) {
+    INFO("path " << cpu::flash_path_name(path));
+    std::fill(x.o.data.begin(), x.o.data.end(), std::numeric_limits<float>::quiet_NaN());
+    std::fill(x.lse.data.begin(), x.lse.data.end(), std::numeric_limits<float>::quiet_NaN());
+    cpu::sdpa_flash(a, path);
+    const Outcome r = compare(x, a, rows);
+    check(r, c.name);
+    if (masked >= 0) CHECK(r.masked_rows == masked);
+    masked = r.masked_rows;
+  }
+  return masked;
 }
 
 Mask causal_mask() {
@@ -249,7 +267,7 @@ bool have_bf16() {
 
 }  // namespace
 
-TEST_CASE("sdpa_flash avx512_bf16 matches fp64 within 2x a naive bf16 reference: N=1013, d 64/80/128, GQA 1/4/8") {
+TEST_CASE("sdpa_flash bf16 paths match fp64 within 2x a naive bf16 reference: N=1013, d 64/80/128, GQA 1/4/8") {
   if (!have_bf16()) return;
   for (int d : {64, 80, 128})
     for (int hkv : {8, 2, 1})
@@ -262,7 +280,7 @@ TEST_CASE("sdpa_flash avx512_bf16 matches fp64 within 2x a naive bf16 reference:
       }
 }
 
-TEST_CASE("sdpa_flash avx512_bf16: odd head dims, q_len != kv_len, batch 2") {
+TEST_CASE("sdpa_flash bf16 paths: odd head dims, q_len != kv_len, batch 2") {
   if (!have_bf16()) return;
   // d and dv odd or not multiples of 16: zero-padded pairs and masked column vectors.
   check_case({"d33_dv17_b2_gqa3_causal", 2, 6, 2, 33, 17, 301, 1013, causal_mask()});
@@ -276,7 +294,7 @@ TEST_CASE("sdpa_flash avx512_bf16: odd head dims, q_len != kv_len, batch 2") {
   check_case({"q64_kv20011_mha_d80", 1, 1, 1, 80, 80, 64, 20011, {}});
 }
 
-TEST_CASE("sdpa_flash avx512_bf16: sliding window with sinks, and a predicate mask") {
+TEST_CASE("sdpa_flash bf16 paths: sliding window with sinks, and a predicate mask") {
   if (!have_bf16()) return;
   Mask m = causal_mask();
   m.window = 100;
@@ -306,7 +324,7 @@ TEST_CASE("CPU backend: bf16 inputs take the bf16 path where it pays, fp32 input
   SdpaArgs a = args_of(x, c);
   be->sdpa(a);
   const HostTensor via_backend = x.o;
-  cpu::sdpa_flash(a, cpu::FlashPath::avx512_bf16);
+  cpu::sdpa_flash(a, bf16_paths().back());  // AMX where present, as the backend chooses
   CHECK(via_backend.data == x.o.data);  // the same kernel, deterministically
   check(compare(x, a, pick_rows(c, rng)), c.name);
   // The same values as fp32 tensors: the fp32 kernel (its own best path), whose error is

@@ -14,8 +14,10 @@ namespace ab::cpu {
 //   avx512_f32   fp32 FMAs in AVX-512 register blocks on K and V packed once per call
 //   avx512_bf16  bf16 × bf16 → fp32 dot products (AVX512_BF16's VDPBF16PS): Q, K, V and P rounded
 //                to bf16 (nearest-even; bf16 inputs read exactly), as GPU flash kernels do
+//   amx_bf16     the same products on AMX tiles (TDPBF16PS), the same rounding
 // The ISA-specific code is compiled for its ISA whatever -march says and selected at run time.
-enum class FlashPath { portable, avx512_f32, avx512_bf16 };
+enum class FlashPath { portable, avx512_f32, avx512_bf16, amx_bf16 };
+const char* flash_path_name(FlashPath path);
 bool sdpa_flash_available(FlashPath path);
 // Whether a packed path pays for packing K and V once per call: enough query rows per key
 // (q_len × Hq/Hkv). Decode does not.

@@ -200,15 +200,28 @@ void narrow_columns(const Mask& m, int64_t kv_len, int64_t q0, int64_t q1, int64
   if (lo < hi) c0 = lo, c1 = hi;
 }
 
-// Per-thread scratch: one query tile, one score tile, the running state; for the bf16 path
-// also the query tile and the P tile as bf16 pairs.
+bool bf16_path(FlashPath path) { return path == FlashPath::avx512_bf16 || path == FlashPath::amx_bf16; }
+
+// Pairs per packed Q row and K block on a bf16 path: AMX pads the reduction to whole tile steps.
+int64_t packed_pairs(FlashPath path, int64_t n) {
+  return path == FlashPath::amx_bf16 ? simd::pad16(simd::pairs(n)) : simd::pairs(n);
+}
+
+// Per-thread scratch: one query tile, one score tile, the running state; for the bf16 paths
+// also the query tile and the P tile as bf16 pairs. AMX reads and writes whole 32-row blocks:
+// its buffers have rows padded to 32, zero-initialised (the padding rows' results are unused).
 struct Workspace {
   Eigen::VectorXf q, s, acc, m, l;
   std::vector<uint32_t> qp, pp;
   Workspace(int64_t rows, int d, int dv, int bc, FlashPath path)
-      : q(path == FlashPath::avx512_bf16 ? 0 : rows * d), s(rows * bc), acc(rows * dv), m(rows), l(rows),
-        qp(path == FlashPath::avx512_bf16 ? size_t(rows * simd::pairs(d)) : 0),
-        pp(path == FlashPath::avx512_bf16 ? size_t(rows * simd::pairs(bc)) : 0) {}
+      : q(bf16_path(path) ? 0 : rows * d), m(rows), l(rows) {
+    const int64_t prow = path == FlashPath::amx_bf16 ? simd::pad32(rows) : rows;
+    s = Eigen::VectorXf::Zero(prow * bc);
+    acc = Eigen::VectorXf::Zero(prow * dv);
+    if (!bf16_path(path)) return;
+    qp.assign(size_t(prow * packed_pairs(path, d)), 0);
+    pp.assign(size_t(prow * packed_pairs(path, bc)), 0);
+  }
 };
 
 // K and V of every (batch, kv head) in a packed path's layouts (cpu/sdpa_flash_simd.hpp),
@@ -219,7 +232,7 @@ struct Packed {
   std::unique_ptr<uint32_t[]> k, v;  // bf16 pairs
   std::unique_ptr<float[]> kf, vf;   // f32
   int64_t k_head = 0, v_head = 0;    // elements per (batch, kv head)
-  int64_t np = 0;                    // bf16: key pairs per head
+  int64_t np = 0;                    // bf16: key pairs per V block (AMX: padded to 16)
 };
 
 // One work item: rows of query tile `x` (all heads of its pack) against keys [kb, ke).
@@ -227,7 +240,8 @@ struct Packed {
 // The products run as `pk.path` says: Eigen, or the AVX-512 tiles on the packed K and V.
 void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t kb,
               int64_t ke, float scale, Workspace& w, const Packed& pkd) {
-  const bool bf = pkd.path == FlashPath::avx512_bf16, f32 = pkd.path == FlashPath::avx512_f32;
+  const bool amx = pkd.path == FlashPath::amx_bf16, bf = pkd.path == FlashPath::avx512_bf16;
+  const bool f32 = pkd.path == FlashPath::avx512_f32;
   const AttnShape& s = a.shape;
   const int d = s.head_dim, dv = s.v_dim, bc = p.tile.kv_cols;
   const FlashPlan::Pack& pk = p.packs[size_t(x.pack)];
@@ -241,29 +255,33 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
   const float* V = a.v.host_f32() + (int64_t(x.b) * s.kv_heads + pk.kv_head) * s.kv_len * dv;
 
   // Q tile (rows, D), pre-scaled: row t·nr + r is head heads[first + t], query i0 + r.
-  // The bf16 path packs Q unscaled (scaling before rounding to bf16 would add an error) and
-  // applies the scale to S in fp32.
-  const int64_t dp = simd::pairs(d);
+  // The bf16 paths pack Q unscaled (scaling before rounding to bf16 would add an error) and
+  // apply the scale to S in fp32.
+  const int64_t dp = packed_pairs(pkd.path, d);
   for (int t = 0; t < pk.count; ++t) {
     const int h = p.heads[size_t(pk.first + t)];
     const float* src = Q + ((int64_t(x.b) * s.q_heads + h) * s.q_len + i0) * d;
-    if (bf) simd::pack_rows_bf16(src, d, nr, d, w.qp.data() + t * nr * dp, dp);
+    if (bf || amx) simd::pack_rows_bf16(src, d, nr, d, w.qp.data() + t * nr * dp, dp);
     else MapRM(w.q.data() + t * nr * d, nr, d) = scale * CMapRM(src, nr, d);
   }
-  const CMapRM qt(w.q.data(), bf ? 0 : rows, d);
+  const CMapRM qt(w.q.data(), bf || amx ? 0 : rows, d);
   const int64_t bh = int64_t(x.b) * s.kv_heads + pk.kv_head;
   MapRM acc(w.acc.data(), rows, dv);
-  acc.setZero();
+  std::fill_n(w.acc.data(), (amx ? simd::pad32(rows) : rows) * dv, 0.0f);  // AMX: the padding rows too
   float* m = w.m.data();
   float* l = w.l.data();
   std::fill(m, m + rows, kNegInf);
   std::fill(l, l + rows, 0.0f);
 
-  // One key tile [k0, k1) of class cls: scores, mask, online softmax, P·V.
+  // One key tile [k0, k1) of class cls: scores, mask, online softmax, P·V. The AMX path
+  // computes whole 32-key steps: S has ld ≥ nc columns (those past nc unused, P = 0 there)
+  // and is left unscaled (the softmax scales it).
   auto tile = [&](int64_t k0, int64_t k1, BlockClass cls) {
-    const int64_t nc = k1 - k0;
+    const int64_t nc = k1 - k0, ld = amx ? simd::pad32(nc) : nc;
     // S (rows, nc) = (scale·Q) Kᵀ
-    if (bf) {
+    if (amx) {
+      simd::qk_tile_amx(w.qp.data(), rows, dp, pkd.k.get() + bh * pkd.k_head + k0 * dp, nc, w.s.data());
+    } else if (bf) {
       simd::qk_tile_bf16(w.qp.data(), rows, int(dp), pkd.k.get() + bh * pkd.k_head + k0 * dp, nc,
                          scale, w.s.data());
     } else if (f32) {
@@ -277,7 +295,7 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
         const int h = p.heads[size_t(pk.first + t)];
         for (int64_t r = 0; r < nr; ++r) {
           const int64_t qpos = i0 + r + off;
-          float* srow = w.s.data() + (t * nr + r) * nc;
+          float* srow = w.s.data() + (t * nr + r) * ld;
           if (a.mask.extra) {
             for (int64_t c = 0; c < nc; ++c)
               if (!a.mask.allows(x.b, h, qpos, k0 + c)) srow[c] = kNegInf;
@@ -300,11 +318,20 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
         }
       }
     }
-    online_softmax_tile(w.s.data(), rows, nc, m, l, acc);
+    // Softmax: the packed paths' fused AVX-512 update (P written as bf16 pairs for the bf16
+    // paths), the portable path's Eigen one.
+    if (amx || bf || f32)
+      simd::softmax_tile(w.s.data(), rows, nc, ld, amx ? scale : 1.0f, m, l, acc.data(), dv,
+                         amx || bf ? w.pp.data() : nullptr, amx ? ld / 2 : simd::pairs(nc));
+    else
+      online_softmax_tile(w.s.data(), rows, nc, m, l, acc);
     // acc (rows, Dv) += P V
-    if (bf)
-      simd::pv_tile_bf16(w.s.data(), rows, nc, pkd.v.get() + bh * pkd.v_head + (k0 / 2) * 16, pkd.np,
-                         dv, acc.data(), w.pp.data());
+    if (amx)
+      simd::pv_tile_amx(w.pp.data(), rows, ld, pkd.v.get() + bh * pkd.v_head + (k0 / 2) * 16, pkd.np, dv,
+                        acc.data());
+    else if (bf)
+      simd::pv_tile_bf16(w.pp.data(), rows, nc, pkd.v.get() + bh * pkd.v_head + (k0 / 2) * 16, pkd.np,
+                         dv, acc.data());
     else if (f32)
       simd::pv_tile_f32(w.s.data(), rows, nc, pkd.vf.get() + bh * pkd.v_head + k0 * 16, s.kv_len, dv,
                         acc.data());
@@ -318,9 +345,11 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
     if (cls == BlockClass::partial && !a.mask.extra) {
       int64_t c0 = k0, c1 = k1;
       narrow_columns(a.mask, s.kv_len, i0 + off, i1 + off, c0, c1);
-      // The packed paths read K in blocks of 16 keys (and bf16 V in key pairs): start on a
-      // block (k0 is one); the columns added are masked like any other in a partial tile.
-      if (bf || f32) c0 -= (c0 - k0) % 16;
+      // The packed paths read K in blocks of 16 keys (and bf16 V in key pairs), AMX in steps
+      // of 32 keys: start on one (k0 is one); the columns added are masked like any other in
+      // a partial tile.
+      if (amx) c0 -= (c0 - k0) % 32;
+      else if (bf || f32) c0 -= (c0 - k0) % 16;
       tile(c0, c1, cls);
     } else {
       tile(k0, k1, cls);
@@ -421,9 +450,12 @@ void flash(const SdpaArgs& a, FlashPath path) {
   const int64_t heads_kv = int64_t(s.batch) * s.kv_heads;
   const int64_t pack_chunks = (s.kv_len + kPackKeys - 1) / kPackKeys;
   const bool packed = path != FlashPath::portable;
-  if (path == FlashPath::avx512_bf16) {
-    pkd.np = simd::pairs(s.kv_len);
-    pkd.k_head = simd::blocks16(s.kv_len) * 16 * simd::pairs(d);
+  const int64_t dp = packed_pairs(path, d);
+  // AMX reads keys in steps of 32: K and V are zero-padded to a multiple of 32 keys.
+  const int64_t kv_keys = path == FlashPath::amx_bf16 ? simd::pad32(s.kv_len) : s.kv_len;
+  if (bf16_path(path)) {
+    pkd.np = simd::pairs(kv_keys);
+    pkd.k_head = simd::blocks16(kv_keys) * 16 * dp;
     pkd.v_head = simd::blocks16(dv) * pkd.np * 16;
     pkd.k.reset(new uint32_t[size_t(heads_kv * pkd.k_head)]);
     pkd.v.reset(new uint32_t[size_t(heads_kv * pkd.v_head)]);
@@ -444,10 +476,15 @@ void flash(const SdpaArgs& a, FlashPath path) {
         const int64_t nj = std::min(kPackKeys, s.kv_len - j0);
         const float* kh = a.k.host_f32() + bh * s.kv_len * d;
         const float* vh = a.v.host_f32() + bh * s.kv_len * dv;
-        if (path == FlashPath::avx512_bf16) {
-          simd::pack_k_bf16(kh + j0 * d, nj, d, pkd.k.get() + bh * pkd.k_head + j0 * simd::pairs(d));
-          simd::pack_v_bf16(vh, s.kv_len, dv, j0 / 2, std::min(pkd.np, (j0 + nj + 1) / 2),
-                            pkd.v.get() + bh * pkd.v_head);
+        if (bf16_path(path)) {
+          // The last chunk also writes the padding keys (zero) up to kv_keys.
+          const bool last = j0 + nj == s.kv_len;
+          uint32_t* kdst = pkd.k.get() + bh * pkd.k_head + j0 * dp;
+          simd::pack_k_bf16(kh + j0 * d, nj, d, kdst, dp);
+          if (last)
+            std::fill(kdst + simd::blocks16(nj) * 16 * dp, kdst + (simd::blocks16(kv_keys - j0)) * 16 * dp, 0u);
+          simd::pack_v_bf16(vh, s.kv_len, dv, j0 / 2, last ? pkd.np : (j0 + nj) / 2, pkd.v.get() + bh * pkd.v_head,
+                            pkd.np);
         } else {
           simd::pack_k_f32(kh + j0 * d, nj, d, pkd.kf.get() + bh * pkd.k_head + j0 * d);
           simd::pack_v_f32(vh, s.kv_len, dv, j0, j0 + nj, pkd.vf.get() + bh * pkd.v_head);
@@ -510,8 +547,19 @@ bool sdpa_flash_available(FlashPath path) {
     case FlashPath::portable: return true;
     case FlashPath::avx512_f32: return simd::avx512_available();
     case FlashPath::avx512_bf16: return simd::bf16_dot_available();
+    case FlashPath::amx_bf16: return simd::amx_bf16_available();
   }
   return false;
+}
+
+const char* flash_path_name(FlashPath path) {
+  switch (path) {
+    case FlashPath::portable: return "portable";
+    case FlashPath::avx512_f32: return "avx512_f32";
+    case FlashPath::avx512_bf16: return "avx512_bf16";
+    case FlashPath::amx_bf16: return "amx_bf16";
+  }
+  return "?";
 }
 
 bool sdpa_flash_packing_pays(const AttnShape& s) {
@@ -520,8 +568,8 @@ bool sdpa_flash_packing_pays(const AttnShape& s) {
 
 void sdpa_flash(const SdpaArgs& a, FlashPath path) {
   if (!sdpa_flash_available(path))
-    throw std::invalid_argument(std::string("sdpa_flash: this CPU cannot run the ") +
-                                (path == FlashPath::avx512_bf16 ? "AVX512_BF16" : "AVX-512") + " path");
+    throw std::invalid_argument(std::string("sdpa_flash: this CPU cannot run the ") + flash_path_name(path) +
+                                " path");
   flash(a, path);
 }
 

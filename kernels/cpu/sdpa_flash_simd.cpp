@@ -15,8 +15,10 @@
 #include "cpu/sdpa_flash_simd.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 namespace ab::cpu::simd {
 
@@ -164,19 +166,17 @@ void gemm(int64_t rows, int64_t ncols, const typename Op::Elem* a, int64_t lda,
 }  // namespace
 
 void pack_rows_bf16(const float* x, int64_t ld, int64_t rows, int64_t n, uint32_t* dst, int64_t ldp) {
-  const int64_t np = pairs(n);
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * ld;
     uint32_t* dr = dst + r * ldp;
-    for (int64_t p = 0; p < np; p += 16) {
+    for (int64_t p = 0; p < ldp; p += 16) {  // pairs_of is zero past n
       const __m512i v = pairs_of(xr + 2 * p, n - 2 * p);
-      _mm512_mask_storeu_epi32(dr + p, tail_mask(std::min<int64_t>(16, np - p)), v);
+      _mm512_mask_storeu_epi32(dr + p, tail_mask(std::min<int64_t>(16, ldp - p)), v);
     }
   }
 }
 
-void pack_k_bf16(const float* k, int64_t nkv, int d, uint32_t* dst) {
-  const int64_t dp = pairs(d);
+void pack_k_bf16(const float* k, int64_t nkv, int d, uint32_t* dst, int64_t dp) {
   // One block of 16 keys: its rows as pairs (key-major) in `t`, then transposed to pair-major.
   alignas(64) uint32_t t[16 * 64];
   for (int64_t jb = 0; jb < blocks16(nkv); ++jb) {
@@ -203,8 +203,7 @@ void pack_k_bf16(const float* k, int64_t nkv, int d, uint32_t* dst) {
   }
 }
 
-void pack_v_bf16(const float* v, int64_t nkv, int dv, int64_t p0, int64_t p1, uint32_t* dst) {
-  const int64_t np = pairs(nkv);
+void pack_v_bf16(const float* v, int64_t nkv, int dv, int64_t p0, int64_t p1, uint32_t* dst, int64_t np) {
   // Word 2i of the result takes word i (row 2p's value of column i), word 2i + 1 takes word
   // 16 + i (row 2p + 1's): cvtne2ps_pbh(odd, even) puts even's values in words 0..15.
   alignas(64) static constexpr uint16_t kInterleave[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
@@ -215,7 +214,7 @@ void pack_v_bf16(const float* v, int64_t nkv, int dv, int64_t p0, int64_t p1, ui
     const __mmask16 m = c0 + 16 <= dv ? __mmask16(0xFFFF) : tail_mask(dv);
     uint32_t* out = dst + cb * np * 16;
     for (int64_t p = p0; p < p1; ++p) {
-      const __m512 even = _mm512_maskz_loadu_ps(m, v + 2 * p * dv + c0);
+      const __m512 even = 2 * p < nkv ? _mm512_maskz_loadu_ps(m, v + 2 * p * dv + c0) : _mm512_setzero_ps();
       const __m512 odd = 2 * p + 1 < nkv ? _mm512_maskz_loadu_ps(m, v + (2 * p + 1) * dv + c0)
                                          : _mm512_setzero_ps();
       const __m512i both = __m512i(_mm512_cvtne2ps_pbh(odd, even));
@@ -224,16 +223,93 @@ void pack_v_bf16(const float* v, int64_t nkv, int dv, int64_t p0, int64_t p1, ui
   }
 }
 
+namespace {
+
+// 2^y for y ≤ 0: 2^n · 2^f with n = round(y), f ∈ [-1/2, 1/2], 2^f from its Taylor series to
+// degree 7 (truncation ≤ (ln2/2)^8/8! = 5e-9, below fp32's half ulp 6e-8), scaled by VSCALEFPS.
+// Lanes with y < -125 (masked scores are -inf) are set to 0 rather than computed: a result
+// that underflows to a subnormal or to zero costs a microcode assist of ~100 cycles per
+// instruction (measured: causal tiles, full of -inf, spent 47% of the AMX path's time here).
+inline __m512 exp2_nonpositive(__m512 y) {
+  const __m512 lo = _mm512_set1_ps(-125.0f);
+  const __mmask16 live = _mm512_cmp_ps_mask(y, lo, _CMP_GE_OQ);
+  y = _mm512_max_ps(y, lo);
+  const __m512 n = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(y, n);
+  __m512 p = _mm512_set1_ps(1.525273380405984e-05f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381606e-04f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618129107628477e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-02f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402265069591007e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471805599453e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_scalef_ps(live, p, n);
+}
+
+}  // namespace
+
+void softmax_tile(float* s, int64_t rows, int64_t nc, int64_t ld, float scale, float* m, float* l, float* acc,
+                  int dv, uint32_t* pbf, int64_t ldp) {
+  constexpr float kLog2e = 1.4426950408889634f;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const __m512 sl2 = _mm512_set1_ps(scale * kLog2e);
+  const int64_t nv = blocks16(nc);
+  const __mmask16 last = tail_mask(nc);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * ld;
+    __m512 mx = _mm512_set1_ps(ninf);
+    for (int64_t v = 0; v < nv; ++v)
+      mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(ninf), v + 1 == nv ? last : __mmask16(0xFFFF),
+                                                  sr + v * 16));
+    // scale > 0, so the scaled maximum is scale times the raw one.
+    const float m_new = std::max(m[r], scale * _mm512_reduce_max_ps(mx));
+    // exp(scale·s − m) = 2^(scale·log2e·s − log2e·m), one FMA per element.
+    const __m512 off = _mm512_set1_ps(m_new == ninf ? 0.0f : -m_new * kLog2e);
+    __m512 sum = _mm512_setzero_ps();
+    auto p_of = [&](int64_t v) {  // P of the v-th 16 columns, 0 past nc (and everywhere if m_new = -inf)
+      if (v >= nv || m_new == ninf) return _mm512_setzero_ps();
+      const __mmask16 k = v + 1 == nv ? last : __mmask16(0xFFFF);
+      const __m512 p = _mm512_maskz_mov_ps(k, exp2_nonpositive(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, sr + v * 16),
+                                                                                sl2, off)));
+      sum = _mm512_add_ps(sum, p);
+      return p;
+    };
+    if (pbf) {
+      uint32_t* pr = pbf + r * ldp;
+      for (int64_t w = 0; w < ldp; w += 16) {  // 16 pairs: columns 2w .. 2w + 31
+        const __m512 lo = p_of(w / 8), hi = p_of(w / 8 + 1);
+        _mm512_mask_storeu_epi32(pr + w, tail_mask(std::min<int64_t>(16, ldp - w)),
+                                 __m512i(_mm512_cvtne2ps_pbh(hi, lo)));
+      }
+    } else {
+      for (int64_t v = 0; v < nv; ++v)
+        _mm512_mask_storeu_ps(sr + v * 16, v + 1 == nv ? last : __mmask16(0xFFFF), p_of(v));
+    }
+    if (m_new == ninf) continue;  // nothing seen yet: m, ℓ and acc stay as they are
+    const float alpha = m[r] == ninf ? 0.0f : std::exp(m[r] - m_new);
+    l[r] = l[r] * alpha + _mm512_reduce_add_ps(sum);
+    if (alpha != 1.0f) {
+      float* ar = acc + r * dv;
+      const __m512 a = _mm512_set1_ps(alpha);
+      for (int64_t c = 0; c < dv; c += 16) {
+        const __mmask16 k = c + 16 <= dv ? __mmask16(0xFFFF) : tail_mask(dv);
+        _mm512_mask_storeu_ps(ar + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, ar + c), a));
+      }
+    }
+    m[r] = m_new;
+  }
+}
+
 void qk_tile_bf16(const uint32_t* qp, int64_t rows, int dp, const uint32_t* kp, int64_t nc, float scale,
                   float* s) {
   gemm<Bf16Op, false>(rows, nc, qp, dp, kp, int64_t(dp) * 16, dp, s, nc, scale);
 }
 
-void pv_tile_bf16(const float* p, int64_t rows, int64_t nc, const uint32_t* vp, int64_t np, int dv,
-                  float* acc, uint32_t* scratch) {
+void pv_tile_bf16(const uint32_t* pp, int64_t rows, int64_t nc, const uint32_t* vp, int64_t np, int dv,
+                  float* acc) {
   const int64_t pc = pairs(nc);
-  pack_rows_bf16(p, nc, rows, nc, scratch, pc);
-  gemm<Bf16Op, true>(rows, dv, scratch, pc, vp, np * 16, pc, acc, dv, 1.0f);
+  gemm<Bf16Op, true>(rows, dv, pp, pc, vp, np * 16, pc, acc, dv, 1.0f);
 }
 
 void pack_k_f32(const float* k, int64_t nkv, int d, float* dst) {
@@ -279,10 +355,11 @@ void pack_v_f32(const float*, int64_t, int, int64_t, int64_t, float*) {}
 void qk_tile_f32(const float*, int64_t, int, const float*, int64_t, float*) {}
 void pv_tile_f32(const float*, int64_t, int64_t, const float*, int64_t, int, float*) {}
 void pack_rows_bf16(const float*, int64_t, int64_t, int64_t, uint32_t*, int64_t) {}
-void pack_k_bf16(const float*, int64_t, int, uint32_t*) {}
-void pack_v_bf16(const float*, int64_t, int, int64_t, int64_t, uint32_t*) {}
+void pack_k_bf16(const float*, int64_t, int, uint32_t*, int64_t) {}
+void pack_v_bf16(const float*, int64_t, int, int64_t, int64_t, uint32_t*, int64_t) {}
 void qk_tile_bf16(const uint32_t*, int64_t, int, const uint32_t*, int64_t, float, float*) {}
-void pv_tile_bf16(const float*, int64_t, int64_t, const uint32_t*, int64_t, int, float*, uint32_t*) {}
+void pv_tile_bf16(const uint32_t*, int64_t, int64_t, const uint32_t*, int64_t, int, float*) {}
+void softmax_tile(float*, int64_t, int64_t, int64_t, float, float*, float*, float*, int, uint32_t*, int64_t) {}
 }  // namespace ab::cpu::simd
 
 #endif

@@ -3,6 +3,8 @@
 #endif
 #include "cpu/selection.hpp"
 
+#include "cpu/amx.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -12,10 +14,7 @@
 #include <stdexcept>
 
 #if defined(__x86_64__)
-#include <cpuid.h>
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #endif
 
 #include <Eigen/Core>
@@ -322,33 +321,13 @@ void int4_row_max(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, 
 
 namespace {
 #if defined(__x86_64__)
-// AMX needs the CPU's AMX-TILE and AMX-INT8 (CPUID.7.0:EDX bits 24, 25) and the kernel's
-// permission for the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, process-wide).
-bool detect_amx() {
-  unsigned ea, eb, ec, ed;
-  if (!__get_cpuid_count(7, 0, &ea, &eb, &ec, &ed)) return false;
-  if (!(ed & (1u << 24)) || !(ed & (1u << 25))) return false;
-  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
-}
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 // AMX form of int4_blocks_reaching: 32 query rows × 32 keys per step, in eight 16×64-byte
 // tiles: C (tmm0–3, int32 16×16), A (tmm4–5: 16 rows × 64 dims of q), B (tmm6–7: 64 dims × 16
 // keys in `right`'s 4-byte interleave). Signed × signed bytes (TDPBSSD): no +8 shift needed.
 __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512dq,avx512vl")))
 void blocks_reaching_amx(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Rows& b, int64_t kb0,
                          int64_t block, const float* thr, uint8_t* keep, int64_t k0, int64_t k1) {
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = 64;
-  }
+  const amx::TileConfig cfg;
   _tile_loadconfig(&cfg);
   const int64_t g0 = k0 / 16, g1 = (k1 + 15) / 16;
   const int ksteps = a.d_pad / 64;
@@ -434,7 +413,7 @@ void blocks_reaching_amx(const Int4Rows& a, int64_t q0, int64_t nq, const Int4Ro
 
 bool int4_uses_amx() {
 #if defined(__x86_64__)
-  static const bool ok = !std::getenv("ATTN_NO_AMX") && detect_amx();
+  static const bool ok = amx::int8_usable();
   return ok;
 #else
   return false;

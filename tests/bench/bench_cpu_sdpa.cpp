@@ -190,6 +190,40 @@ BENCHMARK(BM_sdpa_flash_f32)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
+// Each product path of the flash kernel on one shape, to set them side by side in one run (the
+// rows of a path this CPU lacks are skipped). Args: B, H, N, d, causal, threads, path
+// (0 portable, 1 avx512_f32, 2 avx512_bf16, 3 amx_bf16). The bf16 paths round the inputs to
+// bf16 while packing, exactly as for a dtype: bf16 case.
+void BM_sdpa_flash_path(benchmark::State& state) {
+  const int b = int(state.range(0)), h = int(state.range(1)), d = int(state.range(3));
+  const int64_t n = state.range(2);
+  const bool causal = state.range(4) != 0;
+  const int threads = int(state.range(5));
+  const auto path = static_cast<cpu::FlashPath>(state.range(6));
+  state.SetLabel(cpu::flash_path_name(path));
+  if (!cpu::sdpa_flash_available(path)) {
+    state.SkipWithError("this CPU lacks the path");
+    return;
+  }
+  Problem p(b, h, h, d, n, n, causal);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  cpu::sdpa_flash(p.args, path);  // warm-up
+  for (auto _ : state) {
+    cpu::sdpa_flash(p.args, path);
+    benchmark::ClobberMemory();
+  }
+  omp_set_num_threads(saved);
+  state.counters["GFLOP"] =
+      benchmark::Counter(p.flops() * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_sdpa_flash_path)
+    ->ArgNames({"B", "H", "N", "d", "causal", "threads", "path"})
+    ->ArgsProduct({{1}, {8}, {2048}, {128}, {0, 1}, {2}, {0, 1, 2, 3}})
+    ->ArgsProduct({{1}, {16}, {2048}, {64}, {0}, {2}, {0, 1, 2, 3}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
 // Decode: one query token per head against a long KV cache. Args: B, Hq, Hkv, KV, threads.
 // Memory-bound: reports GB/s of Q, K, V, O (K and V dominate), to hold against
 // BM_stream_read_f32 in the same run.

@@ -60,6 +60,12 @@ bool use_bf16_products(const SdpaArgs& a) {
          bf16_allowed() && cpu::sdpa_flash_packing_pays(a.shape);
 }
 
+// AMX tiles where the CPU has AMX-BF16 (ATTN_NO_AMX=1 keeps VDPBF16PS), else AVX512_BF16.
+cpu::FlashPath bf16_path() {
+  return cpu::sdpa_flash_available(cpu::FlashPath::amx_bf16) ? cpu::FlashPath::amx_bf16
+                                                               : cpu::FlashPath::avx512_bf16;
+}
+
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
@@ -116,7 +122,7 @@ class CpuBackend final : public Backend {
     return Support::yes();
   }
   // Softmax: the tiled flash kernel (docs/cpu.md), with bf16 products for bf16 inputs where
-  // the CPU has AVX512_BF16 and the shape has enough query rows per key to pay for packing K
+  // the CPU has AVX512_BF16 (on AMX tiles where it has AMX-BF16) and the shape has enough query rows per key to pay for packing K
   // and V (ATTN_CPU_BF16=off keeps fp32); the other score transforms: cpu/sdpa_transforms.
   std::optional<double> sdpa_executed_pairs(const SdpaArgs& a) const override {
     const double all = double(a.shape.q_len) * double(a.shape.kv_len);
@@ -126,7 +132,7 @@ class CpuBackend final : public Backend {
   }
   void sdpa(const SdpaArgs& a) override {
     if (a.transform != ScoreTransform::softmax) cpu::sdpa_transformed(a);
-    else if (use_bf16_products(a)) cpu::sdpa_flash(a, cpu::FlashPath::avx512_bf16);
+    else if (use_bf16_products(a)) cpu::sdpa_flash(a, bf16_path());
     else cpu::sdpa_flash(a);
   }
   std::optional<MeasuredPeaks> measure_peaks() override {
@@ -142,7 +148,10 @@ class CpuBackend final : public Backend {
     nlohmann::ordered_json j;
     j["name"] = "cpu";
     j["sdpa_f32"] = f32 ? "avx512_f32 (fp32 FMA register blocks)" : "portable (Eigen fp32 GEMMs)";
-    j["sdpa_bf16"] = bf16_allowed() ? "avx512_bf16 (VDPBF16PS, fp32 accumulation)" : j["sdpa_f32"];
+    j["sdpa_bf16"] = !bf16_allowed() ? j["sdpa_f32"]
+                     : bf16_path() == cpu::FlashPath::amx_bf16
+                         ? "amx_bf16 (AMX tiles, TDPBF16PS, fp32 accumulation)"
+                         : "avx512_bf16 (VDPBF16PS, fp32 accumulation)";
     return j;
   }
   Support supports_output_gate(const OutputGateArgs& a) const override {
