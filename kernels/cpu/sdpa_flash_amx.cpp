@@ -64,7 +64,6 @@ void qk_tile_amx(const uint32_t* qp, int64_t rows, int64_t dpa, const uint32_t* 
   const int64_t ncp = pad32(nc), rp = pad32(rows), steps = dpa / 16, lds = ncp * 4;
   const amx::TileConfig cfg;
   _tile_loadconfig(&cfg);
-  // Keys outermost: the 32 keys' B tiles (steps · 2 KiB) stay in L1 while the query rows pass.
   for (int64_t j0 = 0; j0 < ncp; j0 += 32) {
     const uint32_t* b0 = kp + (j0 / 16) * dpa * 16;
     for (int64_t i0 = 0; i0 < rp; i0 += 32) {
