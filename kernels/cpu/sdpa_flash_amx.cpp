@@ -64,9 +64,12 @@ void qk_tile_amx(const uint32_t* qp, int64_t rows, int64_t dpa, const uint32_t* 
   const int64_t ncp = pad32(nc), rp = pad32(rows), steps = dpa / 16, lds = ncp * 4;
   const amx::TileConfig cfg;
   _tile_loadconfig(&cfg);
-  for (int64_t j0 = 0; j0 < ncp; j0 += 32) {
-    const uint32_t* b0 = kp + (j0 / 16) * dpa * 16;
-    for (int64_t i0 = 0; i0 < rp; i0 += 32) {
+  // Rows outermost: a block's A tiles (32 rows · dpa pairs, 8 KiB at d = 128) stay in L1 while
+  // the keys pass; tile loads from L2 run at a fraction of the rate from L1. Measured on the
+  // Xeon (1 core, a 256 × 256 tile, d = 128): 1087 GFLOP/s against 879 with keys outermost.
+  for (int64_t i0 = 0; i0 < rp; i0 += 32) {
+    for (int64_t j0 = 0; j0 < ncp; j0 += 32) {
+      const uint32_t* b0 = kp + (j0 / 16) * dpa * 16;
       _tile_zero(0);
       _tile_zero(1);
       _tile_zero(2);
@@ -92,11 +95,14 @@ void pv_tile_amx(const uint32_t* pp, int64_t rows, int64_t ncp, const uint32_t* 
   const bool direct = dv % 16 == 0;
   const int64_t lda = int64_t(dv) * 4;
   alignas(64) float cbuf[4][256];
-  for (int64_t cb = 0; cb < nvb; cb += 2) {
-    const bool two = cb + 1 < nvb;
-    const uint32_t* b0 = vp + cb * npa * 16;
-    const __mmask16 m0 = lanes_below(dv - cb * 16), m1 = lanes_below(dv - cb * 16 - 16);
-    for (int64_t i0 = 0; i0 < rp; i0 += 32) {
+  // Rows outermost, as in qk_tile_amx: a block's P (32 rows · ncp/2 pairs, 16 KiB for 256
+  // keys) stays in L1 while the column blocks pass (Xeon, 1 core: 710 GFLOP/s against 510
+  // with columns outermost).
+  for (int64_t i0 = 0; i0 < rp; i0 += 32) {
+    for (int64_t cb = 0; cb < nvb; cb += 2) {
+      const bool two = cb + 1 < nvb;
+      const uint32_t* b0 = vp + cb * npa * 16;
+      const __mmask16 m0 = lanes_below(dv - cb * 16), m1 = lanes_below(dv - cb * 16 - 16);
       float* c = acc + i0 * dv + cb * 16;
       if (direct) {
         _tile_loadd(0, c, lda);
