@@ -241,7 +241,7 @@ int64_t check_case(const Case& c) {
   const auto rows = pick_rows(c, rng);
   int64_t masked = -1;
   for (cpu::FlashPath path : bf16_paths()) {
-    INFO("path " << cpu::flash_path_name(path));
+    INFO("path " << std::string(cpu::flash_path_name(path)));
     std::fill(x.o.data.begin(), x.o.data.end(), std::numeric_limits<float>::quiet_NaN());
     std::fill(x.lse.data.begin(), x.lse.data.end(), std::numeric_limits<float>::quiet_NaN());
     cpu::sdpa_flash(a, path);

@@ -7,10 +7,11 @@
 // where Eigen's GEMMs ran 64-66: Eigen packs both operands on every call, these read K and V
 // packed once per call.
 
-// GCC 12 warns -Wmaybe-uninitialized inside its own AVX-512 intrinsic headers (a false
-// positive on _mm512_undefined_*, GCC PR 105593).
+// GCC 12 warns -Wmaybe-uninitialized and -Wuninitialized inside its own AVX-512 intrinsic
+// headers (a false positive on _mm512_undefined_*, here from _mm512_reduce_max_ps; GCC PR 105593).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include "cpu/sdpa_flash_simd.hpp"
 
@@ -256,28 +257,107 @@ inline __m512 exp2_nonpositive(__m512 y) {
   return _mm512_maskz_scalef_ps(live, p, n);
 }
 
+// One row's P = 2^(sl2·s + off) as bf16 pairs into pr (ldp words; columns past nc zero);
+// returns Σ P in fp32 and, with kTrack, the row's raw maximum in *raw_max.
+template <int kDegree, bool kTrack>
+float row_to_bf16(const float* sr, int64_t nc, __m512 sl2, __m512 off, uint32_t* pr, int64_t ldp, float* raw_max) {
+  const __m512 vninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const int64_t nfull = nc / 16;
+  const __mmask16 last = tail_mask(nc);
+  __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps(), mx0 = vninf, mx1 = vninf;
+  auto value = [&](int64_t u) {  // -inf past nc: exp2 gives 0 there
+    if (u < nfull) return _mm512_loadu_ps(sr + u * 16);
+    if (u == nfull && nc % 16) return _mm512_mask_loadu_ps(vninf, last, sr + u * 16);
+    return vninf;
+  };
+  auto step = [&](__m512 x0, __m512 x1) {
+    if constexpr (kTrack) {
+      mx0 = _mm512_max_ps(mx0, x0);
+      mx1 = _mm512_max_ps(mx1, x1);
+    }
+    const __m512 p0 = exp2_nonpositive<kDegree>(_mm512_fmadd_ps(x0, sl2, off));
+    const __m512 p1 = exp2_nonpositive<kDegree>(_mm512_fmadd_ps(x1, sl2, off));
+    sum0 = _mm512_add_ps(sum0, p0);
+    sum1 = _mm512_add_ps(sum1, p1);
+    return __m512i(_mm512_cvtne2ps_pbh(p1, p0));
+  };
+  int64_t w = 0;  // 16 pairs = columns 2w .. 2w + 31 per step
+  for (; w + 16 <= ldp && w / 8 + 2 <= nfull; w += 16)
+    _mm512_storeu_si512(pr + w, step(_mm512_loadu_ps(sr + w * 2), _mm512_loadu_ps(sr + w * 2 + 16)));
+  for (; w < ldp; w += 16)
+    _mm512_mask_storeu_epi32(pr + w, tail_mask(std::min<int64_t>(16, ldp - w)), step(value(w / 8), value(w / 8 + 1)));
+  if constexpr (kTrack) *raw_max = _mm512_reduce_max_ps(_mm512_max_ps(mx0, mx1));
+  return _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
+}
+
+// One row's P = 2^(sl2·s + off) in fp32 over s[0, nc); returns Σ P.
+template <int kDegree>
+float row_to_f32(float* sr, int64_t nc, __m512 sl2, __m512 off) {
+  const int64_t nfull = nc / 16;
+  __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
+  auto p_of = [&](__m512 x, __m512& sum) {
+    const __m512 p = exp2_nonpositive<kDegree>(_mm512_fmadd_ps(x, sl2, off));
+    sum = _mm512_add_ps(sum, p);
+    return p;
+  };
+  int64_t v = 0;
+  for (; v + 2 <= nfull; v += 2) {
+    _mm512_storeu_ps(sr + v * 16, p_of(_mm512_loadu_ps(sr + v * 16), sum0));
+    _mm512_storeu_ps(sr + v * 16 + 16, p_of(_mm512_loadu_ps(sr + v * 16 + 16), sum1));
+  }
+  for (; v < nfull; ++v) _mm512_storeu_ps(sr + v * 16, p_of(_mm512_loadu_ps(sr + v * 16), sum0));
+  if (nc % 16) {  // -inf past nc: exp2 gives 0 there
+    const __mmask16 last = tail_mask(nc);
+    const __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), last, sr + v * 16);
+    _mm512_mask_storeu_ps(sr + v * 16, last, p_of(x, sum1));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
+}
+
+// The largest of s[0, nc); four accumulators so that the max latency chains overlap.
+inline float row_max(const float* sr, int64_t nc) {
+  const __m512 vninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const int64_t nfull = nc / 16;
+  __m512 m0 = vninf, m1 = vninf, m2 = vninf, m3 = vninf;
+  int64_t v = 0;
+  for (; v + 4 <= nfull; v += 4) {
+    m0 = _mm512_max_ps(m0, _mm512_loadu_ps(sr + v * 16));
+    m1 = _mm512_max_ps(m1, _mm512_loadu_ps(sr + v * 16 + 16));
+    m2 = _mm512_max_ps(m2, _mm512_loadu_ps(sr + v * 16 + 32));
+    m3 = _mm512_max_ps(m3, _mm512_loadu_ps(sr + v * 16 + 48));
+  }
+  for (; v < nfull; ++v) m0 = _mm512_max_ps(m0, _mm512_loadu_ps(sr + v * 16));
+  if (nc % 16) m1 = _mm512_max_ps(m1, _mm512_mask_loadu_ps(vninf, tail_mask(nc), sr + nfull * 16));
+  return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+}
+
 template <int kDegree>
 void softmax_rows(float* s, int64_t rows, int64_t nc, int64_t ld, float scale, float* m, float* l, float* acc,
                   int dv, uint32_t* pbf, int64_t ldp) {
   constexpr float kLog2e = 1.4426950408889634f;
   const float ninf = -std::numeric_limits<float>::infinity();
-  const __m512 sl2 = _mm512_set1_ps(scale * kLog2e), vninf = _mm512_set1_ps(ninf);
-  const int64_t nfull = nc / 16, rem = nc % 16;  // whole 16-column vectors, and the rest
-  const __mmask16 last = tail_mask(nc);
+  const __m512 sl2 = _mm512_set1_ps(scale * kLog2e);
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * ld;
-    // Row maximum; four accumulators so that the max latency chains overlap.
-    __m512 m0 = vninf, m1 = vninf, m2 = vninf, m3 = vninf;
-    int64_t v = 0;
-    for (; v + 4 <= nfull; v += 4) {
-      m0 = _mm512_max_ps(m0, _mm512_loadu_ps(sr + v * 16));
-      m1 = _mm512_max_ps(m1, _mm512_loadu_ps(sr + v * 16 + 16));
-      m2 = _mm512_max_ps(m2, _mm512_loadu_ps(sr + v * 16 + 32));
-      m3 = _mm512_max_ps(m3, _mm512_loadu_ps(sr + v * 16 + 48));
+    // bf16 P, after the row's first tile: one pass against the running maximum m that also
+    // finds the tile's maximum, kept if the maximum did not grow (then m, ℓ's scale and acc
+    // stay, and the separate max pass is saved); a row whose maximum grew is redone below with
+    // the maximum found. Letting P exceed 1 instead (FlashAttention-4 rescales only when the
+    // maximum grows by more than log2 256) is not done: the largest P, 1 exactly in bf16 when
+    // scaled by the true maximum, is then rounded, and the O error on the odd-shape tests
+    // (tests/test_cpu_sdpa_bf16.cpp) grew to 2-4x that of the naive bf16 reference.
+    float raw_max = -std::numeric_limits<float>::infinity();
+    bool have_max = false;
+    if (pbf && m[r] != ninf) {
+      const float sum = row_to_bf16<kDegree, true>(sr, nc, sl2, _mm512_set1_ps(-m[r] * kLog2e), pbf + r * ldp,
+                                                   ldp, &raw_max);
+      if (scale * raw_max <= m[r]) {
+        l[r] += sum;
+        continue;
+      }
+      have_max = true;
     }
-    for (; v < nfull; ++v) m0 = _mm512_max_ps(m0, _mm512_loadu_ps(sr + v * 16));
-    if (rem) m1 = _mm512_max_ps(m1, _mm512_mask_loadu_ps(vninf, last, sr + nfull * 16));
-    const float raw_max = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+    if (!have_max) raw_max = row_max(sr, nc);
     // scale > 0, so the scaled maximum is scale times the raw one.
     const float m_new = std::max(m[r], scale * raw_max);
     if (m_new == ninf) {  // nothing visible so far: P = 0, and m, ℓ and acc stay as they are
@@ -287,43 +367,10 @@ void softmax_rows(float* s, int64_t rows, int64_t nc, int64_t ld, float scale, f
     }
     // exp(scale·s − m) = 2^(scale·log2e·s − log2e·m): one FMA per element before exp2.
     const __m512 off = _mm512_set1_ps(-m_new * kLog2e);
-    __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
-    auto p_full = [&](int64_t u, __m512& sum) {
-      const __m512 p = exp2_nonpositive<kDegree>(_mm512_fmadd_ps(_mm512_loadu_ps(sr + u * 16), sl2, off));
-      sum = _mm512_add_ps(sum, p);
-      return p;
-    };
-    auto p_any = [&](int64_t u, __m512& sum) {  // also the partial vector and those past nc (0)
-      if (u < nfull) return p_full(u, sum);
-      if (u > nfull || !rem) return _mm512_setzero_ps();
-      const __m512 p = _mm512_maskz_mov_ps(
-          last, exp2_nonpositive<kDegree>(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(last, sr + u * 16), sl2, off)));
-      sum = _mm512_add_ps(sum, p);
-      return p;
-    };
-    if (pbf) {
-      uint32_t* pr = pbf + r * ldp;
-      int64_t w = 0;  // 16 pairs = columns 2w .. 2w + 31 per step
-      for (; w + 16 <= ldp && w / 8 + 2 <= nfull; w += 16) {
-        const __m512 lo = p_full(w / 8, sum0), hi = p_full(w / 8 + 1, sum1);
-        _mm512_storeu_si512(pr + w, __m512i(_mm512_cvtne2ps_pbh(hi, lo)));
-      }
-      for (; w < ldp; w += 16) {
-        const __m512 lo = p_any(w / 8, sum0), hi = p_any(w / 8 + 1, sum1);
-        _mm512_mask_storeu_epi32(pr + w, tail_mask(std::min<int64_t>(16, ldp - w)),
-                                 __m512i(_mm512_cvtne2ps_pbh(hi, lo)));
-      }
-    } else {
-      v = 0;
-      for (; v + 2 <= nfull; v += 2) {
-        _mm512_storeu_ps(sr + v * 16, p_full(v, sum0));
-        _mm512_storeu_ps(sr + v * 16 + 16, p_full(v + 1, sum1));
-      }
-      for (; v < nfull; ++v) _mm512_storeu_ps(sr + v * 16, p_full(v, sum0));
-      if (rem) _mm512_mask_storeu_ps(sr + nfull * 16, last, p_any(nfull, sum1));
-    }
+    const float row_sum = pbf ? row_to_bf16<kDegree, false>(sr, nc, sl2, off, pbf + r * ldp, ldp, nullptr)
+                              : row_to_f32<kDegree>(sr, nc, sl2, off);
     const float alpha = m[r] == ninf ? 0.0f : std::exp(m[r] - m_new);
-    l[r] = l[r] * alpha + _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
+    l[r] = l[r] * alpha + row_sum;
     if (alpha != 1.0f) {
       float* ar = acc + r * dv;
       const __m512 a = _mm512_set1_ps(alpha);
