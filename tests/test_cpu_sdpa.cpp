@@ -387,6 +387,13 @@ TEST_CASE("sdpa_flash_executed_fraction") {
   const double ws = cpu::sdpa_flash_executed_fraction(s, win);
   CHECK(ws > w);
   CHECK(ws <= w + 4.0 / 4096 + 1e-12);
+  // The AMX path narrows per 32-row block: between the allowed pairs and the per-tile walk,
+  // with a diagonal band of 32-row blocks (half a 32 × 32 block per row block, 16/4096 of
+  // the pairs) in place of the 256-row one.
+  const double causal_amx = cpu::sdpa_flash_executed_fraction(s, causal_mask(), cpu::FlashPath::amx_bf16);
+  CHECK(causal_amx >= allowed);
+  CHECK(causal_amx < causal);
+  CHECK(causal_amx == doctest::Approx(allowed + 15.5 / 4096).epsilon(1e-9));
 }
 
 TEST_CASE("Mask::classify agrees with allows() element-wise") {

@@ -28,8 +28,9 @@ void sdpa_flash(const SdpaArgs& a);
 // On the given path; throws std::invalid_argument where this CPU cannot run it.
 void sdpa_flash(const SdpaArgs& a, FlashPath path);
 
-// Executed score blocks of sdpa_flash for a mask, at its tile size: the fraction of
-// (query, key) pairs inside non-empty tiles (used for executed FLOPs).
-double sdpa_flash_executed_fraction(const AttnShape& s, const Mask& m);
+// Executed score blocks of sdpa_flash on `path` for a mask, at its tile size: the fraction of
+// (query, key) pairs inside non-empty tiles, narrowed to the keys some row sees in partial
+// tiles (per tile; per 32-row block on the AMX path). Used for executed FLOPs.
+double sdpa_flash_executed_fraction(const AttnShape& s, const Mask& m, FlashPath path = FlashPath::portable);
 
 }  // namespace ab::cpu

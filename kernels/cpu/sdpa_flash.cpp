@@ -182,7 +182,7 @@ BlockClass classify_tile(const Mask& m, const FlashPlan& p, int b, int pack, int
 // without a predicate (sinks, window, causal limit): the tile is narrowed to them. A sink tile
 // then costs its 4 sink columns, not 256: StreamingLLM at N = 4096 with window 2000 ran at
 // 0.95x dense causal before (results/cpu/masks.md).
-void narrow_columns(const Mask& m, int64_t kv_len, int64_t q0, int64_t q1, int64_t& c0, int64_t& c1) {
+bool narrow_columns(const Mask& m, int64_t kv_len, int64_t q0, int64_t q1, int64_t& c0, int64_t& c1) {
   int64_t lo = c1, hi = c0;
   auto take = [&](int64_t a, int64_t b) {
     a = std::max(a, c0), b = std::min(b, c1);
@@ -198,6 +198,7 @@ void narrow_columns(const Mask& m, int64_t kv_len, int64_t q0, int64_t q1, int64
     }
   }
   if (lo < hi) c0 = lo, c1 = hi;
+  return lo < hi;
 }
 
 bool bf16_path(FlashPath path) { return path == FlashPath::avx512_bf16 || path == FlashPath::amx_bf16; }
@@ -273,13 +274,13 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
   std::fill(m, m + rows, kNegInf);
   std::fill(l, l + rows, 0.0f);
 
-  // A partial tile's scores (row g is query i0 + g % nr of the pack's head g / nr, row stride
-  // ld): masked entries set to -inf.
-  auto mask_rows = [&](float* st, int64_t ld, int64_t k0, int64_t nc) {
-    for (int64_t g = 0; g < rows; ++g) {
+  // Rows [ra, rb) of a partial tile's scores st (row g is query i0 + g % nr of the pack's head
+  // g / nr; st holds row ra first, row stride ld; keys k0 .. k0 + nc): masked entries -inf.
+  auto mask_rows = [&](float* st, int64_t ld, int64_t k0, int64_t nc, int64_t ra, int64_t rb) {
+    for (int64_t g = ra; g < rb; ++g) {
       const int h = p.heads[size_t(pk.first + g / nr)];
       const int64_t qpos = i0 + g % nr + off;
-      float* srow = st + g * ld;
+      float* srow = st + (g - ra) * ld;
       if (a.mask.extra) {
         for (int64_t c = 0; c < nc; ++c)
           if (!a.mask.allows(x.b, h, qpos, k0 + c)) srow[c] = kNegInf;
@@ -308,7 +309,28 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
   // Running the four stages per block of 32, 64 or 128 rows, so that a block's S and P stay in
   // L1 between them, was 2-5% slower than whole tiles on the 2-core Xeon (AMX, 2 MiB L2; B=1
   // H=8 N=2048 d=128, BM_sdpa_flash_path).
+  // AMX, partial tiles of one head without a predicate (the causal diagonal, window edges):
+  // each block of 32 rows runs on the keys its own rows see, in whole 32-key steps, rather
+  // than on the tile's union (the diagonal tile's first rows see 1/8 of it).
+  auto amx_partial = [&](int64_t k0, int64_t k1) {
+    for (int64_t r0 = 0; r0 < rows; r0 += 32) {
+      const int64_t nb = std::min<int64_t>(32, rows - r0);
+      int64_t c0 = k0, c1 = k1;
+      if (!narrow_columns(a.mask, s.kv_len, i0 + r0 + off, i0 + r0 + nb + off, c0, c1)) continue;  // P = 0
+      c0 -= (c0 - k0) % 32;
+      const int64_t nc = c1 - c0, ld = simd::pad32(nc);
+      float* sb = w.s.data() + r0 * ld;
+      uint32_t* pb = w.pp.data() + r0 * (ld / 2);
+      simd::qk_tile_amx(w.qp.data() + r0 * dp, nb, dp, pkd.k.get() + bh * pkd.k_head + c0 * dp, nc, sb);
+      mask_rows(sb, ld, c0, nc, r0, r0 + nb);
+      simd::softmax_tile(sb, nb, nc, ld, scale, m + r0, l + r0, acc.data() + r0 * dv, dv, pb, ld / 2);
+      simd::pv_tile_amx(pb, nb, ld, pkd.v.get() + bh * pkd.v_head + (c0 / 2) * 16, pkd.np, dv,
+                        acc.data() + r0 * dv);
+    }
+  };
+
   auto tile = [&](int64_t k0, int64_t k1, BlockClass cls) {
+    if (amx && cls == BlockClass::partial && pk.count == 1 && !a.mask.extra) return amx_partial(k0, k1);
     const int64_t nc = k1 - k0, ld = amx ? simd::pad32(nc) : nc;
     const int64_t ldp = amx ? ld / 2 : simd::pairs(nc);  // P's row stride in bf16 pairs
     float* st = w.s.data();
@@ -322,7 +344,7 @@ void run_item(const SdpaArgs& a, const FlashPlan& p, const UnitIndex& x, int64_t
     } else {
       MapRM(st, rows, nc).noalias() = qt * CMapRM(K + k0 * d, nc, d).transpose();
     }
-    if (cls == BlockClass::partial) mask_rows(st, ld, k0, nc);
+    if (cls == BlockClass::partial) mask_rows(st, ld, k0, nc, 0, rows);
     // Softmax: the packed paths' fused AVX-512 update (P written as bf16 pairs for the bf16
     // paths), the portable path's Eigen one.
     if (amx || bf || f32)
@@ -395,7 +417,7 @@ void check_args(const SdpaArgs& a) {
 
 }  // namespace
 
-double sdpa_flash_executed_fraction(const AttnShape& s, const Mask& m) {
+double sdpa_flash_executed_fraction(const AttnShape& s, const Mask& m, FlashPath path) {
   if (s.q_len <= 0 || s.kv_len <= 0 || s.batch <= 0) return 0.0;
   // The thread count only changes how keys are chunked, always on key-tile boundaries, so
   // the set of executed tiles does not depend on it.
@@ -415,6 +437,14 @@ double sdpa_flash_executed_fraction(const AttnShape& s, const Mask& m) {
           const BlockClass cls = classify_tile(m, p, b, int(pk), i0 + off, i1 + off, k0, k1);
           if (cls == BlockClass::empty) continue;
           int64_t c0 = k0, c1 = k1;  // the columns run_item computes
+          if (cls == BlockClass::partial && !m.extra && path == FlashPath::amx_bf16 && p.max_pack == 1) {
+            for (int64_t r0 = i0; r0 < i1; r0 += 32) {  // per 32-row block, as run_item's amx_partial
+              int64_t b0 = k0, b1 = k1;
+              if (narrow_columns(m, s.kv_len, r0 + off, std::min(i1, r0 + 32) + off, b0, b1))
+                executed += double(std::min(i1, r0 + 32) - r0) * double(b1 - b0);
+            }
+            continue;
+          }
           if (cls == BlockClass::partial && !m.extra) narrow_columns(m, s.kv_len, i0 + off, i1 + off, c0, c1);
           executed += rows * double(c1 - c0);
         }

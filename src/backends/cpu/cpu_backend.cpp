@@ -128,7 +128,8 @@ class CpuBackend final : public Backend {
     const double all = double(a.shape.q_len) * double(a.shape.kv_len);
     if (a.transform != ScoreTransform::softmax)
       return all * cpu::sdpa_transformed_executed_fraction(a.shape, a.mask);
-    return all * cpu::sdpa_flash_executed_fraction(a.shape, a.mask);
+    const cpu::FlashPath path = use_bf16_products(a) ? bf16_path() : cpu::FlashPath::portable;
+    return all * cpu::sdpa_flash_executed_fraction(a.shape, a.mask, path);
   }
   void sdpa(const SdpaArgs& a) override {
     if (a.transform != ScoreTransform::softmax) cpu::sdpa_transformed(a);
