@@ -121,7 +121,7 @@ def main():
     ap.add_argument("--samples", type=int, default=3, help="timed calls per side per round (their median counts)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--dtypes", default="f32,bf16")
-    ap.add_argument("--shape", action="append", default=[], help="H,D,N[,causal] (repeatable; default: the issue's shapes)")
+    ap.add_argument("--shape", action="append", default=[], help="H,D,N[,causal] (repeatable; default: H8 d128 N 1k-8k, H16 d64 N 1k and 4k, causal and not)")
     ap.add_argument("--out", default="", help="write every round's medians and the summary as JSON")
     a = ap.parse_args()
     dtypes = [x for x in a.dtypes.split(",") if x]
