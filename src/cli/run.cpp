@@ -75,7 +75,7 @@ void setup_run(CLI::App& app, Action& action) {
                   "auto = this Slurm array task (docs/cluster.md)");
   sub->add_option("--workers", opt->workers, "CPU: run the cases in N worker processes, each pinned to its own cores")
       ->check(CLI::Range(1, 4096));
-  sub->add_option("--gpus", opt->gpus, "all | 0,1,...: one worker process per GPU, largest case first (one GPU: as a plain run)");
+  sub->add_option("--gpus", opt->gpus, "all | 0,1,...: one worker process per GPU (one GPU too), largest case first");
   sub->callback([opt, &action] {
     action = [opt] {
       if (opt->timeout > 0 && !opt->isolate && opt->workers <= 1 && opt->gpus.empty())

@@ -410,8 +410,9 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
     return kExitOk;
   }
 
-  // Worker slots (pool.hpp): --gpus, one per GPU; --workers, one per group of cores. One GPU
-  // runs in this process, as a plain run does.
+  // Worker slots (pool.hpp): --gpus, one per GPU (one GPU too: a case that leaves a sticky
+  // CUDA error, such as an illegal address, then loses only its own worker, and --timeout
+  // holds); --workers, one per group of cores.
   std::vector<WorkerSlot> slots;
   std::string device = device0;
   if (!opts.gpus.empty()) {
@@ -420,11 +421,6 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
       throw InputError("--gpus " + opts.gpus + ": not with --device cpu (use --workers N for CPU workers)");
     slots = gpu_worker_slots(opts.gpus, opts.threads > 0 ? opts.threads : 0);
     device = "cuda";
-    if (slots.size() == 1) {
-      // Before this process initializes CUDA (gpu_worker_slots counted in a child).
-      setenv("CUDA_VISIBLE_DEVICES", slots[0].cuda_visible_devices.c_str(), 1);
-      slots.clear();
-    }
   } else if (opts.workers > 1) {
     if (device != "cpu")
       throw InputError("--workers " + std::to_string(opts.workers) + ": CPU workers need --device cpu (for GPUs: --gpus all)");

@@ -184,8 +184,10 @@ PY
   # gone and the cases after it run on a fresh one (docs/reliability.md). Runs where a GPU is.
   gpu_runs="cpu"
   if "$tbin" list 2>/dev/null | grep -q 'backends: cpu, cuda' && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
-    "$tbin" run "$tmp/bad.yaml" --device cuda --isolate -o "$tmp/bad-cuda.json" --quiet >"$tmp/bad-cuda.log" 2>&1
-    "$tbin" run "$tmp/bad.yaml" --device cuda --gpus all -o "$tmp/bad-gpus.json" --quiet >"$tmp/bad-gpus.log" 2>&1
+    # The CUDA kernels take bf16 and f16, head dims 64 and up.
+    printf 'problem: {heads: 2, head_dim: 64, seq_len: [32, 64, 96]}\ndtype: bf16\nvariants:\n  - mha\n  - {name: fault, fault: bad_address, at_kv_len: 64}\nmetrics: [flops, accuracy]\n' > "$tmp/bad-gpu.yaml"
+    "$tbin" run "$tmp/bad-gpu.yaml" --device cuda --isolate -o "$tmp/bad-cuda.json" --quiet >"$tmp/bad-cuda.log" 2>&1
+    "$tbin" run "$tmp/bad-gpu.yaml" --device cuda --gpus all -o "$tmp/bad-gpus.json" --quiet >"$tmp/bad-gpus.log" 2>&1
     gpu_runs="cpu cuda gpus"
   else
     echo "skip: no usable GPU: the sticky CUDA error is not tested"
