@@ -216,9 +216,16 @@ struct Workspace {
   std::vector<uint32_t> qp, pp;
   Workspace(int64_t rows, int d, int dv, int bc, FlashPath path)
       : q(bf16_path(path) ? 0 : rows * d), m(rows), l(rows) {
-    const int64_t prow = path == FlashPath::amx_bf16 ? simd::pad32(rows) : rows;
-    s = Eigen::VectorXf::Zero(prow * bc);
-    acc = Eigen::VectorXf::Zero(prow * dv);
+    const bool amx = path == FlashPath::amx_bf16;
+    const int64_t prow = amx ? simd::pad32(rows) : rows;
+    // Only AMX reads the padding rows; the other paths need no zeroing (a decode call lasts
+    // tens of microseconds, a 256 KiB memset per thread would show).
+    s.resize(prow * bc);
+    acc.resize(prow * dv);
+    if (amx) {
+      s.setZero();
+      acc.setZero();
+    }
     if (!bf16_path(path)) return;
     qp.assign(size_t(prow * packed_pairs(path, d)), 0);
     pp.assign(size_t(prow * packed_pairs(path, bc)), 0);
