@@ -22,6 +22,7 @@ TEST_CASE("cuda ops: skipped (built without CUDA)") {
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backends/cuda/cuda_backend.hpp"
@@ -109,6 +110,30 @@ struct Errors {
   int rows = 0, bad = 0;
 };
 
+// One sampled row (kernel o and lse, fp64 reference, naive reference) into e. A row that sees
+// no key must come out O = 0, LSE = -inf.
+void add_row(Errors& e, const float* orow, double lk, const std::vector<double>& ref, double lse_ref,
+             const std::vector<double>& nv, double lse_nv, int d) {
+  ++e.rows;
+  if (std::isinf(lse_ref)) {
+    if (!(std::isinf(lk) && lk < 0)) ++e.bad;
+    for (int c = 0; c < d; ++c)
+      if (orow[c] != 0.f) ++e.bad;
+    return;
+  }
+  if (!std::isfinite(lk)) ++e.bad;
+  for (int c = 0; c < d; ++c) {
+    const double r = ref[size_t(c)];
+    e.kernel_o = std::max(e.kernel_o, std::abs(double(orow[c]) - r));
+    e.naive_o = std::max(e.naive_o, std::abs(nv[size_t(c)] - r));
+    e.max_ref = std::max(e.max_ref, std::abs(r));
+    e.diff2 += (double(orow[c]) - r) * (double(orow[c]) - r);
+    e.ref2 += r * r;
+  }
+  e.kernel_lse = std::max(e.kernel_lse, std::abs(lk - lse_ref));
+  e.naive_lse = std::max(e.naive_lse, std::abs(lse_nv - lse_ref));
+}
+
 // Compares sampled rows of (o, lse) against the fp64 reference and the naive one.
 // `allows(b, h, i, j)` is the attention pattern; every element of o must be finite.
 Errors compare(const HostTensor& q, const HostTensor& k, const HostTensor& v, const AttnShape& s,
@@ -143,25 +168,7 @@ Errors compare(const HostTensor& q, const HostTensor& k, const HostTensor& v, co
         ab::sdpa_reference_row(q, k, v, s, m, double(scale), kvh, b, h, i, ref.data(), &lse_ref);
         naive_row(q, k, v, s, dt, scale, kvh, b, h, i, [&](int64_t j) { return allows(b, h, i, j); },
                   nv, lse_nv);
-        const float* orow = o.row(b, h, i);
-        const double lk = lse.row(b, h, i)[0];
-        ++e.rows;
-        if (std::isinf(lse_ref)) {  // nothing visible: O = 0, LSE = -inf
-          if (!(std::isinf(lk) && lk < 0)) ++e.bad;
-          for (int c = 0; c < d; ++c)
-            if (orow[c] != 0.f) ++e.bad;
-          continue;
-        }
-        if (!std::isfinite(lk)) ++e.bad;
-        for (int c = 0; c < d; ++c) {
-          e.kernel_o = std::max(e.kernel_o, std::abs(double(orow[c]) - ref[size_t(c)]));
-          e.naive_o = std::max(e.naive_o, std::abs(nv[size_t(c)] - ref[size_t(c)]));
-          e.max_ref = std::max(e.max_ref, std::abs(ref[size_t(c)]));
-          e.diff2 += (double(orow[c]) - ref[size_t(c)]) * (double(orow[c]) - ref[size_t(c)]);
-          e.ref2 += ref[size_t(c)] * ref[size_t(c)];
-        }
-        e.kernel_lse = std::max(e.kernel_lse, std::abs(lk - lse_ref));
-        e.naive_lse = std::max(e.naive_lse, std::abs(lse_nv - lse_ref));
+        add_row(e, o.row(b, h, i), lse.row(b, h, i)[0], ref, lse_ref, nv, lse_nv, d);
       }
     }
   return e;
@@ -192,6 +199,28 @@ struct SdpaCase {
   int64_t window = 0, sinks = 0;
 };
 
+// Allocates a's tensors on the backend, uploads q, k, v, poisons o and lse, runs op 1 (a's
+// shape, mask and transform) and returns (o, lse) on the host.
+std::pair<HostTensor, HostTensor> run_sdpa_on(ab::Backend& be, ab::SdpaArgs& a, const HostTensor& q,
+                                              const HostTensor& k, const HostTensor& v, const std::string& name) {
+  const AttnShape& s = a.shape;
+  a.q = be.alloc(q.shape, s.dtype);
+  a.k = be.alloc(k.shape, s.dtype);
+  a.v = be.alloc(v.shape, s.dtype);
+  a.o = be.alloc({s.batch, s.q_heads, s.q_len, s.v_dim}, s.dtype);
+  a.lse = be.alloc({s.batch, s.q_heads, s.q_len, 1}, DType::f32);
+  be.upload(q, a.q);
+  be.upload(k, a.k);
+  be.upload(v, a.v);
+  be.poison(a.o);
+  be.poison(a.lse);
+  const ab::Support sup = be.supports_sdpa(a);
+  REQUIRE_MESSAGE(sup.ok, name << ": " << sup.reason);
+  be.sdpa(a);
+  be.synchronize();
+  return {be.download(a.o), be.download(a.lse)};
+}
+
 void run_sdpa_case(ab::Backend& be, const SdpaCase& c) {
   AttnShape s;
   s.batch = c.batch;
@@ -208,24 +237,10 @@ void run_sdpa_case(ab::Backend& be, const SdpaCase& c) {
   const HostTensor v = random_tensor({c.batch, c.kv_heads, c.kv_len, c.d}, c.dt);
   ab::SdpaArgs a;
   a.shape = s;
-  a.q = be.alloc(q.shape, c.dt);
-  a.k = be.alloc(k.shape, c.dt);
-  a.v = be.alloc(v.shape, c.dt);
-  a.o = be.alloc({c.batch, c.q_heads, c.q_len, c.d}, c.dt);
-  a.lse = be.alloc({c.batch, c.q_heads, c.q_len, 1}, DType::f32);
   a.mask.causal = c.causal;
   a.mask.window = c.window;
   a.mask.sinks = c.sinks;
-  be.upload(q, a.q);
-  be.upload(k, a.k);
-  be.upload(v, a.v);
-  be.poison(a.o);
-  be.poison(a.lse);
-  const ab::Support sup = be.supports_sdpa(a);
-  REQUIRE_MESSAGE(sup.ok, c.name << ": " << sup.reason);
-  be.sdpa(a);
-  be.synchronize();
-  const HostTensor o = be.download(a.o), lse = be.download(a.lse);
+  const auto [o, lse] = run_sdpa_on(be, a, q, k, v, c.name);
   const ab::Mask mask = a.mask;
   const int64_t off = s.q_offset();
   const Errors e = compare(q, k, v, s, c.dt, a.effective_scale(), o, lse,
@@ -252,6 +267,143 @@ TEST_CASE("cuda sdpa prefill matches the float64 reference") {
       {"f16 d128 sqa q8/kv8 of 32 N=1013 full", DType::f16, 1, 8, 8, 128, 1013, 1013, false},
   };
   for (const SdpaCase& c : cases) run_sdpa_case(*be, c);
+}
+
+namespace {
+
+// Op 1 with the other score transforms (prefill kernel): the float64 reference of
+// sdpa_transformed_reference_row and a naive reference at the kernel's precision (scores and
+// weights in fp32, the weights rounded to the input type before P·V, O rounded).
+struct TransformCase {
+  const char* name;
+  DType dt;
+  int q_heads, kv_heads, d;
+  int64_t q_len, kv_len;
+  bool causal;
+  ab::ScoreTransform transform;
+  float bias = 0, cap = 0;
+  bool normalize = false;
+  int64_t window = 0, sinks = 0;
+};
+
+void naive_transformed_row(const HostTensor& q, const HostTensor& k, const HostTensor& v, const ab::SdpaArgs& a,
+                           int kvh, int h, int64_t i, std::vector<double>& o, double& lse) {
+  const AttnShape& s = a.shape;
+  const int d = s.head_dim;
+  const float scale = a.effective_scale(), ninf = -std::numeric_limits<float>::infinity();
+  const bool softcap = a.transform == ab::ScoreTransform::softcap;
+  std::vector<float> w(size_t(s.kv_len), ninf);
+  float m = ninf;
+  for (int64_t j = 0; j < s.kv_len; ++j) {
+    if (!a.mask.allows(0, h, i + s.q_offset(), j)) continue;
+    float dot = 0.f;
+    for (int c = 0; c < d; ++c) dot += q.row(0, h, i)[c] * k.row(0, kvh, j)[c];
+    const float x = dot * scale;
+    w[size_t(j)] = softcap ? a.softcap * std::tanh(x / a.softcap) : x;
+    m = std::max(m, w[size_t(j)]);
+  }
+  float l = 0.f;
+  std::vector<float> acc(size_t(d), 0.f);
+  for (int64_t j = 0; j < s.kv_len; ++j) {
+    if (w[size_t(j)] == ninf) continue;
+    const float x = w[size_t(j)];
+    const float p = softcap ? std::exp(x - m)
+                    : a.transform == ab::ScoreTransform::sigmoid ? 1.f / (1.f + std::exp(-(x + a.transform_bias)))
+                                                                 : std::max(x, 0.f);
+    l += p;
+    const float pr = ab::round_to(a.shape.dtype, p);
+    for (int c = 0; c < d; ++c) acc[size_t(c)] += pr * v.row(0, kvh, j)[c];
+  }
+  o.assign(size_t(d), 0.0);
+  const float div = softcap ? l : (a.transform_normalize ? l + 1e-8f : 1.f);
+  if (l > 0)
+    for (int c = 0; c < d; ++c) o[size_t(c)] = ab::round_to(a.shape.dtype, acc[size_t(c)] / div);
+  lse = !(l > 0) ? -std::numeric_limits<double>::infinity() : softcap ? double(m) + std::log(double(l)) : std::log(double(l));
+}
+
+void run_transform_case(ab::Backend& be, const TransformCase& c) {
+  AttnShape s;
+  s.batch = 1;
+  s.q_heads = c.q_heads;
+  s.kv_heads = c.kv_heads;
+  s.head_dim = s.v_dim = c.d;
+  s.q_len = c.q_len;
+  s.kv_len = c.kv_len;
+  s.causal = c.causal;
+  s.mode = c.q_len <= 16 ? ab::Mode::decode : ab::Mode::prefill;
+  s.dtype = c.dt;
+  const HostTensor q = random_tensor({1, c.q_heads, c.q_len, c.d}, c.dt);
+  const HostTensor k = random_tensor({1, c.kv_heads, c.kv_len, c.d}, c.dt);
+  const HostTensor v = random_tensor({1, c.kv_heads, c.kv_len, c.d}, c.dt);
+  ab::SdpaArgs a;
+  a.shape = s;
+  a.mask.causal = c.causal;
+  a.mask.window = c.window;
+  a.mask.sinks = c.sinks;
+  a.transform = c.transform;
+  a.transform_bias = c.bias;
+  a.transform_normalize = c.normalize;
+  a.softcap = c.cap;
+  const auto [o, lse] = run_sdpa_on(be, a, q, k, v, c.name);
+  Errors e;
+  for (float x : o.data)
+    if (!std::isfinite(x)) ++e.bad;
+  std::set<int64_t> rows;
+  if (c.q_len <= 24) {
+    for (int64_t i = 0; i < c.q_len; ++i) rows.insert(i);
+  } else {
+    rows = {0, 1, c.q_len / 2, c.q_len - 2, c.q_len - 1};
+    std::uniform_int_distribution<int64_t> u(0, c.q_len - 1);
+    while (rows.size() < 24) rows.insert(u(rng()));
+  }
+  std::vector<double> ref(size_t(c.d)), nv;
+  for (int h = 0; h < c.q_heads; ++h)
+    for (int64_t i : rows) {
+      const int kvh = h / s.group();
+      double lse_ref = 0, lse_nv = 0;
+      ab::sdpa_transformed_reference_row(a, q, k, v, 0, h, i, ref.data(), &lse_ref);
+      naive_transformed_row(q, k, v, a, kvh, h, i, nv, lse_nv);
+      add_row(e, o.row(0, h, i), lse.row(0, h, i)[0], ref, lse_ref, nv, lse_nv, c.d);
+    }
+  check_errors(e, c.dt, c.name);
+  be.release_all();
+}
+
+}  // namespace
+
+TEST_CASE("cuda sdpa prefill with sigmoid, relu and softcap matches the float64 reference") {
+  ab::Backend* be = gpu("cuda sdpa prefill transforms");
+  if (!be) return;
+  using T = ab::ScoreTransform;
+  const TransformCase cases[] = {
+      {"sigmoid bias -1 normalised, bf16 d128 gqa4 N=1013 causal", DType::bf16, 8, 2, 128, 1013, 1013, true,
+       T::sigmoid, -1.f, 0.f, true},
+      {"sigmoid bias -6.9 (FlashSigmoid's -log n), f16 d64 N=517 full", DType::f16, 2, 2, 64, 517, 517, false,
+       T::sigmoid, -6.9f},
+      {"relu, bf16 d64 mha N=300 full", DType::bf16, 3, 3, 64, 300, 300, false, T::relu},
+      {"relu normalised, f16 d128 q300 kv700 causal", DType::f16, 2, 1, 128, 300, 700, true, T::relu, 0.f, 0.f,
+       true},
+      {"softcap 30, bf16 d128 N=1013 causal", DType::bf16, 4, 4, 128, 1013, 1013, true, T::softcap, 0.f, 30.f},
+      {"softcap 2, f16 d64 N=4097 causal window256 sink4", DType::f16, 2, 1, 64, 4097, 4097, true, T::softcap,
+       0.f, 2.f, false, 256, 4},
+  };
+  for (const TransformCase& c : cases) run_transform_case(*be, c);
+}
+
+TEST_CASE("cuda split-KV decode with sigmoid, relu and softcap matches the float64 reference") {
+  ab::Backend* be = gpu("cuda decode transforms");
+  if (!be) return;
+  using T = ab::ScoreTransform;
+  const TransformCase cases[] = {
+      {"decode sigmoid bias -8.3, bf16 d128 gqa4 q1 kv20011", DType::bf16, 8, 2, 128, 1, 20011, true, T::sigmoid,
+       -8.3f},
+      {"decode sigmoid normalised, f16 d64 mha q3 kv4097 causal", DType::f16, 4, 4, 64, 3, 4097, true, T::sigmoid,
+       0.f, 0.f, true},
+      {"decode relu, bf16 d64 mqa q1 kv1013", DType::bf16, 8, 1, 64, 1, 1013, true, T::relu},
+      {"decode softcap 30, bf16 d128 gqa8 q16 kv4097 causal window512 sink4", DType::bf16, 8, 1, 128, 16, 4097,
+       true, T::softcap, 0.f, 30.f, false, 512, 4},
+  };
+  for (const TransformCase& c : cases) run_transform_case(*be, c);
 }
 
 TEST_CASE("cuda split-KV decode matches the float64 reference") {

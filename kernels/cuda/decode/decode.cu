@@ -53,7 +53,7 @@ size_t decode_workspace_bytes(const DecodeParams& p) {
 }
 
 DecodeLaunchFn decode_select(ElemType elem, int head_dim, int v_dim, bool gather,
-                             std::string* why) {
+                             PrefillTransform transform, std::string* why) {
   const char* op = gather ? "cuda gather decode" : "cuda decode";
   if (v_dim != head_dim) {
     if (why) *why = std::string(op) + ": v_dim must equal head_dim";
@@ -63,9 +63,18 @@ DecodeLaunchFn decode_select(ElemType elem, int head_dim, int v_dim, bool gather
     if (why) *why = std::string(op) + ": head_dim " + std::to_string(head_dim) + " has no kernel (64, 128)";
     return nullptr;
   }
+  const bool general = transform != PrefillTransform::softmax;
+  if (gather && general) {
+    if (why) *why = std::string(op) + ": softmax only";
+    return nullptr;
+  }
   if (gather) return gather_decode_select(elem, head_dim);
   using namespace decode_detail;
   const bool bf = elem == ElemType::bf16;
+  if (general) {
+    if (head_dim == 64) return bf ? launch_decode<__nv_bfloat16, 64, false, true> : launch_decode<__half, 64, false, true>;
+    return bf ? launch_decode<__nv_bfloat16, 128, false, true> : launch_decode<__half, 128, false, true>;
+  }
   if (head_dim == 64) return bf ? launch_decode<__nv_bfloat16, 64, false> : launch_decode<__half, 64, false>;
   return bf ? launch_decode<__nv_bfloat16, 128, false> : launch_decode<__half, 128, false>;
 }

@@ -29,6 +29,13 @@ struct DecodeParams {
   int64_t q_len = 0, kv_len = 0;
   float scale_log2 = 0;
   MaskDesc mask;  // dense decode only; gather decode attends to exactly its list
+  // Score transform (as PrefillParams; dense decode only): softcap keeps the online softmax of
+  // cap·tanh(scale·q·k / cap); sigmoid and relu weigh keys on their own (each split's
+  // workspace O is then Σ w v / Σ w and its LSE log2 Σ w, merged as softmax splits are, and
+  // the combine multiplies by Σ w unless `normalize`).
+  PrefillTransform transform = PrefillTransform::softmax;
+  float scale = 0, bias = 0, cap = 0;
+  bool normalize = false;
   // Token gather: list r = b*Hkv + kvh holds keys indices[offsets[r] .. offsets[r+1]).
   const int32_t* offsets = nullptr;
   const int32_t* indices = nullptr;
@@ -58,8 +65,10 @@ void decode_plan(DecodeParams& p, bool gather, int num_sms);
 size_t decode_workspace_bytes(const DecodeParams& p);
 
 using DecodeLaunchFn = cudaError_t (*)(const DecodeParams&, cudaStream_t stream);
-// The dispatch over (dtype, head_dim, gather); nullptr and `why` when unsupported.
+// The dispatch over (dtype, head_dim, gather, softmax or another transform); nullptr and `why`
+// when unsupported. Transforms other than softmax: dense decode only, one instantiation per
+// (dtype, head_dim) choosing at run time, as in the prefill kernel.
 DecodeLaunchFn decode_select(ElemType elem, int head_dim, int v_dim, bool gather,
-                             std::string* why);
+                             PrefillTransform transform, std::string* why);
 
 }  // namespace ab::cuda

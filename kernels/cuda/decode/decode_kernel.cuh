@@ -22,7 +22,8 @@ using namespace dev;
 constexpr int kThreads = 128;
 constexpr int kRows = 16;  // query rows per CTA (one m16 tile)
 
-template <typename T, int D, int BN, int STAGES, bool GATHER>
+// GENERAL: p.transform is softcap, sigmoid or relu (DecodeParams); otherwise softmax.
+template <typename T, int D, int BN, int STAGES, bool GATHER, bool GENERAL>
 __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel(const DecodeParams p) {
   constexpr int KS = D / 16;             // k-steps of Q·Kᵀ
   constexpr int DT = D / 8;              // n8 tiles of O
@@ -131,7 +132,9 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel(const DecodeP
   for (int dt = 0; dt < DT; ++dt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[dt][e] = 0.f;
-  float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.f, 0.f};
+  // Sigmoid and relu: the weights are summed as they are, against a fixed m = 0.
+  const bool weights = GENERAL && (p.transform == PrefillTransform::sigmoid || p.transform == PrefillTransform::relu);
+  float row_m[2] = {weights ? 0.f : -INFINITY, weights ? 0.f : -INFINITY}, row_l[2] = {0.f, 0.f};
   int qpos[2];
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) qpos[hf] = q_off + (rb * kRows + g + 8 * hf) % q_len;
@@ -187,12 +190,43 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel(const DecodeP
       }
     }
 
+    // The transforms, as in the prefill kernel: softcap into log2 units for the online softmax
+    // with a unit scale (masked -inf kept); sigmoid and relu into the weights (0 where masked).
+    float sl = p.scale_log2;
+    if constexpr (GENERAL) {
+      if (weights) {
+        const bool sig = p.transform == PrefillTransform::sigmoid;
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          float sum = 0.f;
+#pragma unroll
+          for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float x = fmaf(s[nt][2 * hf + e], p.scale, p.bias);
+              const float w = sig ? __frcp_rn(1.f + __expf(-x)) : fmaxf(x, 0.f);
+              s[nt][2 * hf + e] = w;
+              sum += w;
+            }
+          row_l[hf] += sum;
+        }
+      } else {
+        const float inv_cap = p.scale / p.cap, cap_log2 = p.cap * 1.4426950408889634f;
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            s[nt][e] = s[nt][e] == -INFINITY ? -INFINITY : cap_log2 * tanhf(s[nt][e] * inv_cap);
+        sl = 1.f;
+      }
+    }
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
+      if (GENERAL && weights) break;
       float mx = fmaxf(fmaxf(s[0][2 * hf], s[0][2 * hf + 1]), fmaxf(s[1][2 * hf], s[1][2 * hf + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(row_m[hf], mx * p.scale_log2);
+      const float m_new = fmaxf(row_m[hf], mx * sl);
       const float base = m_new == -INFINITY ? 0.f : m_new;
       const float corr = fast_exp2(row_m[hf] - base);
       row_m[hf] = m_new;
@@ -201,7 +235,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel(const DecodeP
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const float pv = fast_exp2(fmaf(s[nt][2 * hf + e], p.scale_log2, -base));
+          const float pv = fast_exp2(fmaf(s[nt][2 * hf + e], sl, -base));
           s[nt][2 * hf + e] = pv;
           sum += pv;
         }
@@ -256,15 +290,19 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel(const DecodeP
 #pragma unroll
       for (int w = 0; w < 4; ++w) M = fmaxf(M, sm_m[w][r]);
       const int64_t orow = out_row(rb * kRows + r);
-      if (M == -INFINITY) {
-        if (part == 0) p.ws_lse[orow * p.splits + split] = -INFINITY;
-      } else {
-        float wsc[4], L = 0.f;
+      float wsc[4], L = 0.f;
+      if (M != -INFINITY) {
 #pragma unroll
         for (int w = 0; w < 4; ++w) {
           wsc[w] = fast_exp2(sm_m[w][r] - M);
           L += sm_l[w][r] * wsc[w];
         }
+      }
+      // No visible key (softmax: M = -inf; weights: Σ w = 0, as for a row whose keys all have
+      // weight 0, whose O is 0 either way).
+      if (M == -INFINITY || !(L > 0.f)) {
+        if (part == 0) p.ws_lse[orow * p.splits + split] = -INFINITY;
+      } else {
         const float inv = 1.f / L;
         float* dst = p.ws_o + (orow * p.splits + split) * D + part * PER;
 #pragma unroll
@@ -305,6 +343,7 @@ __global__ void __launch_bounds__(kThreads) decode_combine_kernel(const DecodePa
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
   T* orow = static_cast<T*>(p.o) + row * D + lane * PER;
+  const bool weights = p.transform == PrefillTransform::sigmoid || p.transform == PrefillTransform::relu;
   if (M == -INFINITY) {
 #pragma unroll
     for (int c = 0; c < PER; c += 2) *reinterpret_cast<uint32_t*>(orow + c) = Elem<T>::pack(0.f, 0.f);
@@ -316,6 +355,9 @@ __global__ void __launch_bounds__(kThreads) decode_combine_kernel(const DecodePa
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   const float inv = 1.f / sum;
+  // Sigmoid and relu: the merged O is Σ w v / Σ w; Σ w = sum·2^M.
+  const float total = sum * exp2f(M);
+  const float out_scale = !weights ? 1.f : p.normalize ? total / (total + 1e-8f) : total;
   float x[PER];
 #pragma unroll
   for (int c = 0; c < PER; ++c) x[c] = 0.f;
@@ -332,18 +374,19 @@ __global__ void __launch_bounds__(kThreads) decode_combine_kernel(const DecodePa
     }
   }
 #pragma unroll
-  for (int c = 0; c < PER; c += 2) *reinterpret_cast<uint32_t*>(orow + c) = Elem<T>::pack(x[c], x[c + 1]);
+  for (int c = 0; c < PER; c += 2)
+    *reinterpret_cast<uint32_t*>(orow + c) = Elem<T>::pack(x[c] * out_scale, x[c + 1] * out_scale);
   if (p.lse && lane == 0) p.lse[row] = (M + __log2f(sum)) * 0.69314718055994531f;
 }
 
-template <typename T, int D, bool GATHER>
+template <typename T, int D, bool GATHER, bool GENERAL = false>
 cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
   constexpr DecodeTile tile = decode_tile_policy(D);
   constexpr int BN = tile.block_n, STAGES = tile.stages;
   const size_t ring = size_t(STAGES) * 2 * BN * D * sizeof(T);
   const size_t merge = size_t(4) * kRows * D * sizeof(float);
   const size_t smem = ring > merge ? ring : merge;
-  auto kern = decode_split_kernel<T, D, BN, STAGES, GATHER>;
+  auto kern = decode_split_kernel<T, D, BN, STAGES, GATHER, GENERAL>;
   cudaError_t err =
       cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (err != cudaSuccess) return err;

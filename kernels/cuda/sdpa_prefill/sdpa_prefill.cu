@@ -42,7 +42,8 @@ __device__ __forceinline__ void load_rows(T* smem, const T* g, int row0, int len
 // KV_STAGES = 1: FA2's schedule, single K and V buffers, two barriers per tile (V(j) loads
 // during Q·K(j)ᵀ, K(j+1) during softmax and P·V(j)). KV_STAGES = 2: double-buffered K and V,
 // one barrier per tile, tile j+1 loads during all of tile j's work.
-template <typename T, int D, int BM, int BN, bool MASKED, int KV_STAGES>
+// GENERAL: p.transform is softcap, sigmoid or relu (see PrefillTransform); otherwise softmax.
+template <typename T, int D, int BM, int BN, bool MASKED, int KV_STAGES, bool GENERAL>
 __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const PrefillParams p) {
   static_assert(BM == 32 * (kThreads / 32), "each warp owns 32 query rows");
   constexpr int MT = 2;       // m16 tiles per warp
@@ -193,20 +194,62 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
     }
 
     static_assert(MT == 2);
-    float corr[MT][2];
+    float corr[MT][2] = {{1.f, 1.f}, {1.f, 1.f}};
+    // The transforms: softcap turns S into cap·tanh(scale·s / cap) in log2 units (masked -inf
+    // kept: tanh(-inf) = -1 would unmask) for the online softmax below with a unit scale;
+    // sigmoid and relu turn S into the weights themselves (0 where masked) and skip it.
+    float sl = p.scale_log2;
+    bool weights = false;
+    if constexpr (GENERAL) {
+      constexpr float kLog2e = 1.4426950408889634f;
+      if (p.transform == PrefillTransform::softcap) {
+        const float inv_cap = p.scale / p.cap, cap_log2 = p.cap * kLog2e;
+#pragma unroll
+        for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const float x = s[mi][nt][e];
+              s[mi][nt][e] = x == -INFINITY ? -INFINITY : cap_log2 * tanhf(x * inv_cap);
+            }
+        sl = 1.f;
+      } else {
+        weights = true;
+        const bool sig = p.transform == PrefillTransform::sigmoid;
+#pragma unroll
+        for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf) {
+            float sum = 0.f;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const float x = fmaf(s[mi][nt][2 * hf + e], p.scale, p.bias);  // bias 0 for relu
+                // σ(-inf) = 1 / (1 + inf) = 0 and max(-inf, 0) = 0: masked keys weigh nothing.
+                const float w = sig ? __frcp_rn(1.f + __expf(-x)) : fmaxf(x, 0.f);
+                s[mi][nt][2 * hf + e] = w;
+                sum += w;
+              }
+            row_l[mi][hf] += sum;
+          }
+      }
+    }
     // Online softmax (exp2 domain). A row with no visible key so far keeps m = -inf; its
     // exponent base is then 0 so that exp2(-inf - base) = 0 rather than NaN.
 #pragma unroll
     for (int mi = 0; mi < MT; ++mi)
 #pragma unroll
       for (int hf = 0; hf < 2; ++hf) {
+        if (GENERAL && weights) continue;
         float mx = -INFINITY;
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
           mx = fmaxf(mx, fmaxf(s[mi][nt][2 * hf], s[mi][nt][2 * hf + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(row_m[mi][hf], mx * p.scale_log2);
+        const float m_new = fmaxf(row_m[mi][hf], mx * sl);
         const float base = m_new == -INFINITY ? 0.f : m_new;
         corr[mi][hf] = fast_exp2(row_m[mi][hf] - base);
         row_m[mi][hf] = m_new;
@@ -215,7 +258,7 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const float pv = fast_exp2(fmaf(s[mi][nt][2 * hf + e], p.scale_log2, -base));
+            const float pv = fast_exp2(fmaf(s[mi][nt][2 * hf + e], sl, -base));
             s[mi][nt][2 * hf + e] = pv;
             sum += pv;
           }
@@ -262,6 +305,8 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
   }
 
   // Epilogue: O = acc / ℓ, LSE = (m + log2 ℓ)·ln 2. Rows that saw no key: O = 0, LSE = -inf.
+  // Sigmoid and relu: O = acc (or acc / (ℓ + 1e-8)), LSE = ln ℓ.
+  const bool weighted = GENERAL && (p.transform == PrefillTransform::sigmoid || p.transform == PrefillTransform::relu);
 #pragma unroll
   for (int mi = 0; mi < MT; ++mi)
 #pragma unroll
@@ -269,7 +314,7 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
       float l = row_l[mi][hf];
       l += __shfl_xor_sync(0xffffffffu, l, 1);
       l += __shfl_xor_sync(0xffffffffu, l, 2);
-      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const float inv = weighted ? (p.normalize ? 1.f / (l + 1e-8f) : 1.f) : (l > 0.f ? 1.f / l : 0.f);
       const int row = m0 + warp * 32 + mi * 16 + g + 8 * hf;
       if (row < q_len) {
         T* orow = o + row * D;
@@ -278,18 +323,20 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
           *reinterpret_cast<uint32_t*>(orow + dt * 8 + 2 * t4) =
               Elem<T>::pack(acc[mi][dt][2 * hf] * inv, acc[mi][dt][2 * hf + 1] * inv);
         if (lse && t4 == 0)
-          lse[row] = l > 0.f ? (row_m[mi][hf] + __log2f(l)) * 0.69314718055994531f : -INFINITY;
+          lse[row] = !(l > 0.f) ? -INFINITY
+                     : weighted ? logf(l)
+                                : (row_m[mi][hf] + __log2f(l)) * 0.69314718055994531f;
       }
     }
 }
 
-template <typename T, int D, bool MASKED>
+template <typename T, int D, bool MASKED, bool GENERAL>
 cudaError_t launch_prefill(const PrefillParams& p, cudaStream_t stream) {
   constexpr PrefillTile tile = prefill_tile_policy(D, MASKED);
   constexpr int BM = tile.block_m, BN = tile.block_n, KV_STAGES = tile.kv_stages;
   static_assert(tile.warps * 32 == kThreads);
   const size_t smem = size_t(BM + 2 * KV_STAGES * BN) * D * sizeof(T);
-  auto kern = sdpa_prefill_kernel<T, D, BM, BN, MASKED, KV_STAGES>;
+  auto kern = sdpa_prefill_kernel<T, D, BM, BN, MASKED, KV_STAGES, GENERAL>;
   cudaError_t err =
       cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (err != cudaSuccess) return err;
@@ -303,23 +350,31 @@ cudaError_t launch_prefill(const PrefillParams& p, cudaStream_t stream) {
 cudaError_t prefill_image_check() {
   cudaFuncAttributes attr{};
   return cudaFuncGetAttributes(&attr, sdpa_prefill_kernel<__nv_bfloat16, 128, 128, prefill_tile_policy(128, false).block_n, false,
-                                                    prefill_tile_policy(128, false).kv_stages>);
+                                                    prefill_tile_policy(128, false).kv_stages, false>);
 }
 
-PrefillLaunchFn prefill_select(ElemType elem, int head_dim, int v_dim, bool masked,
+namespace {
+
+template <typename T, int D>
+PrefillLaunchFn pick(bool masked, bool general) {
+  if (general) return masked ? launch_prefill<T, D, true, true> : launch_prefill<T, D, false, true>;
+  return masked ? launch_prefill<T, D, true, false> : launch_prefill<T, D, false, false>;
+}
+
+}  // namespace
+
+PrefillLaunchFn prefill_select(ElemType elem, int head_dim, int v_dim, bool masked, PrefillTransform transform,
                                std::string* why) {
   if (v_dim != head_dim) {
     if (why) *why = "cuda sdpa prefill: v_dim must equal head_dim";
     return nullptr;
   }
-  const bool bf = elem == ElemType::bf16;
+  const bool bf = elem == ElemType::bf16, general = transform != PrefillTransform::softmax;
   switch (head_dim) {
     case 64:
-      if (bf) return masked ? launch_prefill<__nv_bfloat16, 64, true> : launch_prefill<__nv_bfloat16, 64, false>;
-      return masked ? launch_prefill<__half, 64, true> : launch_prefill<__half, 64, false>;
+      return bf ? pick<__nv_bfloat16, 64>(masked, general) : pick<__half, 64>(masked, general);
     case 128:
-      if (bf) return masked ? launch_prefill<__nv_bfloat16, 128, true> : launch_prefill<__nv_bfloat16, 128, false>;
-      return masked ? launch_prefill<__half, 128, true> : launch_prefill<__half, 128, false>;
+      return bf ? pick<__nv_bfloat16, 128>(masked, general) : pick<__half, 128>(masked, general);
     default:
       if (why) *why = "cuda sdpa prefill: head_dim " + std::to_string(head_dim) + " has no kernel (64, 128)";
       return nullptr;

@@ -15,6 +15,12 @@ namespace ab::cuda {
 
 enum class ElemType { bf16, f16 };
 
+// The score transforms besides softmax (core/ops.hpp's ScoreTransform): softcap keeps the online
+// softmax of cap·tanh(scale·q·k / cap); sigmoid and relu weigh each key on its own,
+// w = σ(scale·q·k + bias) or max(scale·q·k, 0), O = Σ w v (divided by Σ w + 1e-8 with
+// `normalize`), LSE = log Σ w.
+enum class PrefillTransform : int { softmax = 0, softcap = 1, sigmoid = 2, relu = 3 };
+
 // Contiguous tensors: q (B,Hq,Nq,D), k/v (B,Hkv,Nkv,D), o (B,Hq,Nq,D), lse (B,Hq,Nq) fp32.
 struct PrefillParams {
   const void* q = nullptr;
@@ -26,6 +32,11 @@ struct PrefillParams {
   int64_t q_len = 0, kv_len = 0;
   float scale_log2 = 0;  // softmax scale × log2(e): scores go through exp2
   MaskDesc mask;
+  PrefillTransform transform = PrefillTransform::softmax;
+  float scale = 0;     // the scale itself (the transforms other than softmax)
+  float bias = 0;      // sigmoid: added to scale·q·k
+  float cap = 0;       // softcap: the cap (> 0)
+  bool normalize = false;  // sigmoid, relu
   ElemType elem = ElemType::bf16;
 };
 
@@ -54,9 +65,11 @@ constexpr PrefillTile prefill_tile_policy(int head_dim, bool masked) {
 // Launches on `stream`; returns the launch's error (cudaGetLastError), cudaSuccess when fine.
 using PrefillLaunchFn = cudaError_t (*)(const PrefillParams&, cudaStream_t stream);
 
-// The dispatch over (dtype, head_dim, masked). Returns nullptr and sets `why` when no kernel
-// fits the request.
-PrefillLaunchFn prefill_select(ElemType elem, int head_dim, int v_dim, bool masked,
+// The dispatch over (dtype, head_dim, masked, softmax or another transform). Returns nullptr
+// and sets `why` when no kernel fits the request. Softmax has its own instantiations; the other
+// transforms share one per (dtype, head_dim, masked), choosing at run time (a warp-uniform
+// branch), so the softmax kernel keeps its registers.
+PrefillLaunchFn prefill_select(ElemType elem, int head_dim, int v_dim, bool masked, PrefillTransform transform,
                                std::string* why);
 
 // cudaSuccess when this binary holds machine code (or PTX) the current device can run; the

@@ -140,11 +140,21 @@ Support check_tensors(const char* op, const AttnShape& s, const TensorRef& q, co
   return Support::yes();
 }
 
+cuda::PrefillTransform prefill_transform(ScoreTransform t) {
+  switch (t) {
+    case ScoreTransform::softmax: return cuda::PrefillTransform::softmax;
+    case ScoreTransform::softcap: return cuda::PrefillTransform::softcap;
+    case ScoreTransform::sigmoid: return cuda::PrefillTransform::sigmoid;
+    case ScoreTransform::relu: return cuda::PrefillTransform::relu;
+  }
+  return cuda::PrefillTransform::softmax;
+}
+
 SdpaRoute route_sdpa(const SdpaArgs& a) {
   SdpaRoute r;
   const AttnShape& s = a.shape;
-  if (a.transform != ScoreTransform::softmax) {
-    r.support = Support::no("cuda sdpa: only the softmax score transform has a kernel");
+  if (a.transform == ScoreTransform::softcap && !(a.softcap > 0)) {
+    r.support = Support::no("cuda sdpa: softcap needs a cap > 0");
     return r;
   }
   if (a.mask.extra) {
@@ -168,11 +178,12 @@ SdpaRoute route_sdpa(const SdpaArgs& a) {
   std::string why;
   if (s.q_len <= cuda::kDecodeMaxQLen) {
     r.decode = true;
-    r.dec = cuda::decode_select(elem_of(s.dtype), s.head_dim, s.v_dim, false, &why);
+    r.dec = cuda::decode_select(elem_of(s.dtype), s.head_dim, s.v_dim, false, prefill_transform(a.transform), &why);
     if (!r.dec) r.support = Support::no(why);
   } else {
     const bool masked = a.mask.causal || a.mask.window > 0;
-    r.prefill = cuda::prefill_select(elem_of(s.dtype), s.head_dim, s.v_dim, masked, &why);
+    r.prefill = cuda::prefill_select(elem_of(s.dtype), s.head_dim, s.v_dim, masked, prefill_transform(a.transform),
+                                     &why);
     if (!r.prefill) r.support = Support::no(why);
   }
   return r;
@@ -384,6 +395,11 @@ class CudaBackend final : public Backend {
     if (r.decode) {
       cuda::DecodeParams p = decode_params(s, a.q, a.k, a.v, a.o, a.lse, scale_log2);
       p.mask = mask_desc(a.mask, s);
+      p.transform = prefill_transform(a.transform);
+      p.scale = a.effective_scale();
+      p.bias = a.transform == ScoreTransform::sigmoid ? a.transform_bias : 0.f;
+      p.cap = a.softcap;
+      p.normalize = a.transform_normalize;
       run_decode(p, false, r.dec);
     } else {
       cuda::PrefillParams p;
@@ -401,6 +417,11 @@ class CudaBackend final : public Backend {
       p.scale_log2 = scale_log2;
       p.mask = mask_desc(a.mask, s);
       p.elem = elem_of(s.dtype);
+      p.transform = prefill_transform(a.transform);
+      p.scale = a.effective_scale();
+      p.bias = a.transform == ScoreTransform::sigmoid ? a.transform_bias : 0.f;
+      p.cap = a.softcap;
+      p.normalize = a.transform_normalize;
       check(r.prefill(p, stream_), "sdpa prefill launch");
     }
   }
@@ -467,7 +488,7 @@ class CudaBackend final : public Backend {
     }
     std::string why;
     r.decode = true;
-    r.dec = cuda::decode_select(elem_of(s.dtype), s.head_dim, s.v_dim, true, &why);
+    r.dec = cuda::decode_select(elem_of(s.dtype), s.head_dim, s.v_dim, true, cuda::PrefillTransform::softmax, &why);
     if (!r.dec) r.support = Support::no(why);
     return r;
   }
