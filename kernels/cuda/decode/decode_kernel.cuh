@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel(const DecodeP
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               const float x = fmaf(s[nt][2 * hf + e], p.scale, p.bias);
-              const float w = sig ? __frcp_rn(1.f + __expf(-x)) : fmaxf(x, 0.f);
+              const float w = sig ? fast_sigmoid(x) : fmaxf(x, 0.f);
               s[nt][2 * hf + e] = w;
               sum += w;
             }
@@ -216,7 +216,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel(const DecodeP
         for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
           for (int e = 0; e < 4; ++e)
-            s[nt][e] = s[nt][e] == -INFINITY ? -INFINITY : cap_log2 * tanhf(s[nt][e] * inv_cap);
+            s[nt][e] = s[nt][e] == -INFINITY ? -INFINITY : cap_log2 * fast_tanh(s[nt][e] * inv_cap);
         sl = 1.f;
       }
     }

@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
               const float x = s[mi][nt][e];
-              s[mi][nt][e] = x == -INFINITY ? -INFINITY : cap_log2 * tanhf(x * inv_cap);
+              s[mi][nt][e] = x == -INFINITY ? -INFINITY : cap_log2 * fast_tanh(x * inv_cap);
             }
         sl = 1.f;
       } else {
@@ -228,7 +228,7 @@ __global__ void __launch_bounds__(kThreads, 2) sdpa_prefill_kernel(const Prefill
               for (int e = 0; e < 2; ++e) {
                 const float x = fmaf(s[mi][nt][2 * hf + e], p.scale, p.bias);  // bias 0 for relu
                 // σ(-inf) = 1 / (1 + inf) = 0 and max(-inf, 0) = 0: masked keys weigh nothing.
-                const float w = sig ? __frcp_rn(1.f + __expf(-x)) : fmaxf(x, 0.f);
+                const float w = sig ? fast_sigmoid(x) : fmaxf(x, 0.f);
                 s[mi][nt][2 * hf + e] = w;
                 sum += w;
               }
