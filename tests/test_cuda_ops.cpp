@@ -19,6 +19,7 @@ TEST_CASE("cuda ops: skipped (built without CUDA)") {
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -494,6 +495,312 @@ TEST_CASE("cuda token-gather decode matches the float64 reference") {
     check_errors(e, c.dt, c.name);
     be->release_all();
   }
+}
+
+namespace {
+
+// ---- op 2: sparse prefill over key-block and key-index lists ---------------------------------
+
+struct SparseCase {
+  const char* name;
+  DType dt;
+  int batch, q_heads, kv_heads, d;
+  int64_t q_len, kv_len;
+  bool causal;
+  ab::SparseLayout layout;
+  int64_t q_block, k_block;  // key blocks; q_block is q_group for index lists
+  int list_heads;            // 1 or q_heads
+  bool listed_rows = false;  // index lists over explicit, shuffled rows (some rows in no group)
+  bool resume = false;       // start from a random state, written back in place
+  double density = 0.5;
+};
+
+// The keys (a multiset, in list order) query row i of (b, h) attends to, per the lists.
+struct SparseLists {
+  std::vector<int32_t> off, ent, qoff, qrows;
+  std::vector<int64_t> group_of_row;  // per (b, list head, row): list index or -1
+  int64_t groups = 0;
+};
+
+SparseLists make_sparse_lists(const SparseCase& c) {
+  SparseLists L;
+  const bool blocks = c.layout == ab::SparseLayout::key_blocks;
+  const int64_t nkb = (c.kv_len + c.k_block - 1) / c.k_block;
+  L.groups = blocks || !c.listed_rows ? (c.q_len + c.q_block - 1) / c.q_block : 5;
+  const int64_t lists = int64_t(c.batch) * c.list_heads * L.groups;
+  std::uniform_real_distribution<double> u(0, 1);
+  std::uniform_int_distribution<int32_t> key(0, int32_t(c.kv_len - 1));
+  L.off.push_back(0);
+  for (int64_t r = 0; r < lists; ++r) {
+    if (r % 7 == 3) {  // some empty lists
+      L.off.push_back(int32_t(L.ent.size()));
+      continue;
+    }
+    if (blocks) {
+      for (int64_t kb = 0; kb < nkb; ++kb)
+        if (u(rng()) < c.density) L.ent.push_back(int32_t(kb));
+    } else {
+      std::vector<int32_t> keys(size_t(c.density * double(c.kv_len) * u(rng())));
+      for (int32_t& j : keys) j = key(rng());
+      std::sort(keys.begin(), keys.end());  // ascending; repeats allowed (each one a term)
+      L.ent.insert(L.ent.end(), keys.begin(), keys.end());
+    }
+    L.off.push_back(int32_t(L.ent.size()));
+  }
+  L.group_of_row.assign(size_t(c.batch) * c.list_heads * c.q_len, -1);
+  for (int b = 0; b < c.batch; ++b)
+    for (int lh = 0; lh < c.list_heads; ++lh) {
+      const int64_t base = (int64_t(b) * c.list_heads + lh) * c.q_len;
+      if (!c.listed_rows) {
+        for (int64_t i = 0; i < c.q_len; ++i)
+          L.group_of_row[size_t(base + i)] = (int64_t(b) * c.list_heads + lh) * L.groups + i / c.q_block;
+        continue;
+      }
+      std::vector<int32_t> perm(size_t(c.q_len));
+      for (int64_t i = 0; i < c.q_len; ++i) perm[size_t(i)] = int32_t(i);
+      std::shuffle(perm.begin(), perm.end(), rng());
+      perm.resize(size_t(c.q_len * 9 / 10));  // a tenth of the rows in no group
+      for (int64_t g = 0; g < L.groups; ++g) {
+        if (L.qoff.empty()) L.qoff.push_back(0);
+        const size_t lo = size_t(g) * perm.size() / size_t(L.groups), hi = size_t(g + 1) * perm.size() / size_t(L.groups);
+        for (size_t t = lo; t < hi; ++t) {
+          L.qrows.push_back(perm[t]);
+          L.group_of_row[size_t(base + perm[t])] = (int64_t(b) * c.list_heads + lh) * L.groups + g;
+        }
+        L.qoff.push_back(int32_t(L.qrows.size()));
+      }
+    }
+  return L;
+}
+
+void run_sparse_case(ab::Backend& be, const SparseCase& c) {
+  AttnShape s;
+  s.batch = c.batch;
+  s.q_heads = c.q_heads;
+  s.kv_heads = c.kv_heads;
+  s.head_dim = s.v_dim = c.d;
+  s.q_len = c.q_len;
+  s.kv_len = c.kv_len;
+  s.causal = c.causal;
+  s.dtype = c.dt;
+  const bool blocks = c.layout == ab::SparseLayout::key_blocks;
+  const HostTensor q = random_tensor({c.batch, c.q_heads, c.q_len, c.d}, c.dt);
+  const HostTensor k = random_tensor({c.batch, c.kv_heads, c.kv_len, c.d}, c.dt);
+  const HostTensor v = random_tensor({c.batch, c.kv_heads, c.kv_len, c.d}, c.dt);
+  const SparseLists L = make_sparse_lists(c);
+  // A random incoming state for most rows (others empty): m ~ 2·N(0,1), ℓ in [0.5, 4], acc = ℓ·N(0,1).
+  HostTensor m_in({c.batch, c.q_heads, c.q_len, 1}), l_in(m_in.shape), acc_in({c.batch, c.q_heads, c.q_len, c.d});
+  {
+    std::normal_distribution<float> n(0.f, 1.f);
+    std::uniform_real_distribution<float> u(0.5f, 4.f);
+    for (size_t r = 0; r < m_in.data.size(); ++r) {
+      const bool empty = r % 5 == 1;
+      m_in.data[r] = empty ? -std::numeric_limits<float>::infinity() : 2.f * n(rng());
+      l_in.data[r] = empty ? 0.f : u(rng());
+      for (int x = 0; x < c.d; ++x) acc_in.data[r * size_t(c.d) + size_t(x)] = empty ? 0.f : l_in.data[r] * n(rng());
+    }
+  }
+
+  ab::SparsePrefillArgs a;
+  a.shape = s;
+  a.q = be.alloc(q.shape, c.dt);
+  a.k = be.alloc(k.shape, c.dt);
+  a.v = be.alloc(v.shape, c.dt);
+  a.o = be.alloc({c.batch, c.q_heads, c.q_len, c.d}, c.dt);
+  a.lse = be.alloc({c.batch, c.q_heads, c.q_len, 1}, DType::f32);
+  be.upload(q, a.q);
+  be.upload(k, a.k);
+  be.upload(v, a.v);
+  be.poison(a.o);
+  be.poison(a.lse);
+  const ab::IndexLists lists = be.upload_indices(L.off, L.ent);
+  ab::IndexLists rows;
+  if (blocks) {
+    a.layout = ab::SparseLayout::key_blocks;
+    a.blocks.q_block = c.q_block;
+    a.blocks.k_block = c.k_block;
+    a.blocks.list_heads = c.list_heads;
+    a.blocks.offsets = lists.offsets;
+    a.blocks.blocks = lists.indices;
+    a.blocks.on_device = lists.on_device;
+  } else {
+    a.layout = ab::SparseLayout::key_indices;
+    a.indices.q_group = c.q_block;
+    a.indices.n_groups = L.groups;
+    a.indices.list_heads = c.list_heads;
+    a.indices.offsets = lists.offsets;
+    a.indices.indices = lists.indices;
+    a.indices.on_device = lists.on_device;
+    if (c.listed_rows) {
+      rows = be.upload_indices(L.qoff, L.qrows);
+      a.indices.q_offsets = rows.offsets;
+      a.indices.q_rows = rows.indices;
+    }
+  }
+  if (c.resume) {
+    a.state_in.m = be.alloc(m_in.shape, DType::f32);
+    a.state_in.l = be.alloc(l_in.shape, DType::f32);
+    a.state_in.acc = be.alloc(acc_in.shape, DType::f32);
+    be.upload(m_in, a.state_in.m);
+    be.upload(l_in, a.state_in.l);
+    be.upload(acc_in, a.state_in.acc);
+    a.state_out = a.state_in;  // in place, as AnchorAttention and SALE continue their passes
+  }
+  const ab::Support sup = be.supports_sparse_prefill(a);
+  REQUIRE_MESSAGE(sup.ok, c.name << ": " << sup.reason);
+  be.sparse_prefill(a);
+  be.synchronize();
+  const HostTensor o = be.download(a.o), lse = be.download(a.lse);
+  HostTensor m_out, l_out, acc_out;
+  if (c.resume) {
+    m_out = be.download(a.state_out.m);
+    l_out = be.download(a.state_out.l);
+    acc_out = be.download(a.state_out.acc);
+  }
+
+  // The executed pairs of the kernel's walk cover the selected pairs, in whole 64 × 64 tiles.
+  ab::SparsePrefillArgs host = a;
+  if (blocks) {
+    host.blocks.offsets = L.off.data();
+    host.blocks.blocks = L.ent.data();
+    host.blocks.on_device = false;
+  } else {
+    host.indices.offsets = L.off.data();
+    host.indices.indices = L.ent.data();
+    host.indices.q_offsets = c.listed_rows ? L.qoff.data() : nullptr;
+    host.indices.q_rows = c.listed_rows ? L.qrows.data() : nullptr;
+    host.indices.on_device = false;
+  }
+  const std::optional<double> pairs = be.sparse_prefill_executed_pairs(host);
+  REQUIRE(pairs.has_value());
+  CHECK(std::fmod(*pairs, 64.0 * 64.0) == 0.0);
+
+  const int64_t off = s.q_offset();
+  const double scale = 1.0 / std::sqrt(double(c.d));
+  const float fscale = float(scale);
+  Errors e;
+  double selected = 0;
+  for (float x : o.data)
+    if (!std::isfinite(x)) ++e.bad;
+  std::vector<int64_t> sample;
+  {
+    std::set<int64_t> r{0, 1, c.q_len - 1, c.q_len / 2};
+    std::uniform_int_distribution<int64_t> u(0, c.q_len - 1);
+    while (int64_t(r.size()) < std::min<int64_t>(c.q_len, 20)) r.insert(u(rng()));
+    sample.assign(r.begin(), r.end());
+  }
+  const double inf = std::numeric_limits<double>::infinity();
+  for (int b = 0; b < c.batch; ++b)
+    for (int h = 0; h < c.q_heads; ++h) {
+      const int kvh = h / (c.q_heads / c.kv_heads), lh = c.list_heads == 1 ? 0 : h;
+      for (int64_t i = 0; i < c.q_len; ++i) {
+        const int64_t g = L.group_of_row[size_t((int64_t(b) * c.list_heads + lh) * c.q_len + i)];
+        std::vector<int64_t> keys;
+        if (g >= 0)
+          for (int32_t t = L.off[size_t(g)]; t < L.off[size_t(g) + 1]; ++t) {
+            const int64_t first = blocks ? int64_t(L.ent[size_t(t)]) * c.k_block : L.ent[size_t(t)];
+            const int64_t last = blocks ? std::min(c.kv_len, first + c.k_block) : first + 1;
+            for (int64_t j = first; j < last; ++j)
+              if (!c.causal || j <= i + off) keys.push_back(j);
+          }
+        selected += double(keys.size());
+        if (!std::binary_search(sample.begin(), sample.end(), i)) continue;
+        // fp64 over the state and the keys, and the naive same-precision computation.
+        const size_t ri = size_t((int64_t(b) * c.q_heads + h) * c.q_len + i);
+        const double ms = c.resume ? double(m_in.data[ri]) : -inf, ls = c.resume ? double(l_in.data[ri]) : 0;
+        const float* qr = q.row(b, h, i);
+        std::vector<double> x(keys.size());
+        std::vector<float> xf(keys.size());
+        double mx = ms;
+        float mxf = float(ms);
+        for (size_t t = 0; t < keys.size(); ++t) {
+          const float* kr = k.row(b, kvh, keys[t]);
+          double dot = 0;
+          float dotf = 0;
+          for (int cc = 0; cc < c.d; ++cc) {
+            dot += double(qr[cc]) * kr[cc];
+            dotf += qr[cc] * kr[cc];
+          }
+          x[t] = dot * scale;
+          xf[t] = dotf * fscale;
+          mx = std::max(mx, x[t]);
+          mxf = std::max(mxf, xf[t]);
+        }
+        std::vector<double> ref(size_t(c.d), 0.0), nv(size_t(c.d), 0.0);
+        double lse_ref = -inf, lse_nv = -inf;
+        if (mx > -inf) {
+          double l = ms > -inf ? ls * std::exp(ms - mx) : 0;
+          float lf = ms > -inf ? float(ls) * std::exp(float(ms) - mxf) : 0.f;
+          std::vector<double> acc(size_t(c.d), 0.0);
+          std::vector<float> accf(size_t(c.d), 0.f);
+          if (ms > -inf)
+            for (int cc = 0; cc < c.d; ++cc) {
+              acc[size_t(cc)] = double(acc_in.data[ri * size_t(c.d) + size_t(cc)]) * std::exp(ms - mx);
+              accf[size_t(cc)] = acc_in.data[ri * size_t(c.d) + size_t(cc)] * std::exp(float(ms) - mxf);
+            }
+          for (size_t t = 0; t < keys.size(); ++t) {
+            const double p = std::exp(x[t] - mx);
+            const float pf = std::exp(xf[t] - mxf), pr = ab::round_to(c.dt, pf);
+            l += p;
+            lf += pf;
+            const float* vr = v.row(b, kvh, keys[t]);
+            for (int cc = 0; cc < c.d; ++cc) {
+              acc[size_t(cc)] += p * vr[cc];
+              accf[size_t(cc)] += pr * vr[cc];
+            }
+          }
+          if (l > 0) {
+            for (int cc = 0; cc < c.d; ++cc) {
+              ref[size_t(cc)] = acc[size_t(cc)] / l;
+              nv[size_t(cc)] = ab::round_to(c.dt, accf[size_t(cc)] / lf);
+            }
+            lse_ref = mx + std::log(l);
+            lse_nv = double(mxf) + std::log(double(lf));
+          }
+        }
+        add_row(e, o.row(b, h, i), lse.row(b, h, i)[0], ref, lse_ref, nv, lse_nv, c.d);
+        if (c.resume && std::isfinite(lse_ref)) {
+          // The state left behind finalises to the same O and LSE.
+          const double lo = l_out.data[ri], mo = m_out.data[ri];
+          CHECK_MESSAGE(std::abs(mo + std::log(lo) - lse_ref) <= 1e-3 + 2 * std::abs(lse_nv - lse_ref),
+                        c.name << ": state (m, l) of row " << i << " finalises to " << mo + std::log(lo)
+                               << ", reference LSE " << lse_ref);
+          for (int cc = 0; cc < c.d; ++cc)
+            if (std::abs(acc_out.data[ri * size_t(c.d) + size_t(cc)] / lo - ref[size_t(cc)]) >
+                0.02 + 0.02 * std::abs(ref[size_t(cc)]))
+              ++e.bad;
+        }
+      }
+    }
+  MESSAGE(std::string(c.name) << ": selected pairs " << selected << ", executed (64x64 tiles) " << *pairs);
+  CHECK(*pairs >= selected);
+  check_errors(e, c.dt, c.name);
+  be.release_all();
+}
+
+}  // namespace
+
+TEST_CASE("cuda sparse prefill over key-block and key-index lists matches the float64 reference") {
+  ab::Backend* be = gpu("cuda sparse prefill");
+  if (!be) return;
+  using L = ab::SparseLayout;
+  const SparseCase cases[] = {
+      {"blocks 64x64, bf16 d128 gqa4 N=1013 causal", DType::bf16, 1, 8, 2, 128, 1013, 1013, true, L::key_blocks, 64,
+       64, 8},
+      {"blocks 128x128 shared by heads, f16 d64 N=2100 causal resumed", DType::f16, 2, 4, 4, 64, 2100, 2100, true,
+       L::key_blocks, 128, 128, 1, false, true},
+      {"blocks 100x48 (not powers of two), bf16 d64 q300 kv517 full", DType::bf16, 1, 3, 1, 64, 300, 517, false,
+       L::key_blocks, 100, 48, 3},
+      {"blocks 16x32 (many blocks per tile), f16 d128 q129 kv4097 causal", DType::f16, 1, 2, 2, 128, 129, 4097, true,
+       L::key_blocks, 16, 32, 2, false, false, 0.3},
+      {"indices, groups of 37 rows, bf16 d128 mqa N=777 causal", DType::bf16, 1, 4, 1, 128, 777, 777, true,
+       L::key_indices, 37, 1, 4, false, false, 0.2},
+      {"indices, listed shuffled rows, resumed, f16 d64 gqa2 N=650 causal", DType::f16, 2, 4, 2, 64, 650, 650, true,
+       L::key_indices, 1, 1, 1, true, true, 0.1},
+      {"indices, listed rows, bf16 d128 q200 kv3001 full", DType::bf16, 1, 2, 1, 128, 200, 3001, false,
+       L::key_indices, 1, 1, 2, true, false, 0.05},
+  };
+  for (const SparseCase& c : cases) run_sparse_case(*be, c);
 }
 
 TEST_CASE("cuda backend: refusals carry reasons, timing and device facts work") {

@@ -17,6 +17,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "backends/cuda/cuda_sparse_ops.hpp"
 #include "cuda/decode/decode.hpp"
 #include "cuda/peaks/peaks.hpp"
 #include "cuda/sdpa_prefill/sdpa_prefill.hpp"
@@ -445,6 +446,14 @@ class CudaBackend final : public Backend {
                                 : static_cast<const int32_t*>(device_copy(indices.data(), indices.size() * 4));
     list_max_[l.offsets] = max_len;
     return l;
+  }
+
+  Support supports_sparse_prefill(const SparsePrefillArgs& a) const override {
+    return cuda_ops::sparse_prefill_support(a);
+  }
+  void sparse_prefill(const SparsePrefillArgs& a) override { cuda_ops::sparse_prefill(a, stream_); }
+  std::optional<double> sparse_prefill_executed_pairs(const SparsePrefillArgs& a) const override {
+    return cuda_ops::sparse_prefill_executed_pairs(a);
   }
 
   Support supports_gather_decode(const GatherDecodeArgs& a) const override {
