@@ -8,6 +8,7 @@
 //   attn_cuda_bench prefill B H KVH D N causal(0|1) dtype window sinks
 //   attn_cuda_bench decode  B H KVH D KV dtype [q_len]
 //   attn_cuda_bench gather  B H KVH D KV dtype fraction
+//   attn_cuda_bench probs   B H KVH D N causal(0|1) dtype window sinks   (column mass, P, P·V)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -162,6 +163,37 @@ void bench_gather(Backend& be, int B, int H, int KVH, int D, int64_t KV, DType d
   be.release_all();
 }
 
+// Op 1's probability ops on one shape: sdpa for the LSE, then column mass, materialise P and
+// P·V (the ACT and positional paths), each timed; GB/s of the bytes each must move at least.
+void bench_probs(Backend& be, int B, int H, int KVH, int D, int64_t N, bool causal, DType dt,
+                 int64_t window, int64_t sinks, CacheMode mode, std::mt19937_64& rng) {
+  Io io = make_io(be, B, H, KVH, D, N, N, dt, rng);
+  AttnProbsArgs a;
+  a.sdpa.shape = AttnShape{B, H, KVH, D, D, N, N, causal, Mode::prefill, dt};
+  a.sdpa.q = io.q; a.sdpa.k = io.k; a.sdpa.v = io.v; a.sdpa.o = io.o; a.sdpa.lse = io.lse;
+  a.sdpa.mask.causal = causal;
+  a.sdpa.mask.window = window;
+  a.sdpa.mask.sinks = sinks;
+  a.column = be.alloc({B, H, 1, N}, DType::f32);
+  a.probs = be.alloc({B, H, N, N}, DType::f32);
+  const char* tn = dt == DType::bf16 ? "bf16" : "f16";
+  for (ProbsOp op : {ProbsOp::column_mass, ProbsOp::materialize, ProbsOp::apply}) {
+    a.op = op;
+    const Support s = be.supports_attention_probs(a);
+    if (!s.ok) { std::printf("skip: %s\n", s.reason.c_str()); continue; }
+    if (op == ProbsOp::column_mass) be.sdpa(a.sdpa);
+    const Timing t = measure(be, [&] { be.attention_probs(a); }, mode);
+    const double p_bytes = 4.0 * B * H * double(N) * double(N);
+    const double qkv = double(io.q.bytes() + io.k.bytes());
+    const double bytes = op == ProbsOp::apply ? p_bytes + double(io.v.bytes() + io.o.bytes())
+                         : op == ProbsOp::materialize ? p_bytes + qkv : qkv;
+    std::printf("probs %-11s %-4s B=%d H=%d KVH=%d d=%d N=%lld causal=%d  %8.3f ms  %7.1f GB/s (min %.3f ms, n=%d)\n",
+                op == ProbsOp::column_mass ? "column_mass" : op == ProbsOp::materialize ? "materialize" : "apply", tn, B,
+                H, KVH, D, (long long)N, int(causal), t.median * 1e3, bytes / t.median * 1e-9, t.min * 1e3, t.n);
+  }
+  be.release_all();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -199,11 +231,17 @@ int main(int argc, char** argv) {
           bench_prefill(*be, 1, 2, 1, d, 300, true, dt, 64, 3, CacheMode::hot, rng);
           bench_decode(*be, 1, 4, 2, d, 1013, dt, 1, CacheMode::hot, rng);
           bench_gather(*be, 1, 4, 2, d, 1013, dt, 0.2, CacheMode::hot, rng);
+          bench_probs(*be, 2, 4, 2, d, 301, true, dt, 64, 3, CacheMode::hot, rng);
+          bench_probs(*be, 1, 3, 3, d, 77, false, dt, 0, 0, CacheMode::hot, rng);
         }
     } else if (cmd == "prefill" && argc >= 11) {
       bench_prefill(*be, std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5]),
                     std::atoll(argv[6]), std::atoi(argv[7]) != 0, parse_dt(argv[8]), std::atoll(argv[9]),
                     std::atoll(argv[10]), CacheMode::cold, rng);
+    } else if (cmd == "probs" && argc >= 11) {
+      bench_probs(*be, std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5]),
+                  std::atoll(argv[6]), std::atoi(argv[7]) != 0, parse_dt(argv[8]), std::atoll(argv[9]),
+                  std::atoll(argv[10]), CacheMode::cold, rng);
     } else if (cmd == "decode" && argc >= 8) {
       bench_decode(*be, std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5]),
                    std::atoll(argv[6]), parse_dt(argv[7]), argc > 8 ? std::atoll(argv[8]) : 1, CacheMode::cold, rng);

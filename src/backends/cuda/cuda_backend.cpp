@@ -18,6 +18,7 @@
 #include <cuda_runtime_api.h>
 
 #include "backends/cuda/cuda_sparse_ops.hpp"
+#include "backends/cuda/cuda_probs_ops.hpp"
 #include "cuda/decode/decode.hpp"
 #include "cuda/peaks/peaks.hpp"
 #include "cuda/sdpa_prefill/sdpa_prefill.hpp"
@@ -454,6 +455,21 @@ class CudaBackend final : public Backend {
   void sparse_prefill(const SparsePrefillArgs& a) override { cuda_ops::sparse_prefill(a, stream_); }
   std::optional<double> sparse_prefill_executed_pairs(const SparsePrefillArgs& a) const override {
     return cuda_ops::sparse_prefill_executed_pairs(a);
+  }
+
+  // Op 1's companions (backends/cuda/cuda_probs_ops.cpp).
+  Support supports_output_gate(const OutputGateArgs& a) const override { return cuda_ops::route_output_gate(a); }
+  void output_gate(const OutputGateArgs& a) override { cuda_ops::output_gate(a, stream_); }
+  Support supports_scale_heads(const ScaleHeadsArgs& a) const override { return cuda_ops::route_scale_heads(a); }
+  void scale_heads(const ScaleHeadsArgs& a) override { cuda_ops::scale_heads(a, stream_); }
+  Support supports_lse_blend(const LseBlendArgs& a) const override { return cuda_ops::route_lse_blend(a); }
+  void lse_blend(const LseBlendArgs& a) override { cuda_ops::lse_blend(a, stream_); }
+  Support supports_attention_probs(const AttnProbsArgs& a) const override {
+    return cuda_ops::route_attention_probs(a);
+  }
+  void attention_probs(const AttnProbsArgs& a) override { cuda_ops::attention_probs(a, stream_); }
+  std::optional<double> attention_probs_executed_pairs(const AttnProbsArgs& a) const override {
+    return cuda_ops::attention_probs_executed_pairs(a);
   }
 
   Support supports_gather_decode(const GatherDecodeArgs& a) const override {

@@ -17,7 +17,8 @@
 // (Reusing the dense O as m·o_S + (1 - m)·o_N would save the non-sink pass, but recovering o_N
 // from it divides a cancellation by 1 - m: with strong sinks, m ≈ 0.99 in the tests, that
 // costs two digits of fp32.) Heads without sinks skip both passes (their tiles are empty).
-// That last combine runs on host tensors, so the variant runs on the CPU backend. It changes
+// The combine is the backend's lse_blend. The two passes need op 1 under a key-set mask
+// predicate: supports() asks the backend for it. It changes
 // the output on purpose (docs/variants.md §25): its deviation from dense is reported as output
 // error, and the accuracy check is against this formula in float64 with the sinks the run
 // found (the test checks the sink sets against float64 column scores separately).
@@ -154,6 +155,17 @@ class Act final : public DenseSdpaVariant {
     a.sdpa = args(probe, nullptr);
     const Support cm = b.supports_attention_probs(a);
     if (!cm.ok) return cm;
+    // The sink and non-sink passes: op 1 under ACT's key-set predicates. The sets exist only
+    // after the column pass; the probe asks with empty sets under the same names, so a backend
+    // answers as it will for the run (one without mask predicates refuses here, not mid-run).
+    ActState probe_sets;
+    probe_sets.sinks.assign(size_t(s.batch) * s.q_heads, {});
+    for (bool sinks : {true, false}) {
+      SdpaArgs pass = a.sdpa;
+      pass.mask.extra = sink_keys_mask(&probe_sets, s.q_heads, sinks);
+      const Support sp = b.supports_sdpa(pass);
+      if (!sp.ok) return sp;
+    }
     return b.supports_lse_blend(LseBlendArgs{});
   }
 
