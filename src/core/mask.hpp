@@ -7,10 +7,31 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace ab {
 
 enum class BlockClass { empty, partial, full };
+
+// A mask's form for kernels that cannot call a std::function (the GPU): a postfix program over
+// the mask library's primitives, evaluated on a stack of booleans for a pair (qpos, j) and, with
+// each primitive's exact block classifier, on a stack of block classes for a block (AND: empty
+// if any part is, full if all are; OR: the dual; otherwise partial, which the kernel resolves
+// element by element). Operands a, b per instruction:
+//   causal          j <= qpos
+//   window a        |qpos - j| < a
+//   sinks a         j < a
+//   block_diagonal  qpos / a == j / a
+//   blockrank a, b  BlockRank with a blocks of b positions (core/mask_library.hpp)
+//   mixformer a     qpos >= a || j < a
+//   all_of a        the top a values ANDed;  any_of a: ORed
+struct MaskInstr {
+  enum class Op : int32_t { causal, window, sinks, block_diagonal, blockrank, mixformer, all_of, any_of };
+  Op op = Op::causal;
+  int64_t a = 0, b = 0;
+};
+// The longest program a kernel takes (compositions of a few library masks fit easily).
+constexpr int kMaxMaskProgram = 16;
 
 struct MaskPredicate {
   std::string name;  // carries the parameters, e.g. "blockdiag64"
@@ -19,6 +40,9 @@ struct MaskPredicate {
   // Optional exact classification of the block of absolute query positions [q0, q1) x keys
   // [k0, k1); when absent, classification scans the block's elements.
   std::function<BlockClass(int b, int h, int64_t q0, int64_t q1, int64_t k0, int64_t k1)> classify;
+  // The same predicate as a program (MaskInstr), when it is head- and batch-independent and
+  // built from the library's primitives; empty otherwise (custom predicates).
+  std::vector<MaskInstr> program;
 };
 
 struct Mask {

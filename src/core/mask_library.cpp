@@ -40,41 +40,50 @@ MaskFn make_mask_fn(std::string name, MaskAllows allows, MaskClassify classify) 
   return m;
 }
 
+namespace {
+// A library primitive with its program (one instruction).
+MaskFn with_program(MaskFn fn, MaskInstr::Op op, int64_t a = 0, int64_t b = 0) {
+  auto m = std::make_shared<MaskPredicate>(*fn);
+  m->program = {MaskInstr{op, a, b}};
+  return m;
+}
+}  // namespace
+
 MaskFn generate_causal() {
-  return make_mask_fn(
+  return with_program(make_mask_fn(
       "causal", [](int, int, int64_t q, int64_t j) { return j <= q; },
       [](int, int, int64_t q0, int64_t q1, int64_t k0, int64_t k1) {
         bool any = false, all = true;
         delta_class(q0, q1, k0, k1, 0, kFar, any, all);
         return of(any, all);
-      });
+      }), MaskInstr::Op::causal);
 }
 
 MaskFn generate_sliding_window(int64_t window) {
   require_positive("sliding window", window);
-  return make_mask_fn(
+  return with_program(make_mask_fn(
       "window" + std::to_string(window),
       [window](int, int, int64_t q, int64_t j) { return q - j < window && j - q < window; },
       [window](int, int, int64_t q0, int64_t q1, int64_t k0, int64_t k1) {
         bool any = false, all = true;
         delta_class(q0, q1, k0, k1, -(window - 1), window - 1, any, all);
         return of(any, all);
-      });
+      }), MaskInstr::Op::window, window);
 }
 
 MaskFn generate_sinks(int64_t sinks) {
   require_positive("sinks", sinks);
-  return make_mask_fn(
+  return with_program(make_mask_fn(
       "sink" + std::to_string(sinks), [sinks](int, int, int64_t, int64_t j) { return j < sinks; },
       [sinks](int, int, int64_t, int64_t, int64_t k0, int64_t k1) {
         return of(k0 < sinks, k1 <= sinks);
-      });
+      }), MaskInstr::Op::sinks, sinks);
 }
 
 MaskFn generate_streaming(int64_t window, int64_t sinks) {
   require_positive("streaming window", window);
   require_positive("streaming sinks", sinks);
-  return make_mask_fn(
+  auto m = std::make_shared<MaskPredicate>(*make_mask_fn(
       "window" + std::to_string(window) + "_sink" + std::to_string(sinks),
       [window, sinks](int, int, int64_t q, int64_t j) {
         return j < sinks || (q - j < window && j - q < window);
@@ -84,19 +93,22 @@ MaskFn generate_streaming(int64_t window, int64_t sinks) {
         bool any = split > k0, all = true;  // sink keys: all visible
         delta_class(q0, q1, split, k1, -(window - 1), window - 1, any, all);
         return of(any, all);
-      });
+      }));
+  m->program = {MaskInstr{MaskInstr::Op::sinks, sinks}, MaskInstr{MaskInstr::Op::window, window},
+                MaskInstr{MaskInstr::Op::any_of, 2}};
+  return m;
 }
 
 MaskFn generate_block_diagonal(int64_t block) {
   require_positive("block-diagonal block", block);
-  return make_mask_fn(
+  return with_program(make_mask_fn(
       "blockdiag" + std::to_string(block),
       [block](int, int, int64_t q, int64_t j) { return floor_div(q, block) == floor_div(j, block); },
       [block](int, int, int64_t q0, int64_t q1, int64_t k0, int64_t k1) {
         const int64_t qa = floor_div(q0, block), qb = floor_div(q1 - 1, block);
         const int64_t ka = floor_div(k0, block), kb = floor_div(k1 - 1, block);
         return of(std::max(qa, ka) <= std::min(qb, kb), qa == qb && ka == kb && qa == ka);
-      });
+      }), MaskInstr::Op::block_diagonal, block);
 }
 
 MaskFn generate_blockrank(int64_t blocks, int64_t block_len) {
@@ -137,13 +149,13 @@ MaskFn generate_blockrank(int64_t blocks, int64_t block_len) {
     }
     return of(any, all);
   };
-  return make_mask_fn("blockrank_b" + std::to_string(blocks) + "_len" + std::to_string(block_len),
-                      allows, classify);
+  return with_program(make_mask_fn("blockrank_b" + std::to_string(blocks) + "_len" + std::to_string(block_len),
+                      allows, classify), MaskInstr::Op::blockrank, blocks, block_len);
 }
 
 MaskFn generate_mixformer(int64_t templates) {
   require_positive("mixformer templates", templates);
-  return make_mask_fn(
+  return with_program(make_mask_fn(
       "mixformer_t" + std::to_string(templates),
       [templates](int, int, int64_t q, int64_t j) { return q >= templates || j < templates; },
       [templates](int, int, int64_t q0, int64_t q1, int64_t k0, int64_t k1) {
@@ -151,7 +163,7 @@ MaskFn generate_mixformer(int64_t templates) {
         const bool any = search_rows || k0 < templates;
         const bool all = !template_rows || k1 <= templates;
         return of(any, all);
-      });
+      }), MaskInstr::Op::mixformer, templates);
 }
 
 namespace {
@@ -189,7 +201,15 @@ MaskFn combine(const std::vector<MaskFn>& parts, bool conj) {
     if (partial == 1) return BlockClass::partial;
     return classify_by_scan(allows, b, h, q0, q1, k0, k1);
   };
-  return make_mask_fn(name, allows, classify);
+  auto m = std::make_shared<MaskPredicate>(*make_mask_fn(name, allows, classify));
+  // The program: the parts' programs, then one AND/OR over them (none if a part has none).
+  for (const auto& p : parts) {
+    if (p->program.empty()) return m;
+    m->program.insert(m->program.end(), p->program.begin(), p->program.end());
+  }
+  m->program.push_back(MaskInstr{conj ? MaskInstr::Op::all_of : MaskInstr::Op::any_of, int64_t(parts.size())});
+  if (m->program.size() > size_t(kMaxMaskProgram)) m->program.clear();
+  return m;
 }
 }  // namespace
 

@@ -40,6 +40,7 @@ constexpr float kLn2 = 0.69314718055994531f;
 // keys are 32-bit: sequences stay below 2^31 (checked by the backend).
 __device__ __forceinline__ int key_at(const SparsePrefillParams& p, const int32_t* e, int pos) {
   if (p.kind == SparseListKind::key_indices) return min(e[pos], int(p.kv_len));
+  if (p.flagged) return min((e[pos / BN] & (kPartialBlock - 1)) * BN + pos % BN, int(p.kv_len));
   int ent, w;
   if (p.k_block_shift >= 0) {
     ent = pos >> p.k_block_shift;
@@ -61,7 +62,8 @@ __device__ __forceinline__ bool load_keys(T* smem, int* sidx, const T* g, const 
   constexpr int RSTEP = kThreads / CPR;
   static_assert(BN % RSTEP == 0);
   const int c = tid % CPR;
-  bool needs_mask = false;
+  // A predicate's list says itself which blocks are partial (one block per tile then).
+  bool needs_mask = p.flagged && (e[p0 / BN] & kPartialBlock) != 0;
 #pragma unroll 4
   for (int r = tid / CPR; r < BN; r += RSTEP) {
     const int pos = p0 + r;
@@ -104,7 +106,9 @@ __device__ __forceinline__ void load_queries(T* smem, const int* srow, const T* 
   }
 }
 
-template <typename T, int D>
+// PRED: the lists come from a mask predicate (flagged partial blocks, the program tested per
+// element); its own instantiation, so that the list kernel keeps its registers.
+template <typename T, int D, bool PRED>
 __global__ void __launch_bounds__(kThreads, 4) sparse_prefill_kernel(const SparsePrefillParams p) {
   constexpr int MT = 2;       // m16 tiles per warp
   constexpr int NT = BN / 8;  // n8 tiles of S
@@ -124,7 +128,7 @@ __global__ void __launch_bounds__(kThreads, 4) sparse_prefill_kernel(const Spars
   const int chunk0 = int(blockIdx.x % p.chunk_ctas);
   const int kvh = h / (p.q_heads / p.kv_heads);
   const int lh = p.list_heads == 1 ? 0 : h;
-  const int64_t list = (int64_t(b) * p.list_heads + lh) * p.groups + grp;
+  const int64_t list = (int64_t(p.lists_per_batch ? b : 0) * p.list_heads + lh) * p.groups + grp;
   const int64_t bh = int64_t(b) * p.q_heads + h;
   const T* q = static_cast<const T*>(p.q) + bh * p.q_len * D;
   const T* k = static_cast<const T*>(p.k) + (int64_t(b) * p.kv_heads + kvh) * p.kv_len * D;
@@ -253,12 +257,23 @@ __global__ void __launch_bounds__(kThreads, 4) sparse_prefill_kernel(const Spars
             const int row = sRow[warp * 32 + mi * 16 + g + 8 * hf];
             // Rows past the chunk see nothing (their results are never stored).
             const int qpos = row < 0 ? -1 : (p.causal ? row + q_off : INT_MAX);
+            // The predicate as a bit per column of this thread, in a loop that is not unrolled
+            // (one copy of the interpreter), then applied to the unrolled registers.
+            uint32_t allowed = 0xffffffffu;
+            if constexpr (PRED) {
+              allowed = 0;
+#pragma unroll 1
+              for (int c = 0; c < 2 * NT; ++c) {
+                const int key = idx[(c >> 1) * 8 + 2 * t4 + (c & 1)];
+                if (row >= 0 && key >= 0 && mask_program_allows<int>(p.prog, row + q_off, key)) allowed |= 1u << c;
+              }
+            }
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
               for (int x = 0; x < 2; ++x) {
                 const int key = idx[nt * 8 + 2 * t4 + x];
-                if (key < 0 || key > qpos) s[mi][nt][2 * hf + x] = -INFINITY;
+                if (key < 0 || key > qpos || !((allowed >> (2 * nt + x)) & 1u)) s[mi][nt][2 * hf + x] = -INFINITY;
               }
           }
       }
@@ -392,6 +407,65 @@ __global__ void sparse_passthrough_kernel(const SparsePrefillParams p) {
   if (p.finalize && p.lse && lane == 0) p.lse[ri] = l > 0.f ? m + logf(l) : -INFINITY;
 }
 
+// The block lists of a mask predicate: one warp per query block; lanes classify 32 key blocks
+// at a time, and a ballot keeps the list in ascending order. Counting and writing are separate
+// passes around a scan of the counts.
+__global__ void mask_block_count_kernel(const MaskProgram prog, int64_t q_len, int64_t kv_len, int q_blocks,
+                                        int k_blocks, int32_t* counts) {
+  const int qb = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (qb >= q_blocks) return;
+  const int64_t off = kv_len - q_len;
+  const int64_t q0 = int64_t(qb) * BM + off, q1 = min(int64_t(qb + 1) * BM, q_len) + off;
+  int count = 0;
+  for (int kb = lane; kb < k_blocks; kb += 32)
+    count += mask_program_class(prog, q0, q1, int64_t(kb) * BN, min(int64_t(kb + 1) * BN, kv_len)) != 0;
+  count = __reduce_add_sync(0xffffffffu, count);
+  if (lane == 0) counts[qb] = count;
+}
+
+// Exclusive scan of the counts into offsets, one CTA: each thread sums a contiguous run, the
+// runs' totals are scanned in shared memory, then each thread writes its run's offsets.
+__global__ void mask_block_scan_kernel(const int32_t* counts, int q_blocks, int32_t* offsets) {
+  __shared__ int32_t run_total[1024];
+  const int t = threadIdx.x, n = blockDim.x;
+  const int per = (q_blocks + n - 1) / n, lo = min(q_blocks, t * per), hi = min(q_blocks, lo + per);
+  int32_t sum = 0;
+  for (int i = lo; i < hi; ++i) sum += counts[i];
+  run_total[t] = sum;
+  __syncthreads();
+  if (t == 0) {
+    int32_t acc = 0;
+    for (int i = 0; i < n; ++i) {
+      const int32_t v = run_total[i];
+      run_total[i] = acc;
+      acc += v;
+    }
+    offsets[q_blocks] = acc;
+  }
+  __syncthreads();
+  int32_t acc = run_total[t];
+  for (int i = lo; i < hi; ++i) {
+    offsets[i] = acc;
+    acc += counts[i];
+  }
+}
+
+__global__ void mask_block_write_kernel(const MaskProgram prog, int64_t q_len, int64_t kv_len, int q_blocks,
+                                        int k_blocks, const int32_t* offsets, int32_t* entries) {
+  const int qb = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (qb >= q_blocks) return;
+  const int64_t off = kv_len - q_len;
+  const int64_t q0 = int64_t(qb) * BM + off, q1 = min(int64_t(qb + 1) * BM, q_len) + off;
+  int32_t base = offsets[qb];
+  for (int kb0 = 0; kb0 < k_blocks; kb0 += 32) {
+    const int kb = kb0 + lane;
+    const int cls = kb < k_blocks ? mask_program_class(prog, q0, q1, int64_t(kb) * BN, min(int64_t(kb + 1) * BN, kv_len)) : 0;
+    const uint32_t keep = __ballot_sync(0xffffffffu, cls != 0);
+    if (cls != 0) entries[base + __popc(keep & ((1u << lane) - 1u))] = kb | (cls == 1 ? kPartialBlock : 0);
+    base += __popc(keep);
+  }
+}
+
 template <typename T, int D>
 cudaError_t launch_sparse(const SparsePrefillParams& p, cudaStream_t stream) {
   if (p.q_rows) {
@@ -403,7 +477,7 @@ cudaError_t launch_sparse(const SparsePrefillParams& p, cudaStream_t stream) {
     }
   }
   const size_t smem = size_t(BM + 2 * BN) * D * sizeof(T);
-  auto kern = sparse_prefill_kernel<T, D>;
+  auto kern = p.flagged ? sparse_prefill_kernel<T, D, true> : sparse_prefill_kernel<T, D, false>;
   cudaError_t err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (err != cudaSuccess) return err;
   const int64_t gx = p.groups * p.chunk_ctas;
@@ -414,6 +488,18 @@ cudaError_t launch_sparse(const SparsePrefillParams& p, cudaStream_t stream) {
 }
 
 }  // namespace
+
+cudaError_t build_mask_block_lists(const MaskProgram& prog, int64_t q_len, int64_t kv_len, int32_t* offsets,
+                                   int32_t* entries, int32_t* counts, cudaStream_t stream) {
+  const int q_blocks = int((q_len + BM - 1) / BM), k_blocks = int((kv_len + BN - 1) / BN);
+  if (q_blocks == 0) return cudaSuccess;
+  constexpr int kWarps = 8;
+  const unsigned grid = unsigned((q_blocks + kWarps - 1) / kWarps);
+  mask_block_count_kernel<<<grid, kWarps * 32, 0, stream>>>(prog, q_len, kv_len, q_blocks, k_blocks, counts);
+  mask_block_scan_kernel<<<1, 1024, 0, stream>>>(counts, q_blocks, offsets);
+  mask_block_write_kernel<<<grid, kWarps * 32, 0, stream>>>(prog, q_len, kv_len, q_blocks, k_blocks, offsets, entries);
+  return cudaGetLastError();
+}
 
 SparsePrefillLaunchFn sparse_prefill_select(ElemType elem, int head_dim, int v_dim, std::string* why) {
   if (v_dim != head_dim) {

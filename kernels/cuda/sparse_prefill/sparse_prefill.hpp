@@ -9,6 +9,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "cuda/common/mask_program.hpp"
 #include "cuda/sdpa_prefill/sdpa_prefill.hpp"
 
 namespace ab::cuda {
@@ -62,7 +63,23 @@ struct SparsePrefillParams {
   float* acc_out = nullptr;
   bool finalize = true;
   ElemType elem = ElemType::bf16;
+  // Lists made from a mask predicate (build_mask_block_lists): one set for every batch entry
+  // (list index without the batch term), block ids with kPartialBlock set where the block is
+  // partial, and the predicate tested per element on those blocks (k_block = block_n then).
+  bool lists_per_batch = true;
+  bool flagged = false;
+  MaskProgram prog;
 };
+
+constexpr int32_t kPartialBlock = 1 << 30;
+
+// Block lists of a mask predicate on the sparse kernel's tiles (block_m query rows x block_n
+// keys), in device memory, computed on the device: list qb holds the non-empty key blocks of
+// query block qb, ascending, with kPartialBlock on the partial ones. offsets: q_blocks + 1,
+// entries: q_blocks x k_blocks capacity, counts: q_blocks scratch. Query block qb covers rows
+// [qb·block_m, ...) at absolute positions + (kv_len - q_len).
+cudaError_t build_mask_block_lists(const MaskProgram& prog, int64_t q_len, int64_t kv_len, int32_t* offsets,
+                                   int32_t* entries, int32_t* counts, cudaStream_t stream);
 
 using SparsePrefillLaunchFn = cudaError_t (*)(const SparsePrefillParams&, cudaStream_t stream);
 

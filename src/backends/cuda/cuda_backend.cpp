@@ -114,6 +114,7 @@ cuda::MaskDesc mask_desc(const Mask& m, const AttnShape& s) {
 struct SdpaRoute {
   Support support;
   bool decode = false;
+  bool predicate = false;  // a mask predicate: cuda_ops::predicate_sdpa
   cuda::PrefillLaunchFn prefill = nullptr;
   cuda::DecodeLaunchFn dec = nullptr;
 };
@@ -160,8 +161,9 @@ SdpaRoute route_sdpa(const SdpaArgs& a) {
     return r;
   }
   if (a.mask.extra) {
-    r.support = Support::no("cuda sdpa: mask predicate '" + a.mask.extra->name +
-                            "' has no CUDA implementation (causal, window and sinks only)");
+    // Predicates run on the sparse kernel over block lists built from the predicate.
+    r.predicate = true;
+    r.support = cuda_ops::predicate_sdpa_support(a);
     return r;
   }
   if (a.head_map) {
@@ -223,6 +225,7 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(stream_);
     for (void* p : buffers_) cudaFree(p);
     if (ws_) cudaFree(ws_);
+    if (mask_ws_) cudaFree(mask_ws_);
     if (flush_) cudaFree(flush_);
     cudaEventDestroy(start_);
     cudaEventDestroy(stop_);
@@ -394,6 +397,19 @@ class CudaBackend final : public Backend {
     const AttnShape& s = a.shape;
     if (s.q_len == 0 || s.batch == 0 || s.q_heads == 0) return;
     const float scale_log2 = a.effective_scale() * 1.4426950408889634f;
+    if (r.predicate) {
+      const size_t need = cuda_ops::predicate_sdpa_workspace_ints(a) * sizeof(int32_t);
+      if (need > mask_ws_bytes_) {  // grows on the first (untimed, warm-up) call of a shape
+        check(cudaStreamSynchronize(stream_), "mask workspace (synchronize)");
+        if (mask_ws_) check(cudaFree(mask_ws_), "cudaFree(mask workspace)");
+        mask_ws_ = nullptr;
+        mask_ws_bytes_ = 0;
+        check(cudaMalloc(&mask_ws_, need), "cudaMalloc(mask workspace)");
+        mask_ws_bytes_ = need;
+      }
+      cuda_ops::predicate_sdpa(a, static_cast<int32_t*>(mask_ws_), stream_);
+      return;
+    }
     if (r.decode) {
       cuda::DecodeParams p = decode_params(s, a.q, a.k, a.v, a.o, a.lse, scale_log2);
       p.mask = mask_desc(a.mask, s);
@@ -577,6 +593,8 @@ class CudaBackend final : public Backend {
   std::map<const int32_t*, int64_t> list_max_;  // longest list per uploaded IndexLists
   void* ws_ = nullptr;
   size_t ws_bytes_ = 0;
+  void* mask_ws_ = nullptr;  // block lists of mask predicates (cuda_ops::predicate_sdpa)
+  size_t mask_ws_bytes_ = 0;
   void* flush_ = nullptr;
   size_t flush_bytes_ = 0;
   unsigned flush_value_ = 0;

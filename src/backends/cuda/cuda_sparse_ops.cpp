@@ -5,6 +5,7 @@
 #include <climits>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "cuda/sparse_prefill/sparse_prefill.hpp"
 
@@ -195,6 +196,134 @@ std::optional<double> sparse_prefill_executed_pairs(const SparsePrefillArgs& a) 
       }
     }
   return pairs;
+}
+
+namespace {
+
+static_assert(int(MaskInstr::Op::causal) == cuda::kMaskCausal && int(MaskInstr::Op::window) == cuda::kMaskWindow &&
+              int(MaskInstr::Op::sinks) == cuda::kMaskSinks &&
+              int(MaskInstr::Op::block_diagonal) == cuda::kMaskBlockDiagonal &&
+              int(MaskInstr::Op::blockrank) == cuda::kMaskBlockRank &&
+              int(MaskInstr::Op::mixformer) == cuda::kMaskMixFormer && int(MaskInstr::Op::all_of) == cuda::kMaskAllOf &&
+              int(MaskInstr::Op::any_of) == cuda::kMaskAnyOf,
+              "kernels/cuda/common/mask_program.hpp mirrors core/mask.hpp's MaskInstr::Op");
+
+// The whole mask as one program: the predicate's, ANDed with the structured part (causal;
+// sliding window OR sinks). False when it does not fit.
+bool mask_program_of(const Mask& m, cuda::MaskProgram& out) {
+  std::vector<MaskInstr> prog = m.extra ? m.extra->program : std::vector<MaskInstr>{};
+  if (m.extra && prog.empty()) return false;
+  int parts = m.extra ? 1 : 0;
+  if (m.causal) {
+    prog.push_back({MaskInstr::Op::causal, 0, 0});
+    ++parts;
+  }
+  if (m.window > 0) {
+    prog.push_back({MaskInstr::Op::window, m.window, 0});
+    if (m.sinks > 0) {
+      prog.push_back({MaskInstr::Op::sinks, m.sinks, 0});
+      prog.push_back({MaskInstr::Op::any_of, 2, 0});
+    }
+    ++parts;
+  }
+  if (parts > 1) prog.push_back({MaskInstr::Op::all_of, parts, 0});
+  if (prog.size() > size_t(cuda::kMaskProgramMax)) return false;
+  out.n = int(prog.size());
+  for (size_t i = 0; i < prog.size(); ++i) {
+    out.op[i] = int32_t(prog[i].op);
+    out.a[i] = prog[i].a;
+    out.b[i] = prog[i].b;
+  }
+  return true;
+}
+
+int64_t q_blocks_of(const AttnShape& s) { return ceil_div(s.q_len, cuda::sparse_prefill_tile_policy().block_m); }
+int64_t k_blocks_of(const AttnShape& s) { return ceil_div(s.kv_len, cuda::sparse_prefill_tile_policy().block_n); }
+
+}  // namespace
+
+Support predicate_sdpa_support(const SdpaArgs& a) {
+  const AttnShape& s = a.shape;
+  const std::string name = a.mask.extra ? a.mask.extra->name : "none";
+  cuda::MaskProgram prog;
+  if (!mask_program_of(a.mask, prog))
+    return Support::no("cuda sdpa: mask predicate '" + name +
+                       "' has no device form (the mask library's primitives and their compositions have one)");
+  if (a.transform != ScoreTransform::softmax)
+    return Support::no("cuda sdpa: mask predicate '" + name + "' runs with softmax only");
+  if (a.head_map)
+    for (int h = 0; h < s.q_heads; ++h)
+      if (a.head_map[h] != h / std::max(1, s.group()))
+        return Support::no("cuda sdpa: only the head map h -> h / group has a kernel");
+  if (q_blocks_of(s) * k_blocks_of(s) >= (int64_t(1) << 31))
+    return Support::no("cuda sdpa: mask predicate '" + name + "': too many blocks for 32-bit lists");
+  SparsePrefillArgs sp;
+  sp.shape = s;
+  sp.q = a.q;
+  sp.k = a.k;
+  sp.v = a.v;
+  sp.o = a.o;
+  sp.lse = a.lse;
+  sp.blocks.list_heads = 1;
+  sp.blocks.q_block = cuda::sparse_prefill_tile_policy().block_m;
+  sp.blocks.k_block = cuda::sparse_prefill_tile_policy().block_n;
+  Support r = sparse_prefill_support(sp);
+  if (!r.ok) r.reason = "cuda sdpa with mask predicate '" + name + "': " + r.reason;
+  return r;
+}
+
+size_t predicate_sdpa_workspace_ints(const SdpaArgs& a) {
+  const int64_t qb = q_blocks_of(a.shape), kb = k_blocks_of(a.shape);
+  return size_t(2 * qb + 1 + qb * kb);
+}
+
+void predicate_sdpa(const SdpaArgs& a, int32_t* workspace, cudaStream_t stream) {
+  if (Support r = predicate_sdpa_support(a); !r.ok) throw std::runtime_error(r.reason);
+  const AttnShape& s = a.shape;
+  if (s.batch == 0 || s.q_heads == 0 || s.q_len == 0) return;
+  cuda::MaskProgram prog;
+  mask_program_of(a.mask, prog);
+  const int64_t qb = q_blocks_of(s);
+  int32_t* offsets = workspace;
+  int32_t* counts = workspace + qb + 1;
+  int32_t* entries = counts + qb;
+  if (cudaError_t e = cuda::build_mask_block_lists(prog, s.q_len, s.kv_len, offsets, entries, counts, stream);
+      e != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error in mask block lists: ") + cudaGetErrorName(e));
+  const cuda::SparsePrefillTile tile = cuda::sparse_prefill_tile_policy();
+  cuda::SparsePrefillParams p;
+  p.q = a.q.data;
+  p.k = a.k.data;
+  p.v = a.v.data;
+  p.o = a.o.data;
+  p.lse = static_cast<float*>(a.lse.data);
+  p.batch = s.batch;
+  p.q_heads = s.q_heads;
+  p.kv_heads = s.kv_heads;
+  p.head_dim = s.head_dim;
+  p.q_len = s.q_len;
+  p.kv_len = s.kv_len;
+  p.scale_log2 = a.effective_scale() * 1.4426950408889634f;
+  p.causal = a.mask.causal;
+  p.kind = cuda::SparseListKind::key_blocks;
+  p.list_heads = 1;
+  p.groups = qb;
+  p.group_rows = tile.block_m;
+  p.k_block = tile.block_n;
+  p.k_block_shift = __builtin_ctz(unsigned(tile.block_n));
+  p.offsets = offsets;
+  p.entries = entries;
+  p.chunk_ctas = 1;
+  p.finalize = true;
+  p.elem = s.dtype == DType::f16 ? cuda::ElemType::f16 : cuda::ElemType::bf16;
+  p.lists_per_batch = false;
+  p.flagged = true;
+  p.prog = prog;
+  std::string why;
+  const cuda::SparsePrefillLaunchFn fn = cuda::sparse_prefill_select(p.elem, s.head_dim, s.v_dim, &why);
+  if (cudaError_t e = fn(p, stream); e != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error in sdpa (mask predicate) launch: ") + cudaGetErrorName(e) +
+                             " (" + cudaGetErrorString(e) + ")");
 }
 
 }  // namespace ab::cuda_ops

@@ -17,4 +17,12 @@ void sparse_prefill(const SparsePrefillArgs& a, cudaStream_t stream);
 // host copies of the lists; nullopt when the lists are in device memory.
 std::optional<double> sparse_prefill_executed_pairs(const SparsePrefillArgs& a);
 
+// Op 1 with a mask predicate of the mask library (Mask::extra with a program, core/mask.hpp):
+// the predicate's block lists are built on the device and the sparse kernel walks them,
+// testing the predicate per element on partial blocks only. Softmax, the h -> h / group head
+// map. `workspace` holds predicate_sdpa_workspace_ints(a) int32 values (lists and counts).
+Support predicate_sdpa_support(const SdpaArgs& a);
+size_t predicate_sdpa_workspace_ints(const SdpaArgs& a);
+void predicate_sdpa(const SdpaArgs& a, int32_t* workspace, cudaStream_t stream);
+
 }  // namespace ab::cuda_ops
