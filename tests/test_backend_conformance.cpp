@@ -86,8 +86,12 @@ struct OpCase {
   // The CPU op's own last bits vary from run to run (its kernel keeps scratch in heap vectors
   // whose alignment its vector loops peel to): the fake device is then held to 1e-6, not bits.
   bool cpu_bits_vary = false;
-  // A GPU backend's check against the CPU's run where the dtype's default (tolerance_for) does
-  // not fit: a tolerance derived for the op (relative to max(1, |cpu|), as compare()), or a
+  // The GPU computes in fp32 from the inputs the CPU sees (rounded to the case's dtype) and
+  // stores fp32: its error is that of fp32 sums in another order, so the fp32 bound applies
+  // whatever the input type (bf16/fp16 storage of an output would not).
+  bool fp32_math = false;
+  // (Positional initialisers reach up to here.) A GPU backend's check against the CPU's run
+  // where the dtype's default (tolerance_for) does not fit: a tolerance derived for the op (relative to max(1, |cpu|), as compare()), or a
   // check of its own (per-element bounds, tile-walk counts).
   double gpu_tol = 0;
   std::function<void(const Run& cpu, const Run& gpu)> gpu_check = nullptr;
@@ -437,7 +441,7 @@ std::vector<OpCase> make_cases() {
                          CHECK(r.scalars.at(n) <= double(a.shape.q_len) * double(a.shape.kv_len));
                        }
                      },
-                     false, 0, gpu_check});
+                     false, false, 0, gpu_check});
   }
 
   // ---- op 1's companions in the GPU's types (bf16, fp16) and shapes (d 64, 128) --------------
@@ -1315,6 +1319,303 @@ std::vector<OpCase> make_cases() {
                          r.be.decode_scores(a);
                          r.fetch("out", a.out);
                        }});
+
+  // ---- selection ops on attention-typed inputs (bf16, fp16), shapes that cross the GPU
+  // kernels' tiles (32 rows × 64 keys, 32-dim chunks: D = 40, rows and keys past one tile) ----
+  for (DType dt : {DType::bf16, DType::f16}) {
+    const std::string tn = std::string(dtype_name(dt)) + ": ";
+    cases.push_back({"pool", tn + "heads mean/max of GQA keys, strided rows; rows mean in double (SALE's k̄)", [dt](Run& r) {
+                       r.dtype = dt;
+                       const TensorRef x = r.input("x", {2, 2, 75, 40});
+                       for (int mode = 0; mode < 3; ++mode) {
+                         PoolArgs a;
+                         a.in = x;
+                         if (mode < 2) {
+                           a.axis = PoolAxis::heads;
+                           a.how = mode == 0 ? Reduce::mean : Reduce::max;
+                           a.group = 3;
+                           a.row_stride = mode == 0 ? 1 : 4;
+                           a.out = r.output({2, 2, (75 + a.row_stride - 1) / a.row_stride, 40});
+                         } else {
+                           a.axis = PoolAxis::rows;
+                           a.block = 75;
+                           a.f64_sum = true;
+                           a.out = r.output({2, 2, 1, 40});
+                         }
+                         if (!r.supported(r.be.supports_pool(a))) return;
+                         r.be.pool(a);
+                         r.fetch("out " + std::to_string(mode), a.out);
+                       }
+                     }, nullptr, false, true});
+    cases.push_back({"scores", tn + "probs_head_mean, 70 rows × 150 keys, causal", [dt](Run& r) {
+                       r.dtype = dt;
+                       ScoresArgs a;
+                       a.epilogue = ScoresEpilogue::probs_head_mean;
+                       a.q = r.input("q", {1, 6, 75, 40});
+                       a.k = r.input("k", {1, 2, 151, 40});
+                       a.scale = 0.19f;
+                       a.n_keys = 150;
+                       a.row_begin = 3;
+                       a.row_end = 73;
+                       a.causal = true;
+                       a.q_offset = 76;
+                       a.head_group = 3;
+                       a.out = r.output({1, 2, 70, 150});
+                       if (!r.supported(r.be.supports_scores(a))) return;
+                       r.be.scores(a);
+                       r.fetch("out", a.out);
+                     }, nullptr, true, true});
+    for (int64_t kb : {5, 70})
+      cases.push_back({"scores", tn + "probs_block_pool, groups of 70 rows, key blocks of " + std::to_string(kb), [dt, kb](Run& r) {
+                         r.dtype = dt;
+                         const TensorRef q = r.input("q", {1, 3, 150, 40}), k = r.input("k", {1, 1, 160, 40});
+                         for (Reduce kp : {Reduce::max, Reduce::mean})
+                           for (Reduce rr : {Reduce::max, Reduce::mean}) {
+                             ScoresArgs a;
+                             a.epilogue = ScoresEpilogue::probs_block_pool;
+                             a.q = q;
+                             a.k = k;
+                             a.scale = 0.2f;
+                             a.causal = true;
+                             a.q_offset = 10;
+                             a.key_block = kb;
+                             a.key_pool = kp;
+                             a.row_block = 70;
+                             a.row_reduce = rr;
+                             a.out = r.output({1, 3, 3, (160 + kb - 1) / kb});
+                             if (!r.supported(r.be.supports_scores(a))) return;
+                             r.be.scores(a);
+                             r.fetch("out " + std::to_string(int(kp)) + std::to_string(int(rr)), a.out);
+                           }
+                       }, nullptr, false, true});
+    cases.push_back({"scores", tn + "raw, 70 rows × 150 keys", [dt](Run& r) {
+                       r.dtype = dt;
+                       ScoresArgs a;
+                       a.epilogue = ScoresEpilogue::raw;
+                       a.q = r.input("q", {1, 4, 75, 40});
+                       a.k = r.input("k", {1, 2, 151, 40});
+                       a.scale = 0.3f;
+                       a.row_begin = 5;
+                       a.n_keys = 150;
+                       a.out = r.output({1, 4, 70, 150});
+                       if (!r.supported(r.be.supports_scores(a))) return;
+                       r.be.scores(a);
+                       r.fetch("out", a.out);
+                     }, nullptr, false, true});
+    cases.push_back({"scores", tn + "keys_reaching, groups of 40 rows, 150 keys (a flip of a key at its threshold shows as a list difference)", [dt](Run& r) {
+                       r.dtype = dt;
+                       ScoresArgs a;
+                       a.epilogue = ScoresEpilogue::keys_reaching;
+                       a.q = r.input("q", {1, 2, 83, 40});
+                       a.k = r.input("k", {1, 1, 150, 40});
+                       a.thr = r.input_f32("thr", {1, 2, 83, 1}, 0.5f);
+                       a.thr_offset = 0.9f;
+                       a.scale = 0.2f;
+                       a.row_group = 40;
+                       a.positions = 83;
+                       a.key_begin = 3;
+                       a.keys_per_group = 70;
+                       a.lists.offsets = r.be.alloc_indices(7);
+                       a.lists.entries = r.be.alloc_indices(6 * 150);
+                       if (!r.supported(r.be.supports_scores(a))) return;
+                       r.be.scores(a);
+                       const std::vector<int32_t> off = r.be.download_index_buffer(a.lists.offsets, 7);
+                       r.ints["offsets"] = off;
+                       r.fetch_ints("entries", a.lists.entries, off.back());
+                     }, nullptr, false, true});
+    cases.push_back({"scores", tn + "raw_normalized_sum, groups of 35 rows, column limits", [dt](Run& r) {
+                       r.dtype = dt;
+                       ScoresArgs a;
+                       a.epilogue = ScoresEpilogue::raw_normalized_sum;
+                       a.q = r.input("q", {1, 2, 75, 40}, 0.5f, 1.0f);  // positive scores: t_r > 0
+                       a.k = r.input("k", {1, 1, 130, 40}, 0.5f, 1.0f);
+                       a.scale = 0.05f;
+                       a.row_begin = 2;
+                       a.row_end = 72;
+                       a.row_group = 35;
+                       a.col_limits = bt::put_indices(r.be, {130, 67});
+                       a.out = r.output({1, 2, 2, 130});
+                       if (!r.supported(r.be.supports_scores(a))) return;
+                       r.be.scores(a);
+                       r.fetch("out", a.out);
+                     }, nullptr, false, true});
+    for (bool row_stab : {true, false})
+      cases.push_back({"project", tn + "favor, F = 70, " + (row_stab ? "row" : "slice") + " stabiliser", [dt, row_stab](Run& r) {
+                         r.dtype = dt;
+                         ProjectArgs a;
+                         a.epilogue = ProjectEpilogue::favor;
+                         a.x = r.input("x", {1, 3, 45, 40});
+                         a.proj = r.input_f32("proj", {1, 1, 70, 40});
+                         a.out = r.output({1, 3, 45, 70});
+                         a.xs = 1.0f / std::sqrt(std::sqrt(40.0f));
+                         a.row_stab = row_stab;
+                         if (!r.supported(r.be.supports_project(a))) return;
+                         r.be.project(a);
+                         r.fetch("out", a.out);
+                       }, nullptr, false, true});
+    cases.push_back({"project", tn + "sign codes, F=7, 45 rows", [dt](Run& r) {
+                       r.dtype = dt;
+                       ProjectArgs a;
+                       a.epilogue = ProjectEpilogue::sign_code;
+                       a.x = r.input("x", {2, 3, 45, 40});
+                       a.proj = r.input_f32("proj", {1, 1, 40, 7});
+                       std::vector<int32_t> gray(128);
+                       for (int i = 0; i < 128; ++i) gray[size_t(i)] = i ^ (i >> 1);
+                       a.code = bt::put_indices(r.be, gray);
+                       a.codes = r.be.alloc_indices(2 * 3 * 45);
+                       if (!r.supported(r.be.supports_project(a))) return;
+                       r.be.project(a);
+                       r.fetch_ints("codes", a.codes, 2 * 3 * 45);
+                     }, nullptr, false, true});
+    cases.push_back({"quantize_int4", tn + "keys centered, block 6, N=37, D=40", [dt](Run& r) {
+                       r.dtype = dt;
+                       QuantizeInt4Args a;
+                       a.x = r.input("x", {2, 3, 37, 40});
+                       a.center = r.input_f32("center", {2, 3, 1, 40}, 0.5f);
+                       a.out = r.be.alloc_int4(a.x.shape, 6);
+                       if (!r.supported(r.be.supports_quantize_int4(a))) return;
+                       r.be.quantize_int4(a);
+                       r.fetch("scales", a.out.scales);
+                     }, nullptr, false, true});
+    cases.push_back({"int4_block_scan", tn + "GQA 3, N=150, block_q 40, block_k 8, window 20, refresh segments of 2", [dt](Run& r) {
+                       r.dtype = dt;
+                       const int64_t B = 1, Hq = 3, Hk = 1, N = 150, d = 40, bq = 40, bk = 8;
+                       Int4BlockScanArgs a;
+                       a.q = r.input("q", {B, Hq, N, d});
+                       a.k = r.input("k", {B, Hk, N, d});
+                       a.q4 = r.be.alloc_int4(a.q.shape, bq);
+                       a.k4 = r.be.alloc_int4(a.k.shape, bk);
+                       QuantizeInt4Args qa;
+                       qa.x = a.q;
+                       qa.out = a.q4;
+                       if (!r.supported(r.be.supports_quantize_int4(qa))) return;
+                       r.be.quantize_int4(qa);
+                       qa.x = a.k;
+                       qa.out = a.k4;
+                       r.be.quantize_int4(qa);
+                       a.scale = 1.0f / std::sqrt(float(d));
+                       a.tau = 0.02f;
+                       a.block_q = bq;
+                       a.block_k = bk;
+                       a.local_window = 20;
+                       a.segment = 2;
+                       a.refresh = true;
+                       const int64_t lists = B * Hq * ((N + bq - 1) / bq);
+                       a.lists.offsets = r.be.alloc_indices(lists + 1);
+                       a.lists.entries = r.be.alloc_indices(lists * ((N + bk - 1) / bk + 1));
+                       if (!r.supported(r.be.supports_int4_block_scan(a))) return;
+                       r.be.int4_block_scan(a);
+                       const std::vector<int32_t> off = r.be.download_index_buffer(a.lists.offsets, lists + 1);
+                       r.ints["offsets"] = off;
+                       r.fetch_ints("entries", a.lists.entries, off.back());
+                     }, nullptr, false, true});
+    cases.push_back({"lse_merge", tn + "o in the input type (stored rounded on a GPU)", [dt](Run& r) {
+                       r.dtype = dt;
+                       HostTensor l1 = bt::random_tensor({1, 3, 37, 1}, r.rng), l2 = bt::random_tensor({1, 3, 37, 1}, r.rng);
+                       l2.data[4] = -std::numeric_limits<float>::infinity();
+                       LseMergeArgs a;
+                       a.o = r.input("o", {1, 3, 37, 40});
+                       a.o2 = r.input("o2", {1, 3, 37, 40});
+                       a.lse = put(r.be, l1);
+                       a.lse2 = put(r.be, l2);
+                       a.offset = -0.5f;
+                       if (!r.supported(r.be.supports_lse_merge(a))) return;
+                       r.be.lse_merge(a);
+                       r.fetch("o", a.o);
+                       r.fetch("lse", a.lse);
+                     }});
+    cases.push_back({"copy_rows", tn + "rows of a bf16/fp16 tensor", [dt](Run& r) {
+                       r.dtype = dt;
+                       CopyRowsArgs a;
+                       a.src = r.input("src", {2, 3, 37, 40});
+                       a.dst = r.input("dst", {2, 3, 9, 40});
+                       a.src_row = 1;
+                       a.dst_row = 0;
+                       a.rows = 9;
+                       if (!r.supported(r.be.supports_copy_rows(a))) return;
+                       r.be.copy_rows(a);
+                       r.fetch("dst", a.dst);
+                     }, nullptr, false, true});
+    cases.push_back({"block_mean_keys", tn + "blocks of 9 of a bf16/fp16 cache into fp32", [dt](Run& r) {
+                       r.dtype = dt;
+                       BlockMeanKeysArgs a;
+                       a.k = r.input("k", {2, 3, 75, 40});
+                       a.out = r.output({2, 3, 8, 40});
+                       a.offset = 2;
+                       a.block = 9;
+                       a.blocks = 8;
+                       if (!r.supported(r.be.supports_block_mean_keys(a))) return;
+                       r.be.block_mean_keys(a);
+                       r.fetch("out", a.out);
+                     }, nullptr, false, true});
+    cases.push_back({"fake_quantize", tn + "6 bits of bf16/fp16 keys into fp32", [dt](Run& r) {
+                       r.dtype = dt;
+                       FakeQuantizeArgs a;
+                       a.x = r.input("x", {2, 3, 37, 40});
+                       a.out = r.output({2, 3, 37, 40});
+                       a.bits = 6;
+                       if (!r.supported(r.be.supports_fake_quantize(a))) return;
+                       r.be.fake_quantize(a);
+                       r.fetch("out", a.out);
+                     }, nullptr, false, true});
+    for (E ep : {E::raw, E::probs, E::probs_head_sum, E::probs_head_max, E::soft_vote, E::head_max, E::probs_output_l1})
+      cases.push_back({"decode_scores", tn + "epilogue " + std::to_string(int(ep)) + ", 36 query rows, 150 keys, gathered",
+                       [dt, ep](Run& r) {
+                         r.dtype = dt;
+                         DecodeScoresArgs a;
+                         a.shape = shape_of(1, 6, 2, 40, 40, 12, 200, false);
+                         a.q = r.input("q", {1, 6, 12, 40});
+                         a.k = r.input("k", {1, 2, 200, 40});
+                         a.v = r.input("v", {1, 2, 200, 40});
+                         a.scale = 0.15f;
+                         a.epilogue = ep;
+                         a.rows = (int(ep) % 2) ? DecodeQueryRows::group_mean : DecodeQueryRows::group;
+                         std::vector<int32_t> gathered;
+                         for (int j = 0; j < 150; ++j) gathered.push_back(int32_t((j * 37) % 200));
+                         a.key_lists = r.be.upload_indices({0, int32_t(gathered.size())}, gathered);
+                         std::vector<DecodeScoreItem> items = {{0, 1, 0, 0, 150, 0, 12}, {0, 0, 3, 10, 70, 0, 5}};
+                         int64_t total = 0;
+                         for (auto& it : items) {
+                           it.out = total;
+                           total += a.item_size(it);
+                         }
+                         a.items = r.hold(items);
+                         a.n_items = 2;
+                         a.out = r.output({1, 1, 1, total});
+                         if (!r.supported(r.be.supports_decode_scores(a))) return;
+                         r.be.decode_scores(a);
+                         r.fetch("out", a.out);
+                       }, nullptr, false, true});
+  }
+  // select over thousands of candidates with many ties (scores on a coarse grid): the lists
+  // must equal the CPU's exactly, ties going to the lower index.
+  for (int variant = 0; variant < 2; ++variant)
+    cases.push_back({"select", variant == 0 ? "top-k of 3001 candidates with ties, forced ranges" : "cumulative mass of 3001 candidates with ties",
+                     [variant](Run& r) {
+                       HostTensor sc = bt::random_tensor({1, 2, 1, 3001}, r.rng);
+                       for (float& e : sc.data) e = std::round(std::fabs(e) * 8.0f) / 8.0f;  // ≈ 25 distinct values
+                       r.in["scores"] = sc;
+                       SelectArgs a;
+                       a.scores = put(r.be, sc);
+                       a.batch = 1;
+                       a.list_heads = 4;
+                       a.n_per = 1;
+                       std::vector<int32_t> rules;
+                       for (int l = 0; l < 4; ++l)
+                         rules.insert(rules.end(), {3001 - 500 * l, 37 + 400 * l, 10, 20 + l, 2990 - 500 * l, 3005 - 500 * l, 0, 3});
+                       a.rules = bt::put_indices(r.be, rules);
+                       if (variant == 1) {
+                         a.rule = SelectRule::cumulative_mass;
+                         a.gamma = 0.7;
+                       }
+                       a.lists.offsets = r.be.alloc_indices(5);
+                       a.lists.entries = r.be.alloc_indices(4 * 3010);
+                       if (!r.supported(r.be.supports_select(a))) return;
+                       r.be.select(a);
+                       const std::vector<int32_t> off = r.be.download_index_buffer(a.lists.offsets, 5);
+                       r.ints["offsets"] = off;
+                       r.fetch_ints("entries", a.lists.entries, off.back());
+                     }});
   return cases;
 }
 
@@ -1404,7 +1705,9 @@ TEST_CASE("backend conformance: every op on every backend equals the CPU's (fake
         compare(ref, r, false, 1e-5);
       } else if (r.unsupported.empty()) {
         if (c.gpu_check) c.gpu_check(ref, r);
-        else compare(ref, r, false, c.gpu_tol > 0 ? c.gpu_tol : tolerance_for(r.dtype, true).max_abs * 4);
+        else
+          compare(ref, r, false,
+                  c.gpu_tol > 0 ? c.gpu_tol : tolerance_for(c.fp32_math ? DType::f32 : r.dtype, true).max_abs * 4);
       }
       if (r.unsupported.empty()) supported[c.op][be.name()]++;
       be.release_all();

@@ -19,6 +19,7 @@
 
 #include "backends/cuda/cuda_sparse_ops.hpp"
 #include "backends/cuda/cuda_probs_ops.hpp"
+#include "backends/cuda/cuda_select_ops.hpp"
 #include "cuda/decode/decode.hpp"
 #include "cuda/peaks/peaks.hpp"
 #include "cuda/sdpa_prefill/sdpa_prefill.hpp"
@@ -219,6 +220,9 @@ class CudaBackend final : public Backend {
     // sample left there.
     flush_bytes_ = std::max<size_t>(size_t(2) * size_t(prop_.l2CacheSize), size_t(64) << 20);
     check(cudaMalloc(&flush_, flush_bytes_), "cudaMalloc(L2 flush buffer)");
+    // The selection ops' scratch, allocated up front so their first calls do not allocate.
+    scratch_bytes_ = size_t(1) << 20;
+    check(cudaMalloc(&scratch_, scratch_bytes_), "cudaMalloc(selection scratch)");
   }
   ~CudaBackend() override {
     if (capability_only_) return;
@@ -226,6 +230,7 @@ class CudaBackend final : public Backend {
     for (void* p : buffers_) cudaFree(p);
     if (ws_) cudaFree(ws_);
     if (mask_ws_) cudaFree(mask_ws_);
+    if (scratch_) cudaFree(scratch_);
     if (flush_) cudaFree(flush_);
     cudaEventDestroy(start_);
     cudaEventDestroy(stop_);
@@ -507,6 +512,39 @@ class CudaBackend final : public Backend {
     run_decode(p, true, r.dec);
   }
 
+  // ---- Selection and estimation ops (core/ops_select.hpp, core/ops_decode.hpp): routed in
+  // cuda_select_ops.cpp to kernels/cuda/selection. Index buffers and int4 tensors keep
+  // Backend's default layouts (alloc()'d 4-byte tensors).
+  std::vector<int32_t> download_index_buffer(const IndexBuffer& src, int64_t count) override {
+    std::vector<int32_t> out(size_t(std::max<int64_t>(count, 0)));
+    if (out.empty()) return out;
+    check(cudaMemcpyAsync(out.data(), src.data, out.size() * 4, cudaMemcpyDeviceToHost, stream_), "download_index_buffer");
+    check(cudaStreamSynchronize(stream_), "download_index_buffer (synchronize)");
+    return out;
+  }
+  Support supports_pool(const PoolArgs& a) const override { return cuda_select::supports_pool(a); }
+  void pool(const PoolArgs& a) override { cuda_select::pool(a, stream_); }
+  Support supports_project(const ProjectArgs& a) const override { return cuda_select::supports_project(a); }
+  void project(const ProjectArgs& a) override { cuda_select::project(a, stream_, scratch_fn()); }
+  Support supports_scores(const ScoresArgs& a) const override { return cuda_select::supports_scores(a); }
+  void scores(const ScoresArgs& a) override { cuda_select::scores(a, stream_); }
+  Support supports_select(const SelectArgs& a) const override { return cuda_select::supports_select(a); }
+  void select(const SelectArgs& a) override { cuda_select::select(a, stream_, scratch_fn()); }
+  Support supports_lse_merge(const LseMergeArgs& a) const override { return cuda_select::supports_lse_merge(a); }
+  void lse_merge(const LseMergeArgs& a) override { cuda_select::lse_merge(a, stream_); }
+  Support supports_quantize_int4(const QuantizeInt4Args& a) const override { return cuda_select::supports_quantize_int4(a); }
+  void quantize_int4(const QuantizeInt4Args& a) override { cuda_select::quantize_int4(a, stream_); }
+  Support supports_int4_block_scan(const Int4BlockScanArgs& a) const override { return cuda_select::supports_int4_block_scan(a); }
+  void int4_block_scan(const Int4BlockScanArgs& a) override { cuda_select::int4_block_scan(a, stream_); }
+  Support supports_copy_rows(const CopyRowsArgs& a) const override { return cuda_select::supports_copy_rows(a); }
+  void copy_rows(const CopyRowsArgs& a) override { cuda_select::copy_rows(a, stream_); }
+  Support supports_block_mean_keys(const BlockMeanKeysArgs& a) const override { return cuda_select::supports_block_mean_keys(a); }
+  void block_mean_keys(const BlockMeanKeysArgs& a) override { cuda_select::block_mean_keys(a, stream_); }
+  Support supports_fake_quantize(const FakeQuantizeArgs& a) const override { return cuda_select::supports_fake_quantize(a); }
+  void fake_quantize(const FakeQuantizeArgs& a) override { cuda_select::fake_quantize(a, stream_); }
+  Support supports_decode_scores(const DecodeScoresArgs& a) const override { return cuda_select::supports_decode_scores(a); }
+  void decode_scores(const DecodeScoresArgs& a) override { cuda_select::decode_scores(a, stream_); }
+
  private:
   SdpaRoute route_gather(const GatherDecodeArgs& a) const {
     SdpaRoute r;
@@ -572,6 +610,23 @@ class CudaBackend final : public Backend {
     check(fn(p, stream_), gather ? "gather decode launch" : "decode launch");
   }
 
+  // Scratch of the selection ops (select's per-list thresholds, project's slice maxima), grown
+  // like the decode workspace: a bigger request waits for the stream once, then reallocates.
+  cuda_select::ScratchFn scratch_fn() {
+    return [this](size_t bytes) {
+      if (bytes > scratch_bytes_) {
+        check(cudaStreamSynchronize(stream_), "selection scratch (synchronize)");
+        if (scratch_) check(cudaFree(scratch_), "cudaFree(selection scratch)");
+        scratch_ = nullptr;
+        scratch_bytes_ = 0;
+        const size_t want = std::max<size_t>(bytes, size_t(1) << 20);
+        check(cudaMalloc(&scratch_, want), "cudaMalloc(selection scratch)");
+        scratch_bytes_ = want;
+      }
+      return scratch_;
+    };
+  }
+
   void* device_copy(const void* src, size_t bytes) {
     void* d = nullptr;
     check(cudaMalloc(&d, std::max<size_t>(bytes, 4)), "cudaMalloc(index list)");
@@ -595,6 +650,8 @@ class CudaBackend final : public Backend {
   size_t ws_bytes_ = 0;
   void* mask_ws_ = nullptr;  // block lists of mask predicates (cuda_ops::predicate_sdpa)
   size_t mask_ws_bytes_ = 0;
+  void* scratch_ = nullptr;  // selection ops (scratch_fn)
+  size_t scratch_bytes_ = 0;
   void* flush_ = nullptr;
   size_t flush_bytes_ = 0;
   unsigned flush_value_ = 0;
