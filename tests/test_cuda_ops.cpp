@@ -27,6 +27,7 @@ TEST_CASE("cuda ops: skipped (built without CUDA)") {
 #include <vector>
 
 #include "backends/cuda/cuda_backend.hpp"
+#include "core/mask_library.hpp"
 #include "cpu/sdpa.hpp"
 #include "reference/attention_reference.hpp"
 
@@ -801,6 +802,58 @@ TEST_CASE("cuda sparse prefill over key-block and key-index lists matches the fl
        L::key_indices, 1, 1, 2, true, false, 0.05},
   };
   for (const SparseCase& c : cases) run_sparse_case(*be, c);
+}
+
+namespace {
+
+// Op 1 with a predicate of the mask library: the GPU builds the predicate's block lists and runs
+// the sparse kernel over them (partial blocks test the predicate per element).
+void run_predicate_case(ab::Backend& be, const char* name, DType dt, int hq, int hkv, int d, int64_t nq,
+                        int64_t nkv, const ab::Mask& mask) {
+  AttnShape s;
+  s.batch = 2;
+  s.q_heads = hq;
+  s.kv_heads = hkv;
+  s.head_dim = s.v_dim = d;
+  s.q_len = nq;
+  s.kv_len = nkv;
+  s.causal = mask.causal;
+  s.mode = nq <= 16 ? ab::Mode::decode : ab::Mode::prefill;
+  s.dtype = dt;
+  const HostTensor q = random_tensor({2, hq, nq, d}, dt), k = random_tensor({2, hkv, nkv, d}, dt),
+                   v = random_tensor({2, hkv, nkv, d}, dt);
+  ab::SdpaArgs a;
+  a.shape = s;
+  a.mask = mask;
+  const auto [o, lse] = run_sdpa_on(be, a, q, k, v, name);
+  const int64_t off = s.q_offset();
+  const Errors e = compare(q, k, v, s, dt, a.effective_scale(), o, lse,
+                           [&](int, int, int64_t i, int64_t j) { return mask.allows(0, 0, i + off, j); });
+  check_errors(e, dt, name);
+  be.release_all();
+}
+
+}  // namespace
+
+TEST_CASE("cuda sdpa with mask-library predicates matches the float64 reference") {
+  ab::Backend* be = gpu("cuda sdpa predicates");
+  if (!be) return;
+  using namespace ab;
+  Mask window = to_mask(generate_block_diagonal(100), true);
+  window.window = 70;
+  window.sinks = 3;
+  run_predicate_case(*be, "blockdiag 64 causal (diag), bf16 d128 gqa4 N=1013", DType::bf16, 8, 2, 128, 1013, 1013,
+                     to_mask(generate_block_diagonal(64), true));
+  run_predicate_case(*be, "blockdiag 50, f16 d64 q300 kv517 full", DType::f16, 3, 3, 64, 300, 517,
+                     to_mask(generate_block_diagonal(50)));
+  run_predicate_case(*be, "blockrank 6 blocks, bf16 d64 mqa N=2000", DType::bf16, 4, 1, 64, 2000, 2000,
+                     to_mask(generate_blockrank(6, 2000 / 6), true));
+  run_predicate_case(*be, "mixformer 300, f16 d128 N=1111 full", DType::f16, 2, 2, 128, 1111, 1111,
+                     to_mask(generate_mixformer(300)));
+  run_predicate_case(*be, "blockdiag 32 or sinks 5, causal, bf16 d128 decode q3 kv4097", DType::bf16, 4, 4, 128, 3,
+                     4097, to_mask(or_masks({generate_block_diagonal(32), generate_sinks(5)}), true));
+  run_predicate_case(*be, "blockdiag 100 with causal window 70 + 3 sinks, f16 d64 N=777", DType::f16, 2, 1, 64, 777,
+                     777, window);
 }
 
 TEST_CASE("cuda backend: refusals carry reasons, timing and device facts work") {

@@ -203,10 +203,9 @@ MaskFn combine(const std::vector<MaskFn>& parts, bool conj) {
   };
   auto m = std::make_shared<MaskPredicate>(*make_mask_fn(name, allows, classify));
   // The program: the parts' programs, then one AND/OR over them (none if a part has none).
-  for (const auto& p : parts) {
+  for (const auto& p : parts)
     if (p->program.empty()) return m;
-    m->program.insert(m->program.end(), p->program.begin(), p->program.end());
-  }
+  for (const auto& p : parts) m->program.insert(m->program.end(), p->program.begin(), p->program.end());
   m->program.push_back(MaskInstr{conj ? MaskInstr::Op::all_of : MaskInstr::Op::any_of, int64_t(parts.size())});
   if (m->program.size() > size_t(kMaxMaskProgram)) m->program.clear();
   return m;

@@ -46,7 +46,7 @@ AB_MASK_FN int64_t mask_max(int64_t x, int64_t y) { return x > y ? x : y; }
 // operands are clamped), which keeps the interpreter's registers few inside the attention loop.
 template <typename I>
 AB_MASK_FN I mask_operand(int64_t v) {
-  constexpr int64_t hi = int64_t(~(uint64_t(1) << (sizeof(I) * 8 - 1)));
+  constexpr int64_t hi = sizeof(I) >= 8 ? INT64_MAX : (int64_t(1) << (sizeof(I) * 8 - 1)) - 1;
   return I(v > hi ? hi : (v < -hi ? -hi : v));
 }
 template <typename I>

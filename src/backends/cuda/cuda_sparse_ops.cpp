@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/cuda_mask_program.hpp"
 #include "cuda/sparse_prefill/sparse_prefill.hpp"
 
 namespace ab::cuda_ops {
@@ -72,16 +73,20 @@ Support sparse_prefill_support(const SparsePrefillArgs& a) {
     return Support::no(p + ": sequence lengths must stay below 2^31");
   if (s.batch > 65535 || s.q_heads > 65535) return Support::no(p + ": batch or heads exceed the grid limit (65535)");
   const int lh = list_heads(a);
-  if (lh != 1 && lh != s.q_heads) return Support::no(p + ": list_heads must be 1 or q_heads");
+  const bool has_lists = blocks_layout(a) ? a.blocks.offsets != nullptr : a.indices.offsets != nullptr;
+  if (has_lists && lh != 1 && lh != s.q_heads) return Support::no(p + ": list_heads must be 1 or q_heads");
   if (blocks_layout(a)) {
     if (a.blocks.offsets && !a.blocks.on_device)
       return Support::no(p + ": the block lists must be in device memory (alloc_indices / upload_index_buffer)");
-    if (a.blocks.q_block < 1 || a.blocks.k_block < 1 || a.blocks.k_block >= (int64_t(1) << 31))
+    // Variants ask before their lists exist (no offsets yet): the list geometry is checked
+    // once there is a list.
+    if (a.blocks.offsets && (a.blocks.q_block < 1 || a.blocks.k_block < 1 || a.blocks.k_block >= (int64_t(1) << 31)))
       return Support::no(p + ": q_block and k_block must be positive");
   } else {
     if (a.indices.offsets && !a.indices.on_device)
       return Support::no(p + ": the index lists must be in device memory (alloc_indices / upload_index_buffer)");
-    if (!a.indices.q_rows && a.indices.q_group < 1) return Support::no(p + ": q_group must be positive");
+    if (a.indices.offsets && !a.indices.q_rows && a.indices.q_group < 1)
+      return Support::no(p + ": q_group must be positive");
   }
   for (const auto& [what, st] : {std::pair<const char*, const SoftmaxState*>{"state_in", &a.state_in},
                                  {"state_out", &a.state_out}})
@@ -199,43 +204,6 @@ std::optional<double> sparse_prefill_executed_pairs(const SparsePrefillArgs& a) 
 }
 
 namespace {
-
-static_assert(int(MaskInstr::Op::causal) == cuda::kMaskCausal && int(MaskInstr::Op::window) == cuda::kMaskWindow &&
-              int(MaskInstr::Op::sinks) == cuda::kMaskSinks &&
-              int(MaskInstr::Op::block_diagonal) == cuda::kMaskBlockDiagonal &&
-              int(MaskInstr::Op::blockrank) == cuda::kMaskBlockRank &&
-              int(MaskInstr::Op::mixformer) == cuda::kMaskMixFormer && int(MaskInstr::Op::all_of) == cuda::kMaskAllOf &&
-              int(MaskInstr::Op::any_of) == cuda::kMaskAnyOf,
-              "kernels/cuda/common/mask_program.hpp mirrors core/mask.hpp's MaskInstr::Op");
-
-// The whole mask as one program: the predicate's, ANDed with the structured part (causal;
-// sliding window OR sinks). False when it does not fit.
-bool mask_program_of(const Mask& m, cuda::MaskProgram& out) {
-  std::vector<MaskInstr> prog = m.extra ? m.extra->program : std::vector<MaskInstr>{};
-  if (m.extra && prog.empty()) return false;
-  int parts = m.extra ? 1 : 0;
-  if (m.causal) {
-    prog.push_back({MaskInstr::Op::causal, 0, 0});
-    ++parts;
-  }
-  if (m.window > 0) {
-    prog.push_back({MaskInstr::Op::window, m.window, 0});
-    if (m.sinks > 0) {
-      prog.push_back({MaskInstr::Op::sinks, m.sinks, 0});
-      prog.push_back({MaskInstr::Op::any_of, 2, 0});
-    }
-    ++parts;
-  }
-  if (parts > 1) prog.push_back({MaskInstr::Op::all_of, parts, 0});
-  if (prog.size() > size_t(cuda::kMaskProgramMax)) return false;
-  out.n = int(prog.size());
-  for (size_t i = 0; i < prog.size(); ++i) {
-    out.op[i] = int32_t(prog[i].op);
-    out.a[i] = prog[i].a;
-    out.b[i] = prog[i].b;
-  }
-  return true;
-}
 
 int64_t q_blocks_of(const AttnShape& s) { return ceil_div(s.q_len, cuda::sparse_prefill_tile_policy().block_m); }
 int64_t k_blocks_of(const AttnShape& s) { return ceil_div(s.kv_len, cuda::sparse_prefill_tile_policy().block_n); }
