@@ -17,8 +17,10 @@
 // (Reusing the dense O as m·o_S + (1 - m)·o_N would save the non-sink pass, but recovering o_N
 // from it divides a cancellation by 1 - m: with strong sinks, m ≈ 0.99 in the tests, that
 // costs two digits of fp32.) Heads without sinks skip both passes (their tiles are empty).
-// The combine is the backend's lse_blend. The two passes need op 1 under a key-set mask
-// predicate: supports() asks the backend for it. It changes
+// The combine is the backend's lse_blend. The two passes are op 1 under a key-set mask
+// predicate where the backend takes one (the CPU), otherwise op 2 over key-index lists (one
+// list per (batch, head): the sinks, or every other key), uploaded into index buffers the plan
+// allocated (the GPU): the same keys, so the same formula. It changes
 // the output on purpose (docs/variants.md §25): its deviation from dense is reported as output
 // error, and the accuracy check is against this formula in float64 with the sinks the run
 // found (the test checks the sink sets against float64 column scores separately).
@@ -43,6 +45,10 @@ struct ActState {
   Backend* backend = nullptr;
   TensorRef column, sink_o, sink_lse, rest_o, rest_lse;
   std::vector<std::vector<int64_t>> sinks;  // per b·Hq + h, sorted
+  // The passes as op 2 over key-index lists (a backend without mask predicates): offsets and
+  // indices of the sink lists and of the rest lists, in backend memory.
+  bool passes_by_lists = false;
+  IndexBuffer list_offsets[2], list_indices[2];
   bool have_sinks = false;
   // Score pairs per (batch, query head) the backend computes in the column pass (-1: the
   // backend does not say).
@@ -53,6 +59,8 @@ struct ActState {
   ~ActState() {
     for (const TensorRef* t : {&column, &sink_o, &sink_lse, &rest_o, &rest_lse})
       if (t->data) backend->free(*t);
+    for (const IndexBuffer* ib : {&list_offsets[0], &list_offsets[1], &list_indices[0], &list_indices[1]})
+      if (ib->present()) backend->free_indices(*ib);
   }
 };
 
@@ -164,7 +172,9 @@ class Act final : public DenseSdpaVariant {
       SdpaArgs pass = a.sdpa;
       pass.mask.extra = sink_keys_mask(&probe_sets, s.q_heads, sinks);
       const Support sp = b.supports_sdpa(pass);
-      if (!sp.ok) return sp;
+      if (sp.ok) continue;
+      // Or op 2 over the key lists.
+      if (!b.supports_sparse_prefill(list_pass_probe(s)).ok) return sp;
     }
     return b.supports_lse_blend(LseBlendArgs{});
   }
@@ -191,10 +201,33 @@ class Act final : public DenseSdpaVariant {
     return c;
   }
 
+  // Op 2 over one key-index list per (batch, query head), all rows one group.
+  static SparsePrefillArgs list_pass_probe(const AttnShape& s) {
+    SparsePrefillArgs sp;
+    sp.shape = s;
+    sp.layout = SparseLayout::key_indices;
+    sp.indices.q_group = std::max<int64_t>(1, s.q_len);
+    sp.indices.n_groups = 1;
+    sp.indices.list_heads = s.q_heads;
+    return sp;
+  }
+
   Plan plan(const Inputs& in, Backend& b) override {
     const AttnShape& s = in.shape;
     auto st = std::make_shared<ActState>();
     st->backend = &b;
+    {
+      ActState probe_sets;
+      probe_sets.sinks.assign(size_t(s.batch) * s.q_heads, {});
+      SdpaArgs pass = args(in, nullptr);
+      pass.mask.extra = sink_keys_mask(&probe_sets, s.q_heads, true);
+      st->passes_by_lists = !b.supports_sdpa(pass).ok;
+    }
+    if (st->passes_by_lists)
+      for (int k = 0; k < 2; ++k) {
+        st->list_offsets[k] = b.alloc_indices(int64_t(s.batch) * s.q_heads + 1);
+        st->list_indices[k] = b.alloc_indices(int64_t(s.batch) * s.q_heads * s.kv_len);
+      }
     st->column = b.alloc({s.batch, s.q_heads, 1, s.kv_len}, DType::f32);
     st->sink_o = b.alloc({s.batch, s.q_heads, s.q_len, s.v_dim}, s.dtype);
     st->sink_lse = b.alloc({s.batch, s.q_heads, s.q_len, 1}, DType::f32);
@@ -250,16 +283,51 @@ class Act final : public DenseSdpaVariant {
       }
     st->have_sinks = true;
     // 3. The sink keys and the other keys apart (heads without sinks: every tile empty).
-    SdpaArgs sa = a;
-    sa.o = st->sink_o;
-    sa.lse = st->sink_lse;
-    sa.mask.extra = sink_keys_mask(st, s.q_heads, true);
-    b.sdpa(sa);
-    SdpaArgs ra = a;
-    ra.o = st->rest_o;
-    ra.lse = st->rest_lse;
-    ra.mask.extra = sink_keys_mask(st, s.q_heads, false);
-    b.sdpa(ra);
+    if (st->passes_by_lists) {
+      for (int k = 0; k < 2; ++k) {
+        const bool sink_pass = k == 0;
+        std::vector<int32_t> off = {0}, idx;
+        for (const auto& list : st->sinks) {
+          if (sink_pass) {
+            for (int64_t j : list) idx.push_back(int32_t(j));
+          } else if (!list.empty()) {
+            size_t t = 0;
+            for (int64_t j = 0; j < s.kv_len; ++j) {
+              if (t < list.size() && list[t] == j) {
+                ++t;
+                continue;
+              }
+              idx.push_back(int32_t(j));
+            }
+          }
+          off.push_back(int32_t(idx.size()));
+        }
+        b.upload_index_buffer(off, st->list_offsets[k]);
+        b.upload_index_buffer(idx, st->list_indices[k]);
+        SparsePrefillArgs sp = list_pass_probe(s);
+        sp.q = a.q;
+        sp.k = a.k;
+        sp.v = a.v;
+        sp.scale = a.scale;
+        sp.indices.offsets = st->list_offsets[k].data;
+        sp.indices.indices = st->list_indices[k].data;
+        sp.indices.on_device = st->list_offsets[k].on_device;
+        sp.o = sink_pass ? st->sink_o : st->rest_o;
+        sp.lse = sink_pass ? st->sink_lse : st->rest_lse;
+        b.sparse_prefill(sp);
+      }
+    } else {
+      SdpaArgs sa = a;
+      sa.o = st->sink_o;
+      sa.lse = st->sink_lse;
+      sa.mask.extra = sink_keys_mask(st, s.q_heads, true);
+      b.sdpa(sa);
+      SdpaArgs ra = a;
+      ra.o = st->rest_o;
+      ra.lse = st->rest_lse;
+      ra.mask.extra = sink_keys_mask(st, s.q_heads, false);
+      b.sdpa(ra);
+    }
     // 4. Combine by the two parts' LSE. Heads without sinks keep the dense rows: their sink
     //    pass sees no key (LSE −inf), which the blend leaves unchanged.
     LseBlendArgs blend;
