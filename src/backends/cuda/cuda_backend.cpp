@@ -17,6 +17,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "backends/cuda/cuda_linear_ops.hpp"
 #include "cuda/decode/decode.hpp"
 #include "cuda/peaks/peaks.hpp"
 #include "cuda/sdpa_prefill/sdpa_prefill.hpp"
@@ -466,6 +467,12 @@ class CudaBackend final : public Backend {
     run_decode(p, true, r.dec);
   }
 
+  // Op 4: kernels/cuda/linear_attention, routed by cuda_linear_ops.cpp.
+  Support supports_linear_attention(const LinearAttnArgs& a) const override { return cuda_linear_support(a); }
+  void linear_attention(const LinearAttnArgs& a) override {
+    cuda_linear_attention(a, stream_, [this](size_t bytes) { return workspace(bytes); });
+  }
+
  private:
   SdpaRoute route_gather(const GatherDecodeArgs& a) const {
     SdpaRoute r;
@@ -529,6 +536,21 @@ class CudaBackend final : public Backend {
     p.ws_o = static_cast<float*>(ws_);
     p.ws_lse = p.ws_o + rows_total * p.splits * p.head_dim;
     check(fn(p, stream_), gather ? "gather decode launch" : "decode launch");
+  }
+
+  // Scratch of at least `bytes` from the backend's workspace (shared with split-KV decode; the
+  // ops run in stream order). It grows only when a larger request comes: the first, untimed run
+  // of a case pays the allocation, later runs find it in place.
+  void* workspace(size_t bytes) {
+    if (bytes > ws_bytes_) {
+      check(cudaStreamSynchronize(stream_), "workspace (synchronize)");
+      if (ws_) check(cudaFree(ws_), "cudaFree(workspace)");
+      ws_ = nullptr;
+      ws_bytes_ = 0;
+      check(cudaMalloc(&ws_, bytes), "cudaMalloc(workspace)");
+      ws_bytes_ = bytes;
+    }
+    return ws_;
   }
 
   void* device_copy(const void* src, size_t bytes) {
