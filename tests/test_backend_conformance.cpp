@@ -648,10 +648,10 @@ std::vector<OpCase> make_cases() {
                    }});
 
   // ---- op 4 in the GPU's types: bf16 and f16 inputs, d and dv in {64, 128} ----------------------------
-  // The CUDA kernel's tolerance: it rounds φ(q), φ(k) and the masked scores to the input type
-  // for the tensor cores (the state and every sum stay fp32) and the output to the input type,
-  // so each term carries ~3 unit roundoffs and the error is a few u times the row's scale
-  // (FlashAttention's rule for P·V; tolerance_for's GPU bound, 4x in compare). The inputs are
+  // The CUDA kernel's tolerance: it rounds φ(q), φ(k) to the input type for the tensor cores
+  // (the scores go into ·V as a rounded part plus its residue; the state and every sum stay
+  // fp32) and the output to the input type, so each term carries a few unit roundoffs u and
+  // the error is a few u times the row's scale (tolerance_for's GPU bound, 4x in compare). The inputs are
   // scaled so that every output is O(1) (a decayed or normalised sum, or an output norm): an
   // unnormalised sum over N keys grows as √N, its rounding error with it.
   struct GpuLin {

@@ -8,7 +8,7 @@
 // positions (causal, bottom-right aligned):
 //   inter  diag(λ^(r+1)) Q̂_t S, and diag(λ^(r+1)) Q̂_t ksum       fp32 FMA (S stays fp32)
 //   intra  ((Q̂_t K̂_tᵀ) ⊙ D) V_t, D[r,c] = λ^(r-c) (c <= r)        mma.sync m16n8k16, the
-//          masked scores rounded to the input type before ·V as FlashAttention rounds P
+//          masked scores split into two input-type parts (hi + residue) for ·V
 //   update S <- λ^nb S + (K̂_t ⊙ λ^(nb-1-c))ᵀ V_t, ksum alike, vsum += Σ V_t   fp32 FMA
 // Non-causal: every key enters the state first, then every chunk of rows takes the inter
 // term alone. Decode: the state of the prefix [0, P) comes from state_in or is accumulated
@@ -254,14 +254,23 @@ __device__ __forceinline__ void chunk_output(const LinearParams& p, const T* sQ,
         s[nt][e] *= w;
         den_intra[e >> 1] += s[nt][e];
       }
-    // O += P V, P = the masked scores rounded to the input type.
+    // O += P V with P = P_hi + P_lo, both in the input type (P_lo = the rounding residue):
+    // unlike softmax weights, these scores are not bounded by 1, and MALA subtracts z·mean(v)
+    // from (1 + 1/z)(s/n)·P·V with z ~ s·q̂·k̂ ~ 10: P rounded once to bf16 (2^-9) gave errors
+    // of z·2^-9 in its first rows. Two products leave ~2^-17 of P; the tensor cores are not
+    // this kernel's bottleneck (the fp32 state terms are).
 #pragma unroll
     for (int kk = 0; kk < BM / 16; ++kk) {
-      uint32_t a[4];
-      a[0] = Elem<T>::pack(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = Elem<T>::pack(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = Elem<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = Elem<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      uint32_t a[4], lo[4];
+      auto split = [](float x0, float x1, uint32_t& hi_out, uint32_t& lo_out) {
+        hi_out = Elem<T>::pack(x0, x1);
+        const float2 h2 = Elem<T>::unpack(hi_out);
+        lo_out = Elem<T>::pack(x0 - h2.x, x1 - h2.y);
+      };
+      split(s[2 * kk][0], s[2 * kk][1], a[0], lo[0]);
+      split(s[2 * kk][2], s[2 * kk][3], a[1], lo[1]);
+      split(s[2 * kk + 1][0], s[2 * kk + 1][1], a[2], lo[2]);
+      split(s[2 * kk + 1][2], s[2 * kk + 1][3], a[3], lo[3]);
       // MALA: the same product with the 0/1 causal mask gives the rows' Σ v (exact in fp32).
       uint32_t m[4];
       if (mala) {
@@ -278,6 +287,8 @@ __device__ __forceinline__ void chunk_output(const LinearParams& p, const T* sQ,
                                         dj * 16 + (lane >> 4) * 8));
         mma_16816<T>(acc[2 * dj], a, bv[0], bv[1]);
         mma_16816<T>(acc[2 * dj + 1], a, bv[2], bv[3]);
+        mma_16816<T>(acc[2 * dj], lo, bv[0], bv[1]);
+        mma_16816<T>(acc[2 * dj + 1], lo, bv[2], bv[3]);
         if (mala) {
           mma_16816<T>(vs[2 * dj], m, bv[0], bv[1]);
           mma_16816<T>(vs[2 * dj + 1], m, bv[2], bv[3]);
