@@ -846,6 +846,143 @@ std::vector<OpCase> make_cases() {
                      r.fetch("kv'", st2.kv);
                    }});
 
+  // ---- op 4 in the GPU's types: bf16 and f16 inputs, d and dv in {64, 128} ----------------------------
+  // The CUDA kernel's tolerance: it rounds φ(q), φ(k) to the input type for the tensor cores
+  // (the scores go into ·V as a rounded part plus its residue; the state and every sum stay
+  // fp32) and the output to the input type, so each term carries a few unit roundoffs u and
+  // the error is a few u times the row's scale (tolerance_for's GPU bound, 4x in compare). The inputs are
+  // scaled so that every output is O(1) (a decayed or normalised sum, or an output norm): an
+  // unnormalised sum over N keys grows as √N, its rounding error with it.
+  struct GpuLin {
+    std::string name;
+    int B, Hq, Hkv, d, dv;
+    int64_t nq, nkv;
+    bool causal;
+    FeatureMap fm;
+    LinearNormalizer nz;
+    OutputNorm on;
+    NormScope scope;
+    bool decay;
+    LinearAlgorithm alg;
+    float qk_sd, qk_mean;
+  };
+  using FM = FeatureMap;
+  using LN = LinearNormalizer;
+  using ON = OutputNorm;
+  using NS = NormScope;
+  const std::vector<GpuLin> gpu_lin = {
+      {"lightning: identity, decay, none, N=4099, d=dv=128, GQA 4:2", 1, 4, 2, 128, 128, 4099, 4099, true, FM::identity,
+       LN::none, ON::none, NS::head, true, LinearAlgorithm::chunked, 0.1f, 0.f},
+      {"lightning TNL: silu, decay, layer norm over heads, N=1000, d=64, dv=128", 2, 6, 3, 64, 128, 1000, 1000, true,
+       FM::silu, LN::none, ON::layer, NS::heads, true, LinearAlgorithm::chunked, 0.5f, 0.f},
+      {"lightning-1 quadratic: relu, decay, rms per head, N=1000, d=dv=64", 1, 4, 4, 64, 64, 1000, 1000, true, FM::relu,
+       LN::none, ON::rms, NS::head, true, LinearAlgorithm::quadratic, 0.5f, 0.f},
+      {"linear: elu+1, denominator, causal, N=65, d=dv=64, GQA 3", 2, 3, 1, 64, 64, 65, 65, true, FM::elu_plus_one,
+       LN::denominator, ON::none, NS::head, false, LinearAlgorithm::chunked, 0.5f, 0.f},
+      {"linear: relu, denominator, non-causal, Nq=63 < Nkv=1000, d=128, dv=64", 1, 4, 2, 128, 64, 63, 1000, false,
+       FM::relu, LN::denominator, ON::none, NS::head, false, LinearAlgorithm::chunked, 0.5f, 0.5f},
+      {"transnormer: elu, rms over heads, causal, N=4099, d=dv=128", 1, 4, 4, 128, 128, 4099, 4099, true, FM::elu,
+       LN::none, ON::rms, NS::heads, false, LinearAlgorithm::chunked, 0.5f, 0.f},
+      {"transnormer: identity, layer norm per head, non-causal, N=1", 1, 3, 1, 64, 64, 1, 1, false, FM::identity,
+       LN::none, ON::layer, NS::head, false, LinearAlgorithm::chunked, 0.5f, 0.f},
+      {"mala: elu+1, non-causal, N=1000, d=dv=128", 1, 4, 4, 128, 128, 1000, 1000, false, FM::elu_plus_one, LN::mala,
+       ON::none, NS::head, false, LinearAlgorithm::chunked, 0.5f, 0.f},
+      {"mala: elu+1, causal, N=63, d=64, dv=128, GQA 2", 2, 4, 2, 64, 128, 63, 63, true, FM::elu_plus_one, LN::mala,
+       ON::none, NS::head, false, LinearAlgorithm::chunked, 0.5f, 0.f},
+      {"identity, decay, none, causal, N=1", 1, 2, 1, 128, 64, 1, 1, true, FM::identity, LN::none, ON::none, NS::head,
+       true, LinearAlgorithm::chunked, 0.5f, 0.f},
+  };
+  for (DType dt : {DType::bf16, DType::f16})
+    for (const GpuLin& set : gpu_lin)
+      cases.push_back({"linear_attention", std::string(dtype_name(dt)) + ", " + set.name, [set, dt](Run& r) {
+                         r.dtype = dt;
+                         AttnShape s = shape_of(set.B, set.Hq, set.Hkv, set.d, set.dv, set.nq, set.nkv, set.causal);
+                         s.dtype = dt;
+                         LinearAttnArgs a;
+                         a.shape = s;
+                         a.q = r.input("q", {s.batch, s.q_heads, s.q_len, s.head_dim}, set.qk_sd, set.qk_mean);
+                         a.k = r.input("k", {s.batch, s.kv_heads, s.kv_len, s.head_dim}, set.qk_sd, set.qk_mean);
+                         a.v = r.input("v", {s.batch, s.kv_heads, s.kv_len, s.v_dim});
+                         a.o = r.output({s.batch, s.q_heads, s.q_len, s.v_dim}, dt);
+                         a.feature_map = set.fm;
+                         a.normalizer = set.nz;
+                         a.norm = set.on;
+                         a.norm_scope = set.scope;
+                         a.algorithm = set.alg;
+                         if (set.decay) a.slopes = r.hold(alibi_slopes(s.q_heads));
+                         if (!r.supported(r.be.supports_linear_attention(a))) return;
+                         r.be.linear_attention(a);
+                         r.fetch("o", a.o);
+                       }});
+
+  // Decode in the GPU's types: build_state over the prefix [0, P), then attend from state_in
+  // into state_out (the variants' plan() and run()); or attend reading the prefix from k, v.
+  // q_position set: a step of a multi-step decode (the keys after its rows are not read).
+  struct GpuDecode {
+    std::string name;
+    int Hq, Hkv, d, dv;
+    int64_t nq, nkv, q_position;
+    FeatureMap fm;
+    LinearNormalizer nz;
+    OutputNorm on;
+    NormScope scope;
+    bool decay, from_state;
+    float qk_sd;
+  };
+  const std::vector<GpuDecode> gpu_dec = {
+      {"lightning: 1 row after 4098 keys, decay, layer norm over heads, d=dv=128", 4, 2, 128, 128, 1, 4099, -1,
+       FM::identity, LN::none, ON::layer, NS::heads, true, true, 0.1f},
+      {"linear: 16 rows after 984 keys, elu+1, denominator, d=dv=64, GQA 3", 6, 2, 64, 64, 16, 1000, -1, FM::elu_plus_one,
+       LN::denominator, ON::none, NS::head, false, true, 0.5f},
+      {"mala: 3 rows at position 500 of 1000, d=128, dv=64", 4, 4, 128, 64, 3, 1000, 500, FM::elu_plus_one, LN::mala,
+       ON::none, NS::head, false, true, 0.5f},
+      {"transnormer: 5 rows after 60 keys read from k, v, elu, rms over heads, d=64, dv=128", 4, 2, 64, 128, 5, 65, -1,
+       FM::elu, LN::none, ON::rms, NS::heads, false, false, 0.5f},
+  };
+  for (DType dt : {DType::bf16, DType::f16})
+    for (const GpuDecode& set : gpu_dec)
+      cases.push_back({"linear_attention", std::string(dtype_name(dt)) + ", decode: " + set.name, [set, dt](Run& r) {
+                         r.dtype = dt;
+                         AttnShape s = shape_of(2, set.Hq, set.Hkv, set.d, set.dv, set.nq, set.nkv, true);
+                         s.dtype = dt;
+                         LinearAttnArgs a;
+                         a.shape = s;
+                         a.q = r.input("q", {s.batch, s.q_heads, s.q_len, s.head_dim}, set.qk_sd);
+                         a.k = r.input("k", {s.batch, s.kv_heads, s.kv_len, s.head_dim}, set.qk_sd);
+                         a.v = r.input("v", {s.batch, s.kv_heads, s.kv_len, s.v_dim});
+                         a.o = r.output({s.batch, s.q_heads, s.q_len, s.v_dim}, dt);
+                         a.feature_map = set.fm;
+                         a.normalizer = set.nz;
+                         a.norm = set.on;
+                         a.norm_scope = set.scope;
+                         a.q_position = set.q_position;
+                         if (set.decay) a.slopes = r.hold(alibi_slopes(s.q_heads));
+                         auto state = [&] {
+                           return LinearState{r.output({s.batch, s.q_heads, s.head_dim, s.v_dim}),
+                                              r.output({s.batch, s.q_heads, 1, s.head_dim}),
+                                              r.output({s.batch, s.q_heads, 1, s.v_dim})};
+                         };
+                         const LinearState st = state(), st2 = state();
+                         if (set.from_state) {
+                           LinearAttnArgs build = a;
+                           build.phase = LinearAttnArgs::Phase::build_state;
+                           build.state_out = st;
+                           if (!r.supported(r.be.supports_linear_attention(build))) return;
+                           r.be.linear_attention(build);
+                           a.state_in = st;
+                           r.fetch("kv", st.kv);
+                           r.fetch("ksum", st.ksum);
+                           r.fetch("vsum", st.vsum);
+                         }
+                         a.state_out = st2;
+                         if (!r.supported(r.be.supports_linear_attention(a))) return;
+                         r.be.linear_attention(a);
+                         r.fetch("o", a.o);
+                         r.fetch("kv'", st2.kv);
+                         r.fetch("ksum'", st2.ksum);
+                         r.fetch("vsum'", st2.vsum);
+                       }});
+
   // ---- index lists and buffers -----------------------------------------------------------------------
   cases.push_back({"upload_indices", "CSR lists read back through gather_decode's keys", [](Run& r) {
                      // The lists' contents are only visible to ops: decode_scores gathers by them.

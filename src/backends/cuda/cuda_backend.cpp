@@ -20,6 +20,7 @@
 #include "backends/cuda/cuda_sparse_ops.hpp"
 #include "backends/cuda/cuda_probs_ops.hpp"
 #include "backends/cuda/cuda_select_ops.hpp"
+#include "backends/cuda/cuda_linear_ops.hpp"
 #include "cuda/decode/decode.hpp"
 #include "cuda/peaks/peaks.hpp"
 #include "cuda/sdpa_prefill/sdpa_prefill.hpp"
@@ -544,6 +545,11 @@ class CudaBackend final : public Backend {
   void fake_quantize(const FakeQuantizeArgs& a) override { cuda_select::fake_quantize(a, stream_); }
   Support supports_decode_scores(const DecodeScoresArgs& a) const override { return cuda_select::supports_decode_scores(a); }
   void decode_scores(const DecodeScoresArgs& a) override { cuda_select::decode_scores(a, stream_); }
+  // Op 4: kernels/cuda/linear_attention, routed by cuda_linear_ops.cpp.
+  Support supports_linear_attention(const LinearAttnArgs& a) const override { return cuda_linear_support(a); }
+  void linear_attention(const LinearAttnArgs& a) override {
+    cuda_linear_attention(a, stream_, [this](size_t bytes) { return workspace(bytes); });
+  }
 
  private:
   SdpaRoute route_gather(const GatherDecodeArgs& a) const {
@@ -625,6 +631,21 @@ class CudaBackend final : public Backend {
       }
       return scratch_;
     };
+  }
+
+  // Scratch of at least `bytes` from the backend's workspace (shared with split-KV decode; the
+  // ops run in stream order). It grows only when a larger request comes: the first, untimed run
+  // of a case pays the allocation, later runs find it in place.
+  void* workspace(size_t bytes) {
+    if (bytes > ws_bytes_) {
+      check(cudaStreamSynchronize(stream_), "workspace (synchronize)");
+      if (ws_) check(cudaFree(ws_), "cudaFree(workspace)");
+      ws_ = nullptr;
+      ws_bytes_ = 0;
+      check(cudaMalloc(&ws_, bytes), "cudaMalloc(workspace)");
+      ws_bytes_ = bytes;
+    }
+    return ws_;
   }
 
   void* device_copy(const void* src, size_t bytes) {
