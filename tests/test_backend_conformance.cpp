@@ -1738,8 +1738,10 @@ std::vector<OpCase> make_cases() {
                        a.list_heads = 4;
                        a.n_per = 1;
                        std::vector<int32_t> rules;
-                       for (int l = 0; l < 4; ++l)
-                         rules.insert(rules.end(), {3001 - 500 * l, 37 + 400 * l, 10, 20 + l, 2990 - 500 * l, 3005 - 500 * l, 0, 3});
+                       for (int l = 0; l < 4; ++l) {
+                         const int32_t rule[] = {3001 - 500 * l, 37 + 400 * l, 10, 20 + l, 2990 - 500 * l, 3005 - 500 * l, 0, 3};
+                         rules.insert(rules.end(), std::begin(rule), std::end(rule));
+                       }
                        a.rules = bt::put_indices(r.be, rules);
                        if (variant == 1) {
                          a.rule = SelectRule::cumulative_mass;
