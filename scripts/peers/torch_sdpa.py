@@ -36,6 +36,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mask_program  # noqa: E402  (the mask library's programs, FlexAttention's mask_mod)
+
 SCHEMA_VERSION = "1.0.0"
 PEERS = ["cudnn", "flash", "efficient", "flex"]
 CPU_PEERS = ["cpu"]
@@ -111,7 +114,7 @@ def load_cases(path):
             print(f"warning: case {c.get('id')}: problem key {p['key']} != recomputed {problem_key(p)}",
                   file=sys.stderr)
         m = c.get("mask") or {"causal": p.get("causal", False), "window": 0, "sinks": 0}
-        if m.get("extra"):
+        if m.get("extra") and not m.get("program"):
             m["unsupported"] = m["extra"]
         c["mask"] = m
         out.append(c)
@@ -125,12 +128,12 @@ def peer_cases(cases):
     seen = {}
     for c in cases:
         p, s, m = c["problem"], c["shape"], c["mask"]
-        sig = json.dumps([p["key"], s, {k: m.get(k, 0) for k in ("causal", "window", "sinks", "unsupported")}],
+        sig = json.dumps([p["key"], s, {k: m.get(k, 0) for k in ("causal", "window", "sinks", "unsupported", "program")}],
                          sort_keys=True)
         if sig in seen:
             continue
         plain = (s["q_heads"] == p["heads"] and s["kv_heads"] == p["kv_heads"] and
-                 not m.get("window") and not m.get("unsupported"))
+                 not m.get("window") and not m.get("unsupported") and not m.get("program"))
         seen[sig] = {"problem": p, "shape": s, "mask": m, "suffix": "" if plain else ":" + c.get("label", c["variant"])}
     return list(seen.values())
 
@@ -440,7 +443,9 @@ def main():
         Nq, Nkv = s["q_len"], s["kv_len"]
         causal, window, sinks = bool(m.get("causal")), int(m.get("window") or 0), int(m.get("sinks") or 0)
         dtype = dt.get(p["dtype"])
-        pairs = allowed_pairs(Nq, Nkv, causal, window, sinks)
+        program = m.get("program")
+        # A library predicate: the pairs attn-bench counted for it (exact, per batch and head).
+        pairs = m["allowed_pairs"] if program and "allowed_pairs" in m else allowed_pairs(Nq, Nkv, causal, window, sinks)
         # As attn-bench's dense_equivalent: the run shape's heads, causal-aware pairs, no window.
         dense_pairs = allowed_pairs(Nq, Nkv, causal)
         e = 2 if p["dtype"] in ("bf16", "f16") else 4  # bytes per element of the peer's tensors
@@ -479,8 +484,12 @@ def main():
                         raise RuntimeError(f"FlexAttention unavailable: {flex_fn}")
                     off = Nkv - Nq
 
+                    full_prog = mask_program.full_mask(m, Nq, Nkv) if program else None
+
                     def mask_mod(b, h, qi, kj):
                         qpos = qi + off
+                        if full_prog:
+                            return mask_program.allows(full_prog, qpos, kj)
                         ok = (kj <= qpos) if causal else (kj >= 0)
                         if window > 0:
                             near = ((qpos - kj) < window) & ((kj - qpos) < window)
@@ -488,16 +497,16 @@ def main():
                         return ok
 
                     bm = None
-                    if causal or window > 0:
+                    if causal or window > 0 or full_prog:
                         bm = create_block_mask(mask_mod, B=None, H=None, Q_LEN=Nq, KV_LEN=Nkv, device=dev)
                     gqa = Hq != Hkv
                     fns = [(lambda q=q, k=k, v=v: flex_fn(q, k, v, block_mask=bm, enable_gqa=gqa))
                            for q, k, v in inputs]
                 else:
-                    if window > 0:
+                    if window > 0 or program:
                         raise NotImplementedError(
-                            f"torch sdpa {peer}: no sliding-window/sink mask without materialising a dense "
-                            "mask tensor (FlexAttention measures this case)")
+                            f"torch sdpa {peer}: no sliding-window/sink or predicate mask without materialising "
+                            "a dense mask tensor (FlexAttention measures this case)")
                     kwargs = {}
                     if causal and Nq == Nkv:
                         kwargs["is_causal"] = True

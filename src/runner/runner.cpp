@@ -27,6 +27,7 @@
 #include "core/errors.hpp"
 #include "core/build_info.hpp"
 #include "core/host_info.hpp"
+#include "core/mask_library.hpp"
 #include "variants/registry.hpp"
 #include "core/report.hpp"
 #include "metrics/metrics.hpp"
@@ -400,6 +401,18 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
         const Mask m = dense->mask(s);
         jc["mask"] = {{"name", m.name()}, {"causal", m.causal}, {"window", m.window},
                       {"sinks", m.sinks}, {"extra", m.extra ? m.extra->name : ""}};
+        // A library predicate's program (core/mask.hpp, MaskInstr), so that a peer can rebuild
+        // the same mask (scripts/peers/mask_program.py: FlexAttention's mask_mod), and the
+        // pairs it allows per (batch, head), exactly.
+        if (m.extra && !m.extra->program.empty()) {
+          static const char* const kOps[] = {"causal",    "window",    "sinks",  "block_diagonal",
+                                             "blockrank", "mixformer", "all_of", "any_of"};
+          json prog = json::array();
+          for (const MaskInstr& ins : m.extra->program)
+            prog.push_back({{"op", kOps[int(ins.op)]}, {"a", ins.a}, {"b", ins.b}});
+          jc["mask"]["program"] = prog;
+          jc["mask"]["allowed_pairs"] = allowed_pairs(m, s);
+        }
       }
       doc["cases"].push_back(jc);
     }
