@@ -50,6 +50,26 @@ int chunk_ctas(const SparsePrefillArgs& a, int64_t n_groups) {
   return int(std::clamp<int64_t>(ceil_div(std::min(rows, a.shape.q_len), bm), 1, all));
 }
 
+// The tensors, the shape and the scale, as both op 2 and op 1 with a predicate pass them.
+cuda::SparsePrefillParams tensor_params(const AttnShape& s, const TensorRef& q, const TensorRef& k,
+                                        const TensorRef& v, const TensorRef& o, const TensorRef& lse, float scale) {
+  cuda::SparsePrefillParams p;
+  p.q = q.data;
+  p.k = k.data;
+  p.v = v.data;
+  p.o = o.data;
+  p.lse = static_cast<float*>(lse.data);
+  p.batch = s.batch;
+  p.q_heads = s.q_heads;
+  p.kv_heads = s.kv_heads;
+  p.head_dim = s.head_dim;
+  p.q_len = s.q_len;
+  p.kv_len = s.kv_len;
+  p.scale_log2 = scale * 1.4426950408889634f;
+  p.elem = s.dtype == DType::f16 ? cuda::ElemType::f16 : cuda::ElemType::bf16;
+  return p;
+}
+
 }  // namespace
 
 Support sparse_prefill_support(const SparsePrefillArgs& a) {
@@ -102,19 +122,7 @@ void sparse_prefill(const SparsePrefillArgs& a, cudaStream_t stream) {
   const bool blocks = blocks_layout(a);
   if (!(blocks ? a.blocks.offsets : a.indices.offsets))
     throw std::runtime_error("cuda sparse prefill: no lists (offsets is null)");
-  cuda::SparsePrefillParams p;
-  p.q = a.q.data;
-  p.k = a.k.data;
-  p.v = a.v.data;
-  p.o = a.o.data;
-  p.lse = static_cast<float*>(a.lse.data);
-  p.batch = s.batch;
-  p.q_heads = s.q_heads;
-  p.kv_heads = s.kv_heads;
-  p.head_dim = s.head_dim;
-  p.q_len = s.q_len;
-  p.kv_len = s.kv_len;
-  p.scale_log2 = a.effective_scale() * 1.4426950408889634f;
+  cuda::SparsePrefillParams p = tensor_params(s, a.q, a.k, a.v, a.o, a.lse, a.effective_scale());
   p.causal = s.causal;
   p.kind = blocks ? cuda::SparseListKind::key_blocks : cuda::SparseListKind::key_indices;
   p.list_heads = list_heads(a);
@@ -146,7 +154,6 @@ void sparse_prefill(const SparsePrefillArgs& a, cudaStream_t stream) {
     p.acc_out = static_cast<float*>(a.state_out.acc.data);
   }
   p.finalize = a.finalize;
-  p.elem = s.dtype == DType::f16 ? cuda::ElemType::f16 : cuda::ElemType::bf16;
   std::string why;
   const cuda::SparsePrefillLaunchFn fn = cuda::sparse_prefill_select(p.elem, s.head_dim, s.v_dim, &why);
   const cudaError_t err = fn(p, stream);
@@ -259,19 +266,7 @@ void predicate_sdpa(const SdpaArgs& a, int32_t* workspace, cudaStream_t stream) 
       e != cudaSuccess)
     throw std::runtime_error(std::string("CUDA error in mask block lists: ") + cudaGetErrorName(e));
   const cuda::SparsePrefillTile tile = cuda::sparse_prefill_tile_policy();
-  cuda::SparsePrefillParams p;
-  p.q = a.q.data;
-  p.k = a.k.data;
-  p.v = a.v.data;
-  p.o = a.o.data;
-  p.lse = static_cast<float*>(a.lse.data);
-  p.batch = s.batch;
-  p.q_heads = s.q_heads;
-  p.kv_heads = s.kv_heads;
-  p.head_dim = s.head_dim;
-  p.q_len = s.q_len;
-  p.kv_len = s.kv_len;
-  p.scale_log2 = a.effective_scale() * 1.4426950408889634f;
+  cuda::SparsePrefillParams p = tensor_params(s, a.q, a.k, a.v, a.o, a.lse, a.effective_scale());
   p.causal = a.mask.causal;
   p.kind = cuda::SparseListKind::key_blocks;
   p.list_heads = 1;
@@ -283,7 +278,6 @@ void predicate_sdpa(const SdpaArgs& a, int32_t* workspace, cudaStream_t stream) 
   p.entries = entries;
   p.chunk_ctas = 1;
   p.finalize = true;
-  p.elem = s.dtype == DType::f16 ? cuda::ElemType::f16 : cuda::ElemType::bf16;
   p.lists_per_batch = false;
   p.flagged = true;
   p.prog = prog;
