@@ -20,7 +20,9 @@ build/attn-bench is missing.
   scripts/gate_experiment.py --aa 45 --power 0.10:20 --power 0.05:20 --single 10
 """
 import argparse
+import concurrent.futures
 import itertools
+import threading
 import json
 import os
 import statistics
@@ -140,6 +142,10 @@ def main():
                     help="K plain runs, then compare on all K(K-1)/2 pairs")
     ap.add_argument("--calibrate", type=int, default=0, metavar="ROUNDS",
                     help="first an `ab --aa` of ROUNDS rounds; its noise calibration goes to every later ab")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="ab decisions run at once (default 1). With 2 on a 2-core machine and "
+                         "--ab-arg=--threads=1 every core is busy: a noisier machine than one decision "
+                         "sees; time one decision alone for the cost figure")
     ap.add_argument("--max-minutes", type=float, default=0,
                     help="stop starting new ab decisions after this long (the single-report part still runs)")
     ap.add_argument("--ab-arg", action="append", default=[], metavar="ARG",
@@ -210,21 +216,37 @@ def main():
         queues.append([(frac, i + 1) for i in range(int(n))])
     tasks = [t for group in itertools.zip_longest(*queues) for t in group if t]
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
-    for kind, i in tasks:
+    results["jobs"] = args.jobs
+    lock = threading.Lock()
+
+    def decide(task):
+        kind, i = task
         if deadline and time.monotonic() > deadline:
-            print("stopped by --max-minutes", flush=True)
-            results["stopped_by_deadline"] = True
-            break
+            with lock:
+                if not results.get("stopped_by_deadline"):
+                    print("stopped by --max-minutes", flush=True)
+                results["stopped_by_deadline"] = True
+            return
         if kind == "aa":
-            results["aa"].append(ab_decision("aa", i, ["--aa", binary]))
+            rec = ab_decision("aa", i, ["--aa", binary])
+            with lock:
+                results["aa"].append(rec)
         else:
             wrapper = os.path.join(args.out, f"slow-{kind}.sh")
             rec = ab_decision(f"power{kind}", i, [binary, wrapper],
                               f"  (B = {binary} with ATTN_TEST_SLOWDOWN={args.variant}:{kind})")
             rec["detected"] = rec["rc"] == 1 and any(r["id"].split("/")[0] == args.variant for r in rec["regressed"])
             rec["other_flags"] = [r["id"] for r in rec["regressed"] if r["id"].split("/")[0] != args.variant]
-            results["power"][kind].append(rec)
-        save()
+            with lock:
+                results["power"][kind].append(rec)
+        with lock:
+            for recs in [results["aa"], *results["power"].values()]:
+                recs.sort(key=lambda r: r["i"])
+            save()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for f in [pool.submit(decide, t) for t in tasks]:
+            f.result()
 
     if args.single:
         reports = []

@@ -377,7 +377,7 @@ TEST_CASE("one report per side: the threshold is widened by the noise floor") {
   const Comparison calibrated = compare_reports(report_a(), report_slow(), with_cal);
   const CaseDelta& k = row_of(calibrated, kGqa + "/" + kKey4k);
   CHECK(k.method == "calibrated");
-  CHECK(k.threshold == Approx(0.02));
+  CHECK(k.threshold == Approx(CompareOptions{}.max_slowdown));
   CHECK(k.verdict == Verdict::regressed);
   CHECK(calibrated.regressions == 1);
 }
@@ -417,14 +417,21 @@ TEST_CASE("several runs per side: the spread of per-run medians decides") {
   CHECK(g.n_base == 32);
   CHECK(g.method == "paired+moderated, shift-adjusted");
   CHECK(g.ratio == Approx(1.12));  // each run's drift, common to all cases, is taken out
-  CHECK(slow.case_level == Approx(1 - 0.05 / 9));  // Bonferroni: 6 cases, 2 variants of 2+ cases, the summary
+  // Weighted Bonferroni: half of alpha over the 6 cases, half over the 2 variants of 2+ cases
+  // and the summary.
+  CHECK(slow.tests == 9);
+  CHECK(slow.aggregate_tests == 3);
+  CHECK(slow.case_level == Approx(1 - 0.025 / 6));
+  CHECK(slow.aggregate_level == Approx(1 - 0.025 / 3));
   CHECK(g.verdict == Verdict::regressed);
   CHECK(slow.regressions == 1);
   CHECK(comparison_exit_code(slow) == 1);
   const std::string text = render_comparison(slow);
   CHECK(text.find("4/4") != std::string::npos);     // runs per side
   CHECK(text.find("32/32") != std::string::npos);   // samples per side
-  CHECK(text.find("99.44% CI") != std::string::npos);
+  CHECK(text.find("99.58% CI") != std::string::npos);
+  CHECK(text.find("99.17% CI") != std::string::npos);  // the per-variant rows
+  CHECK(text.find("(Bonferroni, weighted)") != std::string::npos);
   CHECK(text.find("variances moderated over cases") != std::string::npos);
   CHECK(text.find("paired by round") != std::string::npos);
   // Without the adjustment the ratio carries the drift; unpaired, the drift between rounds is
@@ -493,12 +500,57 @@ TEST_CASE("a variant's cases together: a slowdown too small for any one case is 
   CHECK(render_comparison_markdown(c).find("| mha | 2 |") != std::string::npos);
 }
 
+TEST_CASE("a variant's common shift is taken over the other variants' cases") {
+  // Four copies of the four timed non-mha cases under other variant names, so that mha's two
+  // cases have 12 others to take each run's shift from. Every case moves by its own fixed
+  // pseudo-random amount per run; mha's cases are FACTOR slower in NEW.
+  auto make = [](double mha_slow, unsigned seed) {
+    std::mt19937 rng(seed);
+    auto noise = [&] { return 1.0 + 0.06 * (static_cast<double>(rng()) / 4294967296.0 - 0.5); };
+    std::vector<Report> out;
+    for (int i = 0; i < 6; ++i) {
+      Json doc = report_a().doc;
+      Json cases = Json::array();
+      for (const auto& c : doc["cases"]) {
+        if (!c["metrics"].contains("latency")) continue;
+        const std::string id = c["id"];
+        const bool is_mha = id.rfind("mha/", 0) == 0;
+        for (int copy = 0; copy < (is_mha ? 1 : 3); ++copy) {
+          Json k = c;
+          if (copy) k["id"] = "copy" + std::to_string(copy) + "-" + id;
+          const double f = noise() * (is_mha ? mha_slow : 1.0);
+          for (auto& v : k["metrics"]["latency"]["samples"]) v = v.get<double>() * f;
+          k["metrics"]["latency"]["median"] = k["metrics"]["latency"]["median"].get<double>() * f;
+          cases.push_back(k);
+        }
+      }
+      doc["cases"] = cases;
+      out.push_back(report_from_json(doc, "run" + std::to_string(i) + ".json"));
+    }
+    return out;
+  };
+  const auto base = make(1.0, 5);
+  auto mha_ratio = [&](double slow) {
+    const Comparison c = compare_runs(base, make(slow, 6), {});
+    REQUIRE(c.adjusted);
+    for (const auto& g : c.groups)
+      if (g.variant == "mha") return g.ratio;
+    FAIL("no mha group");
+    return 0.0;
+  };
+  // The shift of mha's runs does not see mha's own change: the estimate moves by exactly it.
+  // (With mha's cases inside the median, a slower mha drags each NEW run's shift up and the
+  // estimate moves by less.)
+  CHECK(mha_ratio(1.05) / mha_ratio(1.0) == Approx(1.05).epsilon(1e-12));
+  CHECK(mha_ratio(1.20) / mha_ratio(1.0) == Approx(1.20).epsilon(1e-12));
+}
+
 TEST_CASE("markdown and JSON for a pull-request comment") {
   const std::string id = kGqa + "/" + kKey4k;
   const std::vector<double> drift = {1.0, 1.02, 0.99};
   const Comparison c = compare_runs(runs_of(report_a(), drift), runs_of(report_a(), drift, id, 1.2), {});
   const std::string md = render_comparison_markdown(c);
-  CHECK(md.find("| case | runs | n | base ms | new ms | ratio | 99.44% CI | verdict |") != std::string::npos);
+  CHECK(md.find("| case | runs | n | base ms | new ms | ratio | 99.58% CI | verdict |") != std::string::npos);
   CHECK(md.find("**REGRESSED**") != std::string::npos);
   CHECK(md.find("**regression**") != std::string::npos);
   const Json j = comparison_json(c);

@@ -257,6 +257,8 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
                                  suggest(opts.metric, names)));
   if (!(opts.alpha > 0 && opts.alpha < 1))
     throw InputError(fmt::format("--alpha must lie in (0, 1), got {}", opts.alpha));
+  if (!(opts.aggregate_share > 0 && opts.aggregate_share < 1))
+    throw InputError(fmt::format("--aggregate-share must lie in (0, 1), got {}", opts.aggregate_share));
   if (base.empty() || next.empty()) throw InputError("compare: a side has no report");
 
   Comparison cmp;
@@ -402,9 +404,15 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
     if (!bs.cases.count(id)) cmp.only_next.push_back(id);
 
   if (lat && !cmp.rows.empty()) {
-    // Intervals at 1 − alpha/k over the k tests the gate makes, the m compared cases and, with
-    // several runs a side, the summary (Bonferroni): the gate fails when any one of them
-    // regresses, so the chance that an A/A crosses some bound stays below alpha.
+    // The gate fails when any one of its tests regresses: the m compared cases and, with several
+    // runs a side, the per-variant groups and the summary. Each test's interval has level
+    // 1 − w/k so that the levels' complements sum to alpha (Bonferroni, weighted): an A/A
+    // crosses some bound with probability below alpha. With several runs a side, the groups
+    // and the summary (the aggregates) share aggregate_share of alpha and the cases the rest,
+    // rather than every test alpha over all of them: a change to one variant's code moves all
+    // of its cases, and the variant's mean is where it shows first (docs/ci.md, "Per
+    // variant"), so its tests get the larger share each; a change confined to one case still
+    // has its own test.
     const std::size_t m = cmp.rows.size();
     // Groups: the cases of one variant (the id up to its first '/'), two or more of them.
     std::vector<std::pair<std::string, std::vector<std::size_t>>> groups;
@@ -418,15 +426,29 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
       }
       std::erase_if(groups, [](const auto& g) { return g.second.size() < 2; });
     }
-    cmp.tests = cmp.single_run ? m : m + groups.size() + 1;
-    cmp.case_level = 1 - opts.alpha / static_cast<double>(cmp.tests);
+    cmp.aggregate_tests = cmp.single_run ? 0 : groups.size() + 1;
+    cmp.tests = m + cmp.aggregate_tests;
+    const double aggregate_alpha = cmp.aggregate_tests ? opts.alpha * opts.aggregate_share : 0.0;
+    cmp.case_level = 1 - (opts.alpha - aggregate_alpha) / static_cast<double>(m);
+    cmp.aggregate_level =
+        cmp.aggregate_tests ? 1 - aggregate_alpha / static_cast<double>(cmp.aggregate_tests) : cmp.case_level;
     // Common shift: per run, the median over cases of the run's log medians about their means
     // over all runs. Load on the machine slows every case of a run alike (measured: the
     // prefill cases of one run move together by up to 40% between runs of one binary); taking
     // it out leaves each case's change relative to the spec's other cases. The summary below
     // is not adjusted, so a change that slows every case alike is seen there.
+    // A case's shift is taken over the *other* variants' cases: a change to one variant moves
+    // its own cases, and with them the median over all cases, so a shift that counted them
+    // would take part of the change away (measured on configs/quick.yaml, 20 cases of which 4
+    // are mha's: a real 5% slowdown of mha read as 1.034 with the shift over all cases, 1.04
+    // raw; docs/ci.md, "Common shift").
     cmp.adjusted = opts.adjust_common_shift && !cmp.single_run && m >= kMinCasesForShift;
-    std::vector<double> shift_base(base.size(), 0.0), shift_next(next.size(), 0.0);
+    std::vector<std::string> row_variant(m);
+    for (std::size_t r = 0; r < m; ++r) row_variant[r] = cmp.rows[r].id.substr(0, cmp.rows[r].id.find('/'));
+    // Per variant, the shift of each run of each side (zeros when not adjusted).
+    std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> shift_of;
+    for (const std::string& v : row_variant)
+      shift_of.try_emplace(v, std::vector<double>(base.size(), 0.0), std::vector<double>(next.size(), 0.0));
     if (cmp.adjusted) {
       std::vector<double> row_mean(m, 0.0);
       for (std::size_t r = 0; r < m; ++r) {
@@ -435,21 +457,29 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
         for (double x : row_next_logs[r]) if (!std::isnan(x)) all.push_back(x);
         row_mean[r] = mean_of(all);
       }
-      auto shifts = [&](const std::vector<std::vector<double>>& logs, std::vector<double>& out) {
-        for (std::size_t i = 0; i < out.size(); ++i) {
-          std::vector<double> dev;
-          for (std::size_t r = 0; r < m; ++r)
-            if (!std::isnan(logs[r][i])) dev.push_back(logs[r][i] - row_mean[r]);
-          out[i] = dev.empty() ? 0.0 : stats::median(dev);
-        }
-      };
-      shifts(row_base_logs, shift_base);
-      shifts(row_next_logs, shift_next);
+      for (auto& [variant, sides] : shift_of) {
+        std::size_t others = 0;
+        for (std::size_t r = 0; r < m; ++r) others += row_variant[r] != variant;
+        // Too few other cases for a median: every case counts, the variant's own included.
+        const bool leave_out = others >= kMinCasesForShift;
+        auto shifts = [&](const std::vector<std::vector<double>>& logs, std::vector<double>& out) {
+          for (std::size_t i = 0; i < out.size(); ++i) {
+            std::vector<double> dev;
+            for (std::size_t r = 0; r < m; ++r)
+              if ((!leave_out || row_variant[r] != variant) && !std::isnan(logs[r][i]))
+                dev.push_back(logs[r][i] - row_mean[r]);
+            out[i] = dev.empty() ? 0.0 : stats::median(dev);
+          }
+        };
+        shifts(row_base_logs, sides.first);
+        shifts(row_next_logs, sides.second);
+      }
     }
     std::vector<std::vector<double>> adj_base(m), adj_next(m);
     std::vector<bool> pair_row(m, false);
     std::vector<stats::RunVariance> own_variances;
     for (std::size_t r = 0; r < m; ++r) {
+      const auto& [shift_base, shift_next] = shift_of.at(row_variant[r]);
       for (std::size_t i = 0; i < base.size(); ++i)
         if (!std::isnan(row_base_logs[r][i])) adj_base[r].push_back(row_base_logs[r][i] - shift_base[i]);
       for (std::size_t i = 0; i < next.size(); ++i)
@@ -536,7 +566,7 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
       ratios.push_back(d.ratio);
     }
     // Per-variant groups: each run's mean over the group's cases of their (shift-adjusted) log
-    // medians, compared like a case; variances moderated over the groups as over the cases.
+    // medians, compared like a case.
     if (!groups.empty()) {
       auto group_runs = [&](const std::vector<std::vector<double>>& logs, const std::vector<double>& shift,
                             const std::vector<std::size_t>& members, std::size_t runs) {
@@ -554,22 +584,24 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
       };
       std::vector<std::vector<double>> gb(groups.size()), gn(groups.size());
       std::vector<bool> gpair(groups.size());
-      std::vector<stats::RunVariance> group_variances;
       for (std::size_t g = 0; g < groups.size(); ++g) {
+        const auto& [shift_base, shift_next] = shift_of.at(groups[g].first);
         gb[g] = group_runs(row_base_logs, shift_base, groups[g].second, base.size());
         gn[g] = group_runs(row_next_logs, shift_next, groups[g].second, next.size());
         gpair[g] = cmp.paired && gb[g].size() == base.size() && gn[g].size() == next.size();
-        if (auto v = stats::own_run_variance(gb[g], gn[g], gpair[g])) group_variances.push_back(*v);
       }
-      std::optional<stats::RunVariance> group_prior;
-      if (opts.moderate) group_prior = stats::moderation_prior(group_variances);
+      // Each group keeps its own run-to-run variance (R − 1 degrees of freedom): a spec has a
+      // handful of variants, too few to fit a prior, and their noise differs (measured, A/A on
+      // configs/quick.yaml: xsqa's sub-0.1 ms decode cases spread 2-4x mha's). Pooling over
+      // five groups shrank xsqa's variance and flagged it against itself (docs/ci.md, "Per
+      // variant").
       const double log_t = std::log1p(opts.max_slowdown);
       for (std::size_t g = 0; g < groups.size(); ++g) {
         GroupDelta gd;
         gd.variant = groups[g].first;
         gd.cases = groups[g].second.size();
         if (gb[g].empty() || gn[g].empty()) continue;
-        const auto iv = stats::between_run_interval(gb[g], gn[g], gpair[g], cmp.case_level, group_prior);
+        const auto iv = stats::between_run_interval(gb[g], gn[g], gpair[g], cmp.aggregate_level, std::nullopt);
         if (!iv) continue;
         gd.ratio = std::exp(iv->estimate);
         gd.ci_lo = std::exp(iv->lo);
@@ -613,7 +645,7 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
     const auto gn = per_run(row_next_logs, next.size());
     if (!gb.empty() && !gn.empty() && gb.size() + gn.size() >= 3) {
       const bool pair = cmp.paired && gb.size() == base.size() && gn.size() == next.size();
-      if (const auto iv = stats::between_run_interval(gb, gn, pair, cmp.case_level, std::nullopt)) {
+      if (const auto iv = stats::between_run_interval(gb, gn, pair, cmp.aggregate_level, std::nullopt)) {
         cmp.summary = std::exp(iv->estimate);
         cmp.summary_lo = std::exp(iv->lo);
         cmp.summary_hi = std::exp(iv->hi);
@@ -819,7 +851,7 @@ std::string rule_text(const Comparison& c) {
                 : fmt::format("{:.4g}% t interval from the calibrated run-to-run variance ({})",
                               level, c.noise_path);
     else
-      how = fmt::format("{:.4g}% t interval from the spread of per-run medians ({}{}{}{})", level,
+      how = fmt::format("t intervals from the spread of per-run medians ({}{}{}{})",
                         c.paired ? "paired by round" : "pooled two-sample",
                         c.adjusted ? "; each run's common shift over cases taken out" : "",
                         c.noise_path.empty() ? "" : "; pooled with the calibration " + c.noise_path,
@@ -828,9 +860,16 @@ std::string rule_text(const Comparison& c) {
                                           std::sqrt(c.prior_var), c.prior_df)
                             : "");
     const bool widened = c.single_run && c.noise_path.empty();
+    const std::string levels =
+        c.aggregate_tests
+            ? fmt::format("alpha {:.3g} shared by {} tests (Bonferroni, weighted): each of the {} cases at 1 - "
+                          "{:.3g}/{}, each of the {} variant group(s) and the summary at 1 - {:.3g}/{}",
+                          o.alpha, c.tests, c.rows.size(), o.alpha * (1 - o.aggregate_share), c.rows.size(),
+                          c.aggregate_tests - 1, o.alpha * o.aggregate_share, c.aggregate_tests)
+            : fmt::format("intervals at 1 - {:.3g}/{} ({} cases)", o.alpha, c.tests, c.rows.size());
     return fmt::format("rule: ratio = new/base of per-run medians (geometric mean over runs); "
-                       "{}; intervals at 1 - {:.3g}/{} ({} cases{}); REGRESSED when {} (threshold {:.4g}%{}){}",
-                       how, o.alpha, c.tests, c.rows.size(), c.single_run ? "" : " and the summary",
+                       "{}; {}; REGRESSED when {} (threshold {:.4g}%{}){}",
+                       how, levels,
                        widened ? "a case's lower bound exceeds 1 + threshold"
                                : "a case's interval lies above 1 and its ratio exceeds 1 + threshold",
                        o.max_slowdown * 100,
@@ -863,7 +902,8 @@ std::string result_text(const Comparison& c) {
 
 std::string groups_text(const Comparison& c) {
   if (c.groups.empty()) return "";
-  std::string s = "per variant (geometric mean of its cases' ratios, shift-adjusted, same interval level):\n";
+  std::string s = fmt::format("per variant (geometric mean of its cases' ratios, shift-adjusted; {:.4g}% CI):\n",
+                              c.aggregate_level * 100);
   for (const auto& g : c.groups)
     s += fmt::format("  {:<40} {:>2} cases  {:.3f}  [{:.3f}, {:.3f}]  {}\n", g.variant, g.cases, g.ratio,
                      g.ci_lo.value_or(NAN), g.ci_hi.value_or(NAN), verdict_name(g.verdict));
@@ -974,7 +1014,8 @@ std::string render_comparison_markdown(const Comparison& c) {
     }
     out += "\n";
     if (!c.groups.empty()) {
-      out += "| variant | cases | ratio | CI | verdict |\n|---|---:|---:|---:|---|\n";
+      out += fmt::format("| variant | cases | ratio | {:.4g}% CI | verdict |\n|---|---:|---:|---:|---|\n",
+                         c.aggregate_level * 100);
       for (const auto& g : c.groups)
         out += fmt::format("| {} | {} | {} | [{:.3f}, {:.3f}] | {} |\n", markdown_escape(g.variant), g.cases,
                            fmt_ratio(g.ratio), g.ci_lo.value_or(NAN), g.ci_hi.value_or(NAN),
@@ -1002,10 +1043,12 @@ Json comparison_json(const Comparison& c) {
   j["new"] = c.next_paths;
   j["rule"] = rule_text(c);
   j["options"] = {{"max_slowdown", c.opts.max_slowdown}, {"alpha", c.opts.alpha},
+                  {"aggregate_share", c.opts.aggregate_share},
                   {"noise_floor", c.opts.noise_floor}, {"noise", c.noise_path},
                   {"max_drop", c.opts.max_drop},       {"max_rise", c.opts.max_rise},
                   {"tolerance", c.opts.tolerance}};
   j["single_run"] = c.single_run;
+  if (c.metric == "latency") j["levels"] = {{"case", c.case_level}, {"aggregate", c.aggregate_level}, {"tests", c.tests}};
   j["paired"] = c.paired;
   if (c.prior_df > 0) j["moderation"] = {{"sigma", std::sqrt(c.prior_var)}, {"df", c.prior_df}};
   j["rows"] = Json::array();
