@@ -23,6 +23,8 @@ void setup_env(CLI::App& app, Action& action) {
       j["host"] = host_info();
       j["build"] = build_json();
       j["git"] = git_info();
+      const ThreadDefault td = default_cpu_threads();
+      j["cpu_threads_default"] = {{"threads", td.threads}, {"source", td.source}};
       std::string why;
       const bool cuda = cuda_available(&why);
       j["cuda"] = {{"available", cuda}, {"reason", cuda ? "" : why}};
@@ -42,6 +44,8 @@ void setup_env(CLI::App& app, Action& action) {
                   h["cores"].get<int>(), h["memory_bytes"].get<double>() / (1u << 30),
                   h.value("os", std::string()).c_str());
       std::printf("isa:     %s\n", isa.c_str());
+      std::printf("threads: %d by default (%s; --threads or OMP_NUM_THREADS override)\n", td.threads,
+                  td.source.c_str());
       const auto& b = j["build"];
       std::printf("build:   %s, %s, flags: %s\n", b["compiler"].get<std::string>().c_str(),
                   b["build_type"].get<std::string>().c_str(), b["flags"].get<std::string>().c_str());

@@ -29,7 +29,7 @@ int run_peaks(const PeaksOptions& o) {
   const auto names = device_names();
   if (std::find(names.begin(), names.end(), o.device) == names.end())
     throw InputError(fmt::format("--device '{}': {}", o.device, suggest(o.device, names)));
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+  apply_cpu_threads(o.threads, "--threads", nullptr);
   std::string note;
   auto be = make_backend(o.device, &note);
   if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
@@ -62,7 +62,7 @@ void setup_peaks(CLI::App& app, Action& action) {
   auto opt = std::make_shared<PeaksOptions>();
   auto* sub = app.add_subcommand("peaks", "Measure the device's peak compute and memory bandwidth (for the roofline)");
   sub->add_option("--device,-d", opt->device, "cpu or cuda")->capture_default_str();
-  sub->add_option("--threads,-t", opt->threads, "CPU threads (0 = every core)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--threads,-t", opt->threads, "CPU threads (0 = every CPU this process may use, capped by a cgroup CPU limit)")->check(CLI::NonNegativeNumber);
   sub->add_option("--output,-o", opt->output, "also write the peaks as JSON here");
   sub->add_flag("--json", opt->json, "print JSON");
   sub->callback([opt, &action] { action = [opt] { return run_peaks(*opt); }; });

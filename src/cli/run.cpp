@@ -54,7 +54,7 @@ void setup_run(CLI::App& app, Action& action) {
       ->check(CLI::IsMember(device_names()));
   sub->add_option("--filter", opt->filter, "run only cases whose id matches this POSIX extended regex");
   sub->add_option("--set", opt->sets, "override a spec key: KEY=VALUE, e.g. problem.seq_len=[1024,4096] or variants[1].kv_heads=2");
-  sub->add_option("--threads", opt->threads, "CPU threads (0 = every core)")->check(CLI::Range(0, 4096));
+  sub->add_option("--threads", opt->threads, "CPU threads (0 = every CPU this process may use, capped by a cgroup CPU limit)")->check(CLI::Range(0, 4096));
   sub->add_option("--shuffle", opt->shuffle, "run the cases in an order shuffled by this seed (attn-bench ab)")
       ->check(CLI::NonNegativeNumber);
   sub->add_flag("--measure-peaks", opt->measure_peaks,

@@ -319,6 +319,22 @@ json run_case(const Experiment& ex, const Case& c, Backend& backend,
   return r;
 }
 
+int apply_cpu_threads(int requested, const std::string& requested_by, std::string* source) {
+  std::string from;
+  if (requested > 0) {
+    omp_set_num_threads(requested);
+    from = requested_by;
+  } else if (const char* env = std::getenv("OMP_NUM_THREADS"); env && *env) {
+    from = "OMP_NUM_THREADS";
+  } else {
+    const ThreadDefault d = default_cpu_threads();
+    omp_set_num_threads(d.threads);
+    from = d.source;
+  }
+  if (source) *source = from;
+  return omp_get_max_threads();
+}
+
 nlohmann::ordered_json measure_peaks_json(Backend& backend, int threads) {
   const auto p = backend.measure_peaks();
   if (!p) throw InputError("the " + backend.name() + " backend has no peak microbenchmark");
@@ -443,9 +459,9 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
 
   std::string note;
   std::unique_ptr<Backend> backend = make_backend(device, &note);
-  int threads = opts.threads >= 0 ? opts.threads : ex.threads;
-  if (threads > 0) omp_set_num_threads(threads);
-  threads = omp_get_max_threads();
+  std::string threads_source;
+  const int threads = opts.threads >= 0 ? apply_cpu_threads(opts.threads, "--threads", &threads_source)
+                                         : apply_cpu_threads(ex.threads, "spec", &threads_source);
 
   // --resume: the cases of an earlier report of the same spec that need not run again.
   std::vector<json> kept;
@@ -545,7 +561,7 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
   meta["timestamp"] = utc_timestamp();
   meta["host"] = host_info();
   meta["build"] = build_json();
-  meta["run"] = {{"device", backend->name()}, {"threads", threads}, {"seed", ex.seed},
+  meta["run"] = {{"device", backend->name()}, {"threads", threads}, {"threads_source", threads_source}, {"seed", ex.seed},
                  {"baseline", ex.baseline}, {"filter", opts.filter}, {"input", ex.input},
                  {"metrics", ex.metrics}, {"note", note}};
   if (opts.shuffle_seed >= 0) meta["run"]["shuffle_seed"] = opts.shuffle_seed;
@@ -674,7 +690,7 @@ int run_case_worker(const Experiment& ex, int index, const std::string& device, 
     throw InputError("__case: no case " + std::to_string(index) + " in " + ex.path);
   std::string note;
   std::unique_ptr<Backend> backend = make_backend(device, &note);
-  if (threads > 0) omp_set_num_threads(threads);
+  apply_cpu_threads(threads, "--threads", nullptr);
   const json r = run_case(ex, ex.case_at(static_cast<size_t>(index)), *backend, {});
   const std::string tmp = result + ".tmp";
   {

@@ -45,6 +45,10 @@ struct RunOptions {
 // `attn-bench peaks` write them: {kind, device, threads, timestamp, tflops: {value, method},
 // gbps: {value, method}}. Throws InputError when the backend has no peak microbenchmark.
 nlohmann::ordered_json measure_peaks_json(Backend& backend, int threads);
+// Sets the CPU kernels' thread count: `requested` when > 0 (from `requested_by`), else
+// OMP_NUM_THREADS when set, else default_cpu_threads() (host_info.hpp). Returns the count in
+// force and, in *source, where it came from (recorded as meta.run.threads_source).
+int apply_cpu_threads(int requested, const std::string& requested_by, std::string* source);
 
 // Runs one case on a backend and returns its report entry (never throws for a case's own
 // failure: that is recorded as status "failed" with the reason).
