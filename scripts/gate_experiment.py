@@ -129,6 +129,49 @@ def rejudge(args):
     print("\n".join(lines))
 
 
+def regroup(args):
+    """The stored rounds of earlier experiments, pooled per kind and cut into decisions of
+    args.regroup rounds each, judged by this binary's compare: what the gate would have decided
+    with that many rounds, without running the machine again. Rounds from different decisions
+    sit side by side in a regrouped decision; the pairing within a round is kept."""
+    import tempfile
+    work = tempfile.mkdtemp(prefix="gate-regroup-")
+    lines = []
+    kinds = {}
+    for src in args.rejudge_dirs:
+        for name in sorted(os.listdir(src)):
+            d = os.path.join(src, name)
+            if not (os.path.isdir(os.path.join(d, "A")) and os.path.isdir(os.path.join(d, "B"))):
+                continue
+            kind = name.rsplit("-", 1)[0]
+            a = sorted(f for f in os.listdir(os.path.join(d, "A")) if f.endswith(".json"))
+            b = sorted(f for f in os.listdir(os.path.join(d, "B")) if f.endswith(".json"))
+            if a != b:
+                continue
+            kinds.setdefault(kind, []).extend(
+                (os.path.join(d, "A", f), os.path.join(d, "B", f)) for f in a)
+    for kind, rounds in sorted(kinds.items()):
+        n = len(rounds) // args.regroup
+        flagged = detected = 0
+        for k in range(n):
+            d = os.path.join(work, kind, f"{k:03d}")
+            for side in ("A", "B"):
+                os.makedirs(os.path.join(d, side))
+            for j, (a, b) in enumerate(rounds[k * args.regroup:(k + 1) * args.regroup]):
+                os.symlink(os.path.abspath(a), os.path.join(d, "A", f"run-{j + 1:02d}.json"))
+                os.symlink(os.path.abspath(b), os.path.join(d, "B", f"run-{j + 1:02d}.json"))
+            rc, _ = run([os.path.abspath(args.bin), "compare", os.path.join(d, "A"), os.path.join(d, "B"),
+                         "--json", d + ".json", *args.compare_arg], d + ".log")
+            rows, _ = flagged_rows(d + ".json")
+            flagged += rc == 1
+            detected += rc == 1 and any(x["id"].split("/")[0] == args.variant for x in rows)
+        what = (f"{flagged} flagged" if kind == "aa"
+                else f"{detected} detected ({args.variant} REGRESSED), {flagged} flagged in all")
+        lines.append(f"{kind}: {len(rounds)} stored rounds -> {n} decisions of {args.regroup} rounds: {what}")
+    print("\n".join(lines))
+    print(f"regrouped decisions in {work}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "attn-bench"))
@@ -150,16 +193,26 @@ def main():
                     help="stop starting new ab decisions after this long (the single-report part still runs)")
     ap.add_argument("--ab-arg", action="append", default=[], metavar="ARG",
                     help="extra argument for every `ab` (repeatable), e.g. --ab-arg=--rounds=3")
-    ap.add_argument("--rejudge", metavar="OUT",
+    ap.add_argument("--rejudge", metavar="OUT", action="append", dest="rejudge_dirs", default=[],
                     help="decide again every ab of an earlier OUT from its stored runs with this binary's "
                          "compare (same rule as ab), and print the summary")
+    ap.add_argument("--regroup", type=int, metavar="R",
+                    help="with --rejudge (repeatable): pool the stored rounds of each kind over every given "
+                         "OUT and judge them as decisions of R rounds each")
     ap.add_argument("--loo-calibration", action="store_true",
                     help="with --rejudge: judge each decision with a noise calibration made from the stored "
                          "A/A decisions' runs (leaving out an A/A decision's own runs when judging it)")
     ap.add_argument("--compare-arg", action="append", default=[], metavar="ARG",
                     help="with --rejudge: extra argument for every `compare` (repeatable)")
     args = ap.parse_args()
-    if args.rejudge:
+    if args.regroup:
+        if not args.rejudge_dirs:
+            sys.exit("--regroup needs --rejudge OUT (one or more)")
+        return regroup(args)
+    if args.rejudge_dirs:
+        if len(args.rejudge_dirs) > 1:
+            sys.exit("--rejudge takes one OUT (several only with --regroup)")
+        args.rejudge = args.rejudge_dirs[0]
         return rejudge(args)
     if not (args.aa or args.power or args.single):
         args.aa, args.power, args.single = 45, ["0.10:20", "0.05:20"], 10

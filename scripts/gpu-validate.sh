@@ -36,4 +36,9 @@ for s in modified masks sparse-prefill linear decode; do
     -o "$out/$s.json" >"$out/$s.log" 2>&1
   echo "== suite $s: exit $? ($(grep -cE ' ok\*? ' "$out/$s.log") ok, $(grep -c ' skipped ' "$out/$s.log") skipped, $(grep -c ' failed ' "$out/$s.log") failed)"
 done
+# The energy metric's NVML counter (docs/report-schema.md, energy): one bf16 prefill case.
+"$bin" run configs/quick.yaml --device cuda --set dtype=bf16 --set 'problem.seq_len=[8192]' \
+  --set 'problem.mode=[prefill]' --set 'variants=[mha]' --set 'metrics={flops: {}, energy: {min_time: 2}}' \
+  -o "$out/energy.json" >"$out/energy.log" 2>&1
+echo "== energy: exit $? $(python3 -c "import json,sys; e=json.load(open(sys.argv[1]))['cases'][0]['metrics']['energy']; print({k: e.get(k) for k in ('available','reason','watts','joules_per_call','tflop_per_joule','calls','window_s')})" "$out/energy.json" 2>&1)"
 exit $status

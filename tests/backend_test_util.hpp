@@ -73,7 +73,8 @@ inline const std::vector<std::string>& op_names() {
 // Members of Backend that are no op: identity, lifetime, timing and facts.
 inline const std::vector<std::string>& backend_non_op_members() {
   static const std::vector<std::string> names = {"name",    "release_all",      "time",      "synchronize",
-                                                 "rotation_copies", "read_clocks", "device_info", "measure_peaks"};
+                                                 "rotation_copies", "read_clocks", "read_energy", "device_info",
+                                                 "measure_peaks"};
   return names;
 }
 // The virtual members a header declares (supports_<op> counted as <op>), read from the source

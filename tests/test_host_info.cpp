@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -56,6 +57,7 @@ TEST_CASE("the tightest limit on the way up from this process's cgroup is found"
 }
 
 TEST_CASE("the thread default: explicit counts win, else OMP_NUM_THREADS, else the CPUs under the limit") {
+  const int before = omp_get_max_threads();  // restored below: later tests share the process
   const ThreadDefault d = default_cpu_threads();
   CHECK(d.threads >= 1);
   CHECK_FALSE(d.source.empty());
@@ -67,6 +69,7 @@ TEST_CASE("the thread default: explicit counts win, else OMP_NUM_THREADS, else t
     CHECK(apply_cpu_threads(0, "--threads", &source) == d.threads);
     CHECK(source == d.source);
   }
+  omp_set_num_threads(before);
 }
 
 }  // TEST_SUITE

@@ -177,6 +177,13 @@ const std::vector<MetricDef>& metric_defs() {
        NumberStyle::fixed3, 0},
       {"gflops", "metrics.flops.executed", 1e-9, "GFLOP",
        "gflops = executed GFLOP per call (multiply-add = 2)", NumberStyle::significant3, 0},
+      {"energy", "metrics.energy.joules_per_call", 1e3, "mJ",
+       "energy = device energy per call (plan + attention), mJ: the energy counter (NVML, RAPL) "
+       "over a window of back-to-back calls, idle power included",
+       NumberStyle::significant3, -1},
+      {"tflop_per_joule", "metrics.energy.tflop_per_joule", 1.0, "TFLOP/J",
+       "tflop_per_joule = executed TFLOP per joule of device energy (= TFLOP/s per watt)",
+       NumberStyle::significant3, +1},
       {"niah", "metrics.niah.success_rate", 100.0, "%",
        "niah = % of needle probes whose output recovered the needle, over every length and "
        "depth (`-m niah` alone gives the whole heat map)",

@@ -5,6 +5,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -30,6 +31,18 @@ struct MeasuredPeaks {
   MeasuredPeak tflops;  // dense matrix-product rate
   MeasuredPeak gbps;    // memory bandwidth
 };
+
+// The device's cumulative energy counters at one moment (the energy metric, docs/metrics.md):
+// one per domain (a GPU board; a CPU package), in joules, each wrapping to 0 past wraps_at
+// (0: never wraps).
+struct EnergyReading {
+  std::vector<double> joules;
+  std::vector<double> wraps_at;
+  std::string source;  // what is counted, e.g. "NVML total energy (GPU board)"
+};
+// Joules spent between two readings of the same counters (one wrap per domain at most: the
+// caller reads often enough); nullopt when the readings do not match.
+std::optional<double> energy_between(const EnergyReading& before, const EnergyReading& after);
 
 // The device half of a backend: memory, timing and clocks. Everything that moves data or
 // measures time goes through it; the ops (class Backend below) compute on what it holds.
@@ -65,6 +78,11 @@ class DeviceServices {
   }
   // SM clock and temperature, when the backend can read them (NVML); nullopt otherwise.
   virtual std::optional<ClockReading> read_clocks() { return std::nullopt; }
+  // The device's energy counters now; nullopt (and *why) when it has none it can read.
+  virtual std::optional<EnergyReading> read_energy(std::string* why) {
+    if (why) *why = "the " + name() + " backend has no energy counter";
+    return std::nullopt;
+  }
   // The device's peak compute and bandwidth, measured now (seconds of work); nullopt when the
   // backend has no such microbenchmark.
   virtual std::optional<MeasuredPeaks> measure_peaks() { return std::nullopt; }

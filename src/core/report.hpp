@@ -13,7 +13,7 @@
 
 namespace ab {
 
-inline constexpr const char* kSchemaVersion = "1.3.0";
+inline constexpr const char* kSchemaVersion = "1.4.0";
 
 class ReportWriter {
  public:

@@ -52,6 +52,12 @@ const std::vector<MetricDef>& metric_table() {
        "model for its shape (E: hardware FLOPs per byte; params: model parameters P, 0 = attention "
        "only; generation: tokens g, 0 = the case's steps)",
        measure_ecost, validate_ecost},
+      {"energy",
+       {{"min_time", 1.0}, {"warmup", 1}, {"max_calls", 1000000}},
+       "joules per call, average watts and TFLOP per joule from the device's energy counter (NVML on a "
+       "GPU, RAPL on the CPU) around min_time seconds of back-to-back hot calls; the whole device's "
+       "energy, idle power included",
+       measure_energy, validate_energy},
   };
   return table;
 }

@@ -63,6 +63,9 @@ void validate_sink(const json& options);
 // ecost.cpp: the Kinetics eFLOPs cost model (docs/variants.md §17).
 json measure_ecost(MetricContext& ctx);
 void validate_ecost(const json& options);
+// energy.cpp: joules per call from the device's energy counter around back-to-back calls.
+json measure_energy(MetricContext& ctx);
+void validate_energy(const json& options);
 // "all" or a positive integer given as a string or a number: the sampled query rows of the
 // recall and sink metrics (0 = all). Throws InputError naming `field`.
 int64_t parse_query_rows(const json& value, const std::string& field);

@@ -1,5 +1,6 @@
 #include "backends/cpu/cpu_backend.hpp"
 #include "backends/cpu/cpu_select_ops.hpp"
+#include "backends/cpu/rapl.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -136,6 +137,7 @@ class CpuBackend final : public Backend {
     else if (use_bf16_products(a)) cpu::sdpa_flash(a, bf16_path());
     else cpu::sdpa_flash(a);
   }
+  std::optional<EnergyReading> read_energy(std::string* why) override { return cpu::read_rapl_packages(why); }
   std::optional<MeasuredPeaks> measure_peaks() override {
     const int threads = omp_get_max_threads();
     const auto gemm = cpu::measure_gemm_tflops(threads);

@@ -55,6 +55,8 @@ class Nvml {
         reinterpret_cast<int (*)(void*, int, unsigned*)>(dlsym(lib_, "nvmlDeviceGetMaxClockInfo"));
     temp_ = reinterpret_cast<int (*)(void*, int, unsigned*)>(dlsym(lib_, "nvmlDeviceGetTemperature"));
     driver_ = reinterpret_cast<int (*)(char*, unsigned)>(dlsym(lib_, "nvmlSystemGetDriverVersion"));
+    energy_ = reinterpret_cast<int (*)(void*, unsigned long long*)>(
+        dlsym(lib_, "nvmlDeviceGetTotalEnergyConsumption"));
     ok_ = init_ && by_pci_ && clock_ && temp_ && init_() == 0;
   }
   ~Nvml() {
@@ -83,6 +85,13 @@ class Nvml {
     if (!ok_ || temp_(dev_, 0, &v) != 0) return std::nullopt;
     return v;
   }
+  // The board's energy since the driver loaded, in mJ (Volta and later).
+  std::optional<unsigned long long> energy_mj() const {
+    unsigned long long v = 0;
+    if (!ok_ || !energy_ || energy_(dev_, &v) != 0) return std::nullopt;
+    return v;
+  }
+  bool loaded() const { return lib_ != nullptr; }
   std::string driver_version() const {
     char buf[96] = {0};
     if (!ok_ || !driver_ || driver_(buf, sizeof buf) != 0) return "";
@@ -98,6 +107,7 @@ class Nvml {
   int (*clock_)(void*, int, unsigned*) = nullptr;
   int (*max_clock_)(void*, int, unsigned*) = nullptr;
   int (*temp_)(void*, int, unsigned*) = nullptr;
+  int (*energy_)(void*, unsigned long long*) = nullptr;
   int (*driver_)(char*, unsigned) = nullptr;
 };
 
@@ -374,6 +384,22 @@ class CudaBackend final : public Backend {
     ClockReading r;
     r.sm_mhz = sm ? double(*sm) : 0.0;
     r.temperature_c = t ? double(*t) : 0.0;
+    return r;
+  }
+
+  std::optional<EnergyReading> read_energy(std::string* why) override {
+    const auto mj = nvml_.energy_mj();
+    if (!mj) {
+      if (why)
+        *why = !nvml_.loaded() ? "libnvidia-ml.so.1 could not be loaded"
+               : !nvml_.ok()   ? "NVML did not initialise for this GPU"
+                               : "nvmlDeviceGetTotalEnergyConsumption is not supported on this GPU";
+      return std::nullopt;
+    }
+    EnergyReading r;
+    r.joules = {double(*mj) * 1e-3};
+    r.wraps_at = {0.0};  // 64-bit millijoules
+    r.source = "NVML total energy consumption (GPU board, mJ)";
     return r;
   }
 

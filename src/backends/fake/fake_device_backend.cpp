@@ -15,6 +15,8 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -450,6 +452,19 @@ class FakeDeviceBackend final : public Backend {
 
   // The CPU's clock (steady clock around fn; cold flushes the host caches first).
   double time(const std::function<void()>& fn, CacheMode mode) override { return cpu_->time(fn, mode); }
+  // A simulated counter, so that the energy metric's arithmetic is tested off a GPU: a constant
+  // kFakeWatts since the backend was made, wrapping like a RAPL counter every 64 J so the wrap
+  // is exercised too. Its source says it is simulated; never a measurement.
+  static constexpr double kFakeWatts = 50.0, kFakeWrapJoules = 64.0;
+  std::optional<EnergyReading> read_energy(std::string* why) override {
+    (void)why;
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - born_).count();
+    EnergyReading r;
+    r.joules = {std::fmod(kFakeWatts * s, kFakeWrapJoules)};
+    r.wraps_at = {kFakeWrapJoules};
+    r.source = "simulated: fake device, constant 50 W (not a measurement)";
+    return r;
+  }
   nlohmann::ordered_json device_info() const override {
     nlohmann::ordered_json j;
     j["backend"] = "fake";
@@ -680,6 +695,7 @@ class FakeDeviceBackend final : public Backend {
   }
 
   std::unique_ptr<Backend> cpu_;
+  std::chrono::steady_clock::time_point born_ = std::chrono::steady_clock::now();
   mutable DeviceMemory mem_;  // supports_*() read it through a Translation
   Int4Table int4_;            // alloc_int4's handles -> the CPU backend's int4 tensors
 };
