@@ -49,8 +49,9 @@ struct AbOptions {
   std::vector<std::string> args;  // A B SPEC, or A SPEC with --aa
   bool aa = false;
   // 12 rounds: on the 2-core machine here, the stored runs of 40 real 5% slowdowns of one
-  // variant regrouped into 8-, 10- and 12-round decisions were detected in 52%, 62% and 85%
-  // of them; one decision on configs/quick.yaml takes about 100 s (docs/ci.md, "Measurements").
+  // variant, regrouped into decisions of 8, 10 and 12 rounds, were detected in 35%, 50% and 77%
+  // of them (scripts/gate_experiment.py --regroup); one decision on configs/quick.yaml takes
+  // about 100 s (docs/ci.md, "Measurements").
   int rounds = 12;
   std::string sampling = "short";
   std::string out;
