@@ -457,7 +457,11 @@ Comparison compare_runs(const std::vector<Report>& base, const std::vector<Repor
         for (double x : row_next_logs[r]) if (!std::isnan(x)) all.push_back(x);
         row_mean[r] = mean_of(all);
       }
-      for (auto& [variant, sides] : shift_of) {
+      for (auto& entry : shift_of) {
+        // Named, not a structured binding: the lambda below uses it (clang before 16 cannot
+        // capture a binding).
+        const std::string& variant = entry.first;
+        auto& sides = entry.second;
         std::size_t others = 0;
         for (std::size_t r = 0; r < m; ++r) others += row_variant[r] != variant;
         // Too few other cases for a median: every case counts, the variant's own included.
