@@ -12,6 +12,7 @@
 #include "backends/backends.hpp"
 #include "backends/cpu/rapl.hpp"
 #include "core/device_services.hpp"
+#include "file_test_util.hpp"
 #include "core/errors.hpp"
 #include "runner/runner.hpp"
 #include "spec/spec.hpp"
@@ -20,12 +21,7 @@ namespace fs = std::filesystem;
 using namespace ab;
 using json = nlohmann::ordered_json;
 
-namespace {
-void write(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p) << text;
-}
-}  // namespace
+using ab::test::write_text_file;
 
 TEST_SUITE("energy") {
 
@@ -44,16 +40,16 @@ TEST_CASE("RAPL: package zones summed, their subzones and other zones left out")
   std::string why;
   CHECK_FALSE(cpu::read_rapl_packages(&why, root.string()));
   CHECK(why.find("does not exist") != std::string::npos);
-  write(root / "intel-rapl:0" / "name", "package-0\n");
-  write(root / "intel-rapl:0" / "energy_uj", "1500000\n");
-  write(root / "intel-rapl:0" / "max_energy_range_uj", "262143328850\n");
-  write(root / "intel-rapl:0:0" / "name", "core\n");  // a part of package 0: not added again
-  write(root / "intel-rapl:0:0" / "energy_uj", "900000\n");
-  write(root / "intel-rapl:1" / "name", "package-1\n");
-  write(root / "intel-rapl:1" / "energy_uj", "2500000\n");
-  write(root / "intel-rapl:1" / "max_energy_range_uj", "262143328850\n");
-  write(root / "intel-rapl:2" / "name", "psys\n");  // the platform: not a package
-  write(root / "intel-rapl:2" / "energy_uj", "7000000\n");
+  write_text_file(root / "intel-rapl:0" / "name", "package-0\n");
+  write_text_file(root / "intel-rapl:0" / "energy_uj", "1500000\n");
+  write_text_file(root / "intel-rapl:0" / "max_energy_range_uj", "262143328850\n");
+  write_text_file(root / "intel-rapl:0:0" / "name", "core\n");  // a part of package 0: not added again
+  write_text_file(root / "intel-rapl:0:0" / "energy_uj", "900000\n");
+  write_text_file(root / "intel-rapl:1" / "name", "package-1\n");
+  write_text_file(root / "intel-rapl:1" / "energy_uj", "2500000\n");
+  write_text_file(root / "intel-rapl:1" / "max_energy_range_uj", "262143328850\n");
+  write_text_file(root / "intel-rapl:2" / "name", "psys\n");  // the platform: not a package
+  write_text_file(root / "intel-rapl:2" / "energy_uj", "7000000\n");
   const auto r = cpu::read_rapl_packages(&why, root.string());
   REQUIRE(r);
   REQUIRE(r->joules.size() == 2);

@@ -10,17 +10,13 @@
 #include <string>
 
 #include "core/host_info.hpp"
+#include "file_test_util.hpp"
 #include "runner/runner.hpp"
 
 namespace fs = std::filesystem;
 using namespace ab;
 
-namespace {
-void write(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p) << text;
-}
-}  // namespace
+using ab::test::write_text_file;
 
 TEST_SUITE("host") {
 
@@ -45,13 +41,13 @@ TEST_CASE("the tightest limit on the way up from this process's cgroup is found"
   const fs::path root = fs::temp_directory_path() / ("attn-cgroup-" + std::to_string(getpid()));
   fs::remove_all(root);
   CHECK_FALSE(cgroup_cpu_limit(root.string()));  // nothing readable: no limit
-  write(root / "cgroup.controllers", "cpu memory\n");
-  write(root / "cpu.max", "250000 100000\n");
-  write(root / "cpu" / "cpu.cfs_quota_us", "250000\n");
-  write(root / "cpu" / "cpu.cfs_period_us", "100000\n");
+  write_text_file(root / "cgroup.controllers", "cpu memory\n");
+  write_text_file(root / "cpu.max", "250000 100000\n");
+  write_text_file(root / "cpu" / "cpu.cfs_quota_us", "250000\n");
+  write_text_file(root / "cpu" / "cpu.cfs_period_us", "100000\n");
   CHECK(cgroup_cpu_limit(root.string()).value() == doctest::Approx(2.5));
-  write(root / "cpu.max", "max 100000\n");
-  write(root / "cpu" / "cpu.cfs_quota_us", "-1\n");
+  write_text_file(root / "cpu.max", "max 100000\n");
+  write_text_file(root / "cpu" / "cpu.cfs_quota_us", "-1\n");
   CHECK_FALSE(cgroup_cpu_limit(root.string()));
   fs::remove_all(root);
 }
